@@ -1,0 +1,57 @@
+// `wdlab info`: what this build is and whether a GPU is usable now.
+#include <iostream>
+#include <sstream>
+
+#include <Eigen/Core>
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include "apps/command.hpp"
+#include "wdlab/build_info.hpp"
+#if defined(WDLAB_HAVE_CUDA)
+#include "cuda/device_query.hpp"
+#endif
+
+namespace po = boost::program_options;
+
+namespace wdlab::app {
+
+int cmd_info(const Args& args) {
+  po::options_description desc("wdlab info\n\nPrints the version, build and whether a GPU is usable.\n\noptions");
+  desc.add_options()("help,h", "this text");
+  std::ostringstream usage;
+  usage << desc;
+  bool help = false;
+  with_usage(usage.str(), [&] {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    help = vm.count("help") > 0;
+    po::notify(vm);
+  });
+  if (help) {
+    std::cout << usage.str() << "\n";
+    return 0;
+  }
+  fmt::print("wdlab {}\n", build::version);
+  fmt::print("build type:   {}\n", build::build_type);
+  fmt::print("compiler:     {}\n", build::compiler);
+  fmt::print("eigen:        {}.{}.{}\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
+#if defined(WDLAB_HAVE_CUDA)
+  fmt::print("cuda backend: built (nvcc {}, architectures {})\n", build::cuda_compiler,
+             build::cuda_architectures);
+  const auto st = cuda::query_devices();
+  if (st.usable) {
+    for (const auto& d : st.devices)
+      fmt::print("gpu {}:        {} (sm_{}{}, {:.1f} GiB, {} SMs)\n", d.index, d.name, d.cc_major,
+                 d.cc_minor, double(d.total_memory) / (1024.0 * 1024 * 1024), d.sm_count);
+  } else {
+    fmt::print("gpu:          {}\n", st.reason);
+  }
+#else
+  fmt::print("cuda backend: not built (no CUDA compiler found, or -DWDLAB_CUDA=OFF)\n");
+  fmt::print("gpu:          no usable CUDA device: the CUDA backend is not built\n");
+#endif
+  return 0;
+}
+
+}  // namespace wdlab::app

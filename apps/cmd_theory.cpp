@@ -1,0 +1,166 @@
+// `wdlab theory`: every statement of the paper checked on random MLPs, one row per check.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/command.hpp"
+#include "common/errors.hpp"
+#include "theory/suite.hpp"
+
+namespace po = boost::program_options;
+
+namespace wdlab::app {
+
+namespace {
+
+enum class Format { table, json };
+
+struct TheoryOptions {
+  theory::SuiteOptions suite;
+  Format format = Format::table;
+  bool list = false;
+};
+
+std::string join(const auto& xs) {
+  std::string s;
+  for (const auto& x : xs) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
+void print_table_header() {
+  fmt::print("{:<22} {:<30} {:<62} {:<44} {:>13} {:>13} {:>9} {:>7} {:<6} {:<6} {}\n", "id",
+             "paper_ref", "statement", "network", "lhs", "rhs", "rel_err", "tol", "expect",
+             "outcome", "");
+}
+
+void print_row(const theory::CheckRecord& r) {
+  fmt::print("{:<22} {:<30} {:<62} {:<44} {:>13.6g} {:>13.6g} {:>9.2e} {:>7.2g} {:<6} {:<6} {}\n",
+             r.id, r.paper_ref, r.statement, r.network, r.lhs, r.rhs, r.rel_err, r.tol,
+             theory::to_string(r.expect), theory::to_string(r.outcome),
+             r.pass() ? "ok" : "UNEXPECTED");
+}
+
+nlohmann::ordered_json to_json(const theory::CheckRecord& r) {
+  return {{"id", r.id},           {"paper_ref", r.paper_ref},
+          {"statement", r.statement}, {"network", r.network},
+          {"lhs", r.lhs},         {"rhs", r.rhs},
+          {"rel_err", r.rel_err}, {"tol", r.tol},
+          {"expect", theory::to_string(r.expect)},
+          {"outcome", theory::to_string(r.outcome)},
+          {"pass", r.pass()}};
+}
+
+}  // namespace
+
+std::vector<long long> parse_int_list(const std::string& option, const std::string& text) {
+  std::vector<long long> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = text.find(',', pos);
+    const std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size())
+      throw UsageError(option, fmt::format("expected a comma-separated list of integers, got '{}'", text));
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int cmd_theory(const Args& args) {
+  TheoryOptions opt;
+  std::string depths = join(opt.suite.depths), widths = join(opt.suite.widths),
+              seeds = join(opt.suite.seeds), format = "table";
+  po::options_description desc(
+      "wdlab theory [options]\n\n"
+      "Checks every statement of the paper (Lemma 1-2, Theorem 1, App. E, Eq. 7-9, 15-16, the\n"
+      "Fisher/GN identities) on random MLPs in double precision, one row per check and network,\n"
+      "with negative controls that must fail. Exit status 0 only if every row has its expected\n"
+      "outcome (1 otherwise).\n\noptions");
+  desc.add_options()
+      ("help,h", "this text")
+      ("depths", po::value(&depths)->default_value(depths), "hidden-layer counts L, comma-separated (1..8)")
+      ("widths", po::value(&widths)->default_value(widths), "hidden widths, comma-separated (1..64)")
+      ("seeds", po::value(&seeds)->default_value(seeds), "RNG seeds for weights and data, comma-separated")
+      ("input-dim", po::value(&opt.suite.input_dim)->default_value(opt.suite.input_dim), "input dimension d (1..64)")
+      ("classes", po::value(&opt.suite.classes)->default_value(opt.suite.classes), "outputs K (2..32)")
+      ("batch", po::value(&opt.suite.batch)->default_value(opt.suite.batch), "examples N per network (2..512)")
+      ("only", po::value(&opt.suite.only), "run only the checks whose id starts with this prefix")
+      ("format", po::value(&format)->default_value(format), "table | json")
+      ("list", po::bool_switch(&opt.list), "list the check ids and exit");
+  std::ostringstream usage;
+  usage << desc;
+  bool help = false;
+  with_usage(usage.str(), [&] {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    help = vm.count("help") > 0;
+    if (help) return;
+    po::notify(vm);
+    if (format == "table") opt.format = Format::table;
+    else if (format == "json") opt.format = Format::json;
+    else throw UsageError("--format", fmt::format("expected table or json, got '{}'", format));
+    auto to_ints = [](const std::string& opt_name, const std::string& text) {
+      std::vector<int> v;
+      for (long long x : parse_int_list(opt_name, text)) {
+        if (x < -1000000 || x > 1000000) throw UsageError(opt_name, fmt::format("{} is out of range", x));
+        v.push_back(int(x));
+      }
+      return v;
+    };
+    opt.suite.depths = to_ints("--depths", depths);
+    opt.suite.widths = to_ints("--widths", widths);
+    opt.suite.seeds.clear();
+    for (long long s : parse_int_list("--seeds", seeds)) {
+      if (s < 0) throw UsageError("--seeds", fmt::format("seeds must be >= 0, got {}", s));
+      opt.suite.seeds.push_back(std::uint64_t(s));
+    }
+    opt.suite.validate();
+  });
+  if (help) {
+    std::cout << usage.str() << "\n";
+    return 0;
+  }
+  if (opt.list) {
+    for (const auto& id : theory::all_ids()) fmt::print("{}\n", id);
+    return 0;
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.format == Format::table) print_table_header();
+  const auto rows = theory::run_suite(opt.suite, [&](const theory::CheckRecord& r) {
+    if (opt.format == Format::table) print_row(r);
+  });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int unexpected = 0, controls = 0;
+  for (const auto& r : rows) {
+    unexpected += !r.pass();
+    controls += r.expect == theory::Outcome::fails;
+  }
+  if (opt.format == Format::json) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& r : rows) out.push_back(to_json(r));
+    fmt::print("{}\n", out.dump(1));
+    fmt::print(stderr, "{} rows, {} unexpected, {:.2f} s\n", rows.size(), unexpected, secs);
+  } else {
+    fmt::print("\n{} rows ({} checks, {} negative controls): {} as expected, {} unexpected; {:.2f} s\n",
+               rows.size(), rows.size() - controls, controls, rows.size() - unexpected, unexpected,
+               secs);
+  }
+  return unexpected == 0 ? 0 : int(ExitCode::check_failed);
+}
+
+}  // namespace wdlab::app

@@ -1,1 +1,87 @@
-int main() { return 0; }
+// wdlab: one binary, subcommands. main() only wires: it dispatches and turns errors into one
+// printed line and a documented exit code (README.md, "Exit codes").
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <boost/program_options/errors.hpp>
+#include <fmt/format.h>
+
+#include "apps/command.hpp"
+#include "common/errors.hpp"
+#include "wdlab/build_info.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: wdlab <command> [options]      (wdlab <command> --help for its options)
+
+commands:
+  theory     check the paper's statements numerically on random MLPs (double precision)
+  info       version, build, Eigen, CUDA build and whether a GPU is usable now
+
+planned (not in this build yet): train, eval, measure, crosscheck, bench, sweep, report,
+reproduce
+
+options:
+  -h, --help     this text
+  --version      print the version
+)";
+
+int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
+  if (cmd == "theory") return wdlab::app::cmd_theory(rest);
+  if (cmd == "info") return wdlab::app::cmd_info(rest);
+  for (const char* planned : {"train", "eval", "measure", "crosscheck", "bench", "sweep",
+                              "report", "reproduce"})
+    if (cmd == planned)
+      throw wdlab::UsageError("wdlab " + cmd, "not available in this build yet");
+  throw wdlab::InternalError("dispatch: '" + cmd + "' is not a command");
+}
+
+bool is_command(const std::string& cmd) {
+  for (const char* c : {"theory", "info", "train", "eval", "measure", "crosscheck", "bench",
+                        "sweep", "report", "reproduce"})
+    if (cmd == c) return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  wdlab::app::Args args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::fputs(kUsage, stderr);
+    return int(wdlab::ExitCode::usage);
+  }
+  if (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args[0] == "--version") {
+    fmt::print("wdlab {}\n", wdlab::build::version);
+    return 0;
+  }
+  const std::string cmd = args[0];
+  if (!is_command(cmd)) {
+    fmt::print(stderr, "wdlab: unknown command '{}'\n", cmd);
+    std::fputs(kUsage, stderr);
+    return int(wdlab::ExitCode::usage);
+  }
+  try {
+    return dispatch(cmd, wdlab::app::Args(args.begin() + 1, args.end()));
+  } catch (const wdlab::app::UsageWithHelp& e) {
+    fmt::print(stderr, "wdlab {}: {}\n\n{}\n", cmd, e.what(), e.help);
+    return int(wdlab::ExitCode::usage);
+  } catch (const boost::program_options::error& e) {
+    fmt::print(stderr, "wdlab {}: {}\n", cmd, e.what());
+    fmt::print(stderr, "run 'wdlab {} --help' for the options\n", cmd);
+    return int(wdlab::ExitCode::usage);
+  } catch (const wdlab::Error& e) {
+    fmt::print(stderr, "wdlab {}: {}\n", cmd, e.what());
+    if (e.code() == wdlab::ExitCode::usage)
+      fmt::print(stderr, "run 'wdlab {} --help' for the options\n", cmd);
+    return int(e.code());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "wdlab {}: internal error: {}\n", cmd, e.what());
+    return int(wdlab::ExitCode::internal);
+  }
+}

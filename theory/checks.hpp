@@ -1,0 +1,81 @@
+#pragma once
+// The paper's statements as functions returning a CheckRecord. Each comment is the statement;
+// the two sides of each are computed by independent code paths that share only the network.
+// Preconditions are verified (PreconditionError), never assumed. The *_control functions are
+// negative controls: the same computation where an assumption is broken, expected to fail.
+#include "theory/problem.hpp"
+#include "theory/record.hpp"
+
+namespace wdlab::theory {
+
+// --- Mechanism II: gradient structure and the Gauss-Newton norm (MATH.md §6, §8) ---------------
+
+/// Lemma 1: f(x) = J_x x for ReLU or linear nets without biases. lhs: J_x by backprop, times x.
+CheckRecord lemma1_jx(const Problem& pb);
+/// Lemma 1: J_θ θ = (L+1) f(x). lhs: J_θ by forward mode, times θ.
+CheckRecord lemma1_jtheta(const Problem& pb);
+/// Lemma 1 per layer: J_{W_l} vec(W_l) = f(x) for every l (the worst layer is reported).
+CheckRecord lemma1_per_layer(const Problem& pb);
+/// Negative control: with biases, J_θ θ ≠ (L+1) f.
+CheckRecord lemma1_with_bias_control(const Problem& pb);
+
+/// Lemma 2: θᵀGθ = (L+1)² E‖f‖², G = E[J_θᵀJ_θ] from forward-mode Jacobians.
+CheckRecord lemma2_gn(const Problem& pb);
+/// Lemma 2 (App. C): Σ_l θ_lᵀ G_ll θ_l = (L+1) E‖f‖², ReLU too; G from backprop Jacobians.
+CheckRecord lemma2_blockdiag(const Problem& pb);
+/// Lemma 2: θᵀ G_KFAC θ = Σ_l tr(W_lᵀ S_l W_l A_l) = (L+1) E‖f‖² for deep linear nets.
+CheckRecord lemma2_kfac(const Problem& pb);
+/// Negative control: for ReLU nets the Kronecker factorization is not exact.
+CheckRecord lemma2_kfac_relu_control(const Problem& pb);
+
+/// Theorem 1: θᵀGθ = (L+1)² ‖J_x‖²_F for linear nets with E[x] = 0, Cov(x) = I.
+CheckRecord theorem1_gn(const Problem& pb);
+/// Theorem 1: θᵀ G_KFAC θ = (L+1) ‖J_x‖²_F under the same assumptions.
+CheckRecord theorem1_kfac(const Problem& pb);
+/// Negative control: correlated inputs (Cov(x) ≠ I) break Theorem 1.
+CheckRecord theorem1_unwhitened_control(const Problem& pb);
+
+/// App. E: ∇_θ ‖θ‖²_G = 2(L+1) G θ. lhs: central differences of θ ↦ E‖J_θ(θ) θ‖².
+CheckRecord appE_gradient(const Problem& pb);
+
+// --- Mechanisms I and III: BN layers (MATH.md §5, §7); `layer` must carry BN -----------------
+
+/// Eq. 8: f(αθ_l) = f(θ_l) for α > 0.
+CheckRecord eq8_invariance(const Problem& pb, int layer, double alpha);
+/// Eq. 8 consequence: ∇_{θ_l}L(αθ_l) = ∇_{θ_l}L(θ_l)/α.
+CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha);
+/// Eq. 8 consequence: θ_lᵀ ∇_{θ_l}L = 0 (rel_err is the cosine of the angle).
+CheckRecord eq8_gradient_orthogonal(const Problem& pb, int layer);
+
+/// Eq. 9: after θ_l ← θ_l − η∇L, θ̂_l moves by −η/‖θ_l‖² (I − θ̂θ̂ᵀ)∇_θ̂ L(θ̂) + O(η²).
+/// lhs, rhs: error/η² at the smallest and largest η; rel_err their relative change.
+CheckRecord eq9_effective_lr(const Problem& pb, int layer);
+/// Negative control: the same with η/‖θ_l‖ (the wrong power); the error is O(η).
+CheckRecord eq9_wrong_power_control(const Problem& pb, int layer);
+
+enum class Curvature { fisher, gauss_newton, kfac_gauss_newton, kfac_fisher };
+std::string to_string(Curvature c);
+
+/// Eq. 13/15: C(cθ_l) = C(θ_l)/c², for the layer-l block of C.
+CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, double scale);
+
+/// Eq. 14/16: after θ_l ← θ_l − η(C(θ_l)+λI)⁻¹∇L, θ̂_l moves by
+/// −η (C(θ̂_l) + λ‖θ_l‖² I)⁻¹ ∇_θ̂ L(θ̂) + O(η²).
+CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c);
+/// Negative control: the prediction with damping λ in place of λ‖θ_l‖².
+CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c);
+
+// --- Curvature matrices (MATH.md §3) and the update rules (§4) ----------------------------------
+
+/// Exact Fisher of softmax CE = E[J_θᵀ (diag p − ppᵀ) J_θ].
+CheckRecord fisher_ggn(const Problem& pb);
+/// Fisher of a Gaussian output model = G (H = I).
+CheckRecord fisher_squared_loss(const Problem& pb);
+/// Sampled-target Fisher → exact Fisher, error ∝ n^{-1/2} (fitted slope over n = 1e2..1e4).
+CheckRecord fisher_monte_carlo(const Problem& pb);
+
+/// Eq. 7: (1−ηβ)θ − ηC⁻¹∇L equals θ − ηC⁻¹∇[L + (β/2)θᵀCθ] for a fixed SPD C; the gradient of the
+/// regularized objective by central differences.
+CheckRecord eq7_wd_c_norm(const Problem& pb);
+
+}  // namespace wdlab::theory
