@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# wdlab set-up for a fresh Debian 12 machine (run as root): installs the Debian packages that are
+# missing, configures and builds, then runs the main job or the test suite.
+#   scripts/setup.sh main    install, build, run `wdlab theory`        (the README's first command)
+#   scripts/setup.sh test    install, build, run every test via ctest  (the README's second command)
+#   scripts/setup.sh deps    install only;   scripts/setup.sh build   install and build only
+# Environment: BUILD_DIR (default build), JOBS (default nproc), WDLAB_CMAKE_ARGS (extra cmake args).
+set -euo pipefail
+
+mode=${1:-main}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+build_dir=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+packages=(
+  cmake ninja-build g++ pkg-config
+  libeigen3-dev doctest-dev libboost-program-options-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  libbenchmark-dev
+  dataset-fashion-mnist
+  python3 python3-numpy python3-matplotlib
+)
+
+install_missing() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "setup: all Debian packages present"
+  fi
+}
+
+build() {
+  # The CUDA toolkit, where installed, is not always on PATH; the backend builds when nvcc is found.
+  if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH=/usr/local/cuda/bin:$PATH
+  fi
+  # shellcheck disable=SC2086
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${WDLAB_CMAKE_ARGS:-}
+  cmake --build "$build_dir" -j "$jobs"
+}
+
+case "$mode" in
+  deps) install_missing ;;
+  build) install_missing; build ;;
+  main) install_missing; build; "$build_dir/bin/wdlab" theory ;;
+  test)
+    install_missing
+    build
+    ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
+    ;;
+  *) echo "usage: scripts/setup.sh [main|test|deps|build]" >&2; exit 2 ;;
+esac

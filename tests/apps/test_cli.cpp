@@ -1,0 +1,71 @@
+// The wdlab command line as a user meets it: outputs, exit codes, errors.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "run_command.hpp"
+
+using wdlab::test::run_wdlab;
+
+TEST_CASE("wdlab theory --format json: an array of rows with the documented keys, exit 0") {
+  const auto r = run_wdlab("theory --format json");
+  REQUIRE(r.rc == 0);
+  const auto rows = nlohmann::json::parse(r.out);
+  REQUIRE(rows.is_array());
+  CHECK(rows.size() > 100);
+  int controls = 0;
+  for (const auto& row : rows) {
+    for (const char* key : {"id", "paper_ref", "lhs", "rhs", "rel_err", "tol", "expect", "outcome", "pass"})
+      CHECK(row.contains(key));
+    CHECK(row["pass"] == (row["expect"] == row["outcome"]));
+    CHECK(row["pass"] == true);
+    controls += row["expect"] == "fails";
+  }
+  CHECK(controls >= 3);
+}
+
+TEST_CASE("wdlab theory table: one row per check and a summary line") {
+  const auto r = run_wdlab("theory --only lemma1.jx --depths 1,2");
+  CHECK(r.rc == 0);
+  int rows = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) rows += line.rfind("lemma1.jx", 0) == 0;
+  CHECK(rows == 4);  // 2 depths × {linear, relu}
+  CHECK(r.out.find("4 rows") != std::string::npos);
+  CHECK(r.out.find("0 unexpected") != std::string::npos);
+}
+
+TEST_CASE("bad options and values: one-line error naming the option, then the usage; exit 2") {
+  for (const char* args : {"theory --depths -1", "theory --widths 0", "theory --depths 1,x",
+                           "theory --bogus", "theory --format xml", "theory --batch"}) {
+    const auto r = run_wdlab(args);
+    INFO(args, "\nstderr: ", r.err);
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("wdlab theory: ") == 0);
+    CHECK(r.err.find("options:") != std::string::npos);  // the usage follows
+    CHECK(r.out.empty());
+  }
+  const auto r = run_wdlab("theory --depths -1");
+  CHECK(r.err.find("--depths") != std::string::npos);
+  const auto u = run_wdlab("frobnicate");
+  CHECK(u.rc == 2);
+  CHECK(u.err.find("unknown command 'frobnicate'") != std::string::npos);
+}
+
+TEST_CASE("wdlab info: version, build, Eigen and the GPU's state; exit 0 without a GPU") {
+  const auto r = run_wdlab("info");
+  CHECK(r.rc == 0);
+  for (const char* s : {"wdlab ", "build type:", "compiler:", "eigen:", "cuda backend:", "gpu"})
+    CHECK(r.out.find(s) != std::string::npos);
+  const bool gpu_line_ok = r.out.find("no usable CUDA device") != std::string::npos ||
+                           r.out.find("gpu 0:") != std::string::npos;
+  CHECK(gpu_line_ok);
+}
+
+TEST_CASE("--help prints the usage and exits 0") {
+  const auto r = run_wdlab("theory --help");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("--depths") != std::string::npos);
+  const auto top = run_wdlab("--help");
+  CHECK(top.rc == 0);
+  CHECK(top.out.find("theory") != std::string::npos);
+}
