@@ -41,9 +41,7 @@ int cmd_info(const Args& args) {
              build::cuda_architectures);
   const auto st = cuda::query_devices();
   if (st.usable) {
-    for (const auto& d : st.devices)
-      fmt::print("gpu {}:        {} (sm_{}{}, {:.1f} GiB, {} SMs)\n", d.index, d.name, d.cc_major,
-                 d.cc_minor, double(d.total_memory) / (1024.0 * 1024 * 1024), d.sm_count);
+    fmt::print("gpu:          {}\n", cuda::describe(st));
   } else {
     fmt::print("gpu:          {}\n", st.reason);
   }
