@@ -233,5 +233,6 @@ Mat<T> layer_block(const MlpSpec& spec, const Mat<T>& C, int layer) {
   template Mat<T> layer_block<T>(const MlpSpec&, const Mat<T>&, int);
 WDLAB_INSTANTIATE(double)
 #undef WDLAB_INSTANTIATE
+template Mat<float> softmax<float>(const Mat<float>&);
 
 }  // namespace wdlab::ref

@@ -10,6 +10,7 @@
 
 #include "common/mlp_spec.hpp"
 #include "reference/eigen_types.hpp"
+#include "reference/init.hpp"
 
 namespace wdlab::ref {
 
@@ -24,7 +25,6 @@ struct MlpParams {
   MlpParams scaled_layer(int l, T c) const;
 };
 
-enum class Init { glorot_uniform, he_normal };
 
 /// Weights drawn from the shared Philox RNG (purpose init, step = layer, index = element);
 /// biases drawn uniform in [−bias_scale, bias_scale] (0 gives zero biases, as in training).

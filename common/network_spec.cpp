@@ -1,0 +1,199 @@
+#include "common/network_spec.hpp"
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+
+namespace wdlab {
+
+std::string to_string(LayerKind k) {
+  switch (k) {
+    case LayerKind::dense: return "dense";
+    case LayerKind::conv2d: return "conv2d";
+    case LayerKind::batchnorm: return "batchnorm";
+    case LayerKind::relu: return "relu";
+    case LayerKind::maxpool: return "maxpool";
+    case LayerKind::global_avgpool: return "global_avgpool";
+    case LayerKind::flatten: return "flatten";
+    case LayerKind::residual_add: return "residual_add";
+  }
+  return "?";
+}
+
+std::string Shape::describe() const { return fmt::format("{}x{}x{}", C, H, W); }
+
+Conv2dGeometry Layer::conv_geometry(int N) const {
+  return Conv2dGeometry{.N = N, .C = in.C, .H = in.H, .W = in.W, .K = out.C, .R = kernel,
+                        .S = kernel, .pad = pad, .stride = stride};
+}
+
+Pool2dGeometry Layer::pool_geometry(int N) const {
+  return Pool2dGeometry{.N = N, .C = in.C, .H = in.H, .W = in.W, .window = kernel, .stride = stride};
+}
+
+std::int64_t ParamInfo::numel() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::vector<ParamInfo> NetworkSpec::params() const {
+  std::vector<ParamInfo> out;
+  for (int i = 0; i < int(layers.size()); ++i) {
+    const Layer& l = layers[i];
+    auto add = [&](const std::string& suffix, std::vector<std::int64_t> shape, ParamRole role) {
+      out.push_back(ParamInfo{l.name + "." + suffix, std::move(shape), i, role});
+    };
+    switch (l.kind) {
+      case LayerKind::dense:
+        add("weight", {l.out.C, l.in.size()}, ParamRole::weight);
+        if (l.bias == Bias::on) add("bias", {l.out.C}, ParamRole::bias);
+        break;
+      case LayerKind::conv2d:
+        add("weight", {l.out.C, l.in.C, l.kernel, l.kernel}, ParamRole::weight);
+        if (l.bias == Bias::on) add("bias", {l.out.C}, ParamRole::bias);
+        break;
+      case LayerKind::batchnorm:
+        if (l.affine == Affine::on) {
+          add("weight", {l.out.C}, ParamRole::bn_weight);
+          add("bias", {l.out.C}, ParamRole::bn_bias);
+        }
+        add("running_mean", {l.out.C}, ParamRole::running_mean);
+        add("running_var", {l.out.C}, ParamRole::running_var);
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+std::int64_t NetworkSpec::num_trainable() const {
+  std::int64_t n = 0;
+  for (const auto& p : params())
+    if (p.trainable()) n += p.numel();
+  return n;
+}
+
+bool NetworkSpec::followed_by_bn(int i) const {
+  for (int j = i + 1; j < int(layers.size()); ++j)
+    for (int in : layers[j].inputs)
+      if (in == i) return layers[j].kind == LayerKind::batchnorm;
+  return false;
+}
+
+std::string NetworkSpec::describe() const {
+  std::string s = fmt::format("{}: input {}, {} classes, {} trainable parameters\n", model,
+                              input.describe(), classes, num_trainable());
+  for (int i = 0; i < int(layers.size()); ++i) {
+    const Layer& l = layers[i];
+    std::string from;
+    for (int in : l.inputs) from += (from.empty() ? "" : ",") + std::to_string(in);
+    s += fmt::format("  [{:>3}] {:<15} {:<24} {} -> {}  (from {})\n", i, to_string(l.kind), l.name,
+                     l.in.describe(), l.out.describe(), from);
+  }
+  return s;
+}
+
+void NetworkSpec::validate() const {
+  if (layers.empty()) throw UsageError("model", "network has no layers");
+  for (int i = 0; i < int(layers.size()); ++i) {
+    const Layer& l = layers[i];
+    const std::size_t want = l.kind == LayerKind::residual_add ? 2 : 1;
+    if (l.inputs.size() != want)
+      throw UsageError("model", fmt::format("layer {} ({}) needs {} input(s)", i, to_string(l.kind), want));
+    for (int in : l.inputs) {
+      if (in < -1 || in >= i)
+        throw UsageError("model", fmt::format("layer {} reads layer {}, not an earlier one", i, in));
+      const Shape s = in == -1 ? input : layers[in].out;
+      if (!(s == l.in))
+        throw UsageError("model", fmt::format("layer {} ({}) expects {} but gets {}", i,
+                                              to_string(l.kind), l.in.describe(), s.describe()));
+    }
+  }
+  if (!(layers.back().out == Shape{classes, 1, 1}))
+    throw UsageError("model", fmt::format("output is {}, expected {}x1x1", layers.back().out.describe(), classes));
+}
+
+SpecBuilder::SpecBuilder(std::string model, Shape input, int classes) {
+  spec_.model = std::move(model);
+  spec_.input = input;
+  spec_.classes = classes;
+}
+
+Shape SpecBuilder::shape_of(int i) const { return i == -1 ? spec_.input : spec_.layers.at(i).out; }
+
+int SpecBuilder::push(Layer l, int from) {
+  if (from == -2) from = last();
+  l.inputs = {from};
+  l.in = shape_of(from);
+  spec_.layers.push_back(std::move(l));
+  return last();
+}
+
+int SpecBuilder::dense(const std::string& name, int out, Bias b, int from) {
+  Layer l{.kind = LayerKind::dense, .name = name, .bias = b};
+  l.out = Shape{out, 1, 1};
+  return push(l, from);
+}
+
+int SpecBuilder::conv(const std::string& name, int K, int kernel, int stride, int pad, Bias b, int from) {
+  Layer l{.kind = LayerKind::conv2d, .name = name, .bias = b, .kernel = kernel, .stride = stride, .pad = pad};
+  const Shape in = shape_of(from == -2 ? last() : from);
+  const Conv2dGeometry g{.N = 1, .C = in.C, .H = in.H, .W = in.W, .K = K, .R = kernel, .S = kernel,
+                         .pad = pad, .stride = stride};
+  g.validate();
+  l.out = Shape{K, g.P(), g.Q()};
+  return push(l, from);
+}
+
+int SpecBuilder::batchnorm(const std::string& name, int from) {
+  Layer l{.kind = LayerKind::batchnorm, .name = name, .affine = affine};
+  l.out = shape_of(from == -2 ? last() : from);
+  return push(l, from);
+}
+
+int SpecBuilder::relu(int from) {
+  Layer l{.kind = LayerKind::relu};
+  l.out = shape_of(from == -2 ? last() : from);
+  return push(l, from);
+}
+
+int SpecBuilder::maxpool(int window, int stride, int from) {
+  Layer l{.kind = LayerKind::maxpool, .kernel = window, .stride = stride, .pad = 0};
+  const Shape in = shape_of(from == -2 ? last() : from);
+  const Pool2dGeometry g{.N = 1, .C = in.C, .H = in.H, .W = in.W, .window = window, .stride = stride};
+  g.validate();
+  l.out = Shape{in.C, g.P(), g.Q()};
+  return push(l, from);
+}
+
+int SpecBuilder::global_avgpool(int from) {
+  Layer l{.kind = LayerKind::global_avgpool};
+  l.out = Shape{shape_of(from == -2 ? last() : from).C, 1, 1};
+  return push(l, from);
+}
+
+int SpecBuilder::flatten(int from) {
+  Layer l{.kind = LayerKind::flatten};
+  l.out = Shape{shape_of(from == -2 ? last() : from).size(), 1, 1};
+  return push(l, from);
+}
+
+int SpecBuilder::add(int a, int b) {
+  Layer l{.kind = LayerKind::residual_add};
+  l.inputs = {a, b};
+  l.in = shape_of(a);
+  l.out = l.in;
+  if (!(shape_of(b) == l.in))
+    throw UsageError("model", fmt::format("residual add of {} and {}", l.in.describe(), shape_of(b).describe()));
+  spec_.layers.push_back(l);
+  return last();
+}
+
+NetworkSpec SpecBuilder::finish() {
+  spec_.validate();
+  return spec_;
+}
+
+}  // namespace wdlab

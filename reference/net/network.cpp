@@ -1,0 +1,254 @@
+// The reference engine's one switch over layer kinds (forward, backward, K-FAC statistics).
+#include "reference/net/network.hpp"
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+#include "common/philox.hpp"
+#include "reference/curvature.hpp"
+#include "reference/ops/activation.hpp"
+#include "reference/ops/conv2d.hpp"
+#include "reference/ops/residual.hpp"
+
+namespace wdlab::ref {
+
+namespace {
+
+template <class T>
+Vec<T> as_vec(const Mat<T>& m) {
+  return Eigen::Map<const Vec<T>>(m.data(), m.size());
+}
+
+BatchNormGeometry bn_geometry(const Layer& l, int N) {
+  return BatchNormGeometry{.N = N, .C = l.out.C, .HW = l.out.H * l.out.W};
+}
+
+GlobalPoolGeometry gap_geometry(const Layer& l, int N) {
+  return GlobalPoolGeometry{.N = N, .C = l.in.C, .H = l.in.H, .W = l.in.W};
+}
+
+DenseGeometry dense_geometry(const Layer& l, int N) {
+  return DenseGeometry{.N = N, .in = l.in.size(), .out = l.out.C};
+}
+
+}  // namespace
+
+template <class T>
+const Mat<T>& NetForward<T>::input_of(const NetworkSpec& spec, int layer, int which) const {
+  const int src = spec.layers[layer].inputs[which];
+  return src < 0 ? *input : out[src];
+}
+
+template <class T>
+NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
+                              BnMode mode) {
+  const int N = int(x.cols());
+  WDLAB_CHECK(x.rows() == spec.input.size(), fmt::format("input has {} rows, the network expects {}",
+                                                         x.rows(), spec.input.size()));
+  const int n_layers = int(spec.layers.size());
+  NetForward<T> fw;
+  fw.mode = mode;
+  fw.input = &x;
+  fw.out.resize(n_layers);
+  fw.bn.resize(n_layers);
+  fw.pool.resize(n_layers);
+  for (int i = 0; i < n_layers; ++i) {
+    const Layer& l = spec.layers[i];
+    const LayerSlots& s = p.slots[i];
+    const Mat<T>& in = fw.input_of(spec, i);
+    Mat<T>& y = fw.out[i];
+    switch (l.kind) {
+      case LayerKind::dense: {
+        dense_geometry(l, N).validate();
+        y.noalias() = p.values[s.weight] * in;  // y = W x (+ b)
+        if (s.bias >= 0) y.colwise() += as_vec(p.values[s.bias]);
+        break;
+      }
+      case LayerKind::conv2d: {
+        const Vec<T> b = s.bias >= 0 ? as_vec(p.values[s.bias]) : Vec<T>();
+        conv2d_fprop(l.conv_geometry(N), in, p.values[s.weight], s.bias >= 0 ? &b : nullptr, y);
+        break;
+      }
+      case LayerKind::batchnorm: {
+        const Vec<T> g = s.gamma >= 0 ? as_vec(p.values[s.gamma]) : Vec<T>();
+        const Vec<T> b = s.beta >= 0 ? as_vec(p.values[s.beta]) : Vec<T>();
+        const Vec<T>* gp = s.gamma >= 0 ? &g : nullptr;
+        const Vec<T>* bp = s.beta >= 0 ? &b : nullptr;
+        if (mode == BnMode::train) {
+          fw.bn[i] = batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y);
+        } else {
+          batchnorm_fprop_eval(bn_geometry(l, N), in, as_vec(p.values[s.running_mean]),
+                               as_vec(p.values[s.running_var]), T(l.bn_eps), gp, bp, y);
+        }
+        break;
+      }
+      case LayerKind::relu: relu_fprop(in, y); break;
+      case LayerKind::maxpool: fw.pool[i] = maxpool2d_fprop(l.pool_geometry(N), in, y); break;
+      case LayerKind::global_avgpool: global_avgpool_fprop(gap_geometry(l, N), in, y); break;
+      case LayerKind::flatten: y = in; break;  // CHW columns are already flat
+      case LayerKind::residual_add: residual_fprop(in, fw.input_of(spec, i, 1), y); break;
+    }
+  }
+  return fw;
+}
+
+template <class T>
+NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
+                                const NetForward<T>& fw, const Mat<T>& dlogits, InputGrad want) {
+  const int n_layers = int(spec.layers.size());
+  const int N = int(dlogits.cols());
+  NetBackward<T> bw;
+  bw.grads = p.zeros_like();
+  bw.d_out.resize(n_layers);
+  bw.d_out.back() = dlogits;
+  bw.d_input = Mat<T>::Zero(spec.input.size(), N);
+  // Accumulates a cotangent into the output of layer `src` (or the input): fan-out sums.
+  auto accumulate = [&](int src, const Mat<T>& d) {
+    Mat<T>& target = src < 0 ? bw.d_input : bw.d_out[src];
+    if (target.size() == 0) target = d;
+    else target += d;
+  };
+  for (int i = n_layers - 1; i >= 0; --i) {
+    const Layer& l = spec.layers[i];
+    const LayerSlots& s = p.slots[i];
+    const Mat<T>& dy = bw.d_out[i];
+    if (dy.size() == 0) continue;  // output unused downstream
+    const Mat<T>& in = fw.input_of(spec, i);
+    const int src = l.inputs[0];
+    Mat<T> dx;
+    switch (l.kind) {
+      case LayerKind::dense: {
+        bw.grads.values[s.weight].noalias() = dy * in.transpose();  // dW = dy xᵀ
+        if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
+        if (src >= 0 || want == InputGrad::compute)
+          dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
+        break;
+      }
+      case LayerKind::conv2d: {
+        const Conv2dGeometry g = l.conv_geometry(N);
+        Vec<T> db;
+        if (s.bias >= 0) db.resize(l.out.C);
+        conv2d_bprop_filter(g, in, dy, bw.grads.values[s.weight], s.bias >= 0 ? &db : nullptr);
+        if (s.bias >= 0) bw.grads.values[s.bias] = db;
+        // The first layer's input gradient is work no optimizer needs; skipped unless asked.
+        if (src >= 0 || want == InputGrad::compute) conv2d_bprop_data(g, dy, p.values[s.weight], dx);
+        break;
+      }
+      case LayerKind::batchnorm: {
+        WDLAB_CHECK(fw.mode == BnMode::train && fw.bn[i].has_value(),
+                    "backward through BN needs a train-mode forward pass");
+        const Vec<T> g = s.gamma >= 0 ? as_vec(p.values[s.gamma]) : Vec<T>();
+        Vec<T> dg, dbeta;
+        if (s.gamma >= 0) {
+          dg.resize(l.out.C);
+          dbeta.resize(l.out.C);
+        }
+        batchnorm_bprop(bn_geometry(l, N), *fw.bn[i], dy, s.gamma >= 0 ? &g : nullptr, dx,
+                        s.gamma >= 0 ? &dg : nullptr, s.beta >= 0 ? &dbeta : nullptr);
+        if (s.gamma >= 0) bw.grads.values[s.gamma] = dg;
+        if (s.beta >= 0) bw.grads.values[s.beta] = dbeta;
+        break;
+      }
+      case LayerKind::relu: relu_bprop(in, dy, dx); break;
+      case LayerKind::maxpool: maxpool2d_bprop(l.pool_geometry(N), *fw.pool[i], dy, dx); break;
+      case LayerKind::global_avgpool: global_avgpool_bprop(gap_geometry(l, N), dy, dx); break;
+      case LayerKind::flatten: dx = dy; break;
+      case LayerKind::residual_add: {
+        Mat<T> db;
+        residual_bprop(dy, dx, db);
+        accumulate(l.inputs[1], db);
+        break;
+      }
+    }
+    if (dx.size() > 0) accumulate(src, dx);
+  }
+  return bw;
+}
+
+template <class T>
+void update_running_stats(const NetworkSpec& spec, ParamStore<T>& p, const NetForward<T>& fw) {
+  WDLAB_CHECK(fw.mode == BnMode::train, "running statistics come from train-mode passes");
+  for (int i = 0; i < int(spec.layers.size()); ++i) {
+    if (spec.layers[i].kind != LayerKind::batchnorm) continue;
+    const LayerSlots& s = p.slots[i];
+    Vec<T> mean = as_vec(p.values[s.running_mean]), var = as_vec(p.values[s.running_var]);
+    batchnorm_update_running(mean, var, *fw.bn[i], T(spec.layers[i].bn_momentum));
+    p.values[s.running_mean] = mean;
+    p.values[s.running_var] = var;
+  }
+}
+
+template <class T>
+std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const ParamStore<T>& p,
+                                            const Mat<T>& x, CurvatureKind kind,
+                                            double probe_variance, std::uint64_t seed,
+                                            std::uint64_t step) {
+  const auto fw = network_forward(spec, p, x, BnMode::train);
+  const Eigen::Index K = spec.classes, N = x.cols();
+  Mat<T> v(K, N);  // cotangent of the summed surrogate loss at the logits
+  if (kind == CurvatureKind::fisher) {
+    const Mat<T> probs = softmax<T>(fw.logits());
+    for (Eigen::Index n = 0; n < N; ++n) {
+      // ŷ ~ Cat(p_n) by inversion; ∇_z[−log p(ŷ|z)] = p − e_ŷ
+      const double u = rng::uniform(seed, rng::Purpose::fisher_target, step, n);
+      double c = 0;
+      Eigen::Index y = K - 1;
+      for (Eigen::Index k = 0; k < K; ++k) {
+        c += double(probs(k, n));
+        if (u < c) {
+          y = k;
+          break;
+        }
+      }
+      v.col(n) = probs.col(n);
+      v(y, n) -= T(1);
+    }
+  } else {
+    const double sd = std::sqrt(probe_variance);
+    for (Eigen::Index n = 0; n < N; ++n)
+      for (Eigen::Index k = 0; k < K; ++k)
+        v(k, n) = T(sd * rng::normal(seed, rng::Purpose::gn_probe, step, n * K + k));
+  }
+  const auto bw = network_backward(spec, p, fw, v);
+  std::vector<FactorStats<T>> out;
+  for (int i = 0; i < int(spec.layers.size()); ++i) {
+    const Layer& l = spec.layers[i];
+    if (!l.has_weights()) continue;
+    const Mat<T>& in = fw.input_of(spec, i);
+    const Mat<T>& g = bw.d_out[i];
+    FactorStats<T> f;
+    f.layer = i;
+    if (l.kind == LayerKind::dense) {
+      Mat<T> a = in;
+      if (l.bias == Bias::on) {  // homogeneous coordinate
+        a.conservativeResize(a.rows() + 1, Eigen::NoChange);
+        a.row(a.rows() - 1).setOnes();
+      }
+      f.A.noalias() = a * a.transpose() / T(N);
+      f.S.noalias() = g * g.transpose() / T(N);
+    } else {
+      const Conv2dGeometry geom = l.conv_geometry(int(N));
+      f.A = conv2d_kfc_input_factor(geom, in, l.bias == Bias::on ? Homogeneous::on : Homogeneous::off);
+      f.S = conv2d_kfc_output_factor(geom, g);
+      f.locations = geom.locations();
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+#define WDLAB_INSTANTIATE(T)                                                                    \
+  template struct NetForward<T>;                                                                \
+  template NetForward<T> network_forward<T>(const NetworkSpec&, const ParamStore<T>&,           \
+                                            const Mat<T>&, BnMode);                             \
+  template NetBackward<T> network_backward<T>(const NetworkSpec&, const ParamStore<T>&,         \
+                                              const NetForward<T>&, const Mat<T>&, InputGrad);  \
+  template void update_running_stats<T>(const NetworkSpec&, ParamStore<T>&, const NetForward<T>&); \
+  template std::vector<FactorStats<T>> kfac_statistics<T>(const NetworkSpec&, const ParamStore<T>&, \
+                                                          const Mat<T>&, CurvatureKind, double,  \
+                                                          std::uint64_t, std::uint64_t);
+WDLAB_INSTANTIATE(double)
+WDLAB_INSTANTIATE(float)
+#undef WDLAB_INSTANTIATE
+
+}  // namespace wdlab::ref

@@ -1,0 +1,74 @@
+#pragma once
+// The reference network engine: forward and backward passes over a NetworkSpec, built from the
+// ops in reference/ops/. Batches are column-per-example (rows C·H·W, cols N). The one switch
+// over layer kinds lives in network.cpp; no op math is inline there.
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "common/network_spec.hpp"
+#include "reference/net/params.hpp"
+#include "reference/ops/batchnorm.hpp"
+#include "reference/ops/pool.hpp"
+
+namespace wdlab::ref {
+
+/// What backward, the K-FAC statistics and the metrics need from a forward pass.
+template <class T>
+struct NetForward {
+  BnMode mode = BnMode::train;
+  const Mat<T>* input = nullptr;                        // the batch (kept alive by the caller)
+  std::vector<Mat<T>> out;                              // per layer output
+  std::vector<std::optional<BatchNormContext<T>>> bn;   // train-mode BN contexts
+  std::vector<std::optional<MaxPoolContext>> pool;      // max-pool argmax
+  const Mat<T>& logits() const { return out.back(); }
+  const Mat<T>& input_of(const NetworkSpec& spec, int layer, int which = 0) const;
+};
+
+template <class T>
+NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
+                              BnMode mode);
+
+/// Gradients of Σ dlogits ⊙ logits through the whole batch.
+template <class T>
+struct NetBackward {
+  ParamStore<T> grads;         // trainable tensors filled; running statistics stay zero
+  std::vector<Mat<T>> d_out;   // cotangent at each layer's output (dense/conv: K-FAC's g)
+  Mat<T> d_input;             // zero unless InputGrad::compute
+};
+
+enum class InputGrad { skip, compute };
+
+template <class T>
+NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
+                                const NetForward<T>& fw, const Mat<T>& dlogits,
+                                InputGrad want = InputGrad::skip);
+
+/// running ← m·running + (1−m)·batch for every BN layer of a train-mode pass.
+template <class T>
+void update_running_stats(const NetworkSpec& spec, ParamStore<T>& p, const NetForward<T>& fw);
+
+/// One K-FAC block's batch statistics (MATH.md §9.3–9.6): dense A = E[ā āᵀ], S = E[g gᵀ];
+/// conv Ω and Γ averaged over examples and locations. g is taken at the layer's own output
+/// (pre-BN), from cotangents of the *summed* per-example surrogate loss.
+template <class T>
+struct FactorStats {
+  int layer = 0;
+  Mat<T> A, S;
+  int locations = 1;  // T: P·Q for conv, 1 for dense
+};
+
+enum class CurvatureKind {
+  fisher,        // K-FAC-F: cotangent p − e_ŷ, ŷ ~ p(y|x) (shared RNG, purpose fisher_target)
+  gauss_newton,  // K-FAC-G: cotangent ~ N(0, probe_variance·I) (purpose gn_probe)
+};
+
+/// A fresh forward/backward pass in train mode with sampled cotangents, returning every
+/// dense/conv layer's factor statistics.
+template <class T>
+std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const ParamStore<T>& p,
+                                            const Mat<T>& x, CurvatureKind kind,
+                                            double probe_variance, std::uint64_t seed,
+                                            std::uint64_t step);
+
+}  // namespace wdlab::ref

@@ -1,0 +1,175 @@
+// The reference network engine: whole-network finite differences for every layer kind (MLP,
+// VGG, ResNet, ± BN), agreement with the independent MLP reference of the theory suite, and
+// K-FAC statistics against the MLP's factors.
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include "common/compare.hpp"
+#include "common/model_zoo.hpp"
+#include "common/philox.hpp"
+#include "reference/curvature.hpp"
+#include "reference/mlp.hpp"
+#include "reference/net/network.hpp"
+
+using namespace wdlab;
+using namespace wdlab::ref;
+
+namespace {
+
+std::span<const double> span_of(const Mat<double>& m) { return {m.data(), std::size_t(m.size())}; }
+
+Mat<double> gaussian(int rows, int cols, std::uint64_t seed) {
+  Mat<double> m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = rng::normal(seed, rng::Purpose::synthetic, 0, i);
+  return m;
+}
+
+/// Σ w ⊙ logits with fixed random w: a loss whose gradient exercises every output.
+double probe_loss(const NetworkSpec& spec, const ParamStore<double>& p, const Mat<double>& x,
+                  const Mat<double>& w) {
+  return network_forward(spec, p, x, BnMode::train).logits().cwiseProduct(w).sum();
+}
+
+/// Central differences for every trainable scalar and the input; the max-pool and ReLU
+/// decisions must not flip under ±h, which the random smooth inputs make overwhelmingly likely;
+/// the check reports the evidence either way.
+void check_gradients(const NetworkSpec& spec, std::uint64_t seed, int N) {
+  spec.validate();
+  auto p = init_params<double>(spec, seed, Init::glorot_uniform);
+  for (std::size_t i = 0; i < p.values.size(); ++i)  // nonzero biases so they are tested
+    if (p.info[i].role == ParamRole::bias) p.values[i] = gaussian(int(p.values[i].rows()), 1, seed + i) * 0.1;
+  const Mat<double> x = gaussian(spec.input.size(), N, seed + 100);
+  const Mat<double> w = gaussian(spec.classes, N, seed + 200);
+  const auto fw = network_forward(spec, p, x, BnMode::train);
+  const auto bw = network_backward(spec, p, fw, w, InputGrad::compute);
+  const double h = 1e-6;
+  // Central differences carry an absolute error ~ eps·|loss|/h; a gradient that is exactly zero
+  // (a conv bias right before BN) is compared against that floor instead of relatively.
+  double scale = 0;
+  for (const auto& g : bw.grads.values) scale = std::max(scale, g.size() ? g.cwiseAbs().maxCoeff() : 0.0);
+  const double abs_floor = tol::of(tol::Kind::finite_difference) * scale;
+  for (std::size_t t = 0; t < p.values.size(); ++t) {
+    if (!p.info[t].trainable()) continue;
+    Mat<double> fd(p.values[t].rows(), p.values[t].cols());
+    for (Eigen::Index e = 0; e < fd.size(); ++e) {
+      auto pp = p, pm = p;
+      pp.values[t].data()[e] += h;
+      pm.values[t].data()[e] -= h;
+      fd.data()[e] = (probe_loss(spec, pp, x, w) - probe_loss(spec, pm, x, w)) / (2 * h);
+    }
+    const auto c = compare(fmt::format("{} {}", spec.model, p.info[t].name),
+                           span_of(bw.grads.values[t]), span_of(fd), tol::Kind::finite_difference);
+    const bool zero_grad = span_of(fd).size() > 0 && fd.cwiseAbs().maxCoeff() <= abs_floor;
+    MESSAGE(c.line() << (zero_grad ? fmt::format("  (zero gradient: max_abs vs floor {:.1e})", abs_floor) : ""));
+    CHECK((c.pass || (zero_grad && c.max_abs <= abs_floor)));
+  }
+  Mat<double> fdx(x.rows(), x.cols());
+  for (Eigen::Index e = 0; e < x.size(); ++e) {
+    Mat<double> xp = x, xm = x;
+    xp.data()[e] += h;
+    xm.data()[e] -= h;
+    fdx.data()[e] = (probe_loss(spec, p, xp, w) - probe_loss(spec, p, xm, w)) / (2 * h);
+  }
+  const auto cx = compare(spec.model + " input", span_of(bw.d_input), span_of(fdx), tol::Kind::finite_difference);
+  MESSAGE(cx.line());
+  CHECK(cx.pass);
+}
+
+}  // namespace
+
+TEST_CASE("whole-network gradients by central differences: MLP ± BN") {
+  for (Norm n : {Norm::none, Norm::batchnorm})
+    check_gradients(zoo::mlp(Shape{5, 1, 1}, 3, {.depth = 2, .width = 4, .bias = Bias::on, .norm = n}), 1, 4);
+}
+
+TEST_CASE("whole-network gradients by central differences: tiny VGG11 ± BN (conv, pool, flatten)") {
+  for (Norm n : {Norm::none, Norm::batchnorm})
+    check_gradients(zoo::vgg(11, Shape{2, 8, 8}, 3, {.norm = n, .width_mult = 1.0 / 32}), 2, 3);
+}
+
+TEST_CASE("whole-network gradients by central differences: tiny ResNet8 ± BN (residual, GAP)") {
+  for (Norm n : {Norm::none, Norm::batchnorm})
+    check_gradients(zoo::resnet(8, 1, Shape{2, 6, 6}, 3, {.norm = n, .width_mult = 0.25}), 3, 3);
+}
+
+TEST_CASE("the engine's MLP equals the theory suite's independent MLP reference") {
+  for (Norm norm : {Norm::none, Norm::batchnorm}) {
+    const auto spec = zoo::mlp(Shape{5, 1, 1}, 3, {.depth = 2, .width = 6, .bias = Bias::on, .norm = norm});
+    MlpSpec ms{.input_dim = 5, .depth = 2, .width = 6, .output_dim = 3, .activation = Activation::relu,
+               .bias = Bias::on, .norm = norm, .bn_eps = 1e-3};
+    auto p = init_params<double>(spec, 4, Init::glorot_uniform);
+    MlpParams<double> mp;
+    for (int l = 0; l <= 2; ++l) {
+      const std::string fc = fmt::format("fc{}", l);
+      p.at(fc + ".bias") = gaussian(int(p.at(fc + ".bias").rows()), 1, 50 + l);
+      mp.W.push_back(p.at(fc + ".weight"));
+      mp.b.push_back(p.at(fc + ".bias"));
+    }
+    const Mat<double> x = gaussian(5, 7, 9);
+    const auto fw = network_forward(spec, p, x, BnMode::train);
+    const auto mfw = forward(ms, mp, x);
+    const auto c = compare("logits engine vs MLP reference", span_of(fw.logits()),
+                           span_of(mfw.output()), tol::Kind::exact_double);
+    MESSAGE(c.line());
+    CHECK(c.pass);
+    const Mat<double> w = gaussian(3, 7, 10);
+    const auto bw = network_backward(spec, p, fw, w);
+    const auto mbw = backward(ms, mp, mfw, w);
+    for (int l = 0; l <= 2; ++l) {
+      const auto cw = compare(fmt::format("dW fc{}", l), span_of(bw.grads.at(fmt::format("fc{}.weight", l))),
+                              span_of(mbw.dW[l]), tol::Kind::exact_double);
+      CHECK(cw.pass);
+    }
+    // K-FAC-G statistics with the same probes (same RNG stream) equal the MLP reference's.
+    const auto stats = kfac_statistics(spec, p, x, CurvatureKind::gauss_newton, 1.0, 5, 3);
+    const auto mf = kfac_factors(ms, mp, x, KfacCurvature::gn_sampled, 5, 3, 1.0);
+    REQUIRE(stats.size() == 3);
+    for (int l = 0; l <= 2; ++l) {
+      const auto ca = compare(fmt::format("A fc{}", l), span_of(stats[l].A), span_of(mf[l].A), tol::Kind::exact_double);
+      const auto cs = compare(fmt::format("S fc{}", l), span_of(stats[l].S), span_of(mf[l].S), tol::Kind::exact_double);
+      MESSAGE(ca.line() << "\n" << cs.line());
+      CHECK(ca.pass);
+      CHECK(cs.pass);
+    }
+    const auto fs = kfac_statistics(spec, p, x, CurvatureKind::fisher, 1.0, 5, 3);
+    const auto mfs = kfac_factors(ms, mp, x, KfacCurvature::fisher_sampled, 5, 3);
+    const auto cf = compare("S fc0 (Fisher, sampled)", span_of(fs[0].S), span_of(mfs[0].S), tol::Kind::exact_double);
+    MESSAGE(cf.line());
+    CHECK(cf.pass);
+  }
+}
+
+TEST_CASE("BN running statistics move toward the batch statistics; eval mode uses them") {
+  const auto spec = zoo::mlp(Shape{4, 1, 1}, 2, {.depth = 1, .width = 3, .norm = Norm::batchnorm});
+  auto p = init_params<double>(spec, 1, Init::glorot_uniform);
+  const Mat<double> x = gaussian(4, 64, 2) * 3.0;
+  const auto fw = network_forward(spec, p, x, BnMode::train);
+  update_running_stats(spec, p, fw);
+  const Mat<double>& s = fw.out[0];  // fc0 output (pre-BN)
+  const Vec<double> mean = s.rowwise().mean();
+  CHECK((p.at("bn0.running_mean") - 0.01 * mean).norm() < 1e-12);  // 0.99·0 + 0.01·μ
+  // A network at its running statistics differs from train mode until they converge.
+  const auto ev = network_forward(spec, p, x, BnMode::eval);
+  CHECK((ev.logits() - fw.logits()).norm() > 1e-3);
+}
+
+TEST_CASE("model zoo: shapes, parameter names and counts") {
+  const auto r32 = zoo::resnet(32, 4, Shape{3, 32, 32}, 10, {});
+  // ResNet32×4: 3 stages × 5 blocks, widths 64/128/256, two projection shortcuts.
+  int convs = 0, shortcuts = 0;
+  for (const auto& l : r32.layers) {
+    convs += l.kind == LayerKind::conv2d;
+    shortcuts += l.kind == LayerKind::conv2d && l.name.find("shortcut") != std::string::npos;
+  }
+  // conv1 gives 16·4 = 64 channels, so only stages 2 and 3 (stride 2, wider) need projections.
+  CHECK(shortcuts == 2);
+  CHECK(convs == 1 + 3 * 5 * 2 + 2);
+  const auto v16 = zoo::vgg(16, Shape{3, 32, 32}, 10, {});
+  int vconvs = 0;
+  for (const auto& l : v16.layers) vconvs += l.kind == LayerKind::conv2d;
+  CHECK(vconvs == 13);
+  CHECK(v16.layers.back().in.size() == 512);  // a single dense head on 512×1×1
+  CHECK(v16.params().front().name == "features.0.weight");
+  const auto m = zoo::mlp(Shape{1, 28, 28}, 10, {.depth = 2, .width = 1000});
+  CHECK(m.num_trainable() == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10);
+}
