@@ -17,10 +17,11 @@ constexpr const char* kUsage = R"(usage: wdlab <command> [options]      (wdlab <
 
 commands:
   theory     check the paper's statements numerically on random MLPs (double precision)
+  train      train one experiment on the CPU reference backend into a run directory
+  eval       loss and accuracy of a checkpoint
   info       version, build, Eigen, CUDA build and whether a GPU is usable now
 
-planned (not in this build yet): train, eval, measure, crosscheck, bench, sweep, report,
-reproduce
+planned (not in this build yet): measure, crosscheck, bench, sweep, report, reproduce
 
 options:
   -h, --help     this text
@@ -30,7 +31,9 @@ options:
 int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
   if (cmd == "theory") return wdlab::app::cmd_theory(rest);
   if (cmd == "info") return wdlab::app::cmd_info(rest);
-  for (const char* planned : {"train", "eval", "measure", "crosscheck", "bench", "sweep",
+  if (cmd == "train") return wdlab::app::cmd_train(rest);
+  if (cmd == "eval") return wdlab::app::cmd_eval(rest);
+  for (const char* planned : {"measure", "crosscheck", "bench", "sweep",
                               "report", "reproduce"})
     if (cmd == planned)
       throw wdlab::UsageError("wdlab " + cmd, "not available in this build yet");

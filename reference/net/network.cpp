@@ -4,10 +4,9 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
-#include "common/philox.hpp"
-#include "reference/curvature.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
+#include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
 
 namespace wdlab::ref {
@@ -185,29 +184,15 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
                                             std::uint64_t step) {
   const auto fw = network_forward(spec, p, x, BnMode::train);
   const Eigen::Index K = spec.classes, N = x.cols();
-  Mat<T> v(K, N);  // cotangent of the summed surrogate loss at the logits
+  // Cotangent of the summed surrogate loss at the logits: K-FAC-F backpropagates p − e_ŷ with
+  // ŷ ~ p(y|x); K-FAC-G a Gaussian probe with covariance probe_variance·I (MATH.md §9.4).
+  Mat<T> v;
   if (kind == CurvatureKind::fisher) {
-    const Mat<T> probs = softmax<T>(fw.logits());
-    for (Eigen::Index n = 0; n < N; ++n) {
-      // ŷ ~ Cat(p_n) by inversion; ∇_z[−log p(ŷ|z)] = p − e_ŷ
-      const double u = rng::uniform(seed, rng::Purpose::fisher_target, step, n);
-      double c = 0;
-      Eigen::Index y = K - 1;
-      for (Eigen::Index k = 0; k < K; ++k) {
-        c += double(probs(k, n));
-        if (u < c) {
-          y = k;
-          break;
-        }
-      }
-      v.col(n) = probs.col(n);
-      v(y, n) -= T(1);
-    }
+    v = softmax_fprop<T>(fw.logits());
+    const Eigen::VectorXi y = sample_categorical_targets<T>(v, seed, step);
+    for (Eigen::Index n = 0; n < N; ++n) v(y(n), n) -= T(1);
   } else {
-    const double sd = std::sqrt(probe_variance);
-    for (Eigen::Index n = 0; n < N; ++n)
-      for (Eigen::Index k = 0; k < K; ++k)
-        v(k, n) = T(sd * rng::normal(seed, rng::Purpose::gn_probe, step, n * K + k));
+    v = gaussian_probes<T>(int(K), int(N), probe_variance, seed, step);
   }
   const auto bw = network_backward(spec, p, fw, v);
   std::vector<FactorStats<T>> out;

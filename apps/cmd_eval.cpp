@@ -1,0 +1,80 @@
+// `wdlab eval`: loss and accuracy of a checkpoint on a data set.
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/command.hpp"
+#include "apps/experiment_config.hpp"
+#include "apps/run_setup.hpp"
+#include "common/errors.hpp"
+#include "common/io/json_config.hpp"
+#include "common/io/safetensors.hpp"
+
+namespace po = boost::program_options;
+
+namespace wdlab::app {
+
+int cmd_eval(const Args& args) {
+  std::string checkpoint, dataset, data_dir, split = "test", format = "table";
+  po::options_description desc(
+      "wdlab eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--split test|train|val]\n\n"
+      "Evaluates a checkpoint (BN in evaluation mode, running statistics). The network and the\n"
+      "normalization come from the config stored in the checkpoint; --dataset and --data-dir\n"
+      "evaluate on another data set of the same shape.\n\noptions");
+  desc.add_options()
+      ("help,h", "this text")
+      ("checkpoint", po::value(&checkpoint), "a .safetensors checkpoint written by wdlab train")
+      ("dataset", po::value(&dataset), "fashion-mnist | mnist | cifar10 | cifar100 (default: the run's)")
+      ("data-dir", po::value(&data_dir), "directory of the data set's files")
+      ("split", po::value(&split)->default_value(split), "test | train | val")
+      ("format", po::value(&format)->default_value(format), "table | json");
+  std::ostringstream usage;
+  usage << desc;
+  bool help = false;
+  ExperimentConfig cfg;
+  io::SafetensorsFile file;
+  with_usage(usage.str(), [&] {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    help = vm.count("help") > 0;
+    if (help) return;
+    po::notify(vm);
+    if (checkpoint.empty()) throw UsageError("--checkpoint", "is required");
+    if (split != "test" && split != "train" && split != "val")
+      throw UsageError("--split", fmt::format("expected test, train or val, got '{}'", split));
+    if (format != "table" && format != "json")
+      throw UsageError("--format", fmt::format("expected table or json, got '{}'", format));
+  });
+  if (help) {
+    std::cout << usage.str() << "\n";
+    return 0;
+  }
+  file = io::load(checkpoint);
+  if (!file.metadata.count("config"))
+    throw DataError(checkpoint, "metadata has no 'config' (not written by wdlab train?)");
+  cfg = parse_config(io::parse_json_text(file.metadata.at("config"), checkpoint + ": metadata config"));
+  if (!dataset.empty()) cfg.data.dataset = dataset;
+  if (!data_dir.empty()) cfg.data.data_dir = data_dir;
+  const auto data = load_datasets(cfg.data, cfg.seed);
+  const NetworkSpec spec = build_network(cfg, data.train);
+  auto backend = make_backend(cfg, spec);
+  backend->load_state(file);
+  const data::Dataset& d = split == "test" ? data.test : split == "train" ? data.train : data.val;
+  if (d.size() == 0) throw UsageError("--split", "the run has no validation split");
+  const auto r = train::evaluate(*backend, d, cfg.eval_batch_size);
+  if (format == "json") {
+    nlohmann::ordered_json j{{"checkpoint", checkpoint}, {"dataset", cfg.data.dataset}, {"split", split},
+                             {"examples", r.n}, {"loss", r.loss()}, {"accuracy", r.accuracy()}};
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("{} on {} {} ({} examples): loss {:.5f}, accuracy {:.4f}\n", checkpoint, cfg.data.dataset, split,
+               r.n, r.loss(), r.accuracy());
+  }
+  return 0;
+}
+
+}  // namespace wdlab::app

@@ -1,0 +1,169 @@
+// `wdlab train`: one experiment into a run directory (config.json, meta.json, metrics.jsonl/.csv,
+// checkpoints/, DONE).
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include "apps/command.hpp"
+#include "apps/experiment_config.hpp"
+#include "apps/run_setup.hpp"
+#include "common/data/dataset.hpp"
+#include "common/errors.hpp"
+#include "common/io/atomic_file.hpp"
+#include "common/io/json_config.hpp"
+#include "wdlab/build_info.hpp"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace wdlab::app {
+
+namespace {
+
+/// Keys (dotted paths) whose values differ between two resolved configs.
+void diff_keys(const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix,
+               std::vector<std::string>& out) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [k, v] : a.items())
+      diff_keys(v, b.contains(k) ? b[k] : nlohmann::json(), prefix + k + ".", out);
+    for (const auto& [k, v] : b.items())
+      if (!a.contains(k)) out.push_back(prefix + k);
+    return;
+  }
+  if (a != b) out.push_back(prefix.substr(0, prefix.size() - 1));
+}
+
+}  // namespace
+
+/// Our JSON for a config file (ours or official, mapped) with --set overrides applied.
+nlohmann::json resolve_config_json(const std::string& file, const std::vector<std::string>& sets,
+                                   bool print_mapping) {
+  nlohmann::json j = file.empty() ? nlohmann::json::object() : io::read_json_file(file);
+  if (is_official_config(j)) {
+    std::vector<std::string> mapping;
+    j = map_official_config(j, mapping).to_json();
+    if (print_mapping) {
+      fmt::print(stderr, "{}: an official Weight-Decay config; mapped as follows:\n", file);
+      for (const auto& m : mapping) fmt::print(stderr, "  {}\n", m);
+    }
+  }
+  for (const auto& s : sets) io::apply_override(j, s);
+  return j;
+}
+
+int cmd_train(const Args& args) {
+  std::string config_file, out_dir;
+  std::vector<std::string> sets;
+  bool resume = false, quiet = false;
+  po::options_description desc(
+      "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
+      "Trains one experiment on the CPU reference backend. FILE is a wdlab config (configs/) or an\n"
+      "official Weight-Decay config (its keys are mapped and the mapping printed). Unknown keys\n"
+      "are errors. Without --config the defaults train an MLP on Fashion-MNIST with SGD.\n\n"
+      "Config keys (and --set names): name, dataset (fashion-mnist|mnist|cifar10|cifar100),\n"
+      "data_dir, validation, train_subset, test_subset, augment, model (mlp|convnet|vgg11..19|\n"
+      "resnet<6n+2>), arch.{depth,width,activation,bias,batchnorm,bn_affine,width_mult,widen,\n"
+      "base_width,init}, optimizer (sgd|adam|kfac-f|kfac-g), lr, momentum, nesterov,\n"
+      "regularization (none | l2: beta*theta added to the gradient before preconditioning or\n"
+      "moments | wd: theta <- theta - lr*beta*theta after the step), weight_decay, wd_scope\n"
+      "(all|conv|fc|list), wd_params, decay_biases, decay_bn, adam.{beta1,beta2,eps},\n"
+      "kfac.{damping,t_cov,t_inv,cov_ema_decay,kl_clip,inverse,factor_init,gn_probe_variance},\n"
+      "schedule.{kind,gamma,every_epochs,every_iterations,warmup_iterations}, epochs,\n"
+      "batch_size, eval_batch_size, seed, backend (reference), precision (float|double),\n"
+      "checkpoint.{every,keep}.\n\noptions");
+  desc.add_options()
+      ("help,h", "this text")
+      ("config,c", po::value(&config_file), "experiment config (JSON)")
+      ("set", po::value(&sets)->composing(), "override a key: --set lr=0.05 --set kfac.damping=1e-2")
+      ("out,o", po::value(&out_dir), "run directory (default runs/<name>)")
+      ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
+      ("quiet,q", po::bool_switch(&quiet), "no progress output");
+  std::ostringstream usage;
+  usage << desc;
+  bool help = false;
+  ExperimentConfig cfg;
+  nlohmann::json resolved;
+  with_usage(usage.str(), [&] {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    help = vm.count("help") > 0;
+    if (help) return;
+    po::notify(vm);
+    resolved = resolve_config_json(config_file, sets, !quiet);
+    cfg = parse_config(resolved);
+  });
+  if (help) {
+    std::cout << usage.str() << "\n";
+    return 0;
+  }
+  const nlohmann::ordered_json cfg_json = cfg.to_json();
+  const fs::path run_dir = out_dir.empty() ? fs::path("runs") / cfg.name : fs::path(out_dir);
+  if (fs::exists(run_dir / "DONE") && !resume)
+    throw UsageError("--out", fmt::format("{} holds a finished run; choose another --out", run_dir.string()));
+  if (fs::exists(run_dir / "config.json")) {
+    if (!resume)
+      throw UsageError("--out", fmt::format("{} holds a run; pass --resume to continue it or choose another --out",
+                                            run_dir.string()));
+    const auto old = io::read_json_file(run_dir / "config.json");
+    std::vector<std::string> diffs;
+    diff_keys(old, nlohmann::json(cfg_json), "", diffs);
+    if (!diffs.empty()) {
+      std::string list;
+      for (const auto& d : diffs) list += (list.empty() ? "" : ", ") + d;
+      throw UsageError("--resume", fmt::format("the config differs from {}'s in: {}", run_dir.string(), list));
+    }
+  }
+  if (fs::exists(run_dir / "DONE")) {
+    fmt::print("{} is already complete\n", run_dir.string());
+    return 0;
+  }
+  fs::create_directories(run_dir);
+  io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
+
+  const auto data = load_datasets(cfg.data, cfg.seed);
+  const NetworkSpec spec = build_network(cfg, data.train);
+  auto backend = make_backend(cfg, spec);
+  nlohmann::ordered_json meta;
+  meta["wdlab_version"] = build::version;
+  meta["build_type"] = build::build_type;
+  meta["compiler"] = build::compiler;
+  meta["backend"] = backend->describe();
+  meta["dataset"] = data.train.describe();
+  meta["dataset_hash"] = data::content_hash_hex(data.train);
+  meta["train_examples"] = data.train.size();
+  meta["val_examples"] = data.val.size();
+  meta["test_examples"] = data.test.size();
+  std::string argv_line = "wdlab train";
+  for (const auto& a : args) argv_line += " " + a;
+  meta["argv"] = argv_line;
+  meta["started"] = std::time(nullptr);
+  io::write_file_atomic(run_dir / "meta.json", meta.dump(2) + "\n");
+  if (!quiet) fmt::print(stderr, "{}\n{}\nrun directory: {}\n", backend->describe(), data.train.describe(), run_dir.string());
+
+  train::TrainerConfig tc = trainer_config(cfg);
+  if (quiet) tc.progress = train::Progress::quiet;
+  nlohmann::json ckpt_meta;
+  ckpt_meta["config"] = cfg_json.dump();
+  ckpt_meta["dataset_hash"] = meta["dataset_hash"];
+  const auto sum = train::train(*backend, data, tc, run_dir, resume ? train::Resume::latest : train::Resume::no, ckpt_meta);
+  nlohmann::ordered_json done;
+  done["epochs"] = sum.epochs_done;
+  done["iterations"] = sum.iterations;
+  done["train_loss"] = sum.train.loss();
+  done["train_acc"] = sum.train.accuracy();
+  if (sum.val.n) done["val_acc"] = sum.val.accuracy();
+  done["test_loss"] = sum.test.loss();
+  done["test_acc"] = sum.test.accuracy();
+  done["seconds"] = sum.seconds;
+  io::write_file_atomic(run_dir / "DONE", done.dump(2) + "\n");
+  fmt::print("{}: {} epochs, test accuracy {:.4f}, test loss {:.4f}, {:.1f} s\n", run_dir.string(),
+             sum.epochs_done, sum.test.accuracy(), sum.test.loss(), sum.seconds);
+  return 0;
+}
+
+}  // namespace wdlab::app

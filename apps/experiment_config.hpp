@@ -1,0 +1,60 @@
+#pragma once
+// An experiment: data, model, optimizer, schedule and training loop, read from JSON (unknown
+// keys are errors) with --set key=value overrides, or mapped from the official repository's
+// config files. to_json() gives the resolved config written to a run's config.json.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/model_zoo.hpp"
+#include "common/train/trainer.hpp"
+#include "reference/init.hpp"
+#include "reference/optim/optim_config.hpp"
+#include "reference/optim/schedule.hpp"
+
+namespace wdlab::app {
+
+enum class Precision { float32, float64 };
+enum class BackendKind { reference, cuda };
+
+struct DataConfig {
+  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100
+  std::string data_dir;                   // fashion-mnist: Debian's package path when empty
+  int validation = 0;                     // held-out examples (paper: 5000)
+  int train_subset = 0;                   // first n training examples (0 = all), for quick runs
+  int test_subset = 0;
+  train::Augment augment = train::Augment::off;
+};
+
+struct ExperimentConfig {
+  std::string name;
+  DataConfig data;
+  zoo::ModelOptions model;
+  ref::Init init = ref::Init::glorot_uniform;
+  ref::OptimConfig optim;
+  ref::Schedule schedule;
+  int epochs = 10;
+  int batch_size = 128;
+  int eval_batch_size = 1000;
+  std::uint64_t seed = 1;
+  BackendKind backend = BackendKind::reference;
+  Precision precision = Precision::float32;
+  int checkpoint_every = 1;
+  int keep_checkpoints = 2;
+
+  nlohmann::ordered_json to_json() const;
+  void validate() const;
+};
+
+/// Whether a JSON object looks like the official repository's config (model_name, use_kfac, ...).
+bool is_official_config(const nlohmann::json& j);
+
+/// Reads our format; throws UsageError naming the key path at fault.
+ExperimentConfig parse_config(const nlohmann::json& j);
+
+/// Maps an official config to ours; each line of `mapping` says what became of one key.
+ExperimentConfig map_official_config(const nlohmann::json& j, std::vector<std::string>& mapping);
+
+}  // namespace wdlab::app

@@ -1,0 +1,64 @@
+#pragma once
+// The coarse interface between the backend-neutral trainer and a backend (reference | cuda):
+// one virtual call per training step, evaluation or checkpoint, never per layer or element.
+// A backend owns its model, optimizer state and buffers; the trainer sees host scalars.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/io/safetensors.hpp"
+
+namespace wdlab::train {
+
+/// A batch on the host: n images of `image_size` floats (normalized, augmented), n labels.
+struct HostBatch {
+  std::span<const float> images;
+  std::span<const std::int32_t> labels;
+  int n = 0;
+};
+
+struct StepStats {
+  double loss = 0;          // mean minibatch loss before the step
+  std::int64_t correct = 0;
+  bool finite = true;       // loss and update finite
+};
+
+struct EvalStats {
+  double loss_sum = 0;      // Σ per-example loss
+  std::int64_t correct = 0;
+  std::int64_t n = 0;
+  double loss() const { return n ? loss_sum / double(n) : 0.0; }
+  double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
+  EvalStats& operator+=(const EvalStats& o) {
+    loss_sum += o.loss_sum;
+    correct += o.correct;
+    n += o.n;
+    return *this;
+  }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string describe() const = 0;
+  /// One optimizer step with learning rate lr at iteration k (completed steps so far).
+  virtual StepStats train_step(const HostBatch& batch, double lr, std::int64_t iteration) = 0;
+  /// K-FAC's factor initialization by a pass over the data (the official roger_init).
+  virtual bool wants_factor_init() const { return false; }
+  virtual void accumulate_factor_init(const HostBatch& batch, std::int64_t index) {
+    (void)batch;
+    (void)index;
+  }
+  virtual void finish_factor_init() {}
+  /// Loss and accuracy in evaluation mode (BN running statistics).
+  virtual EvalStats evaluate(const HostBatch& batch) = 0;
+  /// ‖θ‖₂ of every weight tensor (dense/conv weights), by parameter name.
+  virtual std::vector<std::pair<std::string, double>> weight_norms() const = 0;
+  /// Parameters (PyTorch names and layouts) and optimizer state ("optim." names).
+  virtual io::SafetensorsFile state() const = 0;
+  virtual void load_state(const io::SafetensorsFile& file) = 0;
+};
+
+}  // namespace wdlab::train

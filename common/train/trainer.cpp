@@ -1,0 +1,240 @@
+#include "common/train/trainer.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/data/transforms.hpp"
+#include "common/errors.hpp"
+#include "common/io/atomic_file.hpp"
+#include "common/train/metrics_log.hpp"
+
+namespace wdlab::train {
+
+namespace fs = std::filesystem;
+
+void TrainerConfig::validate() const {
+  if (epochs < 1) throw UsageError("epochs", fmt::format("must be >= 1, got {}", epochs));
+  if (batch_size < 2) throw UsageError("batch_size", fmt::format("must be >= 2, got {}", batch_size));
+  if (eval_batch_size < 1)
+    throw UsageError("eval_batch_size", fmt::format("must be >= 1, got {}", eval_batch_size));
+  if (checkpoint_every < 1)
+    throw UsageError("checkpoint.every", fmt::format("must be >= 1, got {}", checkpoint_every));
+  if (keep_checkpoints < 1)
+    throw UsageError("checkpoint.keep", fmt::format("must be >= 1, got {}", keep_checkpoints));
+  if (!lr) throw InternalError("TrainerConfig.lr is not set");
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Gathers examples `ids` of `d` into contiguous buffers (augmented when asked).
+struct BatchBuffer {
+  std::vector<float> images;
+  std::vector<std::int32_t> labels;
+  HostBatch fill(const data::Dataset& d, std::span<const std::uint32_t> ids, Augment aug,
+                 std::uint64_t seed, std::int64_t step) {
+    const std::size_t sz = d.image_size();
+    images.resize(ids.size() * sz);
+    labels.resize(ids.size());
+    if (aug == Augment::on) {
+      data::augment_batch(d, ids, seed, std::uint64_t(step), images);
+    } else {
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        std::copy_n(d.image(ids[i]), sz, images.begin() + std::ptrdiff_t(i * sz));
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) labels[i] = d.labels[ids[i]];
+    return HostBatch{images, labels, int(ids.size())};
+  }
+};
+
+class ProgressLine {
+ public:
+  explicit ProgressLine(Progress p) {
+    mode_ = p == Progress::auto_detect ? (::isatty(STDERR_FILENO) ? Progress::terminal : Progress::lines) : p;
+  }
+  void update(int epoch, int epochs, std::int64_t step, std::int64_t steps, double loss, double acc) {
+    if (mode_ == Progress::quiet) return;
+    const auto now = Clock::now();
+    if (mode_ == Progress::terminal) {
+      if (now - last_ < std::chrono::milliseconds(200) && step != steps) return;
+      fmt::print(stderr, "\repoch {}/{}  step {}/{}  loss {:.4f}  acc {:.3f}   ", epoch, epochs, step,
+                 steps, loss, acc);
+      std::fflush(stderr);
+    } else {
+      if (now - last_ < std::chrono::seconds(30) && step != steps) return;
+      fmt::print(stderr, "epoch {}/{} step {}/{} loss {:.4f} acc {:.3f}\n", epoch, epochs, step, steps,
+                 loss, acc);
+    }
+    last_ = now;
+  }
+  void end_epoch(const std::string& summary) {
+    if (mode_ == Progress::quiet) return;
+    if (mode_ == Progress::terminal) fmt::print(stderr, "\r\033[K");
+    fmt::print(stderr, "{}\n", summary);
+  }
+
+ private:
+  Progress mode_;
+  Clock::time_point last_{};
+};
+
+fs::path checkpoint_path(const fs::path& dir, int epoch) {
+  return dir / fmt::format("epoch-{:04d}.safetensors", epoch);
+}
+
+void write_checkpoint(Backend& backend, const fs::path& run_dir, int epoch, std::int64_t iteration,
+                      const nlohmann::json& meta, int keep) {
+  const fs::path dir = run_dir / "checkpoints";
+  fs::create_directories(dir);
+  io::SafetensorsFile f = backend.state();
+  for (const auto& [k, v] : meta.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  f.metadata["epoch"] = std::to_string(epoch);
+  f.metadata["iteration"] = std::to_string(iteration);
+  const fs::path path = checkpoint_path(dir, epoch);
+  io::save(path, f);
+  io::write_file_atomic(dir / "latest", path.filename().string() + "\n");
+  // Prune the oldest beyond the keep-count (never the one just written).
+  std::vector<fs::path> all;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 0; i + std::size_t(keep) < all.size(); ++i) fs::remove(all[i]);
+}
+
+struct ResumePoint {
+  int epoch = 0;
+  std::int64_t iteration = 0;
+};
+
+ResumePoint try_resume(Backend& backend, const fs::path& run_dir) {
+  const fs::path latest = run_dir / "checkpoints" / "latest";
+  if (!fs::exists(latest)) return {};
+  std::ifstream in(latest);
+  std::string name;
+  std::getline(in, name);
+  const fs::path path = run_dir / "checkpoints" / name;
+  if (name.empty() || !fs::exists(path))
+    throw DataError(latest.string(), fmt::format("names '{}', which does not exist", name));
+  const io::SafetensorsFile f = io::load(path);
+  backend.load_state(f);
+  ResumePoint r;
+  try {
+    r.epoch = std::stoi(f.metadata.at("epoch"));
+    r.iteration = std::stoll(f.metadata.at("iteration"));
+  } catch (const std::exception&) {
+    throw DataError(path.string(), "metadata lacks a valid 'epoch' or 'iteration'");
+  }
+  return r;
+}
+
+}  // namespace
+
+EvalStats evaluate(Backend& backend, const data::Dataset& d, int batch_size) {
+  EvalStats total;
+  BatchBuffer buf;
+  std::vector<std::uint32_t> ids;
+  for (std::size_t start = 0; start < d.size(); start += std::size_t(batch_size)) {
+    const std::size_t n = std::min<std::size_t>(std::size_t(batch_size), d.size() - start);
+    ids.resize(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = std::uint32_t(start + i);
+    total += backend.evaluate(buf.fill(d, ids, Augment::off, 0, 0));
+  }
+  return total;
+}
+
+RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cfg,
+                 const fs::path& run_dir, Resume resume, const nlohmann::json& checkpoint_metadata) {
+  cfg.validate();
+  const std::size_t n_train = data.train.size();
+  const std::int64_t per_epoch = std::int64_t(n_train / std::size_t(cfg.batch_size));
+  if (per_epoch < 1)
+    throw UsageError("batch_size", fmt::format("{} exceeds the training set ({} examples)", cfg.batch_size, n_train));
+  io::remove_stale_temporaries(run_dir);
+  if (fs::exists(run_dir / "checkpoints")) io::remove_stale_temporaries(run_dir / "checkpoints");
+
+  ResumePoint start;
+  if (resume == Resume::latest) start = try_resume(backend, run_dir);
+  MetricsLog log(run_dir);
+  log.truncate_after_epoch(start.epoch);
+
+  RunSummary summary;
+  summary.epochs_done = start.epoch;
+  std::int64_t iteration = start.iteration;
+  const auto t0 = Clock::now();
+  BatchBuffer buf;
+  ProgressLine progress(cfg.progress);
+
+  if (start.epoch == 0 && backend.wants_factor_init()) {
+    // One pass over the training set in data order, no augmentation (roger_init).
+    std::vector<std::uint32_t> ids(std::size_t(cfg.batch_size));
+    for (std::int64_t b = 0; b < per_epoch; ++b) {
+      for (int i = 0; i < cfg.batch_size; ++i) ids[i] = std::uint32_t(b * cfg.batch_size + i);
+      backend.accumulate_factor_init(buf.fill(data.train, ids, Augment::off, 0, 0), b);
+    }
+    backend.finish_factor_init();
+  }
+
+  for (int epoch = start.epoch + 1; epoch <= cfg.epochs; ++epoch) {
+    const auto te = Clock::now();
+    const auto order = data::epoch_permutation(n_train, cfg.seed, std::uint64_t(epoch - 1));
+    double loss_sum = 0;
+    std::int64_t correct = 0, seen = 0;
+    double lr = 0;
+    for (std::int64_t b = 0; b < per_epoch; ++b) {
+      const std::span<const std::uint32_t> ids(order.data() + b * cfg.batch_size, std::size_t(cfg.batch_size));
+      const HostBatch batch = buf.fill(data.train, ids, cfg.augment, cfg.seed, iteration);
+      lr = cfg.lr(iteration, per_epoch);
+      const StepStats s = backend.train_step(batch, lr, iteration);
+      if (!s.finite)
+        throw NumericError(fmt::format("non-finite loss or update at epoch {} iteration {} (loss {})",
+                                       epoch, iteration, s.loss));
+      ++iteration;
+      loss_sum += s.loss * batch.n;
+      correct += s.correct;
+      seen += batch.n;
+      progress.update(epoch, cfg.epochs, b + 1, per_epoch, loss_sum / double(seen), double(correct) / double(seen));
+    }
+    nlohmann::ordered_json row;
+    row["epoch"] = epoch;
+    row["iteration"] = iteration;
+    row["lr"] = lr;
+    row["train_loss"] = loss_sum / double(seen);
+    row["train_acc"] = double(correct) / double(seen);
+    summary.train = EvalStats{loss_sum, correct, seen};
+    if (data.val.size() > 0) {
+      summary.val = evaluate(backend, data.val, cfg.eval_batch_size);
+      row["val_loss"] = summary.val.loss();
+      row["val_acc"] = summary.val.accuracy();
+    }
+    summary.test = evaluate(backend, data.test, cfg.eval_batch_size);
+    row["test_loss"] = summary.test.loss();
+    row["test_acc"] = summary.test.accuracy();
+    row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
+    for (const auto& [name, norm] : backend.weight_norms()) {
+      row["norm." + name] = norm;
+      row["elr." + name] = lr / (norm * norm);  // η/‖θ_l‖² (Mechanism I)
+    }
+    log.append(row);
+    progress.end_epoch(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | {}test loss {:.4f} acc {:.4f} | {:.1f} s",
+                                   epoch, cfg.epochs, double(row["train_loss"]), double(row["train_acc"]),
+                                   data.val.size() ? fmt::format("val acc {:.4f} | ", summary.val.accuracy()) : "",
+                                   summary.test.loss(), summary.test.accuracy(), double(row["epoch_seconds"])));
+    if (epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs)
+      write_checkpoint(backend, run_dir, epoch, iteration, checkpoint_metadata, cfg.keep_checkpoints);
+    summary.epochs_done = epoch;
+  }
+  summary.iterations = iteration;
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace wdlab::train

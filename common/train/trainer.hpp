@@ -1,0 +1,57 @@
+#pragma once
+// The backend-neutral training loop: epochs of shuffled minibatches (shared Philox order and
+// augmentation), evaluation on train/val/test, a metrics row per epoch (metrics.jsonl and
+// metrics.csv), safetensors checkpoints written atomically, resume from the latest checkpoint.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/data/dataset.hpp"
+#include "common/train/backend.hpp"
+
+namespace wdlab::train {
+
+enum class Augment { off, on };
+enum class Resume { no, latest };
+enum class Progress { auto_detect, terminal, lines, quiet };
+
+struct TrainerConfig {
+  int epochs = 10;
+  int batch_size = 128;
+  int eval_batch_size = 1000;
+  std::uint64_t seed = 1;
+  Augment augment = Augment::off;
+  int checkpoint_every = 1;  // epochs
+  int keep_checkpoints = 2;
+  Progress progress = Progress::auto_detect;
+  /// η_k for iteration k, given the iterations per epoch.
+  std::function<double(std::int64_t iteration, std::int64_t iterations_per_epoch)> lr;
+  void validate() const;
+};
+
+struct Datasets {
+  data::Dataset train, val, test;  // val may be empty; images already normalized
+};
+
+struct RunSummary {
+  int epochs_done = 0;
+  std::int64_t iterations = 0;
+  EvalStats train, val, test;  // at the last epoch
+  double seconds = 0;
+};
+
+/// Trains into run_dir (which must hold config.json already, written by the caller). With
+/// Resume::latest and a checkpoint present, continues after it; metrics rows beyond the
+/// checkpoint's epoch are dropped first.
+RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cfg,
+                 const std::filesystem::path& run_dir, Resume resume,
+                 const nlohmann::json& checkpoint_metadata);
+
+/// Evaluation over a whole data set in batches.
+EvalStats evaluate(Backend& backend, const data::Dataset& d, int batch_size);
+
+}  // namespace wdlab::train

@@ -1,0 +1,171 @@
+#include "reference/backend.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+#include "reference/ops/loss.hpp"
+
+namespace wdlab::ref {
+
+namespace {
+
+constexpr std::uint64_t kFactorInitStep = std::uint64_t(1) << 40;  // RNG steps apart from training
+
+template <class T>
+io::Tensor to_tensor(std::vector<std::int64_t> shape, const std::vector<T>& v) {
+  if constexpr (std::is_same_v<T, double>) return io::Tensor::from_f64(std::move(shape), v);
+  else return io::Tensor::from_f32(std::move(shape), v);
+}
+
+template <class T>
+std::vector<T> from_tensor(const io::SafetensorsFile& f, const std::string& name) {
+  if constexpr (std::is_same_v<T, double>) return f.f64(name);
+  else return f.f32(name);
+}
+
+bool is_kfac(OptimizerKind k) { return k == OptimizerKind::kfac_f || k == OptimizerKind::kfac_g; }
+
+}  // namespace
+
+template <class T>
+ReferenceBackend<T>::ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const OptimConfig& optim,
+                                      std::uint64_t seed)
+    : spec_(std::move(spec)), params_(std::move(params)), optim_cfg_(optim), seed_(seed) {
+  optim_cfg_.validate();
+  opt_ = make_optimizer<T>(optim_cfg_, spec_, params_);
+}
+
+template <class T>
+std::string ReferenceBackend<T>::describe() const {
+  return fmt::format("reference ({}), {}, {} trainable parameters", std::is_same_v<T, double> ? "double" : "float",
+                     opt_->name(), spec_.num_trainable());
+}
+
+template <class T>
+Mat<T> ReferenceBackend<T>::to_matrix(const train::HostBatch& b) const {
+  const Eigen::Index rows = spec_.input.size();
+  WDLAB_CHECK(Eigen::Index(b.images.size()) == rows * b.n, "batch size does not match the input shape");
+  return Eigen::Map<const Eigen::MatrixXf>(b.images.data(), rows, b.n).template cast<T>();
+}
+
+template <class T>
+std::vector<FactorStats<T>> ReferenceBackend<T>::statistics(const Mat<T>& x, std::int64_t step) const {
+  const auto kind = optim_cfg_.kind == OptimizerKind::kfac_f ? CurvatureKind::fisher : CurvatureKind::gauss_newton;
+  return kfac_statistics(spec_, params_, x, kind, optim_cfg_.kfac.gn_probe_variance, seed_, std::uint64_t(step));
+}
+
+template <class T>
+train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, double lr, std::int64_t iteration) {
+  const Mat<T> x = to_matrix(b);
+  const Eigen::VectorXi labels = Eigen::Map<const Eigen::VectorXi>(b.labels.data(), b.n);
+  const auto fw = network_forward(spec_, params_, x, BnMode::train);
+  const auto ce = softmax_cross_entropy<T>(fw.logits(), labels);
+  train::StepStats s{.loss = double(ce.loss), .correct = ce.correct, .finite = std::isfinite(double(ce.loss))};
+  if (!s.finite) return s;  // never step on a non-finite loss
+  const auto bw = network_backward(spec_, params_, fw, ce.dlogits);
+  opt_->step(params_, bw.grads, lr, iteration);
+  update_running_stats(spec_, params_, fw);
+  // The official code re-estimates the factors on the same batch after the update, with a fresh
+  // sample (MATH.md §9.3 item 6, §12 item 14).
+  if (opt_->wants_factors(iteration)) opt_->update_factors(statistics(x, iteration), iteration);
+  for (const auto& v : params_.values)
+    if (!v.allFinite()) {
+      s.finite = false;
+      break;
+    }
+  return s;
+}
+
+template <class T>
+bool ReferenceBackend<T>::wants_factor_init() const {
+  return is_kfac(optim_cfg_.kind) && opt_->wants_factor_init();
+}
+
+template <class T>
+void ReferenceBackend<T>::accumulate_factor_init(const train::HostBatch& b, std::int64_t index) {
+  auto st = statistics(to_matrix(b), std::int64_t(kFactorInitStep) + index);
+  if (init_sum_.empty()) {
+    init_sum_ = std::move(st);
+  } else {
+    for (std::size_t i = 0; i < st.size(); ++i) {
+      init_sum_[i].A += st[i].A;
+      init_sum_[i].S += st[i].S;
+    }
+  }
+  ++init_batches_;
+}
+
+template <class T>
+void ReferenceBackend<T>::finish_factor_init() {
+  WDLAB_CHECK(init_batches_ > 0, "factor initialization saw no batch");
+  for (auto& f : init_sum_) {
+    f.A /= T(init_batches_);
+    f.S /= T(init_batches_);
+  }
+  opt_->init_factors(init_sum_);
+  init_sum_.clear();
+  init_batches_ = 0;
+}
+
+template <class T>
+train::EvalStats ReferenceBackend<T>::evaluate(const train::HostBatch& b) {
+  const Mat<T> x = to_matrix(b);
+  const Eigen::VectorXi labels = Eigen::Map<const Eigen::VectorXi>(b.labels.data(), b.n);
+  const auto fw = network_forward(spec_, params_, x, BnMode::eval);
+  const auto ce = softmax_cross_entropy<T>(fw.logits(), labels);
+  return train::EvalStats{.loss_sum = double(ce.loss) * b.n, .correct = ce.correct, .n = b.n};
+}
+
+template <class T>
+std::vector<std::pair<std::string, double>> ReferenceBackend<T>::weight_norms() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (std::size_t i = 0; i < params_.info.size(); ++i)
+    if (params_.info[i].role == ParamRole::weight)
+      out.emplace_back(params_.info[i].name, double(params_.values[i].template cast<double>().norm()));
+  return out;
+}
+
+template <class T>
+io::SafetensorsFile ReferenceBackend<T>::state() const {
+  io::SafetensorsFile f;
+  for (std::size_t i = 0; i < params_.info.size(); ++i)
+    f.tensors[params_.info[i].name] =
+        to_tensor<T>(params_.info[i].shape, to_pytorch_order(params_.info[i], params_.values[i]));
+  for (const auto& [name, m] : opt_->state()) {
+    std::vector<T> v(m.data(), m.data() + m.size());  // column-major, shape [cols, rows] reads it back
+    f.tensors[name] = to_tensor<T>({std::int64_t(m.cols()), std::int64_t(m.rows())}, v);
+  }
+  f.metadata["backend"] = "reference";
+  f.metadata["precision"] = std::is_same_v<T, double> ? "double" : "float";
+  return f;
+}
+
+template <class T>
+void ReferenceBackend<T>::load_state(const io::SafetensorsFile& f) {
+  const std::string want = std::is_same_v<T, double> ? "double" : "float";
+  if (f.metadata.count("precision") && f.metadata.at("precision") != want)
+    throw DataError(f.source, fmt::format("precision is {}, this run uses {}", f.metadata.at("precision"), want));
+  ParamStore<T> p = params_;
+  for (std::size_t i = 0; i < p.info.size(); ++i) {
+    const auto& t = f.at(p.info[i].name);
+    if (t.shape != p.info[i].shape)
+      throw DataError(f.source, fmt::format("tensor \"{}\" has the wrong shape", p.info[i].name));
+    p.values[i] = from_pytorch_order<T>(p.info[i], from_tensor<T>(f, p.info[i].name));
+  }
+  NamedTensors<T> st;
+  for (const auto& [name, t] : f.tensors) {
+    if (name.rfind("optim.", 0) != 0) continue;
+    if (t.shape.size() != 2) throw DataError(f.source, fmt::format("optimizer tensor \"{}\" is not 2-d", name));
+    const auto v = from_tensor<T>(f, name);
+    st.emplace_back(name, Eigen::Map<const Mat<T>>(v.data(), t.shape[1], t.shape[0]));
+  }
+  opt_->load_state(st);
+  params_ = std::move(p);
+}
+
+template class ReferenceBackend<double>;
+template class ReferenceBackend<float>;
+
+}  // namespace wdlab::ref

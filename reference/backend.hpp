@@ -1,0 +1,46 @@
+#pragma once
+// The reference backend: the Eigen engine and optimizers behind the trainer's Backend interface,
+// in double (the oracle) or float (faster CPU runs).
+#include <memory>
+
+#include "common/network_spec.hpp"
+#include "common/train/backend.hpp"
+#include "reference/net/network.hpp"
+#include "reference/optim/optim_config.hpp"
+#include "reference/optim/optimizer.hpp"
+
+namespace wdlab::ref {
+
+template <class T>
+class ReferenceBackend final : public train::Backend {
+ public:
+  ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const OptimConfig& optim,
+                   std::uint64_t seed);
+  std::string describe() const override;
+  train::StepStats train_step(const train::HostBatch& batch, double lr, std::int64_t iteration) override;
+  bool wants_factor_init() const override;
+  void accumulate_factor_init(const train::HostBatch& batch, std::int64_t index) override;
+  void finish_factor_init() override;
+  train::EvalStats evaluate(const train::HostBatch& batch) override;
+  std::vector<std::pair<std::string, double>> weight_norms() const override;
+  io::SafetensorsFile state() const override;
+  void load_state(const io::SafetensorsFile& file) override;
+
+  const NetworkSpec& spec() const { return spec_; }
+  const ParamStore<T>& params() const { return params_; }
+  Optimizer<T>& optimizer() { return *opt_; }
+
+ private:
+  Mat<T> to_matrix(const train::HostBatch& b) const;
+  std::vector<FactorStats<T>> statistics(const Mat<T>& x, std::int64_t step) const;
+
+  NetworkSpec spec_;
+  ParamStore<T> params_;
+  OptimConfig optim_cfg_;
+  std::unique_ptr<Optimizer<T>> opt_;
+  std::uint64_t seed_;
+  std::vector<FactorStats<T>> init_sum_;
+  std::int64_t init_batches_ = 0;
+};
+
+}  // namespace wdlab::ref

@@ -1,0 +1,110 @@
+// Reference pooling; the formulas are in reference/ops/pool.hpp.
+#include "reference/ops/pool.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "common/errors.hpp"
+
+namespace wdlab::ref {
+
+template <class T>
+MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y) {
+  geom.validate();
+  const int C = geom.C, H = geom.H, W = geom.W, P = geom.P(), Q = geom.Q();
+  WDLAB_CHECK(x.rows() == Eigen::Index(C) * H * W && x.cols() == geom.N,
+              fmt::format("x is {}x{} for {}", x.rows(), x.cols(), geom.describe()));
+  MaxPoolContext ctx;
+  ctx.geom = geom;
+  ctx.argmax.resize(Eigen::Index(C) * P * Q, geom.N);
+  Mat<T> out(Eigen::Index(C) * P * Q, geom.N);  // not y directly: y may alias x
+  for (int n = 0; n < geom.N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int p = 0; p < P; ++p)
+        for (int q = 0; q < Q; ++q) {
+          std::int64_t best_i = -1;
+          T best = T(0);
+          for (int r = 0; r < geom.window; ++r)
+            for (int s = 0; s < geom.window; ++s) {
+              const std::int64_t i =
+                  (std::int64_t(c) * H + p * geom.stride + r) * W + q * geom.stride + s;
+              const T v = x(i, n);
+              // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
+              if (best_i < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
+                best_i = i;
+                best = v;
+              }
+            }
+          const Eigen::Index o = (Eigen::Index(c) * P + p) * Q + q;
+          out(o, n) = best;
+          ctx.argmax(o, n) = best_i;
+        }
+  y = std::move(out);
+  return ctx;
+}
+
+template <class T>
+void maxpool2d_bprop(const Pool2dGeometry& geom, const MaxPoolContext& ctx, const Mat<T>& dy,
+                     Mat<T>& dx) {
+  geom.validate();
+  WDLAB_CHECK(geom.N == ctx.geom.N && geom.C == ctx.geom.C && geom.H == ctx.geom.H &&
+                  geom.W == ctx.geom.W && geom.window == ctx.geom.window &&
+                  geom.stride == ctx.geom.stride,
+              "geometry differs from the forward pass");
+  WDLAB_CHECK(dy.rows() == ctx.argmax.rows() && dy.cols() == ctx.argmax.cols(),
+              fmt::format("dy is {}x{} for {}", dy.rows(), dy.cols(), geom.describe()));
+  dx.setZero(Eigen::Index(geom.C) * geom.H * geom.W, geom.N);
+  for (Eigen::Index n = 0; n < dy.cols(); ++n)
+    for (Eigen::Index o = 0; o < dy.rows(); ++o) dx(ctx.argmax(o, n), n) += dy(o, n);
+}
+
+std::string GlobalPoolGeometry::describe() const {
+  return fmt::format("global_avgpool N={} C={} H={} W={}", N, C, H, W);
+}
+
+void GlobalPoolGeometry::validate() const {
+  auto positive = [](const char* field, int v) {
+    if (v < 1) throw UsageError(field, fmt::format("must be >= 1, got {}", v));
+  };
+  positive("gap.N", N);
+  positive("gap.C", C);
+  positive("gap.H", H);
+  positive("gap.W", W);
+}
+
+template <class T>
+void global_avgpool_fprop(const GlobalPoolGeometry& geom, const Mat<T>& x, Mat<T>& y) {
+  geom.validate();
+  const int HW = geom.H * geom.W;
+  WDLAB_CHECK(x.rows() == Eigen::Index(geom.C) * HW && x.cols() == geom.N,
+              fmt::format("x is {}x{} for {}", x.rows(), x.cols(), geom.describe()));
+  Mat<T> out(geom.C, geom.N);
+  for (int c = 0; c < geom.C; ++c)
+    out.row(c) = x.middleRows(Eigen::Index(c) * HW, HW).colwise().sum() / T(HW);
+  y = std::move(out);
+}
+
+template <class T>
+void global_avgpool_bprop(const GlobalPoolGeometry& geom, const Mat<T>& dy, Mat<T>& dx) {
+  geom.validate();
+  const int HW = geom.H * geom.W;
+  WDLAB_CHECK(dy.rows() == geom.C && dy.cols() == geom.N,
+              fmt::format("dy is {}x{} for {}", dy.rows(), dy.cols(), geom.describe()));
+  Mat<T> out(Eigen::Index(geom.C) * HW, geom.N);
+  for (int c = 0; c < geom.C; ++c)
+    out.middleRows(Eigen::Index(c) * HW, HW) = (dy.row(c) / T(HW)).replicate(HW, 1);
+  dx = std::move(out);
+}
+
+#define WDLAB_INSTANTIATE(T)                                                                    \
+  template MaxPoolContext maxpool2d_fprop<T>(const Pool2dGeometry&, const Mat<T>&, Mat<T>&);    \
+  template void maxpool2d_bprop<T>(const Pool2dGeometry&, const MaxPoolContext&, const Mat<T>&, \
+                                   Mat<T>&);                                                    \
+  template void global_avgpool_fprop<T>(const GlobalPoolGeometry&, const Mat<T>&, Mat<T>&);     \
+  template void global_avgpool_bprop<T>(const GlobalPoolGeometry&, const Mat<T>&, Mat<T>&);
+WDLAB_INSTANTIATE(double)
+WDLAB_INSTANTIATE(float)
+#undef WDLAB_INSTANTIATE
+
+}  // namespace wdlab::ref
