@@ -59,6 +59,7 @@ nlohmann::json resolve_config_json(const std::string& file, const std::vector<st
 int cmd_train(const Args& args) {
   std::string config_file, out_dir;
   std::vector<std::string> sets;
+  std::string backend_name, precision_name;
   bool resume = false, quiet = false;
   po::options_description desc(
       "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
@@ -81,6 +82,8 @@ int cmd_train(const Args& args) {
       ("config,c", po::value(&config_file), "experiment config (JSON)")
       ("set", po::value(&sets)->composing(), "override a key: --set lr=0.05 --set kfac.damping=1e-2")
       ("out,o", po::value(&out_dir), "run directory (default runs/<name>)")
+      ("backend", po::value(&backend_name), "reference (default; same as --set backend=...)")
+      ("precision", po::value(&precision_name), "float (default) | double (same as --set precision=...)")
       ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
       ("quiet,q", po::bool_switch(&quiet), "no progress output");
   std::ostringstream usage;
@@ -94,6 +97,8 @@ int cmd_train(const Args& args) {
     help = vm.count("help") > 0;
     if (help) return;
     po::notify(vm);
+    if (!backend_name.empty()) sets.push_back("backend=" + backend_name);
+    if (!precision_name.empty()) sets.push_back("precision=" + precision_name);
     resolved = resolve_config_json(config_file, sets, !quiet);
     cfg = parse_config(resolved);
   });

@@ -34,7 +34,7 @@ TEST_CASE("wdlab theory table: one row per check and a summary line") {
   CHECK(r.out.find("0 unexpected") != std::string::npos);
 }
 
-TEST_CASE("bad options and values: one-line error naming the option, then the usage; exit 2") {
+TEST_CASE("bad options and values: one-line error naming the option, then the usage, exit 2") {
   for (const char* args : {"theory --depths -1", "theory --widths 0", "theory --depths 1,x",
                            "theory --bogus", "theory --format xml", "theory --batch"}) {
     const auto r = run_wdlab(args);
@@ -51,7 +51,7 @@ TEST_CASE("bad options and values: one-line error naming the option, then the us
   CHECK(u.err.find("unknown command 'frobnicate'") != std::string::npos);
 }
 
-TEST_CASE("wdlab info: version, build, Eigen and the GPU's state; exit 0 without a GPU") {
+TEST_CASE("wdlab info: version, build, Eigen and the GPU's state, exit 0 without a GPU") {
   const auto r = run_wdlab("info");
   CHECK(r.rc == 0);
   for (const char* s : {"wdlab ", "build type:", "compiler:", "eigen:", "cuda backend:", "gpu"})

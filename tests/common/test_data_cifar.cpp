@@ -124,7 +124,7 @@ TEST_CASE("cifar100: each label byte is range-checked with its own bound") {
             "CIFAR-100 record (2 label bytes + 3072 pixels)");
 }
 
-TEST_CASE("cifar100: the archive's cifar-100-binary/ folder is found; missing test.bin named") {
+TEST_CASE("cifar100: the archive's cifar-100-binary/ folder is found, missing test.bin named") {
   TempDir dir;
   std::filesystem::create_directories(dir / "cifar-100-binary");
   write_raw(dir / "cifar-100-binary" / "test.bin", cifar_records({{1, 11}}));

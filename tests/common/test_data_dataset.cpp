@@ -53,7 +53,7 @@ TEST_CASE("content_hash: changes with pixels, labels, coarse labels and shape, n
   CHECK(content_hash(d) != h);
 }
 
-TEST_CASE("validate: a consistent set passes; each inconsistency is named") {
+TEST_CASE("validate: a consistent set passes, each inconsistency is named") {
   CHECK_NOTHROW(tiny().validate());
   Dataset d = tiny();
   d.images.push_back(0);

@@ -62,7 +62,7 @@ TEST_CASE("lemma1: f = J_x x = J_theta theta/(L+1) = J_{W_l} vec(W_l), and biase
   CHECK_THROWS_AS(lemma1_with_bias_control(gaussian(spec_of(2, Activation::relu))), PreconditionError);
 }
 
-TEST_CASE("lemma2: GN norm, block-diagonal GN norm, K-FAC GN norm; K-FAC inexact for ReLU") {
+TEST_CASE("lemma2: GN norm, block-diagonal GN norm, K-FAC GN norm, K-FAC inexact for ReLU") {
   for (int depth : {1, 2, 4})
     for (Activation a : {Activation::linear, Activation::relu}) {
       const auto pb = gaussian(spec_of(depth, a), depth);
@@ -90,7 +90,7 @@ TEST_CASE("theorem1: GN and K-FAC GN norms are Jacobian norms for whitened input
                   PreconditionError);
 }
 
-TEST_CASE("appE: gradient of the GN norm is 2(L+1) G theta; refuses inputs at a ReLU kink") {
+TEST_CASE("appE: gradient of the GN norm is 2(L+1) G theta, refuses inputs at a ReLU kink") {
   for (int depth : {1, 2})
     for (Activation a : {Activation::linear, Activation::relu})
       expect_holds(appE_gradient(make_problem(spec_of(depth, a), 3, 8, InputKind::kink_free)));

@@ -27,7 +27,7 @@ TEST_CASE("default suite: every row has its expected outcome and every id appear
   CHECK(controls >= 3);
 }
 
-TEST_CASE("--only runs just the matching ids; several seeds give several rows") {
+TEST_CASE("--only runs just the matching ids, several seeds give several rows") {
   SuiteOptions o;
   o.only = "theorem1";
   o.depths = {1, 2};

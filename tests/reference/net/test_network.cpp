@@ -139,7 +139,7 @@ TEST_CASE("the engine's MLP equals the theory suite's independent MLP reference"
   }
 }
 
-TEST_CASE("BN running statistics move toward the batch statistics; eval mode uses them") {
+TEST_CASE("BN running statistics move toward the batch statistics, eval mode uses them") {
   const auto spec = zoo::mlp(Shape{4, 1, 1}, 2, {.depth = 1, .width = 3, .norm = Norm::batchnorm});
   auto p = init_params<double>(spec, 1, Init::glorot_uniform);
   const Mat<double> x = gaussian(4, 64, 2) * 3.0;

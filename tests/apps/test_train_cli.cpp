@@ -1,0 +1,155 @@
+// `wdlab train` / `wdlab eval` end to end on tiny Fashion-MNIST subsets: the run directory, the
+// checkpoint format, eval agreeing with the trainer, resume after an interruption reproducing
+// the uninterrupted run bit for bit, and config errors.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/io/safetensors.hpp"
+#include "common/train/metrics_log.hpp"
+#include "run_command.hpp"
+
+namespace fs = std::filesystem;
+using wdlab::test::run_wdlab;
+using wdlab::test::slurp;
+
+namespace {
+
+const std::string kTiny =
+    "--set train_subset=512 --set test_subset=256 --set arch.width=16 --set epochs=2 "
+    "--set batch_size=64 --set lr=0.05 --quiet ";
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("wdlab_cli_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  return d;
+}
+
+bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"); }
+
+std::vector<nlohmann::ordered_json> metric_rows(const fs::path& run) {
+  return wdlab::train::MetricsLog(run).rows();
+}
+
+}  // namespace
+
+TEST_CASE("train writes a complete run directory, eval reproduces the trainer's test accuracy") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const fs::path run = fresh_dir("a");
+  const auto r = run_wdlab("train " + kTiny + "--out " + run.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  for (const char* f : {"config.json", "meta.json", "metrics.jsonl", "metrics.csv", "DONE", "checkpoints/latest"})
+    CHECK(fs::exists(run / f));
+  const auto rows = metric_rows(run);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1]["epoch"] == 2);
+  CHECK(rows[1]["iteration"] == 16);  // 512/64 steps per epoch
+  CHECK(rows[1].contains("norm.fc0.weight"));
+  std::ifstream csv(run / "metrics.csv");
+  int lines = 0;
+  for (std::string l; std::getline(csv, l);) ++lines;
+  CHECK(lines == 3);  // header + 2 rows
+
+  const auto ckpt = wdlab::io::load(run / "checkpoints" / "epoch-0002.safetensors");
+  CHECK(ckpt.at("fc0.weight").shape == std::vector<std::int64_t>{16, 784});
+  CHECK(ckpt.at("fc2.bias").shape == std::vector<std::int64_t>{10});
+  int optim_tensors = 0;
+  for (const auto& [name, t] : ckpt.tensors) optim_tensors += name.rfind("optim.", 0) == 0;
+  CHECK(optim_tensors >= 6);  // a momentum buffer per trainable tensor
+
+  const auto e = run_wdlab("eval --format json --checkpoint " + (run / "checkpoints" / "epoch-0002.safetensors").string());
+  INFO(e.err);
+  REQUIRE(e.rc == 0);
+  const auto j = nlohmann::json::parse(e.out);
+  CHECK(j["examples"] == 256);
+  CHECK(j["accuracy"].get<double>() == doctest::Approx(rows[1]["test_acc"].get<double>()).epsilon(1e-12));
+  CHECK(j["loss"].get<double>() == doctest::Approx(rows[1]["test_loss"].get<double>()).epsilon(1e-9));
+  fs::remove_all(run);
+}
+
+TEST_CASE("resume after an interruption reproduces the uninterrupted run bit for bit") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const std::string args = kTiny + "--precision double --set optimizer=adam --set lr=0.003 ";
+  const fs::path a = fresh_dir("straight"), b = fresh_dir("resumed");
+  REQUIRE(run_wdlab("train " + args + "--out " + a.string()).rc == 0);
+  REQUIRE(run_wdlab("train " + args + "--out " + b.string()).rc == 0);
+  // Interrupt b after epoch 1: its state is what a kill after that checkpoint leaves.
+  fs::remove(b / "DONE");
+  fs::remove(b / "checkpoints" / "epoch-0002.safetensors");
+  std::ofstream(b / "checkpoints" / "latest") << "epoch-0001.safetensors\n";
+  const auto before = wdlab::io::load(b / "checkpoints" / "epoch-0001.safetensors");
+  const auto r = run_wdlab("train " + args + "--resume --out " + b.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const auto fa = wdlab::io::load(a / "checkpoints" / "epoch-0002.safetensors");
+  const auto fb = wdlab::io::load(b / "checkpoints" / "epoch-0002.safetensors");
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  int differ_from_epoch1 = 0;
+  for (const auto& [name, t] : fa.tensors) {
+    INFO(name);
+    CHECK(t.data == fb.at(name).data);  // bit for bit
+    if (before.tensors.count(name)) differ_from_epoch1 += before.at(name).data != t.data;
+  }
+  CHECK(differ_from_epoch1 > 0);  // not vacuous: epoch 2 changed the state
+  const auto ra = metric_rows(a), rb = metric_rows(b);
+  REQUIRE(ra.size() == 2);
+  REQUIRE(rb.size() == 2);  // no duplicated row for epoch 1
+  for (std::size_t i = 0; i < 2; ++i)
+    for (const char* k : {"train_loss", "test_loss", "test_acc", "norm.fc1.weight"}) CHECK(ra[i][k] == rb[i][k]);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("config errors name the key, a finished run is not overwritten, resume refuses a changed config") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const auto unknown = run_wdlab("train --set learning_rat=0.1");
+  CHECK(unknown.rc == 2);
+  CHECK(unknown.err.find("learning_rat") != std::string::npos);
+  const auto bad = run_wdlab("train --set optimizer=lbfgs");
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("optimizer") != std::string::npos);
+  const auto range = run_wdlab("train --set lr=-1");
+  CHECK(range.rc == 2);
+  CHECK(range.err.find("lr") != std::string::npos);
+  const auto missing = run_wdlab("train --config /nonexistent/cfg.json");
+  CHECK(missing.rc == 3);
+  CHECK(missing.err.find("/nonexistent/cfg.json") != std::string::npos);
+
+  const fs::path run = fresh_dir("c");
+  REQUIRE(run_wdlab("train " + kTiny + "--set epochs=1 --out " + run.string()).rc == 0);
+  const auto again = run_wdlab("train " + kTiny + "--set epochs=1 --out " + run.string());
+  CHECK(again.rc == 2);
+  fs::remove(run / "DONE");
+  const auto changed = run_wdlab("train " + kTiny + "--set epochs=1 --set lr=0.5 --resume --out " + run.string());
+  CHECK(changed.rc == 2);
+  CHECK(changed.err.find("lr") != std::string::npos);
+  fs::remove_all(run);
+}
+
+TEST_CASE("an official Weight-Decay config is mapped, the mapping printed, and it trains") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const fs::path dir = fresh_dir("official");
+  fs::create_directories(dir);
+  std::ofstream(dir / "cfg.json") << R"({"exp_name": "tiny", "optimizer": "kfac", "model_name": "mlp",
+    "dataset": "fashion-mnist", "use_kfac": true, "use_fisher": false, "learning_rate": 0.01,
+    "momentum": 0.9, "weight_decay_type": "wd", "weight_decay": 0.01, "weight_list": "all",
+    "damping": 0.001, "cov_ema_decay": 0.95, "roger_init": true, "epoch": 1, "batch_size": 64,
+    "decay_every_itr": 16000, "batch_norm": false, "use_bias": true, "num_workers": 2})";
+  const auto r = run_wdlab("train --config " + (dir / "cfg.json").string() +
+                           " --set train_subset=256 --set test_subset=128 --set arch.width=8 --out " +
+                           (dir / "run").string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.err.find("use_fisher false") != std::string::npos);
+  CHECK(r.err.find("gn_probe_variance 2") != std::string::npos);
+  CHECK(r.err.find("num_workers 2 ignored") != std::string::npos);
+  const auto cfg = nlohmann::json::parse(slurp(dir / "run" / "config.json"));
+  CHECK(cfg["optimizer"] == "kfac-g");
+  CHECK(cfg["regularization"] == "wd");
+  CHECK(cfg["kfac"]["factor_init"] == "data_pass");
+  CHECK(cfg["schedule"]["kind"] == "step_iterations");
+  fs::remove_all(dir);
+}
