@@ -19,9 +19,10 @@ commands:
   theory     check the paper's statements numerically on random MLPs (double precision)
   train      train one experiment on the CPU reference backend into a run directory
   eval       loss and accuracy of a checkpoint
+  bench      step times of SGD, Adam, K-FAC-F, K-FAC-G (reference backend) as ratios to SGD
   info       version, build, Eigen, CUDA build and whether a GPU is usable now
 
-planned (not in this build yet): measure, crosscheck, bench, sweep, report, reproduce
+planned (not in this build yet): measure, crosscheck, sweep, report, reproduce
 
 options:
   -h, --help     this text
@@ -33,7 +34,8 @@ int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
   if (cmd == "info") return wdlab::app::cmd_info(rest);
   if (cmd == "train") return wdlab::app::cmd_train(rest);
   if (cmd == "eval") return wdlab::app::cmd_eval(rest);
-  for (const char* planned : {"measure", "crosscheck", "bench", "sweep",
+  if (cmd == "bench") return wdlab::app::cmd_bench(rest);
+  for (const char* planned : {"measure", "crosscheck", "sweep",
                               "report", "reproduce"})
     if (cmd == planned)
       throw wdlab::UsageError("wdlab " + cmd, "not available in this build yet");
