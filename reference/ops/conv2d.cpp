@@ -1,0 +1,256 @@
+// Reference conv passes by batched im2col + GEMM; formulas and layouts in reference/ops/conv2d.hpp.
+// Per chunk of nb examples the work is laid out "stacked": row nl·T + t (T = P·Q) holds output
+// location t of example n0 + nl, so that
+//   patches  Aᵗ : nb·T × C·R·S   (column-major: one column per filter tap (c,r,s), caffe's im2col)
+//   outputs  Yᵗ : nb·T × K       (Yᵗ = Aᵗ wᵀ; column k, example nl is one contiguous run of T,
+//                                 as is y[k·T .. k·T+T, n], so reordering is a block copy)
+#include "reference/ops/conv2d.hpp"
+
+#include <algorithm>
+
+#include "reference/ops/conv2d_shapes.hpp"
+
+namespace wdlab::ref {
+
+namespace {
+
+// Patch buffer per chunk. Small on purpose: measured on the 2-core box (float, N=128, C=K=32,
+// 28×28, 3×3), 1–8 MB chunks ran the three passes 4–8× faster than 64 MB ones, which are
+// mmap'ed afresh by malloc on every call (page faults) and leave cache between im2col and GEMM.
+constexpr std::size_t kPatchBudgetBytes = std::size_t(4) << 20;
+
+/// Output positions o ∈ [lo, hi) whose input coordinate o·σ − pad + tap lies in [0, in).
+struct Range {
+  int lo, hi;
+};
+Range valid_outputs(int out, int in, int pad, int stride, int tap) {
+  const int need = pad - tap;          // o·σ ≥ need
+  const int top = in - 1 + pad - tap;  // o·σ ≤ top
+  const int lo = std::min(out, need <= 0 ? 0 : (need + stride - 1) / stride);
+  const int hi = std::min(out, top < 0 ? 0 : top / stride + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+/// Aᵗ[nl·T + p·Q + q, (c·R + r)·S + s] = x[n0+nl, c, p·σ−pad+r, q·σ−pad+s] for nl < nb
+/// (0 outside the image). Writes the first C·R·S columns of At (At.rows() ≥ nb·T).
+template <class T>
+void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Mat<T>& At) {
+  const int P = g.P(), Q = g.Q(), st = g.stride;
+  const long HW = long(g.H) * g.W, PQ = long(P) * Q;
+  for (int c = 0; c < g.C; ++c)
+    for (int r = 0; r < g.R; ++r) {
+      const Range pr = valid_outputs(P, g.H, g.pad, st, r);
+      for (int s = 0; s < g.S; ++s) {
+        const Range qr = valid_outputs(Q, g.W, g.pad, st, s);
+        T* col = At.col((long(c) * g.R + r) * g.S + s).data();
+        for (int nl = 0; nl < nb; ++nl) {
+          const T* xc = x.col(n0 + nl).data() + c * HW;
+          T* dst = col + nl * PQ;
+          std::fill(dst, dst + long(pr.lo) * Q, T(0));
+          std::fill(dst + long(pr.hi) * Q, dst + PQ, T(0));
+          for (int p = pr.lo; p < pr.hi; ++p) {
+            T* d = dst + long(p) * Q;
+            const long base = long(p * st - g.pad + r) * g.W + (s - g.pad);  // x index at q = 0
+            std::fill(d, d + qr.lo, T(0));
+            std::fill(d + qr.hi, d + Q, T(0));
+            if (st == 1) {
+              std::copy(xc + base + qr.lo, xc + base + qr.hi, d + qr.lo);
+            } else {
+              for (int q = qr.lo; q < qr.hi; ++q) d[q] = xc[base + long(q) * st];
+            }
+          }
+        }
+      }
+    }
+}
+
+/// dx[n0+nl, c, p·σ−pad+r, q·σ−pad+s] += Dᵗ[nl·T + p·Q + q, (c·R + r)·S + s] (inside the image):
+/// the adjoint of im2col.
+template <class T>
+void col2im_add(const Conv2dGeometry& g, const Mat<T>& Dt, int n0, int nb, Mat<T>& dx) {
+  const int P = g.P(), Q = g.Q(), st = g.stride;
+  const long HW = long(g.H) * g.W, PQ = long(P) * Q;
+  for (int c = 0; c < g.C; ++c)
+    for (int r = 0; r < g.R; ++r) {
+      const Range pr = valid_outputs(P, g.H, g.pad, st, r);
+      for (int s = 0; s < g.S; ++s) {
+        const Range qr = valid_outputs(Q, g.W, g.pad, st, s);
+        const T* col = Dt.col((long(c) * g.R + r) * g.S + s).data();
+        for (int nl = 0; nl < nb; ++nl) {
+          T* dxc = dx.col(n0 + nl).data() + c * HW;
+          const T* src = col + nl * PQ;
+          for (int p = pr.lo; p < pr.hi; ++p) {
+            const T* d = src + long(p) * Q;
+            const long base = long(p * st - g.pad + r) * g.W + (s - g.pad);
+            if (st == 1) {
+              for (int q = qr.lo; q < qr.hi; ++q) dxc[base + q] += d[q];
+            } else {
+              for (int q = qr.lo; q < qr.hi; ++q) dxc[base + long(q) * st] += d[q];
+            }
+          }
+        }
+      }
+    }
+}
+
+/// y[k·T + t, n0+nl] = Yᵗ[nl·T + t, k] (+ b[k]).
+template <class T>
+void stacked_to_output(const Conv2dGeometry& g, const Mat<T>& Yt, int n0, int nb, const Vec<T>* b,
+                       Mat<T>& y) {
+  const long PQ = long(g.P()) * g.Q();
+  for (int nl = 0; nl < nb; ++nl)
+    for (int k = 0; k < g.K; ++k) {
+      auto dst = y.col(n0 + nl).segment(k * PQ, PQ);
+      const auto src = Yt.col(k).segment(nl * PQ, PQ);
+      if (b)
+        dst = src.array() + (*b)(k);
+      else
+        dst = src;
+    }
+}
+
+/// Yᵗ[nl·T + t, k] = y[k·T + t, n0+nl].
+template <class T>
+void output_to_stacked(const Conv2dGeometry& g, const Mat<T>& y, int n0, int nb, Mat<T>& Yt) {
+  const long PQ = long(g.P()) * g.Q();
+  for (int nl = 0; nl < nb; ++nl)
+    for (int k = 0; k < g.K; ++k)
+      Yt.col(k).segment(nl * PQ, PQ) = y.col(n0 + nl).segment(k * PQ, PQ);
+}
+
+}  // namespace
+
+int conv2d_chunk_examples(const Conv2dGeometry& g, std::size_t scalar_bytes) {
+  g.validate();
+  const std::size_t per_example = std::size_t(g.P()) * g.Q() * std::size_t(g.patch_size()) *
+                                  std::max<std::size_t>(1, scalar_bytes);
+  const std::size_t n = kPatchBudgetBytes / per_example;
+  return int(std::clamp<std::size_t>(n, 1, std::size_t(g.N)));
+}
+
+template <class T>
+void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
+                  const NoDeduce<Vec<T>>* b, Mat<T>& y) {
+  g.validate();
+  detail::check_input("conv2d_fprop", g, x);
+  detail::check_filter("conv2d_fprop", g, w);
+  detail::check_bias("conv2d_fprop", g, b);
+  WDLAB_CHECK(&x != &y, "conv2d_fprop: y must not alias x");
+  const long PQ = long(g.P()) * g.Q();
+  const int chunk = conv2d_chunk_examples(g, sizeof(T));
+  Mat<T> At(chunk * PQ, g.patch_size()), Yt(chunk * PQ, g.K);
+  y.resize(g.K * PQ, g.N);
+  for (int n0 = 0; n0 < g.N; n0 += chunk) {
+    const int nb = std::min(chunk, g.N - n0);
+    const long m = nb * PQ;
+    im2col(g, x, n0, nb, At);
+    Yt.topRows(m).noalias() = At.topRows(m) * w.transpose();
+    stacked_to_output(g, Yt, n0, nb, b, y);
+  }
+}
+
+template <class T>
+void conv2d_bprop_data(const Conv2dGeometry& g, const Mat<T>& dy, const Mat<T>& w, Mat<T>& dx) {
+  g.validate();
+  detail::check_output("conv2d_bprop_data", "dy (K·P·Q × N)", g, dy);
+  detail::check_filter("conv2d_bprop_data", g, w);
+  WDLAB_CHECK(&dx != &dy, "conv2d_bprop_data: dx must not alias dy");
+  const long PQ = long(g.P()) * g.Q();
+  const int chunk = conv2d_chunk_examples(g, sizeof(T));
+  Mat<T> Dt(chunk * PQ, g.patch_size()), DYt(chunk * PQ, g.K);
+  dx.setZero(long(g.C) * g.H * g.W, g.N);
+  for (int n0 = 0; n0 < g.N; n0 += chunk) {
+    const int nb = std::min(chunk, g.N - n0);
+    const long m = nb * PQ;
+    output_to_stacked(g, dy, n0, nb, DYt);
+    Dt.topRows(m).noalias() = DYt.topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
+    col2im_add(g, Dt, n0, nb, dx);
+  }
+}
+
+template <class T>
+void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, Mat<T>& dw,
+                         NoDeduce<Vec<T>>* db) {
+  g.validate();
+  detail::check_input("conv2d_bprop_filter", g, x);
+  detail::check_output("conv2d_bprop_filter", "dy (K·P·Q × N)", g, dy);
+  const long PQ = long(g.P()) * g.Q();
+  const int chunk = conv2d_chunk_examples(g, sizeof(T));
+  Mat<T> At(chunk * PQ, g.patch_size()), DYt(chunk * PQ, g.K);
+  dw.setZero(g.K, g.patch_size());
+  for (int n0 = 0; n0 < g.N; n0 += chunk) {
+    const int nb = std::min(chunk, g.N - n0);
+    const long m = nb * PQ;
+    im2col(g, x, n0, nb, At);
+    output_to_stacked(g, dy, n0, nb, DYt);
+    dw.noalias() += DYt.topRows(m).transpose() * At.topRows(m);
+  }
+  if (db) {
+    db->setZero(g.K);
+    for (int n = 0; n < g.N; ++n)
+      for (int k = 0; k < g.K; ++k) (*db)(k) += dy.col(n).segment(k * PQ, PQ).sum();
+  }
+}
+
+template <class T>
+Mat<T> conv2d_patches(const Conv2dGeometry& g, const Mat<T>& x, Homogeneous h) {
+  g.validate();
+  detail::check_input("conv2d_patches", g, x);
+  const long PQ = long(g.P()) * g.Q();
+  const int hom = h == Homogeneous::on ? 1 : 0;
+  Mat<T> At(g.N * PQ, g.patch_size() + hom);
+  im2col(g, x, 0, g.N, At);
+  if (hom) At.col(g.patch_size()).setOnes();
+  return At.transpose();
+}
+
+template <class T>
+Mat<T> conv2d_kfc_input_factor(const Conv2dGeometry& g, const Mat<T>& x, Homogeneous h) {
+  g.validate();
+  detail::check_input("conv2d_kfc_input_factor", g, x);
+  const long PQ = long(g.P()) * g.Q();
+  const int hom = h == Homogeneous::on ? 1 : 0, d = g.patch_size() + hom;
+  const int chunk = conv2d_chunk_examples(g, sizeof(T));
+  const T scale = T(1) / (T(g.N) * T(PQ));
+  Mat<T> At(chunk * PQ, d);
+  if (hom) At.col(g.patch_size()).setOnes();
+  Mat<T> lower = Mat<T>::Zero(d, d);
+  for (int n0 = 0; n0 < g.N; n0 += chunk) {
+    const int nb = std::min(chunk, g.N - n0);
+    im2col(g, x, n0, nb, At);
+    lower.template selfadjointView<Eigen::Lower>().rankUpdate(At.topRows(nb * PQ).transpose(),
+                                                              scale);
+  }
+  return lower.template selfadjointView<Eigen::Lower>();
+}
+
+template <class T>
+Mat<T> conv2d_kfc_output_factor(const Conv2dGeometry& g, const Mat<T>& ds) {
+  g.validate();
+  detail::check_output("conv2d_kfc_output_factor", "ds (K·P·Q × N)", g, ds);
+  const long PQ = long(g.P()) * g.Q();
+  const T scale = T(1) / (T(g.N) * T(PQ));
+  Mat<T> lower = Mat<T>::Zero(g.K, g.K);
+  for (int n = 0; n < g.N; ++n) {
+    // Column n viewed as T × K: row t is ds_{n,t}ᵀ.
+    const Eigen::Map<const Mat<T>> dsn(ds.col(n).data(), PQ, g.K);
+    lower.template selfadjointView<Eigen::Lower>().rankUpdate(dsn.transpose(), scale);
+  }
+  return lower.template selfadjointView<Eigen::Lower>();
+}
+
+#define WDLAB_INSTANTIATE(T)                                                                     \
+  template void conv2d_fprop<T>(const Conv2dGeometry&, const Mat<T>&, const Mat<T>&,             \
+                                const Vec<T>*, Mat<T>&);                                         \
+  template void conv2d_bprop_data<T>(const Conv2dGeometry&, const Mat<T>&, const Mat<T>&,        \
+                                     Mat<T>&);                                                   \
+  template void conv2d_bprop_filter<T>(const Conv2dGeometry&, const Mat<T>&, const Mat<T>&,      \
+                                       Mat<T>&, Vec<T>*);                                        \
+  template Mat<T> conv2d_patches<T>(const Conv2dGeometry&, const Mat<T>&, Homogeneous);          \
+  template Mat<T> conv2d_kfc_input_factor<T>(const Conv2dGeometry&, const Mat<T>&, Homogeneous); \
+  template Mat<T> conv2d_kfc_output_factor<T>(const Conv2dGeometry&, const Mat<T>&);
+WDLAB_INSTANTIATE(double)
+WDLAB_INSTANTIATE(float)
+#undef WDLAB_INSTANTIATE
+
+}  // namespace wdlab::ref
