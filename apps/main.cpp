@@ -1,6 +1,9 @@
 // wdlab: one binary, subcommands. main() only wires: it dispatches and turns errors into one
 // printed line and a documented exit code (README.md, "Exit codes").
 #include <cstdio>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <exception>
 #include <string>
 
@@ -52,6 +55,15 @@ bool is_command(const std::string& cmd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // The reference engine allocates large temporaries every step (im2col patches, activations).
+  // glibc serves those with fresh mmaps and returns them at once, so every step paid page faults:
+  // keeping freed memory in the heap made a small convnet's step 4x faster (28 s -> 7 s for 20
+  // steps, measured with the same binary).
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+#endif
   wdlab::app::Args args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs(kUsage, stderr);
