@@ -16,6 +16,7 @@
 #include "common/errors.hpp"
 #include "common/io/atomic_file.hpp"
 #include "common/io/json_config.hpp"
+#include "common/model_zoo.hpp"
 #include "wdlab/build_info.hpp"
 
 namespace po = boost::program_options;
@@ -60,7 +61,7 @@ int cmd_train(const Args& args) {
   std::string config_file, out_dir;
   std::vector<std::string> sets;
   std::string backend_name, precision_name;
-  bool resume = false, quiet = false;
+  bool resume = false, quiet = false, dry_run = false;
   po::options_description desc(
       "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
       "Trains one experiment on the CPU reference backend. FILE is a wdlab config (configs/) or an\n"
@@ -85,7 +86,8 @@ int cmd_train(const Args& args) {
       ("backend", po::value(&backend_name), "reference (default; same as --set backend=...)")
       ("precision", po::value(&precision_name), "float (default) | double (same as --set precision=...)")
       ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
-      ("quiet,q", po::bool_switch(&quiet), "no progress output");
+      ("quiet,q", po::bool_switch(&quiet), "no progress output")
+      ("dry-run", po::bool_switch(&dry_run), "print the resolved config and the network, then exit");
   std::ostringstream usage;
   usage << desc;
   bool help = false;
@@ -107,6 +109,14 @@ int cmd_train(const Args& args) {
     return 0;
   }
   const nlohmann::ordered_json cfg_json = cfg.to_json();
+  if (dry_run) {
+    // The input shape comes from the data set's name alone; nothing is loaded.
+    const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0;
+    const Shape input = cifar ? Shape{3, 32, 32} : Shape{1, 28, 28};
+    const NetworkSpec spec = zoo::build(cfg.model, input, cfg.data.dataset == "cifar100" ? 100 : 10);
+    fmt::print("{}\n{}", cfg_json.dump(2), spec.describe());
+    return 0;
+  }
   const fs::path run_dir = out_dir.empty() ? fs::path("runs") / cfg.name : fs::path(out_dir);
   if (fs::exists(run_dir / "DONE") && !resume)
     throw UsageError("--out", fmt::format("{} holds a finished run; choose another --out", run_dir.string()));

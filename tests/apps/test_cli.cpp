@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "run_command.hpp"
 
 using wdlab::test::run_wdlab;
@@ -68,4 +70,18 @@ TEST_CASE("--help prints the usage and exits 0") {
   const auto top = run_wdlab("--help");
   CHECK(top.rc == 0);
   CHECK(top.out.find("theory") != std::string::npos);
+}
+
+TEST_CASE("every shipped config parses and builds its network (--dry-run)") {
+  namespace fs = std::filesystem;
+  int n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(WDLAB_SOURCE_DIR) / "configs")) {
+    if (e.path().extension() != ".json") continue;
+    const auto r = run_wdlab("train --dry-run --config " + e.path().string());
+    INFO(e.path().string(), "\n", r.err);
+    CHECK(r.rc == 0);
+    CHECK(r.out.find("trainable parameters") != std::string::npos);
+    ++n;
+  }
+  CHECK(n >= 48);
 }
