@@ -1,0 +1,81 @@
+#include "reference/optim/damped_inverse.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+
+namespace wdlab::ref {
+
+namespace {
+
+/// (F + dI)⁻¹ by one method, or nothing when F + dI is not numerically positive definite.
+template <class T>
+std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, InverseMethod method) {
+  const T eps = std::numeric_limits<T>::epsilon();
+  const Eigen::Index n = F.rows();
+  Mat<T> inv;
+  switch (method) {
+    case InverseMethod::cholesky: {
+      Mat<T> M = F;
+      M.diagonal().array() += d;
+      Eigen::LLT<Mat<T>> llt(M);
+      if (llt.info() != Eigen::Success) return std::nullopt;
+      const auto piv = llt.matrixLLT().diagonal().array().square();
+      if (!(piv.minCoeff() > eps * piv.maxCoeff())) return std::nullopt;
+      inv = llt.solve(Mat<T>::Identity(n, n));
+      break;
+    }
+    case InverseMethod::eig: {
+      Eigen::SelfAdjointEigenSolver<Mat<T>> es(F);
+      if (es.info() != Eigen::Success) return std::nullopt;
+      const Vec<T> e = (es.eigenvalues().array() + d).max(d).matrix();
+      if (!(e.minCoeff() > eps * e.maxCoeff())) return std::nullopt;
+      inv = es.eigenvectors() * e.cwiseInverse().asDiagonal() * es.eigenvectors().transpose();
+      break;
+    }
+  }
+  if (!inv.allFinite()) return std::nullopt;
+  return inv;
+}
+
+}  // namespace
+
+template <class T>
+DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, InverseMethod method, int max_raises) {
+  if (F.rows() != F.cols() || F.rows() == 0)
+    throw InternalError(fmt::format("damped_inverse: factor is {}x{}", F.rows(), F.cols()));
+  if (!F.allFinite()) throw NumericError("damped_inverse: the K-FAC factor has non-finite entries");
+  if (!(std::isfinite(damping) && damping >= 0))
+    throw InternalError(fmt::format("damped_inverse: damping {}", damping));
+  DampedInverse<T> r;
+  r.requested = r.used = damping;
+  const double mean_diag = std::abs(double(F.trace())) / double(F.rows());
+  // The first raise from zero: √ε_T relative to the factor's scale, so that the inverse of a
+  // singular factor is still accurate to about √ε_T (conditioning ≲ n/√ε_T).
+  const double floor = std::sqrt(double(std::numeric_limits<T>::epsilon())) *
+                       (mean_diag > double(std::numeric_limits<T>::min()) ? mean_diag : 1.0);
+  for (;;) {
+    if (auto inv = try_inverse<T>(F, T(r.used), method)) {
+      r.inverse = std::move(*inv);
+      return r;
+    }
+    if (r.raises == max_raises)
+      throw NumericError(fmt::format("damped_inverse: the {}x{} factor is not positive definite "
+                                     "even with damping {:.3e} after {} raises",
+                                     F.rows(), F.cols(), r.used, r.raises));
+    r.used = std::max(10.0 * r.used, floor);
+    ++r.raises;
+  }
+}
+
+template struct DampedInverse<double>;
+template struct DampedInverse<float>;
+template DampedInverse<double> damped_inverse(const Mat<double>&, double, InverseMethod, int);
+template DampedInverse<float> damped_inverse(const Mat<float>&, double, InverseMethod, int);
+
+}  // namespace wdlab::ref

@@ -1,0 +1,276 @@
+#include "reference/optim/kfac.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+
+namespace wdlab::ref {
+
+CurvatureKind curvature_kind(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kfac_f: return CurvatureKind::fisher;
+    case OptimizerKind::kfac_g: return CurvatureKind::gauss_newton;
+    default: break;
+  }
+  throw InternalError("curvature_kind: " + to_string(k) + " is not a K-FAC optimizer");
+}
+
+template <class T>
+Kfac<T>::Kfac(const KfacConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+              const ParamStore<T>& like, CurvatureKind curvature)
+    : Optimizer<T>(spec, like, reg), cfg_(cfg), curvature_(curvature) {
+  cfg_.validate();
+  block_of_.assign(this->info_.size(), -1);
+  for (int l = 0; l < int(spec.layers.size()); ++l) {
+    const Layer& layer = spec.layers[l];
+    if (!layer.has_weights()) continue;
+    Block blk;
+    blk.layer = l;
+    blk.name = layer.name;
+    blk.w = like.slots.at(l).weight;
+    blk.b = like.slots.at(l).bias;
+    if (blk.w < 0) throw InternalError("kfac: layer " + layer.name + " has no weight tensor");
+    blk.out = this->shapes_[blk.w].first;
+    blk.in = this->shapes_[blk.w].second;
+    blk.locations = layer.kind == LayerKind::conv2d ? layer.out.H * layer.out.W : 1;
+    blk.A = Mat<T>::Identity(blk.a_dim(), blk.a_dim());
+    blk.S = Mat<T>::Identity(blk.out, blk.out);
+    blk.A_inv = blk.A;
+    blk.S_inv = blk.S;
+    block_of_[blk.w] = int(blocks_.size());
+    if (blk.b >= 0) block_of_[blk.b] = int(blocks_.size());
+    blocks_.push_back(std::move(blk));
+  }
+  v_ = this->zero_buffers();
+}
+
+template <class T>
+std::string Kfac<T>::name() const {
+  return curvature_ == CurvatureKind::fisher ? "kfac_f" : "kfac_g";
+}
+
+template <class T>
+double Kfac<T>::probe_variance() const {
+  return curvature_ == CurvatureKind::gauss_newton ? cfg_.gn_probe_variance : 1.0;
+}
+
+template <class T>
+bool Kfac<T>::wants_factors(std::int64_t k) const {
+  return (k + 1) % cfg_.t_cov == 0;
+}
+
+template <class T>
+bool Kfac<T>::wants_factor_init() const {
+  return cfg_.factor_init == FactorInit::data_pass && !initialized_;
+}
+
+template <class T>
+std::vector<int> Kfac<T>::match(const std::vector<FactorStats<T>>& stats) const {
+  std::vector<int> at(blocks_.size(), -1);
+  for (int j = 0; j < int(stats.size()); ++j) {
+    const FactorStats<T>& s = stats[j];
+    int b = -1;
+    for (int i = 0; i < int(blocks_.size()); ++i)
+      if (blocks_[i].layer == s.layer) b = i;
+    if (b < 0) throw InternalError(fmt::format("kfac: statistics for layer {}, which has no block", s.layer));
+    if (at[b] >= 0) throw InternalError(fmt::format("kfac: two statistics for layer {}", s.layer));
+    const Block& blk = blocks_[b];
+    if (s.A.rows() != blk.a_dim() || s.A.cols() != blk.a_dim() || s.S.rows() != blk.out ||
+        s.S.cols() != blk.out)
+      throw InternalError(fmt::format("kfac: layer {} statistics A {}x{}, S {}x{}; expected {}² and {}²",
+                                      blk.name, s.A.rows(), s.A.cols(), s.S.rows(), s.S.cols(),
+                                      blk.a_dim(), blk.out));
+    if (s.locations != blk.locations)
+      throw InternalError(fmt::format("kfac: layer {} statistics over {} locations, expected {}",
+                                      blk.name, s.locations, blk.locations));
+    at[b] = j;
+  }
+  for (int i = 0; i < int(blocks_.size()); ++i)
+    if (at[i] < 0) throw InternalError("kfac: no statistics for layer " + blocks_[i].name);
+  return at;
+}
+
+template <class T>
+void Kfac<T>::init_factors(const std::vector<FactorStats<T>>& mean_stats) {
+  const auto at = match(mean_stats);
+  for (int i = 0; i < int(blocks_.size()); ++i) {
+    blocks_[i].A = mean_stats[at[i]].A;
+    blocks_[i].S = mean_stats[at[i]].S;
+  }
+  initialized_ = true;
+  inverses_ready_ = false;
+}
+
+template <class T>
+void Kfac<T>::update_factors(const std::vector<FactorStats<T>>& stats, std::int64_t k) {
+  if (!wants_factors(k))
+    throw InternalError(fmt::format("kfac: update_factors at iteration {}, but T_cov = {} wants "
+                                    "them only after steps k with (k+1) mod T_cov = 0", k, cfg_.t_cov));
+  const auto at = match(stats);
+  const T e = T(cfg_.cov_ema_decay), one_minus = T(1) - T(cfg_.cov_ema_decay);
+  for (int i = 0; i < int(blocks_.size()); ++i) {
+    blocks_[i].A = e * blocks_[i].A + one_minus * stats[at[i]].A;
+    blocks_[i].S = e * blocks_[i].S + one_minus * stats[at[i]].S;
+  }
+}
+
+template <class T>
+void Kfac<T>::compute_inverses(std::int64_t k) {
+  for (Block& blk : blocks_) {
+    blk.damping = pi_split_damping(blk.A, blk.S, cfg_.damping, blk.locations);
+    auto a = damped_inverse(blk.A, blk.damping.a, cfg_.inverse, cfg_.max_damping_raises);
+    auto s = damped_inverse(blk.S, blk.damping.s, cfg_.inverse, cfg_.max_damping_raises);
+    for (const auto* r : {&a, &s})
+      if (r->raises > 0)
+        raises_.push_back(DampingRaise{k, blk.layer, blk.name, r == &a ? 'A' : 'S', r->requested,
+                                       r->used, r->raises});
+    blk.A_inv = std::move(a.inverse);
+    blk.S_inv = std::move(s.inverse);
+  }
+  inverses_ready_ = true;
+}
+
+template <class T>
+void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) {
+  if (!inverses_ready_ || k % cfg_.t_inv == 0) compute_inverses(k);
+  const int n = int(params.values.size());
+  const T beta = this->beta();
+  // 1. Gradients with the L2 term.
+  std::vector<Mat<T>> g(n);
+  for (int i = 0; i < n; ++i) {
+    if (!this->trainable(i)) continue;
+    g[i] = grads.values[i];
+    if (this->l2(i)) g[i] += beta * params.values[i];
+  }
+  // 2. Preconditioned directions U.
+  std::vector<Mat<T>> u(n);
+  for (int i = 0; i < n; ++i)
+    if (this->trainable(i) && block_of_[i] < 0) u[i] = g[i];
+  for (const Block& blk : blocks_) {
+    Mat<T> G(blk.out, blk.a_dim());
+    G.leftCols(blk.in) = g[blk.w];
+    if (blk.b >= 0) G.col(blk.in) = g[blk.b];
+    Mat<T> U = (blk.S_inv * G) * blk.A_inv;
+    if (blk.locations > 1) U /= T(blk.locations);
+    u[blk.w] = U.leftCols(blk.in);
+    if (blk.b >= 0) u[blk.b] = U.col(blk.in);
+  }
+  // 3. KL clipping.
+  last_kl_scale_ = 1;
+  if (cfg_.kl_clip > 0 && lr > 0) {
+    double inner = 0;
+    for (int i = 0; i < n; ++i)
+      if (this->trainable(i)) inner += double((g[i].array() * u[i].array()).sum());
+    const double denom = double(lr) * double(lr) * inner;
+    if (denom > 0) last_kl_scale_ = std::min(1.0, std::sqrt(cfg_.kl_clip / denom));
+    if (last_kl_scale_ < 1)
+      for (int i = 0; i < n; ++i)
+        if (this->trainable(i)) u[i] *= T(last_kl_scale_);
+  }
+  // 4. Momentum, decoupled decay, update.
+  const T mu = T(cfg_.momentum);
+  for (int i = 0; i < n; ++i) {
+    if (!this->trainable(i)) continue;
+    v_[i] = mu * v_[i] + u[i];
+    Mat<T> step = v_[i];
+    if (this->wd(i)) step += beta * params.values[i];
+    params.values[i] -= lr * step;
+  }
+}
+
+template <class T>
+typename Kfac<T>::BlockView Kfac<T>::block(int b) const {
+  const Block& blk = blocks_.at(b);
+  return BlockView{blk.layer, blk.locations, blk.A, blk.S, blk.A_inv, blk.S_inv, blk.damping};
+}
+
+template <class T>
+NamedTensors<T> Kfac<T>::state() const {
+  NamedTensors<T> s;
+  for (const Block& blk : blocks_) {
+    s.emplace_back("optim.kfac.A." + blk.name, blk.A);
+    s.emplace_back("optim.kfac.S." + blk.name, blk.S);
+    s.emplace_back("optim.kfac.A_inv." + blk.name, blk.A_inv);
+    s.emplace_back("optim.kfac.S_inv." + blk.name, blk.S_inv);
+    Mat<T> d(1, 4);  // diagnostics only: the split of the last inverse update
+    d << T(blk.damping.lambda_eff), T(blk.damping.pi), T(blk.damping.a), T(blk.damping.s);
+    s.emplace_back("optim.kfac.damping." + blk.name, d);
+  }
+  for (int i = 0; i < int(v_.size()); ++i)
+    if (this->trainable(i)) s.emplace_back("optim.momentum." + this->info_[i].name, v_[i]);
+  s.emplace_back("optim.kfac.initialized", scalar_state(T(initialized_ ? 1 : 0)));
+  s.emplace_back("optim.kfac.inverses_ready", scalar_state(T(inverses_ready_ ? 1 : 0)));
+  return s;
+}
+
+template <class T>
+void Kfac<T>::load_state(const NamedTensors<T>& state) {
+  StateReader<T> r(state, name());
+  std::vector<Block> blocks = blocks_;
+  for (Block& blk : blocks) {
+    const Eigen::Index a = blk.a_dim(), o = blk.out;
+    blk.A = r.take("optim.kfac.A." + blk.name, a, a);
+    blk.S = r.take("optim.kfac.S." + blk.name, o, o);
+    blk.A_inv = r.take("optim.kfac.A_inv." + blk.name, a, a);
+    blk.S_inv = r.take("optim.kfac.S_inv." + blk.name, o, o);
+    const Mat<T> d = r.take("optim.kfac.damping." + blk.name, 1, 4);
+    blk.damping = SplitDamping{double(d(0, 0)), double(d(0, 1)), double(d(0, 2)), double(d(0, 3))};
+  }
+  std::vector<Mat<T>> v(v_.size());
+  for (int i = 0; i < int(v_.size()); ++i)
+    if (this->trainable(i))
+      v[i] = r.take("optim.momentum." + this->info_[i].name, v_[i].rows(), v_[i].cols());
+  auto flag = [&](const std::string& key) {
+    const T x = r.scalar(key);
+    if (!(x == T(0) || x == T(1))) throw DataError(key, fmt::format("must be 0 or 1, got {}", double(x)));
+    return x == T(1);
+  };
+  const bool initialized = flag("optim.kfac.initialized");
+  const bool ready = flag("optim.kfac.inverses_ready");
+  r.finish();
+  blocks_ = std::move(blocks);
+  v_ = std::move(v);
+  initialized_ = initialized;
+  inverses_ready_ = ready;
+}
+
+template <class T>
+void FactorAverage<T>::add(const std::vector<FactorStats<T>>& batch) {
+  if (batches_ == 0) {
+    sum_ = batch;
+  } else {
+    if (batch.size() != sum_.size())
+      throw InternalError(fmt::format("FactorAverage: batch has {} layers, earlier ones {}",
+                                      batch.size(), sum_.size()));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      FactorStats<T>& s = sum_[i];
+      const FactorStats<T>& b = batch[i];
+      if (b.layer != s.layer || b.locations != s.locations || b.A.rows() != s.A.rows() ||
+          b.S.rows() != s.S.rows())
+        throw InternalError(fmt::format("FactorAverage: entry {} does not match earlier batches", i));
+      s.A += b.A;
+      s.S += b.S;
+    }
+  }
+  ++batches_;
+}
+
+template <class T>
+std::vector<FactorStats<T>> FactorAverage<T>::mean() const {
+  if (batches_ == 0) throw InternalError("FactorAverage: no batches");
+  std::vector<FactorStats<T>> m = sum_;
+  for (auto& s : m) {
+    s.A /= T(batches_);
+    s.S /= T(batches_);
+  }
+  return m;
+}
+
+template class FactorAverage<double>;
+template class FactorAverage<float>;
+template class Kfac<double>;
+template class Kfac<float>;
+
+}  // namespace wdlab::ref

@@ -1,0 +1,104 @@
+#pragma once
+// Optimizer configuration: plain structs with their defaults (MATH.md §9.3, §9.7, §10) and
+// validate(), which throws UsageError naming the field at fault. Also the regularization scope:
+// which tensors L2 / weight decay touch (the official `weight_list`, MATH.md §9.7).
+#include <string>
+#include <vector>
+
+#include "common/network_spec.hpp"
+
+namespace wdlab::ref {
+
+enum class OptimizerKind { sgd, adam, kfac_f, kfac_g };
+/// none; l2: g ← g + βθ before the optimizer (Eq. 6); wd: decoupled θ ← θ − ηβθ (Eq. 7).
+enum class Regularization { none, l2, wd };
+/// all: every trainable tensor; conv: conv layers (and their BN); fc: dense layers (and their
+/// BN), the official "last"; list: exactly the names in RegConfig::wd_params.
+enum class WdScope { all, conv, fc, list };
+enum class DecayBiases { yes, no };  // dense/conv biases (scopes all/conv/fc)
+enum class DecayBn { yes, no };      // BN γ/β (scopes all/conv/fc)
+enum class MomentumKind { heavy_ball, nesterov };
+enum class InverseMethod { cholesky, eig };
+/// identity: factors start at I; data_pass: one pass over the training set sets them (the
+/// official `roger_init`, MATH.md §9.3 item 8).
+enum class FactorInit { identity, data_pass };
+
+std::string to_string(OptimizerKind k);
+std::string to_string(Regularization r);
+std::string to_string(WdScope s);
+std::string to_string(MomentumKind m);
+std::string to_string(InverseMethod m);
+std::string to_string(FactorInit f);
+/// Inverses of to_string; throw UsageError(field, ...) on an unknown name.
+OptimizerKind parse_optimizer_kind(const std::string& field, const std::string& s);
+Regularization parse_regularization(const std::string& field, const std::string& s);
+WdScope parse_wd_scope(const std::string& field, const std::string& s);
+MomentumKind parse_momentum_kind(const std::string& field, const std::string& s);
+InverseMethod parse_inverse_method(const std::string& field, const std::string& s);
+FactorInit parse_factor_init(const std::string& field, const std::string& s);
+
+struct RegConfig {
+  Regularization kind = Regularization::none;
+  double weight_decay = 0.0;  // β
+  WdScope scope = WdScope::all;
+  std::vector<std::string> wd_params;  // scope list only: exact parameter names
+  DecayBiases biases = DecayBiases::yes;  // the official configs decay biases ("all")
+  DecayBn bn = DecayBn::yes;
+  void validate() const;
+};
+
+struct SgdConfig {
+  double momentum = 0.9;  // μ (every official config)
+  MomentumKind kind = MomentumKind::heavy_ball;
+  void validate() const;
+};
+
+struct AdamConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  void validate() const;
+};
+
+struct KfacConfig {
+  double damping = 1e-3;        // λ, split per factor by π (MATH.md §9.3)
+  int t_cov = 10;               // factor EMA update every t_cov steps
+  int t_inv = 100;              // damped inverses recomputed every t_inv steps
+  double cov_ema_decay = 0.95;  // ε in A ← εA + (1−ε)Â
+  double kl_clip = 0.0;         // κ; 0 = off
+  double momentum = 0.9;        // μ, applied after preconditioning
+  InverseMethod inverse = InverseMethod::cholesky;
+  FactorInit factor_init = FactorInit::identity;
+  /// K-FAC-G probe covariance scale: 1.0 gives the paper's G = E[JᵀJ]; 2.0 reproduces the
+  /// official code's N(z, 0.5 I) surrogate (MATH.md §9.4). Passed to the engine's
+  /// kfac_statistics; unused by K-FAC-F.
+  double gn_probe_variance = 1.0;
+  /// A factor that is not numerically positive definite after damping has its damping raised
+  /// ×10 at most this many times before NumericError.
+  int max_damping_raises = 12;
+  void validate() const;
+};
+
+struct OptimConfig {
+  OptimizerKind kind = OptimizerKind::sgd;
+  SgdConfig sgd;
+  AdamConfig adam;
+  KfacConfig kfac;
+  RegConfig reg;
+  void validate() const;  // the sub-config of `kind` and reg
+};
+
+/// The scope family of a layer's tensors: conv2d → conv, dense → fc; a BN layer belongs to the
+/// dense/conv layer it normalizes (found by walking back through parameterless layers; failing
+/// that, conv when its input has spatial extent > 1×1).
+enum class ScopeFamily { conv, fc };
+ScopeFamily scope_family(const NetworkSpec& spec, int layer);
+
+/// True iff tensor `p` is regularized under `reg`: reg.kind ≠ none, p is trainable (running
+/// statistics never decay) and p is in reg.scope (biases / BN γ,β filtered by reg.biases /
+/// reg.bn, except for scope list which takes the names literally).
+bool decays(const ParamInfo& p, const NetworkSpec& spec, const RegConfig& reg);
+
+/// Scope list: every name in wd_params must be a trainable tensor of `spec` (UsageError
+/// "wd_params" otherwise).
+void validate_scope(const RegConfig& reg, const NetworkSpec& spec);
+
+}  // namespace wdlab::ref
