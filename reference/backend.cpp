@@ -67,14 +67,14 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   const auto bw = network_backward(spec_, params_, fw, ce.dlogits);
   opt_->step(params_, bw.grads, lr, iteration);
   update_running_stats(spec_, params_, fw);
+  for (const auto& v : params_.values)
+    if (!v.allFinite()) {
+      s.finite = false;  // the trainer stops; no statistics from a broken state
+      return s;
+    }
   // The official code re-estimates the factors on the same batch after the update, with a fresh
   // sample (MATH.md §9.3 item 6, §12 item 14).
   if (opt_->wants_factors(iteration)) opt_->update_factors(statistics(x, iteration), iteration);
-  for (const auto& v : params_.values)
-    if (!v.allFinite()) {
-      s.finite = false;
-      break;
-    }
   return s;
 }
 

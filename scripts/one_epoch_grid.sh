@@ -9,8 +9,8 @@ out=${2:-runs/one-epoch-grid}
 wdlab="$build/bin/wdlab"
 mkdir -p "$out"
 declare -A grid=([sgd]="0.01 0.03 0.1" [kfac-f]="0.003 0.01 0.03" [kfac-g]="0.003 0.01 0.03")
-printf '%-8s %-7s %-12s %-10s %-8s\n' optim lr train_loss test_acc seconds | tee "$out/summary.txt"
-for opt in sgd kfac-f kfac-g; do
+printf '%-8s %-7s %-12s %-10s %-8s\n' optim lr train_loss test_acc seconds | tee -a "$out/summary.txt"
+for opt in ${OPTIMIZERS:-sgd kfac-f kfac-g}; do
   for lr in ${grid[$opt]}; do
     run="$out/$opt-lr$lr"
     rm -rf "$run"
