@@ -65,6 +65,13 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   train::StepStats s{.loss = double(ce.loss), .correct = ce.correct, .finite = std::isfinite(double(ce.loss))};
   if (!s.finite) return s;  // never step on a non-finite loss
   const auto bw = network_backward(spec_, params_, fw, ce.dlogits);
+  if (is_kfac(optim_cfg_.kind)) {
+    std::vector<GradientFactors<T>> gf;
+    for (int i = 0; i < int(spec_.layers.size()); ++i)
+      if (spec_.layers[i].kind == LayerKind::dense)
+        gf.push_back(GradientFactors<T>{i, bw.d_out[i], fw.input_of(spec_, i)});
+    opt_->set_gradient_factors(std::move(gf));
+  }
   opt_->step(params_, bw.grads, lr, iteration);
   update_running_stats(spec_, params_, fw);
   for (const auto& v : params_.values)

@@ -117,6 +117,11 @@ void Kfac<T>::update_factors(const std::vector<FactorStats<T>>& stats, std::int6
 }
 
 template <class T>
+void Kfac<T>::set_gradient_factors(std::vector<GradientFactors<T>> factors) {
+  grad_factors_ = std::move(factors);
+}
+
+template <class T>
 void Kfac<T>::compute_inverses(std::int64_t k) {
   for (Block& blk : blocks_) {
     blk.damping = pi_split_damping(blk.A, blk.S, cfg_.damping, blk.locations);
@@ -148,15 +153,32 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
   std::vector<Mat<T>> u(n);
   for (int i = 0; i < n; ++i)
     if (this->trainable(i) && block_of_[i] < 0) u[i] = g[i];
+  last_low_rank_ = 0;
   for (const Block& blk : blocks_) {
-    Mat<T> G(blk.out, blk.a_dim());
-    G.leftCols(blk.in) = g[blk.w];
-    if (blk.b >= 0) G.col(blk.in) = g[blk.b];
-    Mat<T> U = (blk.S_inv * G) * blk.A_inv;
+    Mat<T> U;
+    const GradientFactors<T>* f = nullptr;
+    for (const auto& gf : grad_factors_)
+      if (gf.layer == blk.layer) f = &gf;
+    const bool l2_here = this->l2(blk.w) || (blk.b >= 0 && this->l2(blk.b));
+    const double B = f ? double(f->D.cols()) : 0, o = double(blk.out), a = double(blk.a_dim());
+    if (f && blk.locations == 1 && !l2_here && B * (o * o + a * a + o * a) < o * a * (o + a)) {
+      // G = D X̄ᵀ has rank ≤ B: S̃⁻¹ G Ã⁻¹ = (S̃⁻¹ D)(Ã⁻¹ X̄)ᵀ (Ã⁻¹ symmetric).
+      Mat<T> Xbar(blk.a_dim(), f->X.cols());
+      Xbar.topRows(blk.in) = f->X;
+      if (blk.b >= 0) Xbar.row(blk.in).setOnes();
+      U.noalias() = (blk.S_inv * f->D) * (blk.A_inv * Xbar).transpose();
+      ++last_low_rank_;
+    } else {
+      Mat<T> G(blk.out, blk.a_dim());
+      G.leftCols(blk.in) = g[blk.w];
+      if (blk.b >= 0) G.col(blk.in) = g[blk.b];
+      U.noalias() = (blk.S_inv * G) * blk.A_inv;
+    }
     if (blk.locations > 1) U /= T(blk.locations);
     u[blk.w] = U.leftCols(blk.in);
     if (blk.b >= 0) u[blk.b] = U.col(blk.in);
   }
+  grad_factors_.clear();
   // 3. KL clipping.
   last_kl_scale_ = 1;
   if (cfg_.kl_clip > 0 && lr > 0) {

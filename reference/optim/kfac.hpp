@@ -67,6 +67,9 @@ class Kfac final : public Optimizer<T> {
   /// initialized and the inverses stale.
   void init_factors(const std::vector<FactorStats<T>>& mean_stats) override;
   void update_factors(const std::vector<FactorStats<T>>& stats, std::int64_t iteration) override;
+  void set_gradient_factors(std::vector<GradientFactors<T>> factors) override;
+  /// How many blocks the last step preconditioned through gradient factors (low rank).
+  int last_low_rank_blocks() const { return last_low_rank_; }
 
   CurvatureKind curvature() const { return curvature_; }
   /// The probe covariance scale to pass to kfac_statistics (K-FAC-G; 1 for K-FAC-F).
@@ -111,6 +114,8 @@ class Kfac final : public Optimizer<T> {
   KfacConfig cfg_;
   CurvatureKind curvature_;
   std::vector<Block> blocks_;
+  std::vector<GradientFactors<T>> grad_factors_;  // for the next step only
+  int last_low_rank_ = 0;
   std::vector<int> block_of_;  // per tensor: block index, −1 for tensors without a block
   std::vector<Mat<T>> v_;
   bool initialized_ = false;

@@ -23,6 +23,14 @@
 namespace wdlab::ref {
 
 /// Checkpointable state: names under "optim." (e.g. "optim.momentum.features.0.weight").
+/// dW = D Xᵀ (and db = D 1) for the dense layer `layer` of the spec.
+template <class T>
+struct GradientFactors {
+  int layer = 0;
+  Mat<T> D;  // out × B
+  Mat<T> X;  // in × B
+};
+
 template <class T>
 using NamedTensors = std::vector<std::pair<std::string, Mat<T>>>;
 
@@ -54,6 +62,11 @@ class Optimizer {
   virtual void init_factors(const std::vector<FactorStats<T>>& mean_stats);
   /// Folds in fresh statistics. Throws InternalError unless wants_factors(iteration).
   virtual void update_factors(const std::vector<FactorStats<T>>& stats, std::int64_t iteration);
+  /// Optional, before step(): the minibatch factors of dense layers' gradients, dW = D Xᵀ and
+  /// db = D 1 (D the cotangent at the layer's output, X its input), for the next step only.
+  /// K-FAC then preconditions as (S̃⁻¹D)(Ã⁻¹X̄)ᵀ, which costs O(B) instead of O(width) per
+  /// weight when the batch B is smaller than the layer; others ignore them.
+  virtual void set_gradient_factors(std::vector<GradientFactors<T>> factors) { (void)factors; }
 
   /// Whether tensor i (ParamStore order) is regularized (decays(info[i], spec, reg)).
   bool decays(int i) const { return decay_[i] != 0; }
