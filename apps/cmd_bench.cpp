@@ -152,15 +152,7 @@ int cmd_bench(const Args& args) {
       ("width", po::value(&width)->default_value(width), "MLP hidden width")
       ("depth", po::value(&depth)->default_value(depth), "MLP hidden layers")
       ("format", po::value(&format)->default_value(format), "table | json");
-  std::ostringstream usage;
-  usage << desc;
-  bool help = false;
-  with_usage(usage.str(), [&] {
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    help = vm.count("help") > 0;
-    if (help) return;
-    po::notify(vm);
+  if (!parse_options(desc, args, [&] {
     if (backend != "reference")
       throw UsageError("--backend", backend == "cuda" ? "the CUDA backend cannot train in this build yet"
                                                       : fmt::format("expected reference, got '{}'", backend));
@@ -172,11 +164,8 @@ int cmd_bench(const Args& args) {
     if (warmup < 0) throw UsageError("--warmup", "must be >= 0");
     if (width < 1) throw UsageError("--width", "must be >= 1");
     if (depth < 0) throw UsageError("--depth", "must be >= 0");
-  });
-  if (help) {
-    std::cout << usage.str() << "\n";
+  }))
     return 0;
-  }
   const NetworkSpec spec = zoo::mlp(Shape{1, 28, 28}, 10, {.depth = depth, .width = width, .bias = Bias::on});
   nlohmann::ordered_json out;
   out["model"] = fmt::format("mlp 784-{}x{}-10", width, depth);

@@ -32,27 +32,16 @@ int cmd_eval(const Args& args) {
       ("data-dir", po::value(&data_dir), "directory of the data set's files")
       ("split", po::value(&split)->default_value(split), "test | train | val")
       ("format", po::value(&format)->default_value(format), "table | json");
-  std::ostringstream usage;
-  usage << desc;
-  bool help = false;
   ExperimentConfig cfg;
   io::SafetensorsFile file;
-  with_usage(usage.str(), [&] {
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    help = vm.count("help") > 0;
-    if (help) return;
-    po::notify(vm);
+  if (!parse_options(desc, args, [&] {
     if (checkpoint.empty()) throw UsageError("--checkpoint", "is required");
     if (split != "test" && split != "train" && split != "val")
       throw UsageError("--split", fmt::format("expected test, train or val, got '{}'", split));
     if (format != "table" && format != "json")
       throw UsageError("--format", fmt::format("expected table or json, got '{}'", format));
-  });
-  if (help) {
-    std::cout << usage.str() << "\n";
+  }))
     return 0;
-  }
   file = io::load(checkpoint);
   if (!file.metadata.count("config"))
     throw DataError(checkpoint, "metadata has no 'config' (not written by wdlab train?)");

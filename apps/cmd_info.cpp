@@ -19,19 +19,7 @@ namespace wdlab::app {
 int cmd_info(const Args& args) {
   po::options_description desc("wdlab info\n\nPrints the version, build and whether a GPU is usable.\n\noptions");
   desc.add_options()("help,h", "this text");
-  std::ostringstream usage;
-  usage << desc;
-  bool help = false;
-  with_usage(usage.str(), [&] {
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    help = vm.count("help") > 0;
-    po::notify(vm);
-  });
-  if (help) {
-    std::cout << usage.str() << "\n";
-    return 0;
-  }
+  if (!parse_options(desc, args, [] {})) return 0;
   fmt::print("wdlab {}\n", build::version);
   fmt::print("build type:   {}\n", build::build_type);
   fmt::print("compiler:     {}\n", build::compiler);

@@ -101,15 +101,7 @@ int cmd_theory(const Args& args) {
       ("only", po::value(&opt.suite.only), "run only the checks whose id starts with this prefix")
       ("format", po::value(&format)->default_value(format), "table | json")
       ("list", po::bool_switch(&opt.list), "list the check ids and exit");
-  std::ostringstream usage;
-  usage << desc;
-  bool help = false;
-  with_usage(usage.str(), [&] {
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    help = vm.count("help") > 0;
-    if (help) return;
-    po::notify(vm);
+  if (!parse_options(desc, args, [&] {
     if (format == "table") opt.format = Format::table;
     else if (format == "json") opt.format = Format::json;
     else throw UsageError("--format", fmt::format("expected table or json, got '{}'", format));
@@ -129,11 +121,8 @@ int cmd_theory(const Args& args) {
       opt.suite.seeds.push_back(std::uint64_t(s));
     }
     opt.suite.validate();
-  });
-  if (help) {
-    std::cout << usage.str() << "\n";
+  }))
     return 0;
-  }
   if (opt.list) {
     for (const auto& id : theory::all_ids()) fmt::print("{}\n", id);
     return 0;

@@ -88,26 +88,15 @@ int cmd_train(const Args& args) {
       ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
       ("quiet,q", po::bool_switch(&quiet), "no progress output")
       ("dry-run", po::bool_switch(&dry_run), "print the resolved config and the network, then exit");
-  std::ostringstream usage;
-  usage << desc;
-  bool help = false;
   ExperimentConfig cfg;
   nlohmann::json resolved;
-  with_usage(usage.str(), [&] {
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    help = vm.count("help") > 0;
-    if (help) return;
-    po::notify(vm);
+  if (!parse_options(desc, args, [&] {
     if (!backend_name.empty()) sets.push_back("backend=" + backend_name);
     if (!precision_name.empty()) sets.push_back("precision=" + precision_name);
     resolved = resolve_config_json(config_file, sets, !quiet);
     cfg = parse_config(resolved);
-  });
-  if (help) {
-    std::cout << usage.str() << "\n";
+  }))
     return 0;
-  }
   const nlohmann::ordered_json cfg_json = cfg.to_json();
   if (dry_run) {
     // The input shape comes from the data set's name alone; nothing is loaded.

@@ -4,7 +4,10 @@
 #include <string>
 #include <utility>
 
-#include <boost/program_options/errors.hpp>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
 
 #include "common/errors.hpp"
 #include <vector>
@@ -30,22 +33,36 @@ struct UsageWithHelp : UsageError {
   std::string help;
 };
 
-/// Runs `parse_and_validate`; any boost::program_options error or UsageError it throws is
-/// rethrown as UsageWithHelp carrying `usage`.
+/// Parses `args` against `desc`, then runs `validate`. Any boost::program_options error or
+/// UsageError becomes UsageWithHelp carrying desc's text. Returns false when --help was given
+/// (the usage is printed on stdout; the command returns 0).
 template <class F>
-void with_usage(const std::string& usage, F&& parse_and_validate);
+bool parse_options(const boost::program_options::options_description& desc, const Args& args,
+                   F&& validate);
 
 template <class F>
-void with_usage(const std::string& usage, F&& parse_and_validate) {
+bool parse_options(const boost::program_options::options_description& desc, const Args& args,
+                   F&& validate) {
+  std::ostringstream usage;
+  usage << desc;
   try {
-    parse_and_validate();
+    boost::program_options::variables_map vm;
+    boost::program_options::store(
+        boost::program_options::command_line_parser(args).options(desc).run(), vm);
+    if (vm.count("help")) {
+      std::cout << usage.str() << "\n";
+      return false;
+    }
+    boost::program_options::notify(vm);
+    validate();
   } catch (const UsageWithHelp&) {
     throw;
   } catch (const UsageError& e) {
-    throw UsageWithHelp(e, usage);
+    throw UsageWithHelp(e, usage.str());
   } catch (const boost::program_options::error& e) {
-    throw UsageWithHelp(UsageError("options", e.what()), usage);
+    throw UsageWithHelp(UsageError("options", e.what()), usage.str());
   }
+  return true;
 }
 
 }  // namespace wdlab::app
