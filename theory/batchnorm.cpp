@@ -154,10 +154,7 @@ CheckRecord eq8_invariance(const Problem& pb, int layer, double alpha) {
   CheckRecord r{.id = "eq8.invariance", .paper_ref = "Eq. 8",
                 .statement = "f(alpha theta_l) = f(theta_l), BN layer",
                 .network = fmt::format("{} layer {} alpha={}", pb.spec.describe(), layer + 1, alpha)};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
@@ -167,10 +164,7 @@ CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
   CheckRecord r{.id = "eq8.gradient_scaling", .paper_ref = "Eq. 8 (consequence)",
                 .statement = "alpha grad L(alpha theta_l) = grad L(theta_l)",
                 .network = fmt::format("{} layer {} alpha={}", pb.spec.describe(), layer + 1, alpha)};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord eq8_gradient_orthogonal(const Problem& pb, int layer) {
@@ -202,10 +196,7 @@ CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, do
                 .statement = "c^2 C(c theta_l) = C(theta_l), layer block",
                 .network = fmt::format("{} layer {} {} c={}", pb.spec.describe(), layer + 1,
                                        to_string(c), scale)};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c) {

@@ -20,10 +20,7 @@ CheckRecord fisher_ggn(const Problem& pb) {
   CheckRecord r{.id = "fisher.ggn", .paper_ref = "Sec. 2, Eq. 4 (Martens 2014)",
                 .statement = "F = E[J^T (diag p - p p^T) J], softmax CE",
                 .network = pb.spec.describe()};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord fisher_squared_loss(const Problem& pb) {
@@ -33,10 +30,7 @@ CheckRecord fisher_squared_loss(const Problem& pb) {
   CheckRecord r{.id = "fisher.squared_loss", .paper_ref = "Sec. 2 (Heskes 2000)",
                 .statement = "F = G for squared error (Gaussian output)",
                 .network = pb.spec.describe()};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord fisher_monte_carlo(const Problem& pb) {
@@ -89,13 +83,7 @@ CheckRecord eq7_wd_c_norm(const Problem& pb) {
     return mean_cross_entropy(ref::forward(pb.spec, p, pb.X).output(), pb.labels) +
            0.5 * beta * t.dot(C * t);
   };
-  Vec<double> gradR(P);
-  for (Eigen::Index q = 0; q < P; ++q) {
-    Vec<double> tp = theta, tm = theta;
-    tp(q) += h;
-    tm(q) -= h;
-    gradR(q) = (R(tp) - R(tm)) / (2 * h);
-  }
+  const Vec<double> gradR = central_gradient(theta, h, R);
   const auto ldlt = C.ldlt();
   const Vec<double> lhs = -eta * ldlt.solve(gradR);  // preconditioned step on R
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
@@ -105,10 +93,7 @@ CheckRecord eq7_wd_c_norm(const Problem& pb) {
   CheckRecord r{.id = "eq7.wd_c_norm", .paper_ref = "Eq. 6-7, Sec. 2",
                 .statement = "WD step = preconditioned step on L + (beta/2)|theta|_C^2, C fixed",
                 .network = pb.spec.describe(), .tol_kind = tol::Kind::finite_difference};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 }  // namespace wdlab::theory

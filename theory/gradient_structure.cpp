@@ -93,10 +93,7 @@ CheckRecord lemma1_jx(const Problem& pb) {
   const Mat<double> rhs = ref::forward(pb.spec, pb.params, pb.X).output();
   CheckRecord r{.id = "lemma1.jx", .paper_ref = "Lemma 1, Eq. 10",
                 .statement = "f(x) = J_x x", .network = pb.spec.describe()};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 CheckRecord lemma1_jtheta(const Problem& pb) {
@@ -220,23 +217,14 @@ CheckRecord appE_gradient(const Problem& pb) {
     const Mat<double> Jt = ref::jvp<double>(pb.spec, p, fw, p, Mat<double>::Zero(pb.X.rows(), pb.X.cols()));
     return Jt.colwise().squaredNorm().mean();
   };
-  Vec<double> lhs(theta.size());
-  for (Eigen::Index q = 0; q < theta.size(); ++q) {
-    Vec<double> tp = theta, tm = theta;
-    tp(q) += h;
-    tm(q) -= h;
-    lhs(q) = (phi(tp) - phi(tm)) / (2 * h);
-  }
+  const Vec<double> lhs = central_gradient(theta, h, phi);
   const Mat<double> G =
       ref::gauss_newton(ref::jacobian_theta(pb.spec, pb.params, pb.X, JacobianMethod::backprop));
   const Vec<double> rhs = 2.0 * double(pb.spec.depth + 1) * (G * theta);
   CheckRecord r{.id = "appE.gradient", .paper_ref = "App. E, Eq. 18-19 (v1)",
                 .statement = "grad |theta|_G^2 = 2(L+1) G theta (central differences)",
                 .network = pb.spec.describe(), .tol_kind = tol::Kind::finite_difference};
-  r.lhs = lhs.norm();
-  r.rhs = rhs.norm();
-  r.rel_err = rel_error(lhs, rhs);
-  return finish(r);
+  return finish_vectors(r, lhs, rhs);
 }
 
 }  // namespace wdlab::theory

@@ -137,6 +137,13 @@ double rel_error(const Mat<double>& a, const Mat<double>& b) {
   return nb > 0 ? (a - b).norm() / nb : (a - b).norm();
 }
 
+CheckRecord finish_vectors(CheckRecord r, const Eigen::MatrixXd& lhs, const Eigen::MatrixXd& rhs) {
+  r.lhs = lhs.norm();
+  r.rhs = rhs.norm();
+  r.rel_err = rel_error(lhs, rhs);
+  return finish(r);
+}
+
 CheckRecord finish(CheckRecord r) {
   r.tol = tol::of(r.tol_kind);
   r.outcome = (r.rel_err <= r.tol) ? Outcome::holds : Outcome::fails;  // NaN compares false

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "reference/mlp.hpp"
+#include "theory/record.hpp"
 
 namespace wdlab::theory {
 
@@ -44,5 +45,18 @@ void require_whitened(const Mat<double>& X, const std::string& check);
 
 /// Relative error ‖a − b‖/‖b‖ (‖a − b‖ when b = 0).
 double rel_error(const Mat<double>& a, const Mat<double>& b);
+
+/// Central differences ∂f/∂θ_q ≈ (f(θ + h e_q) − f(θ − h e_q)) / 2h for every q.
+template <class F>
+Vec<double> central_gradient(const Vec<double>& theta, double h, F&& f) {
+  Vec<double> g(theta.size());
+  for (Eigen::Index q = 0; q < theta.size(); ++q) {
+    Vec<double> tp = theta, tm = theta;
+    tp(q) += h;
+    tm(q) -= h;
+    g(q) = (f(tp) - f(tm)) / (2 * h);
+  }
+  return g;
+}
 
 }  // namespace wdlab::theory

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "common/tolerances.hpp"
 
 namespace wdlab::theory {
@@ -27,5 +29,8 @@ struct CheckRecord {
 
 /// Fills rel_err's verdict: holds iff rel_err ≤ tol (NaN never holds).
 CheckRecord finish(CheckRecord r);
+
+/// For a vector identity lhs = rhs: records ‖lhs‖, ‖rhs‖ and ‖lhs − rhs‖/‖rhs‖, then finish().
+CheckRecord finish_vectors(CheckRecord r, const Eigen::MatrixXd& lhs, const Eigen::MatrixXd& rhs);
 
 }  // namespace wdlab::theory
