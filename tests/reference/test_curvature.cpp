@@ -1,6 +1,8 @@
 // Curvature matrices and K-FAC factors of the reference: exactness where K-FAC is exact,
 // inexactness where it is not, convergence of the sampled estimators.
 #include <doctest/doctest.h>
+
+#include "../support/small_mlp.hpp"
 #include <fmt/format.h>
 
 #include "common/compare.hpp"
@@ -9,23 +11,11 @@
 #include "theory/problem.hpp"
 
 using namespace wdlab;
+using wdlab::test::small_mlp;
+using wdlab::test::span_of;
 using namespace wdlab::ref;
 
 namespace {
-
-std::span<const double> span_of(const Mat<double>& m) { return {m.data(), std::size_t(m.size())}; }
-
-MlpSpec spec_of(int depth, Activation act, Bias bias = Bias::off, Norm norm = Norm::none) {
-  MlpSpec s;
-  s.input_dim = 4;
-  s.depth = depth;
-  s.width = 5;
-  s.output_dim = 3;
-  s.activation = act;
-  s.bias = bias;
-  s.norm = norm;
-  return s;
-}
 
 Mat<double> exact_gn(const theory::Problem& pb) {
   return gauss_newton(jacobian_theta(pb.spec, pb.params, pb.X, JacobianMethod::backprop));
@@ -35,7 +25,7 @@ Mat<double> exact_gn(const theory::Problem& pb) {
 
 TEST_CASE("K-FAC is exact for one dense layer and one example (GN and Fisher)") {
   for (Bias b : {Bias::off, Bias::on}) {
-    const auto pb = theory::make_problem(spec_of(0, Activation::linear, b), 11, 1,
+    const auto pb = theory::make_problem(small_mlp(0, Activation::linear, b), 11, 1,
                                          theory::InputKind::gaussian);
     const auto gn = kfac_factors(pb.spec, pb.params, pb.X, KfacCurvature::gn_exact);
     const auto fi = kfac_factors(pb.spec, pb.params, pb.X, KfacCurvature::fisher_exact);
@@ -52,9 +42,9 @@ TEST_CASE("K-FAC is exact for one dense layer and one example (GN and Fisher)") 
 
 TEST_CASE("K-FAC GN blocks are exact for deep linear nets and not for ReLU nets") {
   for (int depth : {1, 2, 4}) {
-    const auto lin = theory::make_problem(spec_of(depth, Activation::linear), 20 + depth, 12,
+    const auto lin = theory::make_problem(small_mlp(depth, Activation::linear), 20 + depth, 12,
                                           theory::InputKind::gaussian);
-    const auto relu = theory::make_problem(spec_of(depth, Activation::relu), 20 + depth, 12,
+    const auto relu = theory::make_problem(small_mlp(depth, Activation::relu), 20 + depth, 12,
                                            theory::InputKind::gaussian);
     const Mat<double> G = exact_gn(lin), Gr = exact_gn(relu);
     const auto f = kfac_factors(lin.spec, lin.params, lin.X, KfacCurvature::gn_exact);
@@ -76,7 +66,7 @@ TEST_CASE("K-FAC GN blocks are exact for deep linear nets and not for ReLU nets"
 }
 
 TEST_CASE("kfac_norm equals the quadratic form with the dense K-FAC blocks") {
-  const auto pb = theory::make_problem(spec_of(2, Activation::relu, Bias::on), 3, 10,
+  const auto pb = theory::make_problem(small_mlp(2, Activation::relu, Bias::on), 3, 10,
                                        theory::InputKind::gaussian);
   const auto f = kfac_factors(pb.spec, pb.params, pb.X, KfacCurvature::fisher_exact);
   const Vec<double> theta = pb.params.flatten();
@@ -90,7 +80,7 @@ TEST_CASE("kfac_norm equals the quadratic form with the dense K-FAC blocks") {
 }
 
 TEST_CASE("sampled K-FAC factors converge to their expectations") {
-  const auto pb = theory::make_problem(spec_of(2, Activation::relu, Bias::off, Norm::batchnorm), 9,
+  const auto pb = theory::make_problem(small_mlp(2, Activation::relu, Bias::off, Norm::batchnorm), 9,
                                        8, theory::InputKind::gaussian);
   struct Case {
     KfacCurvature sampled, exact;
@@ -119,7 +109,7 @@ TEST_CASE("sampled K-FAC factors converge to their expectations") {
 }
 
 TEST_CASE("Monte-Carlo Fisher is unbiased: its error shrinks with the sample") {
-  const auto pb = theory::make_problem(spec_of(1, Activation::relu), 4, 8, theory::InputKind::gaussian);
+  const auto pb = theory::make_problem(small_mlp(1, Activation::relu), 4, 8, theory::InputKind::gaussian);
   const Mat<double> F = fisher_exact_ce(pb.spec, pb.params, pb.X);
   const double e_small = theory::rel_error(fisher_sampled_ce(pb.spec, pb.params, pb.X, 80, 1, 0), F);
   const double e_large = theory::rel_error(fisher_sampled_ce(pb.spec, pb.params, pb.X, 80000, 1, 0), F);

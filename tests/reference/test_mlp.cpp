@@ -1,5 +1,7 @@
 // Reference MLP passes against finite differences and against each other.
 #include <doctest/doctest.h>
+
+#include "../support/small_mlp.hpp"
 #include <fmt/format.h>
 
 #include "common/compare.hpp"
@@ -7,24 +9,12 @@
 #include "theory/problem.hpp"
 
 using namespace wdlab;
+using wdlab::test::small_mlp;
+using wdlab::test::span_of;
 using namespace wdlab::ref;
 using wdlab::theory::Problem;
 
 namespace {
-
-std::span<const double> span_of(const Mat<double>& m) { return {m.data(), std::size_t(m.size())}; }
-
-MlpSpec spec_of(int depth, Activation act, Bias bias, Norm norm) {
-  MlpSpec s;
-  s.input_dim = 4;
-  s.depth = depth;
-  s.width = 5;
-  s.output_dim = 3;
-  s.activation = act;
-  s.bias = bias;
-  s.norm = norm;
-  return s;
-}
 
 /// Every combination the reference supports, on kink-free inputs.
 std::vector<Problem> problems() {
@@ -34,7 +24,7 @@ std::vector<Problem> problems() {
       for (Bias b : {Bias::off, Bias::on})
         for (Norm n : {Norm::none, Norm::batchnorm}) {
           if (n == Norm::batchnorm && depth == 0) continue;
-          out.push_back(theory::make_problem(spec_of(depth, a, b, n), 40 + depth, 6,
+          out.push_back(theory::make_problem(small_mlp(depth, a, b, n), 40 + depth, 6,
                                              theory::InputKind::kink_free));
         }
   return out;
@@ -122,7 +112,7 @@ TEST_CASE("Jacobians by backprop and by forward mode agree (through BN batch sta
 }
 
 TEST_CASE("BN is invariant to scaling its input layer only when eps = 0") {
-  MlpSpec s = spec_of(2, Activation::relu, Bias::off, Norm::batchnorm);
+  MlpSpec s = small_mlp(2, Activation::relu, Bias::off, Norm::batchnorm);
   auto pb = theory::make_problem(s, 3, 8, theory::InputKind::gaussian);
   const Mat<double> f = forward(s, pb.params, pb.X).output();
   const Mat<double> f2 = forward(s, pb.params.scaled_layer(0, 0.01), pb.X).output();
@@ -134,7 +124,7 @@ TEST_CASE("BN is invariant to scaling its input layer only when eps = 0") {
 }
 
 TEST_CASE("init is deterministic, seed-dependent and Glorot-scaled") {
-  const MlpSpec s = spec_of(2, Activation::relu, Bias::off, Norm::none);
+  const MlpSpec s = small_mlp(2, Activation::relu, Bias::off, Norm::none);
   MlpSpec wide = s;
   wide.width = 400;
   wide.input_dim = 300;
@@ -152,7 +142,7 @@ TEST_CASE("init is deterministic, seed-dependent and Glorot-scaled") {
 }
 
 TEST_CASE("flatten/unflatten round-trip and the θ layout follows param_offset") {
-  const MlpSpec s = spec_of(2, Activation::relu, Bias::on, Norm::none);
+  const MlpSpec s = small_mlp(2, Activation::relu, Bias::on, Norm::none);
   const auto p = init_params<double>(s, 1, Init::glorot_uniform, 0.5);
   const Vec<double> t = p.flatten();
   CHECK(t.size() == s.num_params());
@@ -163,7 +153,7 @@ TEST_CASE("flatten/unflatten round-trip and the θ layout follows param_offset")
 }
 
 TEST_CASE("float instantiation agrees with double on a forward pass") {
-  const MlpSpec s = spec_of(3, Activation::relu, Bias::on, Norm::batchnorm);
+  const MlpSpec s = small_mlp(3, Activation::relu, Bias::on, Norm::batchnorm);
   auto pb = theory::make_problem(s, 5, 8, theory::InputKind::gaussian);
   const auto pf = MlpParams<float>::unflatten(s, pb.params.flatten().cast<float>());
   const Mat<double> f = forward(s, pb.params, pb.X).output();

@@ -2,25 +2,17 @@
 // enforced, and its negative control fails.
 #include <doctest/doctest.h>
 
+#include "../support/small_mlp.hpp"
+
 #include "common/errors.hpp"
 #include "theory/checks.hpp"
 
 using namespace wdlab;
+using wdlab::test::small_mlp;
+using wdlab::test::span_of;
 using namespace wdlab::theory;
 
 namespace {
-
-MlpSpec spec_of(int depth, Activation act, Bias bias = Bias::off, Norm norm = Norm::none) {
-  MlpSpec s;
-  s.input_dim = 4;
-  s.depth = depth;
-  s.width = 5;
-  s.output_dim = 3;
-  s.activation = act;
-  s.bias = bias;
-  s.norm = norm;
-  return s;
-}
 
 void expect_holds(const CheckRecord& r) {
   INFO(r.id, " ", r.network, " lhs=", r.lhs, " rhs=", r.rhs, " rel_err=", r.rel_err, " tol=", r.tol);
@@ -41,7 +33,7 @@ void expect_control_fails(const CheckRecord& r) {
 Problem gaussian(const MlpSpec& s, int seed = 1) { return make_problem(s, seed, 12, InputKind::gaussian); }
 
 Problem bn_problem(int depth, int seed = 2) {
-  Problem pb = gaussian(spec_of(depth, Activation::relu, Bias::off, Norm::batchnorm), seed);
+  Problem pb = gaussian(small_mlp(depth, Activation::relu, Bias::off, Norm::batchnorm), seed);
   pb.params = pb.params.scaled_layer(0, 3.0);
   return pb;
 }
@@ -51,33 +43,33 @@ Problem bn_problem(int depth, int seed = 2) {
 TEST_CASE("lemma1: f = J_x x = J_theta theta/(L+1) = J_{W_l} vec(W_l), and biases break it") {
   for (int depth : {1, 3})
     for (Activation a : {Activation::linear, Activation::relu}) {
-      const auto pb = gaussian(spec_of(depth, a));
+      const auto pb = gaussian(small_mlp(depth, a));
       expect_holds(lemma1_jx(pb));
       expect_holds(lemma1_jtheta(pb));
       expect_holds(lemma1_per_layer(pb));
     }
-  expect_control_fails(lemma1_with_bias_control(gaussian(spec_of(2, Activation::relu, Bias::on))));
-  CHECK_THROWS_AS(lemma1_jx(gaussian(spec_of(2, Activation::relu, Bias::on))), PreconditionError);
-  CHECK_THROWS_AS(lemma1_jtheta(gaussian(spec_of(2, Activation::relu, Bias::on))), PreconditionError);
-  CHECK_THROWS_AS(lemma1_with_bias_control(gaussian(spec_of(2, Activation::relu))), PreconditionError);
+  expect_control_fails(lemma1_with_bias_control(gaussian(small_mlp(2, Activation::relu, Bias::on))));
+  CHECK_THROWS_AS(lemma1_jx(gaussian(small_mlp(2, Activation::relu, Bias::on))), PreconditionError);
+  CHECK_THROWS_AS(lemma1_jtheta(gaussian(small_mlp(2, Activation::relu, Bias::on))), PreconditionError);
+  CHECK_THROWS_AS(lemma1_with_bias_control(gaussian(small_mlp(2, Activation::relu))), PreconditionError);
 }
 
 TEST_CASE("lemma2: GN norm, block-diagonal GN norm, K-FAC GN norm, K-FAC inexact for ReLU") {
   for (int depth : {1, 2, 4})
     for (Activation a : {Activation::linear, Activation::relu}) {
-      const auto pb = gaussian(spec_of(depth, a), depth);
+      const auto pb = gaussian(small_mlp(depth, a), depth);
       expect_holds(lemma2_gn(pb));
       expect_holds(lemma2_blockdiag(pb));
       if (a == Activation::linear) expect_holds(lemma2_kfac(pb));
       else expect_control_fails(lemma2_kfac_relu_control(pb));
     }
-  CHECK_THROWS_AS(lemma2_kfac(gaussian(spec_of(2, Activation::relu))), PreconditionError);
-  CHECK_THROWS_AS(lemma2_gn(gaussian(spec_of(2, Activation::relu, Bias::on))), PreconditionError);
+  CHECK_THROWS_AS(lemma2_kfac(gaussian(small_mlp(2, Activation::relu))), PreconditionError);
+  CHECK_THROWS_AS(lemma2_gn(gaussian(small_mlp(2, Activation::relu, Bias::on))), PreconditionError);
 }
 
 TEST_CASE("theorem1: GN and K-FAC GN norms are Jacobian norms for whitened inputs only") {
   for (int depth : {1, 3}) {
-    const auto s = spec_of(depth, Activation::linear);
+    const auto s = small_mlp(depth, Activation::linear);
     const auto white = make_problem(s, 5, 16, InputKind::whitened);
     expect_holds(theorem1_gn(white));
     expect_holds(theorem1_kfac(white));
@@ -86,15 +78,15 @@ TEST_CASE("theorem1: GN and K-FAC GN norms are Jacobian norms for whitened input
     CHECK_THROWS_AS(theorem1_gn(corr), PreconditionError);
     CHECK_THROWS_AS(theorem1_kfac(gaussian(s)), PreconditionError);  // Gaussian ≠ exactly whitened
   }
-  CHECK_THROWS_AS(theorem1_gn(make_problem(spec_of(2, Activation::relu), 5, 16, InputKind::whitened)),
+  CHECK_THROWS_AS(theorem1_gn(make_problem(small_mlp(2, Activation::relu), 5, 16, InputKind::whitened)),
                   PreconditionError);
 }
 
 TEST_CASE("appE: gradient of the GN norm is 2(L+1) G theta, refuses inputs at a ReLU kink") {
   for (int depth : {1, 2})
     for (Activation a : {Activation::linear, Activation::relu})
-      expect_holds(appE_gradient(make_problem(spec_of(depth, a), 3, 8, InputKind::kink_free)));
-  auto pb = make_problem(spec_of(2, Activation::relu), 3, 8, InputKind::kink_free);
+      expect_holds(appE_gradient(make_problem(small_mlp(depth, a), 3, 8, InputKind::kink_free)));
+  auto pb = make_problem(small_mlp(2, Activation::relu), 3, 8, InputKind::kink_free);
   pb.X.col(0).setZero();  // every pre-activation of example 0 sits exactly on the kink
   CHECK_THROWS_AS(appE_gradient(pb), PreconditionError);
 }
@@ -110,7 +102,7 @@ TEST_CASE("eq8: BN scale invariance, gradient scaling and orthogonality") {
   // The output layer has no BN: scaling it changes the function, and the check refuses it.
   const auto pb = bn_problem(2);
   CHECK_THROWS_AS(eq8_invariance(pb, 2, 2.0), PreconditionError);
-  CHECK_THROWS_AS(eq8_invariance(gaussian(spec_of(2, Activation::relu)), 0, 2.0), PreconditionError);
+  CHECK_THROWS_AS(eq8_invariance(gaussian(small_mlp(2, Activation::relu)), 0, 2.0), PreconditionError);
 }
 
 TEST_CASE("eq9: effective learning rate eta/|theta|^2, and the wrong power fails") {
@@ -127,7 +119,7 @@ TEST_CASE("eq15: curvature of a BN layer scales as 1/c^2 for every curvature") {
                       Curvature::kfac_fisher})
     for (double scale : {0.5, 4.0}) expect_holds(eq15_curvature_scaling(pb, 0, c, scale));
   // Negative control: without BN the layer's curvature does not scale as 1/c².
-  const auto plain = gaussian(spec_of(2, Activation::relu));
+  const auto plain = gaussian(small_mlp(2, Activation::relu));
   CHECK_THROWS_AS(eq15_curvature_scaling(plain, 0, Curvature::fisher, 2.0), PreconditionError);
 }
 
@@ -149,20 +141,20 @@ TEST_CASE("eq16: effective damping lambda |theta|^2, and plain lambda fails") {
 
 TEST_CASE("fisher: F = GGN for CE, F = G for squared error, MC Fisher converges as n^-1/2") {
   for (Norm n : {Norm::none, Norm::batchnorm}) {
-    const auto pb = gaussian(spec_of(2, Activation::relu, Bias::on, n));
+    const auto pb = gaussian(small_mlp(2, Activation::relu, Bias::on, n));
     expect_holds(fisher_ggn(pb));
     expect_holds(fisher_squared_loss(pb));
   }
-  expect_holds(fisher_monte_carlo(gaussian(spec_of(2, Activation::relu))));
+  expect_holds(fisher_monte_carlo(gaussian(small_mlp(2, Activation::relu))));
 }
 
 TEST_CASE("eq7: the weight-decay update is a preconditioned step on the C-norm") {
   for (Activation a : {Activation::linear, Activation::relu})
-    expect_holds(eq7_wd_c_norm(make_problem(spec_of(2, a), 6, 8, InputKind::kink_free)));
+    expect_holds(eq7_wd_c_norm(make_problem(small_mlp(2, a), 6, 8, InputKind::kink_free)));
 }
 
 TEST_CASE("make_problem: whitened inputs are exactly whitened, correlated ones are not") {
-  const auto s = spec_of(1, Activation::linear);
+  const auto s = small_mlp(1, Activation::linear);
   CHECK_NOTHROW(require_whitened(make_problem(s, 1, 10, InputKind::whitened).X, "t"));
   CHECK_THROWS_AS(require_whitened(make_problem(s, 1, 10, InputKind::correlated).X, "t"),
                   PreconditionError);
