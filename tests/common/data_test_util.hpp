@@ -1,4 +1,5 @@
 #pragma once
+#include "../support/temp_dir.hpp"
 // Helpers for the data tests: a private temporary directory, writers for raw and gzip files and
 // for IDX/CIFAR content, and a way to catch a typed error's message for substring checks.
 #include <unistd.h>
@@ -18,28 +19,6 @@ namespace wdlab::test {
 
 using Bytes = std::vector<std::uint8_t>;
 
-/// A fresh directory under the system temp dir, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};  // distinct dirs within one process
-    path_ = std::filesystem::temp_directory_path() /
-            ("wdlab_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline void write_raw(const std::filesystem::path& p, const Bytes& b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);

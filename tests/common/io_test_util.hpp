@@ -1,4 +1,5 @@
 #pragma once
+#include "../support/temp_dir.hpp"
 // Helpers for the test_io suite: a private temporary directory, byte-string builders, and a way
 // to catch a typed error's message for substring checks.
 #include <stdlib.h>
@@ -17,26 +18,7 @@
 
 namespace wdlab::iotest {
 
-/// A fresh directory (mkdtemp) under the system temp dir, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "wdlab_test_io_XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("test helper: mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
+using wdlab::test::TempDir;
 
 inline std::vector<std::byte> bytes_of(std::string_view s) {
   const auto* p = reinterpret_cast<const std::byte*>(s.data());
