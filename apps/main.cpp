@@ -12,6 +12,7 @@
 
 #include "apps/command.hpp"
 #include "common/errors.hpp"
+#include "common/train/signals.hpp"
 #include "wdlab/build_info.hpp"
 
 namespace {
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
   }
   try {
     return dispatch(cmd, wdlab::app::Args(args.begin() + 1, args.end()));
+  } catch (const wdlab::train::Interrupted& i) {
+    fmt::print(stderr, "wdlab {}: stopped by signal {}; the run can continue with --resume\n", cmd, i.signal);
+    return 128 + i.signal;
   } catch (const wdlab::app::UsageWithHelp& e) {
     fmt::print(stderr, "wdlab {}: {}\n\n{}\n", cmd, e.what(), e.help);
     return int(wdlab::ExitCode::usage);

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,6 +18,7 @@
 #include "common/errors.hpp"
 #include "common/io/atomic_file.hpp"
 #include "common/train/metrics_log.hpp"
+#include "common/train/signals.hpp"
 
 namespace wdlab::train {
 
@@ -91,15 +95,32 @@ fs::path checkpoint_path(const fs::path& dir, int epoch) {
   return dir / fmt::format("epoch-{:04d}.safetensors", epoch);
 }
 
-void write_checkpoint(Backend& backend, const fs::path& run_dir, int epoch, std::int64_t iteration,
+/// Where a run stands: `epoch` epochs complete, `position` batches into the next one with the
+/// running sums of that partial epoch (a checkpoint taken on a signal).
+struct Position {
+  int epoch = 0;
+  std::int64_t iteration = 0;
+  std::int64_t batch = 0;
+  double loss_sum = 0;
+  std::int64_t correct = 0, seen = 0;
+};
+
+void write_checkpoint(Backend& backend, const fs::path& run_dir, const Position& at,
                       const nlohmann::json& meta, int keep) {
   const fs::path dir = run_dir / "checkpoints";
   fs::create_directories(dir);
   io::SafetensorsFile f = backend.state();
   for (const auto& [k, v] : meta.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
-  f.metadata["epoch"] = std::to_string(epoch);
-  f.metadata["iteration"] = std::to_string(iteration);
-  const fs::path path = checkpoint_path(dir, epoch);
+  f.metadata["epoch"] = std::to_string(at.epoch);
+  f.metadata["iteration"] = std::to_string(at.iteration);
+  f.metadata["batch"] = std::to_string(at.batch);
+  f.metadata["loss_sum"] = fmt::format("{:.17g}", at.loss_sum);
+  f.metadata["correct"] = std::to_string(at.correct);
+  f.metadata["seen"] = std::to_string(at.seen);
+  // A partial epoch sorts after the last complete one and before its own end: "-" < ".".
+  const fs::path path = at.batch == 0 ? checkpoint_path(dir, at.epoch)
+                                      : dir / fmt::format("epoch-{:04d}-partial-{:09d}.safetensors",
+                                                          at.epoch + 1, at.batch);
   io::save(path, f);
   io::write_file_atomic(dir / "latest", path.filename().string() + "\n");
   // Prune the oldest beyond the keep-count (never the one just written).
@@ -110,12 +131,7 @@ void write_checkpoint(Backend& backend, const fs::path& run_dir, int epoch, std:
   for (std::size_t i = 0; i + std::size_t(keep) < all.size(); ++i) fs::remove(all[i]);
 }
 
-struct ResumePoint {
-  int epoch = 0;
-  std::int64_t iteration = 0;
-};
-
-ResumePoint try_resume(Backend& backend, const fs::path& run_dir) {
+Position try_resume(Backend& backend, const fs::path& run_dir) {
   const fs::path latest = run_dir / "checkpoints" / "latest";
   if (!fs::exists(latest)) return {};
   std::ifstream in(latest);
@@ -126,12 +142,18 @@ ResumePoint try_resume(Backend& backend, const fs::path& run_dir) {
     throw DataError(latest.string(), fmt::format("names '{}', which does not exist", name));
   const io::SafetensorsFile f = io::load(path);
   backend.load_state(f);
-  ResumePoint r;
+  Position r;
   try {
     r.epoch = std::stoi(f.metadata.at("epoch"));
     r.iteration = std::stoll(f.metadata.at("iteration"));
+    if (f.metadata.count("batch")) {
+      r.batch = std::stoll(f.metadata.at("batch"));
+      r.loss_sum = std::stod(f.metadata.at("loss_sum"));
+      r.correct = std::stoll(f.metadata.at("correct"));
+      r.seen = std::stoll(f.metadata.at("seen"));
+    }
   } catch (const std::exception&) {
-    throw DataError(path.string(), "metadata lacks a valid 'epoch' or 'iteration'");
+    throw DataError(path.string(), "metadata lacks a valid 'epoch', 'iteration' or position");
   }
   return r;
 }
@@ -161,8 +183,15 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   io::remove_stale_temporaries(run_dir);
   if (fs::exists(run_dir / "checkpoints")) io::remove_stale_temporaries(run_dir / "checkpoints");
 
-  ResumePoint start;
+  Position start;
   if (resume == Resume::latest) start = try_resume(backend, run_dir);
+  if (start.batch >= per_epoch)
+    throw DataError((run_dir / "checkpoints").string(), "the latest checkpoint's position is beyond its epoch");
+  const SignalGuard signals;
+  // Fault injection for tests: WDLAB_FAULT_SIGTERM_AT=k raises SIGTERM right after step k, so a
+  // test can stop a run at a chosen point instead of racing a timer.
+  const char* fault = std::getenv("WDLAB_FAULT_SIGTERM_AT");
+  const std::int64_t sigterm_at = fault ? std::atoll(fault) : -1;
   MetricsLog log(run_dir);
   log.truncate_after_epoch(start.epoch);
 
@@ -173,7 +202,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   BatchBuffer buf;
   ProgressLine progress(cfg.progress);
 
-  if (start.epoch == 0 && backend.wants_factor_init()) {
+  if (start.epoch == 0 && start.batch == 0 && backend.wants_factor_init()) {
     // One pass over the training set in data order, no augmentation (roger_init).
     std::vector<std::uint32_t> ids(std::size_t(cfg.batch_size));
     for (std::int64_t b = 0; b < per_epoch; ++b) {
@@ -186,10 +215,11 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   for (int epoch = start.epoch + 1; epoch <= cfg.epochs; ++epoch) {
     const auto te = Clock::now();
     const auto order = data::epoch_permutation(n_train, cfg.seed, std::uint64_t(epoch - 1));
-    double loss_sum = 0;
-    std::int64_t correct = 0, seen = 0;
+    const bool continuing = epoch == start.epoch + 1 && start.batch > 0;
+    double loss_sum = continuing ? start.loss_sum : 0;
+    std::int64_t correct = continuing ? start.correct : 0, seen = continuing ? start.seen : 0;
     double lr = 0;
-    for (std::int64_t b = 0; b < per_epoch; ++b) {
+    for (std::int64_t b = continuing ? start.batch : 0; b < per_epoch; ++b) {
       const std::span<const std::uint32_t> ids(order.data() + b * cfg.batch_size, std::size_t(cfg.batch_size));
       const HostBatch batch = buf.fill(data.train, ids, cfg.augment, cfg.seed, iteration);
       lr = cfg.lr(iteration, per_epoch);
@@ -197,11 +227,18 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
       if (!s.finite)
         throw NumericError(fmt::format("non-finite loss or update at epoch {} iteration {} (loss {})",
                                        epoch, iteration, s.loss));
+      if (iteration == sigterm_at) std::raise(SIGTERM);
       ++iteration;
       loss_sum += s.loss * batch.n;
       correct += s.correct;
       seen += batch.n;
       progress.update(epoch, cfg.epochs, b + 1, per_epoch, loss_sum / double(seen), double(correct) / double(seen));
+      if (const int sig = signals.pending(); sig != 0 && b + 1 < per_epoch) {
+        write_checkpoint(backend, run_dir, Position{epoch - 1, iteration, b + 1, loss_sum, correct, seen},
+                         checkpoint_metadata, cfg.keep_checkpoints);
+        progress.end_epoch(fmt::format("signal {}: checkpoint written at epoch {} batch {}", sig, epoch, b + 1));
+        throw Interrupted{sig};
+      }
     }
     nlohmann::ordered_json row;
     row["epoch"] = epoch;
@@ -228,9 +265,11 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
                                    epoch, cfg.epochs, double(row["train_loss"]), double(row["train_acc"]),
                                    data.val.size() ? fmt::format("val acc {:.4f} | ", summary.val.accuracy()) : "",
                                    summary.test.loss(), summary.test.accuracy(), double(row["epoch_seconds"])));
-    if (epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs)
-      write_checkpoint(backend, run_dir, epoch, iteration, checkpoint_metadata, cfg.keep_checkpoints);
+    const int sig = signals.pending();
+    if (epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs || sig != 0)
+      write_checkpoint(backend, run_dir, Position{epoch, iteration}, checkpoint_metadata, cfg.keep_checkpoints);
     summary.epochs_done = epoch;
+    if (sig != 0 && epoch < cfg.epochs) throw Interrupted{sig};
   }
   summary.iterations = iteration;
   summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -23,12 +23,13 @@ inline std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// `args` is appended to the binary's path as-is (the caller quotes).
-inline Run run_wdlab(const std::string& args) {
+/// `args` is appended to the binary's path as-is (the caller quotes); `env` is "NAME=value ...".
+inline Run run_wdlab(const std::string& args, const std::string& env = "") {
   const auto dir = std::filesystem::temp_directory_path();
   const std::string tag = std::to_string(::getpid());
   const auto out = dir / ("wdlab_test_out_" + tag), err = dir / ("wdlab_test_err_" + tag);
-  const std::string cmd = std::string(WDLAB_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(WDLAB_BIN) + " " + args +
+                          " >" + out.string() + " 2>" + err.string();
   const int status = std::system(cmd.c_str());
   Run r;
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -153,3 +153,32 @@ TEST_CASE("an official Weight-Decay config is mapped, the mapping printed, and i
   CHECK(cfg["schedule"]["kind"] == "step_iterations");
   fs::remove_all(dir);
 }
+
+TEST_CASE("SIGTERM inside an epoch: checkpoint, exit 143, resume reproduces the straight run") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const std::string args = kTiny + "--precision double --set augment=true --set batch_size=32 ";
+  const fs::path a = fresh_dir("sig_straight"), b = fresh_dir("sig_stopped");
+  REQUIRE(run_wdlab("train " + args + "--out " + a.string()).rc == 0);
+  // 512/32 = 16 steps per epoch: step 20 is inside epoch 2.
+  const auto stopped = run_wdlab("train " + args + "--out " + b.string(), "WDLAB_FAULT_SIGTERM_AT=20");
+  INFO(stopped.err);
+  CHECK(stopped.rc == 143);
+  CHECK(fs::exists(b / "checkpoints" / "epoch-0002-partial-000000005.safetensors"));
+  CHECK_FALSE(fs::exists(b / "DONE"));
+  CHECK(metric_rows(b).size() == 1);
+  const auto r = run_wdlab("train " + args + "--resume --out " + b.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const auto fa = wdlab::io::load(a / "checkpoints" / "epoch-0002.safetensors");
+  const auto fb = wdlab::io::load(b / "checkpoints" / "epoch-0002.safetensors");
+  for (const auto& [name, t] : fa.tensors) {
+    INFO(name);
+    CHECK(t.data == fb.at(name).data);
+  }
+  const auto ra = metric_rows(a), rb = metric_rows(b);
+  REQUIRE(rb.size() == 2);
+  for (std::size_t i = 0; i < 2; ++i)
+    for (const char* k : {"train_loss", "train_acc", "test_loss", "test_acc"}) CHECK(ra[i][k] == rb[i][k]);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
