@@ -44,10 +44,16 @@ WDLAB_HD inline void crop_flip(const float* in, float* out, int C, int H, int W,
     float* dst = out + std::int64_t(c) * H * W;
     for (int y = 0; y < H; ++y) {
       const int sy = y + cf.dy - pad;
+      float* row = dst + y * W;
+      if (sy < 0 || sy >= H) {
+        for (int x = 0; x < W; ++x) row[x] = f;
+        continue;
+      }
+      const float* srow = src + sy * W;
+      // Output column x reads source column x + dx − pad, mirrored after the crop when flipped.
       for (int x = 0; x < W; ++x) {
-        const int sx = (cf.flip == Flip::horizontal ? W - 1 - x : x) + cf.dx - pad;
-        const bool inside = sy >= 0 && sy < H && sx >= 0 && sx < W;
-        dst[y * W + x] = inside ? src[sy * W + sx] : f;
+        const int cx = (cf.flip == Flip::horizontal ? W - 1 - x : x) + cf.dx - pad;
+        row[x] = (cx >= 0 && cx < W) ? srow[cx] : f;
       }
     }
   }
