@@ -4,19 +4,9 @@
 
 #include "common/errors.hpp"
 #include "common/philox.hpp"
+#include "reference/ops/loss.hpp"
 
 namespace wdlab::ref {
-
-template <class T>
-Mat<T> softmax(const Mat<T>& logits) {
-  Mat<T> p = logits;
-  for (Eigen::Index n = 0; n < p.cols(); ++n) {
-    p.col(n).array() -= p.col(n).maxCoeff();  // shift for overflow safety; softmax unchanged
-    p.col(n) = p.col(n).array().exp().matrix();
-    p.col(n) /= p.col(n).sum();
-  }
-  return p;
-}
 
 template <class T>
 Mat<T> gauss_newton(const std::vector<Mat<T>>& J) {
@@ -41,7 +31,7 @@ Mat<T> generalized_gauss_newton_ce(const std::vector<Mat<T>>& J, const Mat<T>& p
 template <class T>
 Mat<T> fisher_exact_ce(const MlpSpec& spec, const MlpParams<T>& p, const Mat<T>& X) {
   const auto fw = forward(spec, p, X);
-  const Mat<T> probs = softmax<T>(fw.output());
+  const Mat<T> probs = softmax_fprop<T>(fw.output());
   const Eigen::Index N = X.cols(), K = spec.output_dim, P = spec.num_params();
   Mat<T> F = Mat<T>::Zero(P, P);
   for (Eigen::Index n = 0; n < N; ++n)
@@ -92,7 +82,7 @@ Mat<T> fisher_sampled_ce(const MlpSpec& spec, const MlpParams<T>& p, const Mat<T
                          int n_samples, std::uint64_t seed, std::uint64_t step) {
   WDLAB_CHECK(n_samples > 0, "need at least one sample");
   const auto fw = forward(spec, p, X);
-  const Mat<T> probs = softmax<T>(fw.output());
+  const Mat<T> probs = softmax_fprop<T>(fw.output());
   const Eigen::Index N = X.cols(), K = spec.output_dim, P = spec.num_params();
   // Tally the draws per (example, class) first: F̂ = (1/n) Σ_{n,y} c_{ny} g_{ny} g_{ny}ᵀ needs
   // one backward pass per distinct pair instead of one per sample.
@@ -138,7 +128,7 @@ std::vector<KfacFactors<T>> kfac_factors(const MlpSpec& spec, const MlpParams<T>
     const auto g = backward(spec, p, fw, dF);
     for (int l = 0; l < L1; ++l) out[l].S.noalias() += weight * g.ds[l] * g.ds[l].transpose();
   };
-  const Mat<T> probs = softmax<T>(fw.output());
+  const Mat<T> probs = softmax_fprop<T>(fw.output());
   switch (curvature) {
     case KfacCurvature::gn_exact:  // E[v vᵀ] = I over all N·K output coordinates
       for (Eigen::Index n = 0; n < N; ++n)
@@ -218,7 +208,6 @@ Mat<T> layer_block(const MlpSpec& spec, const Mat<T>& C, int layer) {
 }
 
 #define WDLAB_INSTANTIATE(T)                                                                   \
-  template Mat<T> softmax<T>(const Mat<T>&);                                                   \
   template Mat<T> gauss_newton<T>(const std::vector<Mat<T>>&);                                 \
   template Mat<T> generalized_gauss_newton_ce<T>(const std::vector<Mat<T>>&, const Mat<T>&);   \
   template Mat<T> fisher_exact_ce<T>(const MlpSpec&, const MlpParams<T>&, const Mat<T>&);      \
@@ -233,6 +222,5 @@ Mat<T> layer_block(const MlpSpec& spec, const Mat<T>& C, int layer) {
   template Mat<T> layer_block<T>(const MlpSpec&, const Mat<T>&, int);
 WDLAB_INSTANTIATE(double)
 #undef WDLAB_INSTANTIATE
-template Mat<float> softmax<float>(const Mat<float>&);
 
 }  // namespace wdlab::ref

@@ -13,9 +13,6 @@
 
 namespace wdlab::ref {
 
-/// Column-wise softmax of logits F (K×N).
-template <class T> Mat<T> softmax(const Mat<T>& logits);
-
 /// G = (1/N) Σ_n J_nᵀ J_n.
 template <class T> Mat<T> gauss_newton(const std::vector<Mat<T>>& J);
 

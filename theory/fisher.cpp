@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "reference/curvature.hpp"
 #include "reference/jacobian.hpp"
+#include "reference/ops/loss.hpp"
 #include "theory/checks.hpp"
 
 namespace wdlab::theory {
@@ -15,7 +16,7 @@ namespace wdlab::theory {
 CheckRecord fisher_ggn(const Problem& pb) {
   const Mat<double> lhs = ref::fisher_exact_ce(pb.spec, pb.params, pb.X);
   const auto J = ref::jacobian_theta(pb.spec, pb.params, pb.X, ref::JacobianMethod::forward_mode);
-  const Mat<double> probs = ref::softmax<double>(ref::forward(pb.spec, pb.params, pb.X).output());
+  const Mat<double> probs = ref::softmax_fprop<double>(ref::forward(pb.spec, pb.params, pb.X).output());
   const Mat<double> rhs = ref::generalized_gauss_newton_ce(J, probs);
   CheckRecord r{.id = "fisher.ggn", .paper_ref = "Sec. 2, Eq. 4 (Martens 2014)",
                 .statement = "F = E[J^T (diag p - p p^T) J], softmax CE",

@@ -10,6 +10,7 @@
 #include "common/philox.hpp"
 #include "common/tolerances.hpp"
 #include "reference/curvature.hpp"
+#include "reference/ops/loss.hpp"
 #include "theory/record.hpp"
 
 namespace wdlab::theory {
@@ -85,19 +86,11 @@ Problem make_problem(const MlpSpec& spec, std::uint64_t seed, int batch, InputKi
 }
 
 double mean_cross_entropy(const Mat<double>& logits, const Eigen::VectorXi& labels) {
-  double total = 0;
-  for (Eigen::Index n = 0; n < logits.cols(); ++n) {
-    const double m = logits.col(n).maxCoeff();
-    const double lse = m + std::log((logits.col(n).array() - m).exp().sum());
-    total += lse - logits(labels(n), n);  // −log softmax(f_n)_{y_n}
-  }
-  return total / double(logits.cols());
+  return ref::softmax_cross_entropy<double>(logits, labels).loss;
 }
 
 Mat<double> cross_entropy_cotangent(const Mat<double>& logits, const Eigen::VectorXi& labels) {
-  Mat<double> d = ref::softmax<double>(logits);
-  for (Eigen::Index n = 0; n < d.cols(); ++n) d(labels(n), n) -= 1.0;
-  return d / double(logits.cols());  // ∂/∂f of the mean CE: (p − e_y)/N
+  return ref::softmax_cross_entropy<double>(logits, labels).dlogits;  // (p − e_y)/N
 }
 
 void require_away_from_kinks(const Problem& pb, double margin, const std::string& check) {

@@ -7,6 +7,7 @@
 
 #include "common/compare.hpp"
 #include "reference/curvature.hpp"
+#include "reference/ops/loss.hpp"
 #include "reference/jacobian.hpp"
 #include "theory/problem.hpp"
 
@@ -121,7 +122,7 @@ TEST_CASE("Monte-Carlo Fisher is unbiased: its error shrinks with the sample") {
 TEST_CASE("softmax columns are probability vectors, stable for large logits") {
   Mat<double> z(3, 2);
   z << 1000, -5, 1001, 0, 999, 5;
-  const Mat<double> p = softmax<double>(z);
+  const Mat<double> p = softmax_fprop<double>(z);
   CHECK(p.allFinite());
   CHECK(p.col(0).sum() == doctest::Approx(1.0));
   CHECK(p(1, 0) == doctest::Approx(std::exp(1.0) / (1 + std::exp(1.0) + std::exp(-1.0))));

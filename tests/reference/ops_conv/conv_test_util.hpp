@@ -1,4 +1,5 @@
 #pragma once
+#include "../../support/expect_pass.hpp"
 // Shared pieces of the conv tests: the registry of geometries every case runs over, operand
 // generators (small integers for the exact mode, normals otherwise) and the mutated-stride pair
 // used as a negative control.
@@ -84,14 +85,6 @@ inline std::span<const double> span_of(const Vec<double>& v) {
 
 }  // namespace wdlab::test
 
-/// Prints a comparison's evidence and checks that it passes (a macro, so the report names the
-/// caller's line).
-#define WDLAB_EXPECT_PASS(comparison)            \
-  do {                                           \
-    const ::wdlab::Comparison c_ = (comparison); \
-    MESSAGE(c_.line());                          \
-    CHECK(c_.pass);                              \
-  } while (0)
 
 /// A negative control: the same check against a deliberately wrong side must fail.
 #define WDLAB_EXPECT_FAIL(comparison)                       \

@@ -1,4 +1,5 @@
 #pragma once
+#include "../../support/expect_pass.hpp"
 // Helpers shared by the layer-op tests: deterministic inputs, central finite differences,
 // printed comparisons.
 #include <doctest/doctest.h>
@@ -23,13 +24,6 @@ std::span<const double> span_of(const Eigen::PlainObjectBase<Derived>& m) {
   return {m.data(), std::size_t(m.size())};
 }
 
-/// Prints the evidence and checks it (a macro, so failures point at the calling line).
-#define WDLAB_EXPECT_PASS(comparison)            \
-  do {                                           \
-    const ::wdlab::Comparison c_ = (comparison); \
-    MESSAGE(c_.line());                          \
-    CHECK(c_.pass);                              \
-  } while (0)
 
 /// Normal(offset, scale²) entries from the shared RNG (purpose theory; `stream` as the step).
 inline Mat<double> normal_mat(Eigen::Index rows, Eigen::Index cols, std::uint64_t stream,
