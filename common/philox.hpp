@@ -23,6 +23,8 @@ enum class Purpose : std::uint32_t {
   synthetic = 6,     // synthetic data sets
   theory = 7,        // random networks and inputs of the theory suite
   split = 8,         // held-out validation split
+  jacobian_probe = 9, // random projections of the Jacobian-norm estimator (step = epoch·2³² + probe,
+                      // index = example·K + k)
 };
 
 struct Block { std::uint32_t v[4]; };

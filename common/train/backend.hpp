@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/errors.hpp"
 #include "common/io/safetensors.hpp"
+#include "common/train/measure.hpp"
 
 namespace wdlab::train {
 
@@ -59,6 +61,22 @@ class Backend {
   /// Parameters (PyTorch names and layouts) and optimizer state ("optim." names).
   virtual io::SafetensorsFile state() const = 0;
   virtual void load_state(const io::SafetensorsFile& file) = 0;
+  /// The mechanism metrics of the groups in req that a backend computes (norms, elr, damping,
+  /// jacobian, jacobian_est, gn, trace; common/train/measure.hpp) for the current parameters,
+  /// the curvature ones on `probe`; (name, value) pairs. A backend that cannot says so.
+  virtual NamedValues measure(const HostBatch& probe, const MeasureRequest& req) {
+    (void)probe;
+    (void)req;
+    throw UsageError("metrics", describe() + " cannot compute mechanism metrics");
+  }
+  /// wn-conv (MATH.md §5): for each (weight name, target norm) W_l ← c·W_l, c = target/‖W_l‖,
+  /// with the layer's bias and the running mean/variance of the BN that follows it scaled by c,
+  /// c, c², so that predictions (train and eval mode) are unchanged up to BN's ε. Optimizer state
+  /// (momentum, moments, K-FAC factors) is left as it is. A backend that cannot says so.
+  virtual void rescale_weights(const NamedValues& targets) {
+    (void)targets;
+    throw UsageError("wn", describe() + " cannot rescale weights");
+  }
 };
 
 }  // namespace wdlab::train

@@ -1,0 +1,83 @@
+#pragma once
+// What Backend::measure computes: groups of the paper's mechanism metrics (README, "Mechanism
+// metrics"), backend-neutral. <param> is a weight tensor's PyTorch name ("features.0.weight").
+//   norms        norm.<param> = ‖W_l‖₂
+//   elr          elr.<param> = η/‖W_l‖² (MATH.md §5) and elr_opt.<param>, the optimizer's own form:
+//                SGD (heavy ball or Nesterov, momentum μ): η/((1−μ)‖W_l‖²)   (MATH.md §5, [DER])
+//                Adam: η/‖W_l‖ (van Laarhoven 2017; the paper gives none, MATH.md §5)
+//                K-FAC: η/((1−μ)·λ·‖W_l‖²), the damping-dominated limit of Eq. 16 (MATH.md §7),
+//                       the largest effective step along any direction of θ̂_l
+//   damping      damping_eff.<param> = λ‖W_l‖² (Eq. 16) and damping_frac.<param>, the fraction of
+//                the eigenvalues T·α_i·σ_j of the optimizer's current block T·(A_l ⊗ S_l) above λ
+//                (equivalently of ‖W_l‖²·T·(A ⊗ S), the block at normalized weights, above
+//                λ‖W_l‖²); K-FAC runs only
+//   jacobian     jac_norm = (1/N) Σ_n ‖J_x(x_n)‖²_F over the probe set, exact (K backward passes)
+//   jacobian_est jac_norm_est = mean over M random projections v (E[v vᵀ] = I) of
+//                (1/N) Σ_n ‖J_x(x_n)ᵀ v_n‖², unbiased for jac_norm
+//   gn           kfac_gn_norm = Σ_l T_l·vec(W̄_l)ᵀ(A_l ⊗ S_l)vec(W̄_l) with exact Gauss-Newton
+//                output factors on the probe set (MATH.md §6), and gn_norm = θᵀGθ exact
+//   trace        gn_trace.<param>, fisher_trace.<param> = ‖W_l‖²·T_l·tr(A_l)·tr(S_l), the trace of
+//                the K-FAC block at normalized weights (Eq. 15, Fig. 7), with exact output factors;
+//                for dense layers also gn_trace_exact.<param>, fisher_trace_exact.<param> (the
+//                exact diagonal block's trace, same normalization)
+//   gap          gen_gap = test_loss − train_loss (computed by the trainer, not the backend)
+//   train_eval   train_eval_loss, train_eval_acc: the training set in evaluation mode; gen_gap
+//                then uses train_eval_loss instead of the epoch's running mean (trainer side)
+// Curvature metrics (jacobian, gn, trace) take BN in evaluation mode (running statistics), so
+// each example's output depends on that example alone; without BN (Mechanism II, Table 2,
+// Fig. 5) the two modes coincide.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wdlab::train {
+
+enum class MetricGroup : unsigned {
+  norms = 1u << 0,
+  elr = 1u << 1,
+  damping = 1u << 2,
+  jacobian = 1u << 3,
+  jacobian_est = 1u << 4,
+  gn = 1u << 5,
+  trace = 1u << 6,
+  gap = 1u << 7,
+  train_eval = 1u << 8,
+};
+
+struct MetricGroups {
+  unsigned bits = 0;
+  bool has(MetricGroup g) const { return (bits & unsigned(g)) != 0; }
+  MetricGroups& add(MetricGroup g) {
+    bits |= unsigned(g);
+    return *this;
+  }
+  bool operator==(const MetricGroups&) const = default;
+};
+
+/// The default of `wdlab train`: the cheap groups norms, elr, gap.
+MetricGroups default_metric_groups();
+/// "norms,elr,gap" → groups; "all" = every group, "none" = no group, "default" = the default.
+/// UsageError(field, ...) naming an unknown group and listing the known ones.
+MetricGroups parse_metric_groups(const std::string& field, const std::string& list);
+/// The comma-separated names, in the order of MetricGroup ("none" when empty).
+std::string to_string(MetricGroups g);
+/// One line per group with what it logs (for --help).
+std::string metric_groups_help();
+
+enum class ProbeDistribution { rademacher, gaussian };
+std::string to_string(ProbeDistribution d);
+ProbeDistribution parse_probe_distribution(const std::string& field, const std::string& s);
+
+struct MeasureRequest {
+  MetricGroups groups;
+  double lr = 0;           // the scheduled η, for elr / elr_opt
+  int jac_probes = 16;     // M, for jac_norm_est
+  ProbeDistribution probe_distribution = ProbeDistribution::rademacher;
+  std::uint64_t seed = 1;  // shared Philox key; purpose jacobian_probe
+  std::uint64_t rng_step = 0;  // e.g. the epoch: probes differ between epochs
+};
+
+using NamedValues = std::vector<std::pair<std::string, double>>;
+
+}  // namespace wdlab::train
