@@ -76,8 +76,10 @@ NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, c
         if (mode == BnMode::train) {
           fw.bn[i] = batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y);
         } else {
-          batchnorm_fprop_eval(bn_geometry(l, N), in, as_vec(p.values[s.running_mean]),
-                               as_vec(p.values[s.running_var]), T(l.bn_eps), gp, bp, y);
+          // Kept: backward through eval-mode BN (an affine map) serves the metrics' per-example
+          // Jacobians (reference/net/metrics.hpp).
+          fw.bn[i] = batchnorm_fprop_eval(bn_geometry(l, N), in, as_vec(p.values[s.running_mean]),
+                                          as_vec(p.values[s.running_var]), T(l.bn_eps), gp, bp, y);
         }
         break;
       }
@@ -134,8 +136,7 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
         break;
       }
       case LayerKind::batchnorm: {
-        WDLAB_CHECK(fw.mode == BnMode::train && fw.bn[i].has_value(),
-                    "backward through BN needs a train-mode forward pass");
+        WDLAB_CHECK(fw.bn[i].has_value(), "backward through BN needs its forward context");
         const Vec<T> g = s.gamma >= 0 ? as_vec(p.values[s.gamma]) : Vec<T>();
         Vec<T> dg, dbeta;
         if (s.gamma >= 0) {

@@ -19,7 +19,7 @@ struct NetForward {
   BnMode mode = BnMode::train;
   const Mat<T>* input = nullptr;                        // the batch (kept alive by the caller)
   std::vector<Mat<T>> out;                              // per layer output
-  std::vector<std::optional<BatchNormContext<T>>> bn;   // train-mode BN contexts
+  std::vector<std::optional<BatchNormContext<T>>> bn;   // BN contexts (train or eval mode)
   std::vector<std::optional<MaxPoolContext>> pool;      // max-pool argmax
   const Mat<T>& logits() const { return out.back(); }
   const Mat<T>& input_of(const NetworkSpec& spec, int layer, int which = 0) const;

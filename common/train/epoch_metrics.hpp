@@ -1,0 +1,61 @@
+#pragma once
+// The trainer's per-epoch mechanism metrics (common/train/measure.hpp names them) and wn-conv,
+// the effective-learning-rate transfer of Fig. 4 (MATH.md §5): after each epoch, the tensors in
+// scope are rescaled to the norms another run logged for the same epoch. Backend-neutral: the
+// numbers come from Backend::measure and Backend::rescale_weights.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/data/dataset.hpp"
+#include "common/train/backend.hpp"
+#include "common/train/measure.hpp"
+
+namespace wdlab::train {
+
+struct TrainerConfig;
+struct Datasets;
+
+struct MetricsOptions {
+  MetricGroups groups = default_metric_groups();
+  int probe = 256;      // N: the probe set is the first N test examples
+  int jac_probes = 16;  // M random projections for jac_norm_est
+  ProbeDistribution probe_distribution = ProbeDistribution::rademacher;
+  void validate() const;  // UsageError naming metrics.probe / metrics.jac_probes
+};
+
+/// wn: the weight tensors to rescale and the run whose metrics.jsonl gives their norms.
+struct NormTransfer {
+  std::filesystem::path source;     // the other run's directory
+  std::vector<std::string> params;  // weight tensors in scope
+  bool active() const { return !params.empty(); }
+};
+
+/// Checks that `source`/metrics.jsonl exists and that its first row has norm.<param> for every
+/// param (DataError naming the file and the missing key otherwise).
+void check_norm_transfer(const NormTransfer& t);
+
+/// The (param, norm.<param>) targets of `epoch` in the source's metrics.jsonl, read now (so a
+/// source still running is followed as far as it has got). DataError if the row or a key is
+/// missing.
+NamedValues norm_targets(const NormTransfer& t, int epoch);
+
+/// wn after epoch `epoch`: backend.rescale_weights(norm_targets(t, epoch)); nothing when inactive.
+void apply_norm_transfer(Backend& backend, const NormTransfer& t, int epoch);
+
+/// The metrics of opts.groups that the backend computes, the curvature ones on the first
+/// opts.probe examples of `probe_set`; rng_step keys the random projections (e.g. the epoch).
+NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, const MetricsOptions& opts,
+                             double lr, std::uint64_t seed, std::uint64_t rng_step);
+
+/// Fills an epoch's row (which already holds train_loss and test_loss): the backend's metrics,
+/// then with group train_eval the training set in evaluation mode (train_eval_loss,
+/// train_eval_acc), and with group gap gen_gap = test_loss − train_eval_loss if measured, else
+/// test_loss − train_loss (the epoch's running mean, which lags the end-of-epoch model).
+void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConfig& cfg, double lr, int epoch,
+                       nlohmann::ordered_json& row);
+
+}  // namespace wdlab::train
