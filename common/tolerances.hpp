@@ -13,6 +13,13 @@ enum class Kind {
   order_eta2,          // an O(η²) remainder: error/η² must stay bounded as η shrinks
   monte_carlo_slope,   // fitted log-log slope of Monte-Carlo error against sample size
   float_forward,       // float32 vs double forward activations of a small net
+  monte_carlo_z,       // |z| of a Monte-Carlo mean against its expectation, in standard errors
+  float_kernel,        // one CUDA kernel body (host launcher, float32) vs the double reference
+  float32_op,          // crosscheck: one layer or loss alone, a float32 side against double
+  float32_network,     // crosscheck: activations, gradients, loss of a whole network, float32
+  float32_curvature,   // crosscheck: K-FAC factors and mechanism metrics of a whole network
+  float32_inverse,     // crosscheck: damped inverses and preconditioned gradients (float32)
+  float32_steps,       // crosscheck: parameters and optimizer state after N steps (float32)
 };
 
 struct Entry {
@@ -21,7 +28,7 @@ struct Entry {
   std::string_view reason;
 };
 
-inline constexpr std::array<Entry, 6> table{{
+inline constexpr std::array<Entry, 13> table{{
     {Kind::exact_double, 1e-10,
      "each side is a sum of at most ~1e5 products of O(1) doubles; rounding gives ~1e-14 "
      "relative, and 1e-10 still separates a wrong identity (errors >= 1e-3 in our controls)"},
@@ -40,7 +47,49 @@ inline constexpr std::array<Entry, 6> table{{
     {Kind::float_forward, 1e-5,
      "float32 has eps 6e-8; a forward pass of depth <= 6 with width <= 1000 accumulates "
      "~sqrt(width)*depth*eps relative error"},
+    {Kind::monte_carlo_z, 4.0,
+     "the mean of M >= 100 independent estimates is normal to a good approximation, so an "
+     "unbiased estimator gives |z| > 4 with probability 6e-5; the draws are fixed by the Philox "
+     "key, so the outcome is deterministic; a 10% bias at a 1% standard error gives |z| ~ 10"},
+    {Kind::float_kernel, 1e-5,
+     "each output of a kernel body is a short chain of float32 operations (<= ~20 roundings of "
+     "eps 6e-8, sums accumulated in double) on O(1) inputs: ~1e-6 relative at most; an "
+     "indexing, stride or formula error moves the result by O(1)"},
+    {Kind::float32_op, 1e-5,
+     "one op in float32 (eps 6e-8): sums of <= 4608 products give ~sqrt(n)*eps ~ 4e-6 relative; "
+     "an indexing, stride or padding bug moves whole elements (>= 1e-2 relative)"},
+    {Kind::float32_network, 1e-4,
+     "VGG16/ResNet32 in float32: ~16-33 layers of rounding, BN divides by batch std (amplifies "
+     "by |x|/sigma), cancellation in the first layers' gradients; cuDNN may pick FFT/Winograd"},
+    {Kind::float32_curvature, 1e-4,
+     "K-FAC factors are means of products of activations/cotangents (their errors), sampled "
+     "targets are the same draws; metrics are norms and traces of them"},
+    {Kind::float32_inverse, 1e-3,
+     "(F + dI)^-1 amplifies the factor's relative error by its condition number, up to "
+     "~(trace/dim)/d ~ 1e2-1e3 for lambda = 1e-3 and the pi split"},
+    {Kind::float32_steps, 1e-4,
+     "N optimizer steps in float32: parameters move by lr*update per step, errors of the "
+     "update (up to the inverse's) enter scaled by lr, momentum and K-FAC state accumulate them"},
 }};
+
+constexpr std::string_view name(Kind k) {
+  switch (k) {
+    case Kind::exact_double: return "exact_double";
+    case Kind::exact_integer: return "exact_integer";
+    case Kind::finite_difference: return "finite_difference";
+    case Kind::order_eta2: return "order_eta2";
+    case Kind::monte_carlo_slope: return "monte_carlo_slope";
+    case Kind::float_forward: return "float_forward";
+    case Kind::monte_carlo_z: return "monte_carlo_z";
+    case Kind::float_kernel: return "float_kernel";
+    case Kind::float32_op: return "float32_op";
+    case Kind::float32_network: return "float32_network";
+    case Kind::float32_curvature: return "float32_curvature";
+    case Kind::float32_inverse: return "float32_inverse";
+    case Kind::float32_steps: return "float32_steps";
+  }
+  return "?";
+}
 
 constexpr const Entry& entry(Kind k) {
   for (const auto& e : table)

@@ -1,0 +1,98 @@
+#pragma once
+// Batch normalization kernel bodies (reference/ops/batchnorm.hpp), NCHW, statistics per channel
+// over the m = N·HW entries. Sums come from reduce.hpp (ChannelPartialSums + SumPartials) and
+// are kept in double: mean[c], var[c] (biased), invstd[c] = 1/√(var[c] + ε).
+#include <cmath>
+
+#include "cuda/kernels/hd.hpp"
+
+namespace wdlab::cuda::kernels {
+
+/// invstd[c] = 1/√(var[c] + ε). Index space C.
+struct BnInvStd {
+  const double* var;
+  double* invstd;
+  double eps;
+  WDLAB_HD void operator()(Index c) const { invstd[c] = 1.0 / sqrt(var[c] + eps); }
+};
+
+/// Train mode: x̂ = (x − μ_c)·invstd_c; y = γ_c x̂ + β_c (gamma ≠ null) or y = x̂. xhat may be
+/// null (no affine: y is x̂, and backward reads y). Index space N·C·HW.
+struct BnNormalize {
+  const float* x;
+  const double* mean;
+  const double* invstd;
+  const float* gamma;  // null: no affine
+  const float* beta;
+  float* xhat;         // null: not stored separately
+  float* y;
+  Index C, HW;
+  WDLAB_HD void operator()(Index i) const {
+    const Index c = (i / HW) % C;
+    const float xh = float((double(x[i]) - mean[c]) * invstd[c]);
+    if (xhat) xhat[i] = xh;
+    y[i] = gamma ? gamma[c] * xh + beta[c] : xh;
+  }
+};
+
+/// Eval mode: y = γ (x − running_mean)/√(running_var + ε) + β, in float as the reference's
+/// float instantiation (invstd = rsqrt(running_var + ε)). Index space N·C·HW.
+struct BnEvalForward {
+  const float* x;
+  const float* running_mean;
+  const float* running_var;
+  const float* gamma;  // null: no affine
+  const float* beta;
+  float* y;
+  Index C, HW;
+  float eps;
+  WDLAB_HD void operator()(Index i) const {
+    const Index c = (i / HW) % C;
+    const float invstd = 1.0f / sqrtf(running_var[c] + eps);
+    const float xh = (x[i] - running_mean[c]) * invstd;
+    y[i] = gamma ? gamma[c] * xh + beta[c] : xh;
+  }
+};
+
+/// running_mean ← m·running_mean + (1 − m)·μ, running_var ← m·running_var + (1 − m)·σ²·M/(M−1)
+/// (unbiased batch variance, RunningVariance::unbiased, M = N·HW entries). Skipped when
+/// *skip ≠ 0 (a non-finite loss: the reference returns before updating). Index space C.
+struct BnRunningUpdate {
+  const double* mean;
+  const double* var;
+  float* running_mean;
+  float* running_var;
+  const std::uint32_t* skip;
+  float momentum;
+  Index m;
+  WDLAB_HD void operator()(Index c) const {
+    if (skip && *skip) return;
+    const float mu = float(mean[c]);
+    const float vu = float(var[c]) * float(m) / float(m - 1);
+    running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mu;
+    running_var[c] = momentum * running_var[c] + (1.0f - momentum) * vu;
+  }
+};
+
+/// Train mode backward, with s₁ = Σ dy and s₂ = Σ dy ⊙ x̂ per channel:
+///   dx (=|+=) γ·invstd·(dy − s₁/m − x̂·s₂/m)   (γ = 1 without affine). Index space N·C·HW.
+struct BnBackward {
+  const float* dy;
+  const float* xhat;
+  const double* invstd;
+  const double* sum_dy;
+  const double* sum_dy_xhat;
+  const float* gamma;  // null: no affine
+  float* dx;
+  Index C, HW, m;
+  Accumulate mode;
+  WDLAB_HD void operator()(Index i) const {
+    const Index c = (i / HW) % C;
+    const double scale = (gamma ? double(gamma[c]) : 1.0) * invstd[c];
+    const double v = scale * (double(dy[i]) - sum_dy[c] / double(m) -
+                              double(xhat[i]) * (sum_dy_xhat[c] / double(m)));
+    store(mode, &dx[i], float(v));
+  }
+};
+
+}  // namespace wdlab::cuda::kernels

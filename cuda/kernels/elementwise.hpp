@@ -1,0 +1,79 @@
+#pragma once
+// Elementwise kernel bodies: ReLU, bias add, residual join, cotangent accumulation, global
+// average pooling. Layouts as the reference (reference/ops/*.hpp): activations NCHW, i.e. the
+// reference's (C·H·W)×N column-per-example matrices; dense activations are N×K with K inner.
+#include "cuda/kernels/hd.hpp"
+
+namespace wdlab::cuda::kernels {
+
+/// y = max(x, 0), NaN propagates (reference/ops/activation.hpp relu_fprop).
+struct ReluForward {
+  const float* x;
+  float* y;
+  WDLAB_HD void operator()(Index i) const {
+    const float v = x[i];
+    y[i] = (v > 0.0f || v != v) ? v : 0.0f;
+  }
+};
+
+/// dx (=|+=) dy ⊙ 1[x > 0], from the input x (relu_bprop; derivative 0 at x = 0).
+struct ReluBackward {
+  const float* x;
+  const float* dy;
+  float* dx;
+  Accumulate mode;
+  WDLAB_HD void operator()(Index i) const {
+    store(mode, &dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
+  }
+};
+
+/// y[n,k,t] += b[k] over N·K·HW entries (conv: HW = P·Q; dense: HW = 1).
+struct BiasAdd {
+  const float* b;
+  float* y;
+  Index K, HW;
+  WDLAB_HD void operator()(Index i) const { y[i] += b[(i / HW) % K]; }
+};
+
+/// y = a + b (reference/ops/residual.hpp residual_fprop).
+struct ResidualAdd {
+  const float* a;
+  const float* b;
+  float* y;
+  WDLAB_HD void operator()(Index i) const { y[i] = a[i] + b[i]; }
+};
+
+/// dst (=|+=) src: passes a cotangent to a branch (residual, flatten).
+struct AccumulateInto {
+  const float* src;
+  float* dst;
+  Accumulate mode;
+  WDLAB_HD void operator()(Index i) const { store(mode, &dst[i], src[i]); }
+};
+
+/// y[n,c] = (1/HW) Σ_t x[n,c,t]; index i = n·C + c (global_avgpool_fprop). Summed in float in
+/// t order, then divided, as the reference's float instantiation does (colwise sum / HW).
+struct GlobalAvgPoolForward {
+  const float* x;
+  float* y;
+  Index HW;
+  WDLAB_HD void operator()(Index i) const {
+    const float* xi = x + i * HW;
+    float s = 0.0f;
+    for (Index t = 0; t < HW; ++t) s += xi[t];
+    y[i] = s / float(HW);
+  }
+};
+
+/// dx[n,c,t] (=|+=) dy[n,c]/HW (global_avgpool_bprop).
+struct GlobalAvgPoolBackward {
+  const float* dy;
+  float* dx;
+  Index HW;
+  Accumulate mode;
+  WDLAB_HD void operator()(Index i) const {
+    store(mode, &dx[i], dy[i / HW] / float(HW));
+  }
+};
+
+}  // namespace wdlab::cuda::kernels

@@ -1,0 +1,313 @@
+// Kernel bodies of the CUDA backend run on the CPU by the host launcher, against the reference
+// ops (double, on the same float-rounded inputs): ReLU, bias, residual, global average pooling,
+// max-pooling, batch normalization, KFC patches, reductions. Each case prints its evidence and
+// has a negative control that must fail. No GPU needed; the GPU suite runs the same bodies on
+// the device and compares with these host results.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cuda/kernels/batchnorm.hpp"
+#include "cuda/kernels/elementwise.hpp"
+#include "cuda/kernels/host_launch.hpp"
+#include "cuda/kernels/patches.hpp"
+#include "cuda/kernels/pool.hpp"
+#include "cuda/kernels/reduce.hpp"
+#include "kernel_test_util.hpp"
+#include "reference/ops/activation.hpp"
+#include "reference/ops/batchnorm.hpp"
+#include "reference/ops/conv2d.hpp"
+#include "reference/ops/pool.hpp"
+
+using namespace wdlab;
+using namespace wdlab::cuda::kernels;
+using namespace wdlab::cuda::testing;
+
+TEST_CASE("kernel ReLU forward/backward equal the reference exactly, NaN propagates") {
+  Mat<double> x = rounded(normal_mat(37, 5, 1));
+  x(3, 1) = 0.0;  // the kink: derivative 0
+  const Mat<double> dy = rounded(normal_mat(37, 5, 2));
+  Mat<double> y_ref, dx_ref;
+  ref::relu_fprop(x, y_ref);
+  ref::relu_bprop(x, dy, dx_ref);
+  const auto xf = flat_f(x), dyf = flat_f(dy);
+  std::vector<float> y(xf.size()), dx(xf.size(), 5.0f);
+  launch_host(Index(xf.size()), ReluForward{xf.data(), y.data()});
+  launch_host(Index(xf.size()), ReluBackward{xf.data(), dyf.data(), dx.data(), Accumulate::overwrite});
+  WDLAB_EXPECT_PASS(compare_exact("relu y", to_d(y), flat_d(y_ref)));
+  WDLAB_EXPECT_PASS(compare_exact("relu dx", to_d(dx), flat_d(dx_ref)));
+  // Accumulate::add sums into what is there.
+  launch_host(Index(xf.size()), ReluBackward{xf.data(), dyf.data(), dx.data(), Accumulate::add});
+  WDLAB_EXPECT_PASS(compare_exact("relu dx added twice", to_d(dx), flat_d(Mat<double>(2 * dx_ref))));
+  // Negative control: the derivative taken from the output's sign at a negative input differs.
+  std::vector<float> wrong(xf.size());
+  launch_host(Index(xf.size()), ReluBackward{dyf.data(), dyf.data(), wrong.data(), Accumulate::overwrite});
+  CHECK_FALSE(compare_exact("relu dx from dy (control)", to_d(wrong), flat_d(dx_ref)).pass);
+  // NaN propagates forward.
+  std::vector<float> nan_in{std::numeric_limits<float>::quiet_NaN(), -1.0f}, nan_out(2);
+  launch_host(2, ReluForward{nan_in.data(), nan_out.data()});
+  CHECK(std::isnan(nan_out[0]));
+  CHECK(nan_out[1] == 0.0f);
+}
+
+TEST_CASE("kernel bias add and per-channel bias gradient match the reference sums") {
+  const Index N = 3, K = 4, HW = 6;  // conv-like output, NCHW
+  const Mat<double> y0 = rounded(normal_mat(K * HW, N, 3));
+  const Mat<double> b = rounded(normal_mat(K, 1, 4));
+  Mat<double> y_ref = y0;
+  for (Index n = 0; n < N; ++n)
+    for (Index k = 0; k < K; ++k) y_ref.col(n).segment(k * HW, HW).array() += b(k);
+  auto y = flat_f(y0);
+  const auto bf = flat_f(b);
+  launch_host(N * K * HW, BiasAdd{bf.data(), y.data(), K, HW});
+  WDLAB_EXPECT_PASS(compare_kernel("bias add", to_d(y), flat_d(y_ref)));
+
+  // db[k] = Σ_{n,t} dy[n,k,t], as conv2d_bprop_filter's db.
+  Vec<double> db_ref = Vec<double>::Zero(K);
+  for (Index n = 0; n < N; ++n)
+    for (Index k = 0; k < K; ++k) db_ref(k) += y0.col(n).segment(k * HW, HW).sum();
+  const auto dyf = flat_f(y0);
+  for (const Index chunk : {Index(1), Index(5), Index(1000)}) {  // several chunkings, same sums
+    const Index chunks = chunk_count(N * HW, chunk);
+    std::vector<double> partial(static_cast<std::size_t>(K * chunks));
+    std::vector<float> db(std::size_t(K), 9.0f);
+    launch_host(K * chunks, ChannelPartialSums{dyf.data(), nullptr, nullptr, partial.data(), K, HW,
+                                               N * HW, chunk, ChannelTerm::value});
+    launch_host(K, SumPartialsToFloat{partial.data(), db.data(), chunks, Accumulate::overwrite});
+    WDLAB_EXPECT_PASS(compare_kernel("bias grad chunk " + std::to_string(chunk), to_d(db), flat_d(db_ref)));
+  }
+  // Negative control: summing with the wrong HW mixes channels.
+  std::vector<double> partial(static_cast<std::size_t>(K));
+  std::vector<float> db(static_cast<std::size_t>(K));
+  launch_host(K, ChannelPartialSums{dyf.data(), nullptr, nullptr, partial.data(), K, HW - 1,
+                                    N * (HW - 1), 1 << 20, ChannelTerm::value});
+  launch_host(K, SumPartialsToFloat{partial.data(), db.data(), 1, Accumulate::overwrite});
+  CHECK_FALSE(compare_kernel("bias grad, wrong HW (control)", to_d(db), flat_d(db_ref)).pass);
+}
+
+TEST_CASE("kernel residual add, cotangent accumulation and global average pooling") {
+  const Index N = 2, C = 3, HW = 10;
+  const Mat<double> a = rounded(normal_mat(C * HW, N, 5)), b = rounded(normal_mat(C * HW, N, 6));
+  const auto af = flat_f(a), bf = flat_f(b);
+  std::vector<float> y(af.size());
+  launch_host(Index(af.size()), ResidualAdd{af.data(), bf.data(), y.data()});
+  WDLAB_EXPECT_PASS(compare_exact("residual y", to_d(y), flat_d(rounded(a + b))));
+  std::vector<float> acc(af.size());
+  launch_host(Index(af.size()), AccumulateInto{af.data(), acc.data(), Accumulate::overwrite});
+  launch_host(Index(af.size()), AccumulateInto{bf.data(), acc.data(), Accumulate::add});
+  WDLAB_EXPECT_PASS(compare_exact("accumulate a then b", to_d(acc), to_d(y)));
+
+  const ref::GlobalPoolGeometry g{.N = int(N), .C = int(C), .H = 2, .W = 5};
+  Mat<double> gy_ref, gdx_ref;
+  ref::global_avgpool_fprop(g, a, gy_ref);
+  const Mat<double> gdy = rounded(normal_mat(C, N, 7));
+  ref::global_avgpool_bprop(g, gdy, gdx_ref);
+  std::vector<float> gy(static_cast<std::size_t>(N * C)), gdx(af.size());
+  launch_host(N * C, GlobalAvgPoolForward{af.data(), gy.data(), HW});
+  const auto gdyf = flat_f(gdy);
+  launch_host(N * C * HW, GlobalAvgPoolBackward{gdyf.data(), gdx.data(), HW, Accumulate::overwrite});
+  WDLAB_EXPECT_PASS(compare_kernel("gap y", to_d(gy), flat_d(gy_ref)));
+  WDLAB_EXPECT_PASS(compare_kernel("gap dx", to_d(gdx), flat_d(gdx_ref)));
+  launch_host(N * C, GlobalAvgPoolForward{af.data(), gy.data(), HW - 1});
+  CHECK_FALSE(compare_kernel("gap y, wrong HW (control)", to_d(gy), flat_d(gy_ref)).pass);
+}
+
+TEST_CASE("kernel max-pooling (overlapping windows, ties) equals the reference exactly") {
+  for (const auto& [window, stride] : {std::pair{2, 2}, std::pair{3, 2}, std::pair{3, 1}}) {
+    const Pool2dGeometry g{.N = 2, .C = 3, .H = 7, .W = 6, .window = window, .stride = stride};
+    // Values rounded to a coarse grid so windows hold ties (first maximum wins).
+    Mat<double> x = (normal_mat(Index(g.C) * g.H * g.W, g.N, 8) * 2).array().round() / 2;
+    const Index P = g.P(), Q = g.Q(), outs = Index(g.N) * g.C * P * Q;
+    const Mat<double> dy = rounded(normal_mat(Index(g.C) * P * Q, g.N, 9));
+    Mat<double> y_ref, dx_ref;
+    const auto ctx = ref::maxpool2d_fprop(g, x, y_ref);
+    ref::maxpool2d_bprop(g, ctx, dy, dx_ref);
+    const auto xf = flat_f(x), dyf = flat_f(dy);
+    const PoolShape s{g.C, g.H, g.W, P, Q, g.window, g.stride};
+    std::vector<float> y(static_cast<std::size_t>(outs)), dx(xf.size());
+    std::vector<std::int32_t> arg(static_cast<std::size_t>(outs));
+    launch_host(outs, MaxPoolForward{xf.data(), y.data(), arg.data(), s});
+    launch_host(Index(xf.size()), MaxPoolBackward{dyf.data(), arg.data(), dx.data(), s, Accumulate::overwrite});
+    const std::string tag = " w" + std::to_string(window) + "s" + std::to_string(stride);
+    WDLAB_EXPECT_PASS(compare_exact("maxpool y" + tag, to_d(y), flat_d(y_ref)));
+    std::vector<double> arg_ref(static_cast<std::size_t>(outs));
+    for (Index i = 0; i < outs; ++i) arg_ref[std::size_t(i)] = double(ctx.argmax.data()[i]);
+    WDLAB_EXPECT_PASS(compare_exact("maxpool argmax" + tag, to_d(arg), arg_ref));
+    // Overlapping windows sum up to ⌈window/stride⌉² cotangents in float (the reference: double).
+    WDLAB_EXPECT_PASS(compare_kernel("maxpool dx" + tag, to_d(dx), flat_d(dx_ref)));
+  }
+  // Negative control: last maximum instead of first (ties) changes the argmax.
+  std::vector<float> x{1.0f, 1.0f, 0.0f, 0.0f}, y(1);
+  std::vector<std::int32_t> arg(1);
+  launch_host(1, MaxPoolForward{x.data(), y.data(), arg.data(), PoolShape{1, 2, 2, 1, 1, 2, 2}});
+  CHECK(arg[0] == 0);
+}
+
+namespace {
+
+struct BnRun {
+  std::vector<float> y, xhat, dx, running_mean, running_var;
+  std::vector<double> mean, var, invstd, dgamma, dbeta;
+};
+
+/// Train-mode BN through the kernel bodies, as the backend chains them.
+BnRun bn_host(const std::vector<float>& x, const std::vector<float>& dy, Index N, Index C,
+              Index HW, double eps, const float* gamma, const float* beta, Index chunk) {
+  const Index m = N * HW, chunks = chunk_count(m, chunk), total = N * C * HW;
+  BnRun r;
+  std::vector<double> partial(static_cast<std::size_t>(C * chunks));
+  r.mean.resize(static_cast<std::size_t>(C));
+  r.var.resize(static_cast<std::size_t>(C));
+  r.invstd.resize(static_cast<std::size_t>(C));
+  launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, nullptr, partial.data(), C, HW, m,
+                                             chunk, ChannelTerm::value});
+  launch_host(C, SumPartials{partial.data(), r.mean.data(), chunks, 1.0 / double(m)});
+  launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, r.mean.data(), partial.data(), C,
+                                             HW, m, chunk, ChannelTerm::centred_square});
+  launch_host(C, SumPartials{partial.data(), r.var.data(), chunks, 1.0 / double(m)});
+  launch_host(C, BnInvStd{r.var.data(), r.invstd.data(), eps});
+  r.y.resize(static_cast<std::size_t>(total));
+  r.xhat.resize(static_cast<std::size_t>(total));
+  launch_host(total, BnNormalize{x.data(), r.mean.data(), r.invstd.data(), gamma, beta,
+                                 r.xhat.data(), r.y.data(), C, HW});
+  r.running_mean.assign(std::size_t(C), 0.5f);
+  r.running_var.assign(std::size_t(C), 2.0f);
+  const std::uint32_t no_skip = 0;
+  launch_host(C, BnRunningUpdate{r.mean.data(), r.var.data(), r.running_mean.data(),
+                                 r.running_var.data(), &no_skip, 0.9f, m});
+  std::vector<double> sum_dy(static_cast<std::size_t>(C)), sum_dy_xhat(static_cast<std::size_t>(C));
+  launch_host(C * chunks, ChannelPartialSums{dy.data(), nullptr, nullptr, partial.data(), C, HW, m,
+                                             chunk, ChannelTerm::value});
+  launch_host(C, SumPartials{partial.data(), sum_dy.data(), chunks, 1.0});
+  launch_host(C * chunks, ChannelPartialSums{dy.data(), r.xhat.data(), nullptr, partial.data(), C,
+                                             HW, m, chunk, ChannelTerm::product});
+  launch_host(C, SumPartials{partial.data(), sum_dy_xhat.data(), chunks, 1.0});
+  r.dx.resize(static_cast<std::size_t>(total));
+  launch_host(total, BnBackward{dy.data(), r.xhat.data(), r.invstd.data(), sum_dy.data(),
+                                sum_dy_xhat.data(), gamma, r.dx.data(), C, HW, m,
+                                Accumulate::overwrite});
+  r.dgamma = sum_dy_xhat;
+  r.dbeta = sum_dy;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("kernel batch normalization (train, eval, running statistics) matches the reference") {
+  const Index N = 5, C = 3, HW = 7;
+  const double eps = 1e-3;
+  const ref::BatchNormGeometry g{.N = int(N), .C = int(C), .HW = int(HW)};
+  const Mat<double> x = rounded(normal_mat(C * HW, N, 10, 1.5, 0.7));
+  const Mat<double> dy = rounded(normal_mat(C * HW, N, 11));
+  const Vec<double> gamma = rounded(normal_mat(C, 1, 12, 0.3, 1.0));
+  const Vec<double> beta = rounded(normal_mat(C, 1, 13));
+  const auto xf = flat_f(x), dyf = flat_f(dy), gf = flat_f(gamma), bf = flat_f(beta);
+  for (const Affine affine : {Affine::off, Affine::on}) {
+    const bool on = affine == Affine::on;
+    const std::string tag = on ? " (affine)" : "";
+    Mat<double> y_ref, dx_ref;
+    Vec<double> dg_ref, db_ref;
+    const auto ctx = ref::batchnorm_fprop_train(g, x, eps, on ? &gamma : nullptr,
+                                                on ? &beta : nullptr, y_ref);
+    ref::batchnorm_bprop(g, ctx, dy, on ? &gamma : nullptr, dx_ref, on ? &dg_ref : nullptr,
+                         on ? &db_ref : nullptr);
+    Vec<double> rm = Vec<double>::Constant(C, double(0.5f)), rv = Vec<double>::Constant(C, 2.0);
+    ref::batchnorm_update_running(rm, rv, ctx, 0.9);
+    for (const Index chunk : {Index(4), Index(1024)}) {
+      const BnRun r = bn_host(xf, dyf, N, C, HW, eps, on ? gf.data() : nullptr,
+                              on ? bf.data() : nullptr, chunk);
+      const std::string t = tag + " chunk " + std::to_string(chunk);
+      WDLAB_EXPECT_PASS(compare_kernel("bn mean" + t, r.mean, flat_d(ctx.mean)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn var" + t, r.var, flat_d(ctx.var)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn y" + t, to_d(r.y), flat_d(y_ref)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn xhat" + t, to_d(r.xhat), flat_d(ctx.xhat)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn dx" + t, to_d(r.dx), flat_d(dx_ref)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn running_mean" + t, to_d(r.running_mean), flat_d(rm)));
+      WDLAB_EXPECT_PASS(compare_kernel("bn running_var" + t, to_d(r.running_var), flat_d(rv)));
+      if (on) {
+        WDLAB_EXPECT_PASS(compare_kernel("bn dgamma" + t, r.dgamma, flat_d(dg_ref)));
+        WDLAB_EXPECT_PASS(compare_kernel("bn dbeta" + t, r.dbeta, flat_d(db_ref)));
+      }
+    }
+  }
+  // Eval mode with running statistics.
+  const Vec<double> rmean = rounded(normal_mat(C, 1, 14)), rvar = rounded(normal_mat(C, 1, 15, 0.2, 1.0));
+  Mat<double> ye_ref;
+  ref::batchnorm_fprop_eval(g, x, rmean, rvar, eps, &gamma, &beta, ye_ref);
+  const auto rmf = flat_f(rmean), rvf = flat_f(rvar);
+  std::vector<float> ye(xf.size());
+  launch_host(N * C * HW, BnEvalForward{xf.data(), rmf.data(), rvf.data(), gf.data(), bf.data(),
+                                        ye.data(), C, HW, float(eps)});
+  WDLAB_EXPECT_PASS(compare_kernel("bn eval y", to_d(ye), flat_d(ye_ref)));
+  // Negative controls: the skip flag leaves the running statistics alone; the biased variance
+  // (what TF's dense BN feeds) is not what the reference's running variance holds.
+  const BnRun r = bn_host(xf, dyf, N, C, HW, eps, nullptr, nullptr, 8);
+  std::vector<float> keep_m(std::size_t(C), 0.5f), keep_v(std::size_t(C), 2.0f);
+  const std::uint32_t skip = 1;
+  launch_host(C, BnRunningUpdate{r.mean.data(), r.var.data(), keep_m.data(), keep_v.data(), &skip, 0.9f, N * HW});
+  CHECK(keep_m == std::vector<float>(std::size_t(C), 0.5f));
+  CHECK(keep_v == std::vector<float>(std::size_t(C), 2.0f));
+  Vec<double> rm = Vec<double>::Constant(C, 0.5), rv = Vec<double>::Constant(C, 2.0);
+  Mat<double> y_tmp;
+  const auto ctx = ref::batchnorm_fprop_train(g, x, eps, nullptr, nullptr, y_tmp);
+  ref::batchnorm_update_running(rm, rv, ctx, 0.9, ref::RunningVariance::biased);
+  CHECK_FALSE(compare_kernel("bn running_var vs biased (control)", to_d(r.running_var), flat_d(rv)).pass);
+}
+
+TEST_CASE("kernel KFC patches equal reference conv2d_patches exactly") {
+  const std::vector<Conv2dGeometry> geoms{
+      {.N = 2, .C = 3, .H = 5, .W = 6, .K = 4, .R = 3, .S = 3, .pad = 1, .stride = 1},
+      {.N = 3, .C = 2, .H = 7, .W = 5, .K = 2, .R = 3, .S = 3, .pad = 1, .stride = 2},
+      {.N = 1, .C = 4, .H = 4, .W = 4, .K = 3, .R = 1, .S = 1, .pad = 0, .stride = 1},
+      {.N = 2, .C = 2, .H = 6, .W = 6, .K = 2, .R = 2, .S = 3, .pad = 0, .stride = 2},
+  };
+  for (const Conv2dGeometry& g : geoms) {
+    const Mat<double> x = (normal_mat(Index(g.C) * g.H * g.W, g.N, 16) * 4).array().round();
+    const auto xf = flat_f(x);
+    for (const auto h : {ref::Homogeneous::off, ref::Homogeneous::on}) {
+      const Mat<double> a_ref = ref::conv2d_patches(g, x, h);
+      const Index rows = g.patch_size() + (h == ref::Homogeneous::on ? 1 : 0);
+      std::vector<float> a(std::size_t(rows * g.N * g.locations()));
+      const ConvShape s{g.C, g.H, g.W, g.R, g.S, g.P(), g.Q(), g.pad, g.stride};
+      launch_host(Index(a.size()), ConvPatches{xf.data(), a.data(), s, rows});
+      WDLAB_EXPECT_PASS(compare_exact("patches " + g.describe(), to_d(a), flat_d(a_ref)));
+    }
+  }
+  // Negative control: a wrong stride reads other pixels.
+  const Conv2dGeometry g = geoms[1];
+  const Mat<double> x = (normal_mat(Index(g.C) * g.H * g.W, g.N, 16) * 4).array().round();
+  const auto xf = flat_f(x);
+  const Mat<double> a_ref = ref::conv2d_patches(g, x, ref::Homogeneous::off);
+  std::vector<float> a(std::size_t(a_ref.size()));
+  launch_host(Index(a.size()), ConvPatches{xf.data(), a.data(),
+                                           ConvShape{g.C, g.H, g.W, g.R, g.S, g.P(), g.Q(), g.pad, 1},
+                                           g.patch_size()});
+  CHECK_FALSE(compare_exact("patches, stride 1 for 2 (control)", to_d(a), flat_d(a_ref)).pass);
+}
+
+TEST_CASE("kernel flat reductions: sum, sum of squares, non-finite count") {
+  std::vector<float> x(1003);
+  double s = 0, s2 = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = float(rng::normal(3, rng::Purpose::theory, 99, i));
+    s += double(x[i]);
+    s2 += double(x[i]) * double(x[i]);
+  }
+  for (const Index chunk : {Index(1), Index(64), Index(4096)}) {
+    const Index chunks = chunk_count(Index(x.size()), chunk);
+    std::vector<double> partial(std::size_t(3 * chunks)), out(3, -1.0);
+    launch_host(chunks, FlatPartialStats{x.data(), partial.data(), Index(x.size()), chunk});
+    launch_host(1, FlatStatsTotal{partial.data(), out.data(), chunks, Accumulate::overwrite});
+    WDLAB_EXPECT_PASS(compare_kernel("flat sum, sumsq chunk " + std::to_string(chunk),
+                                     {out[0], out[1]}, {s, s2}));
+    CHECK(out[2] == 0.0);
+  }
+  x[17] = std::numeric_limits<float>::infinity();
+  x[500] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<double> partial(3 * 16), out(3);
+  launch_host(16, FlatPartialStats{x.data(), partial.data(), Index(x.size()), 64});
+  launch_host(1, FlatStatsTotal{partial.data(), out.data(), 16, Accumulate::overwrite});
+  CHECK(out[2] == 2.0);  // both found; the count is what the step's non-finite flag reads
+}
