@@ -1,0 +1,278 @@
+// CudaBackend: construction, steps, evaluation, checkpoints. The layer switch is in
+// backend_net.cpp.
+#include "cuda/backend.hpp"
+
+#include <cublas_v2.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "common/errors.hpp"
+#include "cuda/backend_activations.hpp"
+#include "cuda/kernels/launch.hpp"
+#include "cuda/kernels/optim.hpp"
+#include "cuda/reductions.hpp"
+#include "cuda/state_layout.hpp"
+
+namespace wdlab::cuda {
+
+using kernels::Index;
+using kernels::launch_device;
+
+namespace {
+
+DeviceBuffer<float> upload_vector(const std::vector<float>& v, cudaStream_t s) {
+  DeviceBuffer<float> b(v.size());
+  b.copy_from_host(v, s);
+  return b;
+}
+
+DeviceBuffer<float> zeros(std::size_t n, cudaStream_t s) {
+  DeviceBuffer<float> b(n);
+  b.fill_zero(s);
+  return b;
+}
+
+std::vector<float> download(const DeviceBuffer<float>& b, cudaStream_t s) {
+  std::vector<float> v(b.size());
+  b.copy_to_host(v, s);
+  return v;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
+                         OptimSettings optim, BackendOptions options)
+    : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), options_(options) {
+  spec_.validate();
+  optim_.validate(spec_);  // K-FAC refused here, before any GPU work
+  if (params.size() != info_.size())
+    throw InternalError(fmt::format("CudaBackend: {} parameter tensors for {} in the spec",
+                                    params.size(), info_.size()));
+  ctx_ = std::make_unique<Context>(options_.device);
+  conv_.math = options_.math;
+  conv_.policy = options_.policy;
+  WDLAB_CUBLAS_CHECK(cublasSetMathMode(
+      ctx_->cublas(), options_.math == MathMode::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  const cudaStream_t s = ctx_->stream();
+  slots_.assign(spec_.layers.size(), Slots{});
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    const ParamInfo& p = info_[i];
+    if (std::int64_t(params[i].size()) != p.numel())
+      throw InternalError(fmt::format("CudaBackend: {} has {} values, expected {}", p.name,
+                                      params[i].size(), p.numel()));
+    Slots& sl = slots_[std::size_t(p.layer)];
+    const int idx = int(i);
+    switch (p.role) {
+      case ParamRole::weight: sl.weight = idx; break;
+      case ParamRole::bias: sl.bias = idx; break;
+      case ParamRole::bn_weight: sl.gamma = idx; break;
+      case ParamRole::bn_bias: sl.beta = idx; break;
+      case ParamRole::running_mean: sl.running_mean = idx; break;
+      case ParamRole::running_var: sl.running_var = idx; break;
+    }
+    params_.push_back(upload_vector(params[i], s));
+    const std::size_t n = p.trainable() ? params[i].size() : 0;
+    grads_.push_back(zeros(n, s));
+    state1_.push_back(zeros(n, s));
+    state2_.push_back(zeros(optim_.kind == OptimizerKind::adam ? n : 0, s));
+  }
+  scalars_ = DeviceBuffer<kernels::StepScalars>(1);
+  ctx_->synchronize();
+}
+
+CudaBackend::~CudaBackend() = default;
+
+std::string CudaBackend::describe() const {
+  return fmt::format("cuda (float32, {} math, {} algorithms) on {}, {}, {} trainable parameters",
+                     to_string(options_.math), to_string(options_.policy), ctx_->info().name,
+                     to_string(optim_.kind), spec_.num_trainable());
+}
+
+void CudaBackend::upload(Activations& a, const train::HostBatch& b) {
+  WDLAB_CHECK(b.n == a.N, "batch size does not match the activations");
+  WDLAB_CHECK(std::int64_t(b.images.size()) == std::int64_t(spec_.input.size()) * b.n,
+              "batch size does not match the input shape");
+  WDLAB_CHECK(std::int64_t(b.labels.size()) == b.n, "one label per example");
+  for (const std::int32_t y : b.labels)
+    WDLAB_CHECK(y >= 0 && y < spec_.classes, fmt::format("label {} outside [0, {})", y, spec_.classes));
+  // Pageable host memory: the call returns once the data is staged, so the batch may be reused.
+  WDLAB_CUDA_CHECK(cudaMemcpyAsync(a.input.data(), b.images.data(), a.input.bytes(),
+                                   cudaMemcpyHostToDevice, ctx_->stream()));
+  WDLAB_CUDA_CHECK(cudaMemcpyAsync(a.labels.data(), b.labels.data(), a.labels.bytes(),
+                                   cudaMemcpyHostToDevice, ctx_->stream()));
+}
+
+kernels::StepScalars CudaBackend::read_scalars() const {
+  kernels::StepScalars h;
+  scalars_.copy_to_host(std::span<kernels::StepScalars>(&h, 1), ctx_->stream());  // the step's one sync
+  return h;
+}
+
+train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double lr,
+                                         std::int64_t iteration) {
+  if (!(std::isfinite(lr) && lr >= 0))
+    throw InternalError(fmt::format("cuda train_step: learning rate {} is not finite and >= 0", lr));
+  WDLAB_CHECK(iteration >= 0, "iteration must be >= 0");
+  Activations& a = activations(batch.n);
+  upload(a, batch);
+  forward(a, true);
+  loss_and_gradient(a, true);
+  backward(a);
+  optimizer_step(lr);
+  running_stats_update(a);
+  parameter_stats();
+  const kernels::StepScalars h = read_scalars();
+  train::StepStats s;
+  s.loss = h.loss_sum / double(batch.n);
+  s.correct = std::int64_t(h.correct);
+  s.finite = std::isfinite(s.loss) && h.param_stats[2] == 0.0;
+  if (h.skip && optim_.kind == OptimizerKind::adam) --adam_t_;  // the step did not happen
+  return s;
+}
+
+train::EvalStats CudaBackend::evaluate(const train::HostBatch& batch) {
+  Activations& a = activations(batch.n);
+  upload(a, batch);
+  forward(a, false);
+  loss_and_gradient(a, false);
+  const kernels::StepScalars h = read_scalars();
+  return train::EvalStats{.loss_sum = h.loss_sum, .correct = std::int64_t(h.correct), .n = batch.n};
+}
+
+void CudaBackend::optimizer_step(double lr) {
+  const cudaStream_t s = ctx_->stream();
+  const std::uint32_t* skip = &scalars_.data()->skip;
+  const float beta = float(optim_.weight_decay);
+  double c1 = 1, c2 = 1;
+  if (optim_.kind == OptimizerKind::adam) {
+    ++adam_t_;
+    c1 = 1 - std::pow(optim_.beta1, double(adam_t_));  // bias corrections, in double
+    c2 = 1 - std::pow(optim_.beta2, double(adam_t_));
+  }
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!info_[i].trainable()) continue;
+    const kernels::Decay d = !optim_.decays[i]                     ? kernels::Decay::none
+                             : optim_.reg == Regularization::l2 ? kernels::Decay::l2
+                             : optim_.reg == Regularization::wd ? kernels::Decay::wd
+                                                                : kernels::Decay::none;
+    const Index n = Index(params_[i].size());
+    if (optim_.kind == OptimizerKind::sgd) {
+      launch_device(s, n, kernels::SgdUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(), skip,
+                                             float(lr), float(optim_.momentum), beta, d,
+                                             optim_.momentum_kind == MomentumKind::nesterov
+                                                 ? kernels::Momentum::nesterov
+                                                 : kernels::Momentum::heavy_ball});
+    } else {
+      launch_device(s, n, kernels::AdamUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(),
+                                              state2_[i].data(), skip, float(lr), float(optim_.beta1),
+                                              float(optim_.beta2), float(optim_.eps), float(c1),
+                                              float(c2), beta, d});
+    }
+  }
+}
+
+void CudaBackend::parameter_stats() {
+  // Σθ, Σθ², #non-finite over every trainable tensor after the step, into the step's scalars.
+  double* out = scalars_.data()->param_stats;
+  Activations& a = *acts_.begin()->second;  // any scratch: all hold the parameter partials
+  bool first = true;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!info_[i].trainable()) continue;
+    flat_stats(ctx_->stream(), params_[i].data(), Index(params_[i].size()), out,
+               first ? kernels::Accumulate::overwrite : kernels::Accumulate::add, a.partial.data());
+    first = false;
+  }
+}
+
+std::vector<std::pair<std::string, double>> CudaBackend::weight_norms() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (info_[i].role != ParamRole::weight) continue;
+    const Index n = Index(params_[i].size());
+    DeviceBuffer<double> partial(std::size_t(flat_partials_needed(n)));
+    DeviceBuffer<double> total(3);
+    flat_stats(ctx_->stream(), params_[i].data(), n, total.data(), kernels::Accumulate::overwrite,
+               partial.data());
+    std::vector<double> h(3);
+    total.copy_to_host(h, ctx_->stream());
+    out.emplace_back(info_[i].name, std::sqrt(h[1]));
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> CudaBackend::parameters() const {
+  std::vector<std::vector<float>> out;
+  for (const auto& p : params_) out.push_back(download(p, ctx_->stream()));
+  return out;
+}
+
+io::SafetensorsFile CudaBackend::state() const {
+  io::SafetensorsFile f;
+  const cudaStream_t s = ctx_->stream();
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    f.tensors[info_[i].name] = io::Tensor::from_f32(info_[i].shape, download(params_[i], s));
+    if (!info_[i].trainable()) continue;
+    if (optim_.kind == OptimizerKind::sgd) {
+      f.tensors["optim.momentum." + info_[i].name] = optimizer_state_tensor(info_[i], download(state1_[i], s));
+    } else {
+      f.tensors["optim.adam.m." + info_[i].name] = optimizer_state_tensor(info_[i], download(state1_[i], s));
+      f.tensors["optim.adam.v." + info_[i].name] = optimizer_state_tensor(info_[i], download(state2_[i], s));
+    }
+  }
+  if (optim_.kind == OptimizerKind::adam) f.tensors["optim.adam.t"] = scalar_state_tensor(float(adam_t_));
+  f.metadata["backend"] = "cuda";
+  f.metadata["precision"] = "float";  // same as the float reference: checkpoints interchange
+  return f;
+}
+
+void CudaBackend::load_state(const io::SafetensorsFile& f) {
+  if (f.metadata.count("precision") && f.metadata.at("precision") != "float")
+    throw DataError(f.source, fmt::format("precision is {}, the cuda backend uses float",
+                                          f.metadata.at("precision")));
+  // Read everything on the host first; commit only when all of it is there and well-formed.
+  std::vector<std::vector<float>> p(info_.size()), s1(info_.size()), s2(info_.size());
+  std::size_t optim_taken = 0;
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    const io::Tensor& t = f.at(info_[i].name);
+    if (t.shape != info_[i].shape)
+      throw DataError(f.source, fmt::format("tensor \"{}\" has the wrong shape", info_[i].name));
+    p[i] = f.f32(info_[i].name);
+    if (!info_[i].trainable()) continue;
+    auto take = [&](const std::string& name) {
+      ++optim_taken;
+      return optimizer_state_values(info_[i], f.at(name), name);
+    };
+    if (optim_.kind == OptimizerKind::sgd) {
+      s1[i] = take("optim.momentum." + info_[i].name);
+    } else {
+      s1[i] = take("optim.adam.m." + info_[i].name);
+      s2[i] = take("optim.adam.v." + info_[i].name);
+    }
+  }
+  std::int64_t t = adam_t_;
+  if (optim_.kind == OptimizerKind::adam) {
+    const auto tv = f.f32("optim.adam.t");
+    ++optim_taken;
+    if (tv.size() != 1 || !(tv[0] >= 0 && tv[0] == std::floor(tv[0]) && tv[0] < 16777216.0f))
+      throw DataError("optim.adam.t", "must be a step count");
+    t = std::int64_t(tv[0]);
+  }
+  std::size_t optim_present = 0;
+  for (const auto& [name, tensor] : f.tensors)
+    if (name.rfind("optim.", 0) == 0) ++optim_present;
+  if (optim_present != optim_taken)
+    throw DataError(f.source, fmt::format("holds {} optimizer tensors, {} expects {} (another "
+                                          "optimizer's checkpoint?)",
+                                          optim_present, to_string(optim_.kind), optim_taken));
+  const cudaStream_t st = ctx_->stream();
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    params_[i].copy_from_host(p[i], st);
+    if (!info_[i].trainable()) continue;
+    state1_[i].copy_from_host(s1[i], st);
+    if (optim_.kind == OptimizerKind::adam) state2_[i].copy_from_host(s2[i], st);
+  }
+  adam_t_ = t;
+}
+
+}  // namespace wdlab::cuda

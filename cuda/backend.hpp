@@ -1,0 +1,92 @@
+#pragma once
+// CudaBackend: the trainer's Backend (common/train/backend.hpp) on one GPU, float32.
+//   dense: cuBLAS sgemm; conv2d: cuDNN (cuda/conv.hpp); BN, ReLU, pooling, residual, bias,
+//   losses, optimizer updates: our kernel bodies (cuda/kernels/), which the CPU tests check
+//   against the reference; BN and pooling are ours rather than cuDNN's so their semantics
+//   (TF's ε and momentum, unbiased running variance, first-maximum ties, NaN propagation) are the
+//   reference's by construction and tested without a GPU.
+// Parameters live on the device in PyTorch order (checkpoints interchangeable with the
+// reference, cuda/state_layout.hpp). One stream; one host read-back per step (loss, hits, the
+// non-finite count of the updated parameters). A non-finite loss sets a device flag on which the
+// optimizer and running-statistics kernels do nothing, as the reference returns before stepping.
+// Not yet: K-FAC (UsageError at construction), data resident on the device (the Backend
+// interface hands host batches: one host→device copy per step), `measure`.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/network_spec.hpp"
+#include "common/train/backend.hpp"
+#include "cuda/context.hpp"
+#include "cuda/conv.hpp"
+#include "cuda/device_buffer.hpp"
+#include "cuda/kernels/loss.hpp"
+#include "cuda/optim_config.hpp"
+
+namespace wdlab::cuda {
+
+struct BackendOptions {
+  int device = 0;
+  MathMode math = MathMode::fp32;
+  AlgoPolicy policy = AlgoPolicy::fastest;  // deterministic for crosschecks
+};
+
+class CudaBackend final : public train::Backend {
+ public:
+  /// `params`: one vector per entry of spec.params(), PyTorch order (e.g. from the reference's
+  /// init_params + to_pytorch_order, so both backends start from the same numbers).
+  /// Throws DeviceError (no usable GPU) or UsageError (K-FAC, a bad setting).
+  CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
+              OptimSettings optim, BackendOptions options = {});
+  ~CudaBackend() override;
+
+  std::string describe() const override;
+  train::StepStats train_step(const train::HostBatch& batch, double lr,
+                              std::int64_t iteration) override;
+  train::EvalStats evaluate(const train::HostBatch& batch) override;
+  std::vector<std::pair<std::string, double>> weight_norms() const override;
+  io::SafetensorsFile state() const override;
+  void load_state(const io::SafetensorsFile& file) override;
+
+  /// The cuDNN algorithm choices so far, one line each (crosscheck reports print them).
+  std::vector<std::string> algorithm_choices() const { return conv_.cache.describe(); }
+  /// Parameters in PyTorch order (tests compare them with the reference).
+  std::vector<std::vector<float>> parameters() const;
+
+ private:
+  struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
+  Activations& activations(int N);
+  void upload(Activations& a, const train::HostBatch& batch);
+  void forward(Activations& a, bool train);
+  void loss_and_gradient(Activations& a, bool want_gradient);
+  void backward(Activations& a);
+  void optimizer_step(double lr);
+  void running_stats_update(Activations& a);
+  void parameter_stats();
+  kernels::StepScalars read_scalars() const;
+  const float* input_of(const Activations& a, int layer, int which = 0) const;
+
+  NetworkSpec spec_;
+  std::vector<ParamInfo> info_;
+  OptimSettings optim_;
+  BackendOptions options_;
+  std::unique_ptr<Context> ctx_;
+  mutable ConvSettings conv_;
+  struct Slots {
+    int weight = -1, bias = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;
+  };
+  std::vector<Slots> slots_;                  // per layer
+  std::vector<DeviceBuffer<float>> params_;   // per tensor, PyTorch order
+  std::vector<DeviceBuffer<float>> grads_;    // trainable tensors (empty for running stats)
+  std::vector<DeviceBuffer<float>> state1_;   // SGD momentum v / Adam m
+  std::vector<DeviceBuffer<float>> state2_;   // Adam v
+  std::int64_t adam_t_ = 0;
+  DeviceBuffer<kernels::StepScalars> scalars_;
+  mutable DeviceBuffer<double> stats_scratch_;  // weight_norms partials
+  std::map<int, std::unique_ptr<Activations>> acts_;
+};
+
+}  // namespace wdlab::cuda

@@ -1,0 +1,25 @@
+#pragma once
+// CudaBackend's per-batch-size device buffers (private to cuda/backend*.cpp).
+#include <cstdint>
+#include <vector>
+
+#include "cuda/backend.hpp"
+
+namespace wdlab::cuda {
+
+struct CudaBackend::Activations {
+  int N = 0;
+  DeviceBuffer<float> input;               // N·C·H·W
+  DeviceBuffer<std::int32_t> labels;       // N
+  std::vector<DeviceBuffer<float>> out;    // per layer output, NCHW
+  std::vector<DeviceBuffer<float>> dout;   // per layer cotangent (same shape as out)
+  std::vector<char> dout_written;          // backward: whether dout[i] holds a value yet
+  std::vector<DeviceBuffer<float>> xhat;   // BN with γ/β: x̂ (without, the output is x̂)
+  std::vector<DeviceBuffer<double>> bn;    // BN: mean[C], var[C], invstd[C]
+  std::vector<DeviceBuffer<std::int32_t>> argmax;  // max-pool winners
+  DeviceBuffer<double> loss, correct;      // per example
+  DeviceBuffer<double> partial;            // reduction scratch
+  DeviceBuffer<double> sums;               // BN backward: Σdy[C], Σdy⊙x̂[C]
+};
+
+}  // namespace wdlab::cuda

@@ -1,0 +1,165 @@
+// cuDNN convolutions; see cuda/conv.hpp.
+#include "cuda/conv.hpp"
+
+#include <cudnn.h>
+#include <fmt/format.h>
+
+#include <array>
+#include <vector>
+
+#include "cuda/check.hpp"
+
+namespace wdlab::cuda {
+namespace {
+
+// RAII owners of the descriptors of one call (host objects, microseconds to make).
+struct TensorDesc {
+  cudnnTensorDescriptor_t d = nullptr;
+  explicit TensorDesc(const TensorDims& t) {
+    WDLAB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
+    const cudnnStatus_t s = cudnnSetTensor4dDescriptorEx(d, CUDNN_DATA_FLOAT, t.n, t.c, t.h, t.w,
+                                                         t.stride_n, t.stride_c, t.stride_h, t.stride_w);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      static_cast<void>(cudnnDestroyTensorDescriptor(d));
+      WDLAB_CUDNN_CHECK(s);
+    }
+  }
+  ~TensorDesc() { static_cast<void>(cudnnDestroyTensorDescriptor(d)); }
+  TensorDesc(const TensorDesc&) = delete;
+  TensorDesc& operator=(const TensorDesc&) = delete;
+};
+
+struct FilterDesc {
+  cudnnFilterDescriptor_t d = nullptr;
+  explicit FilterDesc(const ConvDescriptorParams& p) {
+    WDLAB_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
+    const cudnnStatus_t s =
+        cudnnSetFilter4dDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p.k, p.c, p.r, p.s);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      static_cast<void>(cudnnDestroyFilterDescriptor(d));
+      WDLAB_CUDNN_CHECK(s);
+    }
+  }
+  ~FilterDesc() { static_cast<void>(cudnnDestroyFilterDescriptor(d)); }
+  FilterDesc(const FilterDesc&) = delete;
+  FilterDesc& operator=(const FilterDesc&) = delete;
+};
+
+struct ConvDesc {
+  cudnnConvolutionDescriptor_t d = nullptr;
+  explicit ConvDesc(const ConvDescriptorParams& p) {
+    WDLAB_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
+    cudnnStatus_t s = cudnnSetConvolution2dDescriptor(
+        d, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w,
+        p.cross_correlation ? CUDNN_CROSS_CORRELATION : CUDNN_CONVOLUTION, CUDNN_DATA_FLOAT);
+    // FMA math keeps float32 exact-to-FP32 (no TF32 tensor cores) unless TF32 was asked for.
+    if (s == CUDNN_STATUS_SUCCESS)
+      s = cudnnSetConvolutionMathType(
+          d, p.math == MathMode::tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      static_cast<void>(cudnnDestroyConvolutionDescriptor(d));
+      WDLAB_CUDNN_CHECK(s);
+    }
+  }
+  ~ConvDesc() { static_cast<void>(cudnnDestroyConvolutionDescriptor(d)); }
+  ConvDesc(const ConvDesc&) = delete;
+  ConvDesc& operator=(const ConvDesc&) = delete;
+};
+
+struct Descriptors {
+  ConvDescriptorParams p;
+  TensorDesc x, y;
+  FilterDesc w;
+  ConvDesc conv;
+  explicit Descriptors(const ConvDescriptorParams& params)
+      : p(params), x(params.x), y(params.y), w(params), conv(params) {}
+};
+
+/// cuDNN's output shape must be ours (a mismatch is a bug in conv_descriptor_params).
+void check_output_dims(const Descriptors& d, const Conv2dGeometry& g) {
+  int n = 0, c = 0, h = 0, w = 0;
+  WDLAB_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv.d, d.x.d, d.w.d, &n, &c, &h, &w));
+  if (n != g.N || c != g.K || h != g.P() || w != g.Q())
+    throw InternalError(fmt::format("cuDNN output {}x{}x{}x{} differs from {} (P={}, Q={})", n, c,
+                                    h, w, g.describe(), g.P(), g.Q()));
+}
+
+template <class Perf>
+AlgoCandidate candidate_of(const Perf& perf) {
+  return AlgoCandidate{int(perf.algo), int(perf.status), perf.memory,
+                       perf.determinism == CUDNN_DETERMINISTIC, perf.mathType != CUDNN_FMA_MATH};
+}
+
+constexpr int kMaxAlgos = 16;
+
+/// The cached choice for (pass, g), asking cuDNN's heuristics the first time.
+const AlgoChoice& algorithm(Context& ctx, ConvSettings& st, ConvPass pass, const Conv2dGeometry& g,
+                            const Descriptors& d) {
+  const auto key = AlgoCache::key(pass, g, st.math, st.policy);
+  if (const AlgoChoice* c = st.cache.find(key)) return *c;
+  check_output_dims(d, g);
+  std::vector<AlgoCandidate> ranked;
+  int returned = 0;
+  switch (pass) {
+    case ConvPass::forward: {
+      std::array<cudnnConvolutionFwdAlgoPerf_t, kMaxAlgos> perf{};
+      WDLAB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+          ctx.cudnn(), d.x.d, d.w.d, d.conv.d, d.y.d, kMaxAlgos, &returned, perf.data()));
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      break;
+    }
+    case ConvPass::backward_data: {
+      std::array<cudnnConvolutionBwdDataAlgoPerf_t, kMaxAlgos> perf{};
+      WDLAB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+          ctx.cudnn(), d.w.d, d.y.d, d.conv.d, d.x.d, kMaxAlgos, &returned, perf.data()));
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      break;
+    }
+    case ConvPass::backward_filter: {
+      std::array<cudnnConvolutionBwdFilterAlgoPerf_t, kMaxAlgos> perf{};
+      WDLAB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+          ctx.cudnn(), d.x.d, d.y.d, d.conv.d, d.w.d, kMaxAlgos, &returned, perf.data()));
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      break;
+    }
+  }
+  return st.cache.insert(key, choose_algorithm(pass, ranked, st.policy, st.math,
+                                               st.workspace_limit, g.describe()));
+}
+
+}  // namespace
+
+void conv2d_fprop(Context& ctx, ConvSettings& st, const Conv2dGeometry& g, const float* x,
+                  const float* w, float* y) {
+  const Descriptors d(conv_descriptor_params(g, st.math));
+  const AlgoChoice& a = algorithm(ctx, st, ConvPass::forward, g, d);
+  void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
+  const float one = 1.0f, zero = 0.0f;
+  WDLAB_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, d.x.d, x, d.w.d, w, d.conv.d,
+                                            cudnnConvolutionFwdAlgo_t(a.algo), ws,
+                                            a.workspace_bytes, &zero, d.y.d, y));
+}
+
+void conv2d_bprop_data(Context& ctx, ConvSettings& st, const Conv2dGeometry& g, const float* dy,
+                       const float* w, float* dx, kernels::Accumulate mode) {
+  const Descriptors d(conv_descriptor_params(g, st.math));
+  const AlgoChoice& a = algorithm(ctx, st, ConvPass::backward_data, g, d);
+  void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
+  const float one = 1.0f, beta = mode == kernels::Accumulate::add ? 1.0f : 0.0f;
+  WDLAB_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, d.w.d, w, d.y.d, dy, d.conv.d,
+                                                 cudnnConvolutionBwdDataAlgo_t(a.algo), ws,
+                                                 a.workspace_bytes, &beta, d.x.d, dx));
+}
+
+void conv2d_bprop_filter(Context& ctx, ConvSettings& st, const Conv2dGeometry& g, const float* x,
+                         const float* dy, float* dw) {
+  const Descriptors d(conv_descriptor_params(g, st.math));
+  const AlgoChoice& a = algorithm(ctx, st, ConvPass::backward_filter, g, d);
+  void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
+  const float one = 1.0f, zero = 0.0f;
+  WDLAB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, d.x.d, x, d.y.d, dy,
+                                                   d.conv.d, cudnnConvolutionBwdFilterAlgo_t(a.algo),
+                                                   ws, a.workspace_bytes, &zero, d.w.d, dw));
+}
+
+}  // namespace wdlab::cuda

@@ -1,0 +1,38 @@
+#include "cuda/reductions.hpp"
+
+#include "cuda/kernels/launch.hpp"
+
+namespace wdlab::cuda {
+
+using kernels::Index;
+using kernels::launch_device;
+
+Index channel_partials_needed(Index C, Index m) { return C * kernels::chunk_count(m, kReduceChunk); }
+Index flat_partials_needed(Index n) { return 3 * kernels::chunk_count(n, kReduceChunk); }
+
+void channel_sums(cudaStream_t stream, const float* a, const float* b, const double* mean, Index N,
+                  Index C, Index HW, kernels::ChannelTerm term, double scale, double* out,
+                  double* partial) {
+  const Index m = N * HW, chunks = kernels::chunk_count(m, kReduceChunk);
+  launch_device(stream, C * chunks,
+                kernels::ChannelPartialSums{a, b, mean, partial, C, HW, m, kReduceChunk, term});
+  launch_device(stream, C, kernels::SumPartials{partial, out, chunks, scale});
+}
+
+void channel_sums_to_float(cudaStream_t stream, const float* a, Index N, Index C, Index HW,
+                           float* out, kernels::Accumulate mode, double* partial) {
+  const Index m = N * HW, chunks = kernels::chunk_count(m, kReduceChunk);
+  launch_device(stream, C * chunks,
+                kernels::ChannelPartialSums{a, nullptr, nullptr, partial, C, HW, m, kReduceChunk,
+                                            kernels::ChannelTerm::value});
+  launch_device(stream, C, kernels::SumPartialsToFloat{partial, out, chunks, mode});
+}
+
+void flat_stats(cudaStream_t stream, const float* x, Index n, double* out, kernels::Accumulate mode,
+                double* partial) {
+  const Index chunks = kernels::chunk_count(n, kReduceChunk);
+  launch_device(stream, chunks, kernels::FlatPartialStats{x, partial, n, kReduceChunk});
+  launch_device(stream, 1, kernels::FlatStatsTotal{partial, out, chunks, mode});
+}
+
+}  // namespace wdlab::cuda

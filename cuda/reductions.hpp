@@ -1,0 +1,31 @@
+#pragma once
+// Deterministic reductions on the device, from the two-level bodies of cuda/kernels/reduce.hpp:
+// partial sums over chunks of kReduceChunk entries, then one ordered sum per output. The
+// partial buffer is the caller's scratch (partials_needed elements).
+#include <cuda_runtime_api.h>
+
+#include "cuda/kernels/reduce.hpp"
+
+namespace wdlab::cuda {
+
+inline constexpr kernels::Index kReduceChunk = 1024;
+
+/// Scratch doubles for a per-channel reduction of C channels of m entries, or a flat one of n.
+kernels::Index channel_partials_needed(kernels::Index C, kernels::Index m);
+kernels::Index flat_partials_needed(kernels::Index n);
+
+/// out[c] = scale · Σ_e term(c, e) over NCHW data (see ChannelPartialSums), in double.
+void channel_sums(cudaStream_t stream, const float* a, const float* b, const double* mean,
+                  kernels::Index N, kernels::Index C, kernels::Index HW, kernels::ChannelTerm term,
+                  double scale, double* out, double* partial);
+
+/// out[c] (=|+=) Σ_e a(c, e) as float (bias gradients: Σ over N and positions of dy).
+void channel_sums_to_float(cudaStream_t stream, const float* a, kernels::Index N,
+                           kernels::Index C, kernels::Index HW, float* out,
+                           kernels::Accumulate mode, double* partial);
+
+/// out[0..2] (=|+=) Σx, Σx², #non-finite over x[0..n).
+void flat_stats(cudaStream_t stream, const float* x, kernels::Index n, double* out,
+                kernels::Accumulate mode, double* partial);
+
+}  // namespace wdlab::cuda

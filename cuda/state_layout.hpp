@@ -1,0 +1,35 @@
+#pragma once
+// Checkpoint layouts shared with the reference backend, so checkpoints are interchangeable:
+//   parameters: PyTorch names, shapes and row-major order, which is also how the CUDA backend
+//               keeps them on the device (conv [K,C,R,S] = cuDNN KCRS, dense [out,in]);
+//   optimizer state ("optim." names): the reference writes its Eigen compute matrix M
+//               (rows = shape[0], cols = Π shape[1:], vectors n×1) column-major with shape
+//               [cols, rows], i.e. the transpose of the PyTorch-order values.
+// Plain C++, tested on the CPU against the reference's own state().
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/io/safetensors.hpp"
+#include "common/network_spec.hpp"
+
+namespace wdlab::cuda {
+
+/// rows × cols of the reference's compute matrix: shape[0] × Π shape[1:] (n × 1 for vectors).
+std::pair<std::int64_t, std::int64_t> compute_matrix_shape(const ParamInfo& p);
+
+/// An optimizer-state tensor of parameter p from values in PyTorch order:
+/// shape [cols, rows], data[c·rows + r] = values[r·cols + c].
+io::Tensor optimizer_state_tensor(const ParamInfo& p, std::span<const float> pytorch_order);
+
+/// The inverse: PyTorch-order values of an optimizer-state tensor `t` named `name` of parameter p.
+/// DataError naming the tensor if its shape or dtype is not what optimizer_state_tensor writes.
+std::vector<float> optimizer_state_values(const ParamInfo& p, const io::Tensor& t,
+                                          const std::string& name);
+
+/// A 1×1 scalar state entry (Adam's step count "optim.adam.t"), as the reference writes it.
+io::Tensor scalar_state_tensor(float value);
+
+}  // namespace wdlab::cuda
