@@ -60,7 +60,7 @@ nlohmann::json resolve_config_json(const std::string& file, const std::vector<st
 int cmd_train(const Args& args) {
   std::string config_file, out_dir;
   std::vector<std::string> sets;
-  std::string backend_name, precision_name;
+  std::string backend_name, precision_name, metrics_list;
   bool resume = false, quiet = false, dry_run = false;
   po::options_description desc(
       "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
@@ -77,7 +77,12 @@ int cmd_train(const Args& args) {
       "kfac.{damping,t_cov,t_inv,cov_ema_decay,kl_clip,inverse,factor_init,gn_probe_variance},\n"
       "schedule.{kind,gamma,every_epochs,every_iterations,warmup_iterations}, epochs,\n"
       "batch_size, eval_batch_size, seed, backend (reference), precision (float|double),\n"
-      "checkpoint.{every,keep}.\n\noptions");
+      "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution},\n"
+      "wn.{scope (none|conv|fc|all),norms_from (a run directory)}.\n\n"
+      "Metric groups (--metrics / metrics.groups, comma-separated; 'all', 'default', 'none'):\n" +
+      train::metric_groups_help() +
+      "The probe set is the first metrics.probe (256) test examples; curvature metrics use BN in\n"
+      "evaluation mode.\n\noptions");
   desc.add_options()
       ("help,h", "this text")
       ("config,c", po::value(&config_file), "experiment config (JSON)")
@@ -85,6 +90,8 @@ int cmd_train(const Args& args) {
       ("out,o", po::value(&out_dir), "run directory (default runs/<name>)")
       ("backend", po::value(&backend_name), "reference (default; same as --set backend=...)")
       ("precision", po::value(&precision_name), "float (default) | double (same as --set precision=...)")
+      ("metrics", po::value(&metrics_list), "metric groups to log per epoch, e.g. norms,elr,gap,jacobian,gn\n"
+                                            "(same as --set metrics.groups=...; default norms,elr,gap)")
       ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
       ("quiet,q", po::bool_switch(&quiet), "no progress output")
       ("dry-run", po::bool_switch(&dry_run), "print the resolved config and the network, then exit");
@@ -93,6 +100,7 @@ int cmd_train(const Args& args) {
   if (!parse_options(desc, args, [&] {
     if (!backend_name.empty()) sets.push_back("backend=" + backend_name);
     if (!precision_name.empty()) sets.push_back("precision=" + precision_name);
+    if (!metrics_list.empty()) sets.push_back("metrics.groups=" + metrics_list);
     resolved = resolve_config_json(config_file, sets, !quiet);
     cfg = parse_config(resolved);
   }))
@@ -151,6 +159,7 @@ int cmd_train(const Args& args) {
 
   train::TrainerConfig tc = trainer_config(cfg);
   if (quiet) tc.progress = train::Progress::quiet;
+  tc.wn = norm_transfer(cfg, spec);
   nlohmann::json ckpt_meta;
   ckpt_meta["config"] = cfg_json.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];

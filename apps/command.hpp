@@ -21,6 +21,7 @@ int cmd_theory(const Args& args);
 int cmd_train(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_measure(const Args& args);
 
 /// Parses "1,2,3" into integers; throws UsageError naming `option` on anything else.
 std::vector<long long> parse_int_list(const std::string& option, const std::string& text);

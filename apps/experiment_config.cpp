@@ -38,6 +38,9 @@ void ExperimentConfig::validate() const {
   if (data.validation < 0) throw UsageError("validation", "must be >= 0");
   if (backend == BackendKind::cuda)
     throw UsageError("backend", "the CUDA backend cannot train in this build yet; use reference");
+  metrics.validate();
+  if (wn.scope != "none" && wn.norms_from.empty())
+    throw UsageError("wn.norms_from", fmt::format("is required with wn.scope {} (the run whose norms to follow)", wn.scope));
 }
 
 ExperimentConfig parse_config(const nlohmann::json& j) {
@@ -108,6 +111,21 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     c.schedule.every_iterations = s.get<std::int64_t>("every_iterations", 16000, io::positive());
     c.schedule.warmup_iterations = s.get<std::int64_t>("warmup_iterations", 0, io::non_negative());
     s.finish();
+  }
+  {
+    auto m = r.child("metrics");
+    c.metrics.groups = train::parse_metric_groups("metrics.groups", m.get<std::string>("groups", "default"));
+    c.metrics.probe = m.get<int>("probe", 256, io::positive());
+    c.metrics.jac_probes = m.get<int>("jac_probes", 16, io::positive());
+    c.metrics.probe_distribution = train::parse_probe_distribution(
+        "metrics.probe_distribution", m.get_enum("probe_distribution", {"rademacher", "gaussian"}, "rademacher"));
+    m.finish();
+  }
+  {
+    auto w = r.child("wn");
+    c.wn.scope = w.get_enum("scope", {"none", "conv", "fc", "all"}, "none");
+    c.wn.norms_from = w.get<std::string>("norms_from", "");
+    w.finish();
   }
   c.epochs = r.get<int>("epochs", 10, io::positive());
   c.batch_size = r.get<int>("batch_size", 128, io::at_least(2));
@@ -180,6 +198,11 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
   j["backend"] = backend == BackendKind::cuda ? "cuda" : "reference";
   j["precision"] = precision == Precision::float64 ? "double" : "float";
   j["checkpoint"] = {{"every", checkpoint_every}, {"keep", keep_checkpoints}};
+  j["metrics"] = {{"groups", train::to_string(metrics.groups)},
+                  {"probe", metrics.probe},
+                  {"jac_probes", metrics.jac_probes},
+                  {"probe_distribution", train::to_string(metrics.probe_distribution)}};
+  j["wn"] = {{"scope", wn.scope}, {"norms_from", wn.norms_from}};
   return j;
 }
 

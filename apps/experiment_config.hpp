@@ -28,6 +28,14 @@ struct DataConfig {
   train::Augment augment = train::Augment::off;
 };
 
+/// wn (effective-learning-rate transfer, MATH.md §5, Fig. 4): after each epoch the weight tensors
+/// of `scope` (conv | fc | all, by the same families as wd_scope) are rescaled to the norms that
+/// the run in `norms_from` logged for that epoch. Every tensor in scope must be followed by BN.
+struct WnConfig {
+  std::string scope = "none";  // none | conv | fc | all
+  std::string norms_from;      // a run directory with metrics.jsonl
+};
+
 struct ExperimentConfig {
   std::string name;
   DataConfig data;
@@ -43,6 +51,8 @@ struct ExperimentConfig {
   Precision precision = Precision::float32;
   int checkpoint_every = 1;
   int keep_checkpoints = 2;
+  train::MetricsOptions metrics;  // metrics.{groups,probe,jac_probes,probe_distribution}
+  WnConfig wn;
 
   nlohmann::ordered_json to_json() const;
   void validate() const;

@@ -23,10 +23,11 @@ commands:
   theory     check the paper's statements numerically on random MLPs (double precision)
   train      train one experiment on the CPU reference backend into a run directory
   eval       loss and accuracy of a checkpoint
+  measure    mechanism metrics of a checkpoint (norms, effective LR and damping, Jacobian, GN norms, traces)
   bench      step times of SGD, Adam, K-FAC-F, K-FAC-G (reference backend) as ratios to SGD
   info       version, build, Eigen, CUDA build and whether a GPU is usable now
 
-planned (not in this build yet): measure, crosscheck, sweep, report, reproduce
+planned (not in this build yet): crosscheck, sweep, report, reproduce
 
 options:
   -h, --help     this text
@@ -39,7 +40,8 @@ int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
   if (cmd == "train") return wdlab::app::cmd_train(rest);
   if (cmd == "eval") return wdlab::app::cmd_eval(rest);
   if (cmd == "bench") return wdlab::app::cmd_bench(rest);
-  for (const char* planned : {"measure", "crosscheck", "sweep",
+  if (cmd == "measure") return wdlab::app::cmd_measure(rest);
+  for (const char* planned : {"crosscheck", "sweep",
                               "report", "reproduce"})
     if (cmd == planned)
       throw wdlab::UsageError("wdlab " + cmd, "not available in this build yet");

@@ -74,8 +74,27 @@ train::TrainerConfig trainer_config(const ExperimentConfig& c) {
   t.augment = c.data.augment;
   t.checkpoint_every = c.checkpoint_every;
   t.keep_checkpoints = c.keep_checkpoints;
+  t.metrics = c.metrics;
   const ref::Schedule s = c.schedule;
   t.lr = [s](std::int64_t k, std::int64_t per_epoch) { return ref::lr_at(s, k, per_epoch); };
+  return t;
+}
+
+train::NormTransfer norm_transfer(const ExperimentConfig& c, const NetworkSpec& spec) {
+  train::NormTransfer t;
+  if (c.wn.scope == "none") return t;
+  t.source = c.wn.norms_from;
+  for (const auto& p : spec.params()) {
+    if (p.role != ParamRole::weight) continue;
+    const bool conv = ref::scope_family(spec, p.layer) == ref::ScopeFamily::conv;
+    if (c.wn.scope == "conv" ? !conv : c.wn.scope == "fc" ? conv : false) continue;
+    if (!spec.followed_by_bn(p.layer))
+      throw UsageError("wn.scope", fmt::format("{} is in scope {} but not followed by BN: rescaling it would change "
+                                               "the network's function", p.name, c.wn.scope));
+    t.params.push_back(p.name);
+  }
+  if (t.params.empty()) throw UsageError("wn.scope", fmt::format("no weight tensor of {} is in scope {}", spec.model, c.wn.scope));
+  train::check_norm_transfer(t);
   return t;
 }
 

@@ -20,4 +20,9 @@ std::unique_ptr<train::Backend> make_backend(const ExperimentConfig& c, const Ne
 /// The learning-rate function for TrainerConfig from the config's schedule.
 train::TrainerConfig trainer_config(const ExperimentConfig& c);
 
+/// wn: the weight tensors of c.wn.scope (all when "all") and the source run; inactive for scope
+/// none. UsageError (wn.scope) if a tensor in scope is not followed by BN or the scope is empty;
+/// DataError if the source run has no metrics.jsonl with their norms.
+train::NormTransfer norm_transfer(const ExperimentConfig& c, const NetworkSpec& spec);
+
 }  // namespace wdlab::app

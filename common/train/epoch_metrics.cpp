@@ -93,7 +93,7 @@ NamedValues norm_targets(const NormTransfer& t, int epoch) {
   const auto file = (t.source / "metrics.jsonl").string();
   if (!std::filesystem::exists(file)) throw DataError(file, "does not exist (wn.norms_from names a run directory)");
   for (const auto& row : MetricsLog(t.source).rows()) {
-    if (!row.contains("epoch") || row["epoch"] != epoch) continue;
+    if (row.contains("event") || !row.contains("epoch") || row["epoch"] != epoch) continue;  // epoch rows only
     NamedValues out;
     for (const auto& p : t.params) {
       const std::string key = "norm." + p;

@@ -1,0 +1,96 @@
+// Mechanism metrics end to end: `wdlab train --metrics` logs the groups per epoch, `wdlab measure`
+// reproduces a row from the checkpoint, and wn-conv (with wd-fc) follows another run's norms.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/train/metrics_log.hpp"
+#include "run_command.hpp"
+
+namespace fs = std::filesystem;
+using wdlab::test::run_wdlab;
+
+namespace {
+
+const std::string kConv =
+    "--set model=convnet --set arch.base_width=4 --set train_subset=256 --set test_subset=128 --set epochs=2 "
+    "--set batch_size=64 --set lr=0.05 --quiet ";
+
+fs::path fresh(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("wdlab_measure_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  return d;
+}
+
+bool near(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
+
+}  // namespace
+
+TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc + wn-conv follows another run's norms") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) std::exit(77);
+  const fs::path a = fresh("a"), b = fresh("b"), c = fresh("c");
+  const auto ra = run_wdlab("train " + kConv +
+                            "--set regularization=wd --set weight_decay=0.5 --metrics all --set metrics.probe=32 "
+                            "--set metrics.jac_probes=4 --out " + a.string());
+  INFO(ra.err);
+  REQUIRE(ra.rc == 0);
+  const auto rows = wdlab::train::MetricsLog(a).rows();
+  REQUIRE(rows.size() == 2);
+  for (const char* key : {"norm.features.0.weight", "elr.features.0.weight", "elr_opt.classifier.weight", "jac_norm",
+                          "jac_norm_est", "kfac_gn_norm", "gn_norm", "gn_trace.features.0.weight",
+                          "fisher_trace.features.0.weight", "gn_trace_exact.classifier.weight", "train_eval_loss",
+                          "gen_gap"}) {
+    INFO(key);
+    CHECK(rows[1].contains(key));
+  }
+  CHECK_FALSE(rows[1].contains("damping_eff.features.0.weight"));  // K-FAC only
+  CHECK(rows[1]["gen_gap"].get<double>() ==
+        rows[1]["test_loss"].get<double>() - rows[1]["train_eval_loss"].get<double>());
+  CHECK(rows[1]["jac_norm"].get<double>() > 0);
+
+  // measure on the last checkpoint computes the same numbers as the trainer's last row.
+  const auto m = run_wdlab("measure --run " + a.string() + " --metrics all --format json");
+  INFO(m.err);
+  REQUIRE(m.rc == 0);
+  const auto j = nlohmann::json::parse(m.out);
+  CHECK(j["epoch"] == 2);
+  CHECK(j["probe"] == 32);
+  for (const char* key : {"jac_norm", "jac_norm_est", "gn_norm", "kfac_gn_norm", "fisher_trace.features.3.weight",
+                          "norm.features.7.weight", "test_loss"}) {
+    INFO(key << ": measure " << j["metrics"][key] << ", train row " << rows[1][key]);
+    CHECK(near(j["metrics"][key].get<double>(), rows[1][key].get<double>(), 1e-6));
+  }
+  const auto table = run_wdlab("measure --run " + a.string() + " --metrics norms,gn");
+  CHECK(table.rc == 0);
+  CHECK(table.out.find("kfac_gn_norm") != std::string::npos);
+
+  // wd-fc + wn-conv: the conv weights follow run a's norms epoch by epoch.
+  const auto rb = run_wdlab("train " + kConv + "--set regularization=wd --set wd_scope=fc --set weight_decay=0.5 "
+                            "--set wn.scope=conv --set wn.norms_from=" + a.string() + " --out " + b.string());
+  INFO(rb.err);
+  REQUIRE(rb.rc == 0);
+  const auto brows = wdlab::train::MetricsLog(b).rows();
+  REQUIRE(brows.size() == 2);
+  int convs = 0;
+  for (int e = 0; e < 2; ++e)
+    for (const auto& [key, v] : brows[e].items())
+      if (key.rfind("norm.features.", 0) == 0) {
+        ++convs;
+        INFO(key << " epoch " << e + 1 << ": " << v << " vs source " << rows[e][key]);
+        CHECK(near(v.get<double>(), rows[e][key].get<double>(), 1e-5));
+      }
+  CHECK(convs == 8);  // four conv layers, two epochs
+
+  // The dense head is not followed by BN: wn scope all is refused, naming it.
+  const auto rc = run_wdlab("train " + kConv + "--set wn.scope=all --set wn.norms_from=" + a.string() + " --out " +
+                            c.string());
+  CHECK(rc.rc == 2);
+  CHECK(rc.err.find("classifier.weight") != std::string::npos);
+  const auto bad = run_wdlab("train " + kConv + "--metrics norms,bogus --out " + c.string());
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("bogus") != std::string::npos);
+  for (const auto& d : {a, b, c}) fs::remove_all(d);
+}
