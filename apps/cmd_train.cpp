@@ -11,6 +11,7 @@
 
 #include "apps/command.hpp"
 #include "apps/experiment_config.hpp"
+#include "apps/cuda_setup.hpp"
 #include "apps/run_setup.hpp"
 #include "common/data/dataset.hpp"
 #include "common/errors.hpp"
@@ -114,6 +115,7 @@ int cmd_train(const Args& args) {
     fmt::print("{}\n{}", cfg_json.dump(2), spec.describe());
     return 0;
   }
+  check_backend_usable(cfg);  // --backend cuda without a GPU: one line, exit 2, no run directory
   const fs::path run_dir = out_dir.empty() ? fs::path("runs") / cfg.name : fs::path(out_dir);
   if (fs::exists(run_dir / "DONE") && !resume)
     throw UsageError("--out", fmt::format("{} holds a finished run; choose another --out", run_dir.string()));

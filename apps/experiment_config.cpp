@@ -36,8 +36,6 @@ void ExperimentConfig::validate() const {
   if (epochs < 1) throw UsageError("epochs", fmt::format("must be >= 1, got {}", epochs));
   if (batch_size < 2) throw UsageError("batch_size", fmt::format("must be >= 2, got {}", batch_size));
   if (data.validation < 0) throw UsageError("validation", "must be >= 0");
-  if (backend == BackendKind::cuda)
-    throw UsageError("backend", "the CUDA backend cannot train in this build yet; use reference");
   metrics.validate();
   if (wn.scope != "none" && wn.norms_from.empty())
     throw UsageError("wn.norms_from", fmt::format("is required with wn.scope {} (the run whose norms to follow)", wn.scope));

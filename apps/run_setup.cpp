@@ -1,5 +1,7 @@
 #include "apps/run_setup.hpp"
 
+#include "apps/cuda_setup.hpp"
+
 #include <fmt/format.h>
 
 #include "common/data/cifar.hpp"
@@ -56,8 +58,7 @@ NetworkSpec build_network(const ExperimentConfig& c, const data::Dataset& train)
 }
 
 std::unique_ptr<train::Backend> make_backend(const ExperimentConfig& c, const NetworkSpec& spec) {
-  if (c.backend == BackendKind::cuda)
-    throw UsageError("backend", "the CUDA backend cannot train in this build yet; use reference");
+  if (c.backend == BackendKind::cuda) return make_cuda_backend(c, spec);
   if (c.precision == Precision::float64)
     return std::make_unique<ref::ReferenceBackend<double>>(spec, ref::init_params<double>(spec, c.seed, c.init),
                                                            c.optim, c.seed);

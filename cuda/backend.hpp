@@ -55,6 +55,8 @@ class CudaBackend final : public train::Backend {
   std::vector<std::string> algorithm_choices() const { return conv_.cache.describe(); }
   /// Parameters in PyTorch order (tests compare them with the reference).
   std::vector<std::vector<float>> parameters() const;
+  /// The one stream all work is queued on (bench times steps with CUDA events on it).
+  cudaStream_t stream() const { return ctx_->stream(); }
 
  private:
   struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch

@@ -1,0 +1,83 @@
+#include "apps/cuda_setup.hpp"
+
+#include <fmt/format.h>
+
+#include "common/errors.hpp"
+#include "reference/net/params.hpp"
+#include "reference/optim/optim_config.hpp"
+
+#if defined(WDLAB_HAVE_CUDA)
+#include "cuda/device_query.hpp"
+#endif
+
+namespace wdlab::app {
+
+void check_backend_usable(const ExperimentConfig& c) {
+  if (c.backend != BackendKind::cuda) return;
+#if defined(WDLAB_HAVE_CUDA)
+  if (c.precision == Precision::float64)
+    throw UsageError("precision", "the cuda backend computes in float32; use --precision float");
+  if (c.optim.kind == ref::OptimizerKind::kfac_f || c.optim.kind == ref::OptimizerKind::kfac_g)
+    throw UsageError("optimizer", fmt::format("{} is not implemented on the cuda backend yet; use "
+                                              "--backend reference",
+                                              ref::to_string(c.optim.kind)));
+  const cuda::DeviceStatus st = cuda::query_devices();
+  if (!st.usable) throw UsageError("backend", st.reason);
+#else
+  throw UsageError("backend", "this wdlab was built without the CUDA backend (nvcc or cuDNN not "
+                              "found at configure time, or WDLAB_CUDA=OFF)");
+#endif
+}
+
+#if defined(WDLAB_HAVE_CUDA)
+
+cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec) {
+  optim.validate();
+  ref::validate_scope(optim.reg, spec);
+  cuda::OptimSettings s;
+  switch (optim.kind) {
+    case ref::OptimizerKind::sgd: s.kind = cuda::OptimizerKind::sgd; break;
+    case ref::OptimizerKind::adam: s.kind = cuda::OptimizerKind::adam; break;
+    case ref::OptimizerKind::kfac_f: s.kind = cuda::OptimizerKind::kfac_f; break;
+    case ref::OptimizerKind::kfac_g: s.kind = cuda::OptimizerKind::kfac_g; break;
+  }
+  s.momentum = optim.sgd.momentum;
+  s.momentum_kind = optim.sgd.kind == ref::MomentumKind::nesterov ? cuda::MomentumKind::nesterov
+                                                                  : cuda::MomentumKind::heavy_ball;
+  s.beta1 = optim.adam.beta1;
+  s.beta2 = optim.adam.beta2;
+  s.eps = optim.adam.eps;
+  switch (optim.reg.kind) {
+    case ref::Regularization::none: s.reg = cuda::Regularization::none; break;
+    case ref::Regularization::l2: s.reg = cuda::Regularization::l2; break;
+    case ref::Regularization::wd: s.reg = cuda::Regularization::wd; break;
+  }
+  s.weight_decay = optim.reg.weight_decay;
+  for (const ParamInfo& p : spec.params()) s.decays.push_back(ref::decays(p, spec, optim.reg) ? 1 : 0);
+  return s;
+}
+
+std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
+                                                     const ref::OptimConfig& optim,
+                                                     std::uint64_t seed, ref::Init init,
+                                                     cuda::BackendOptions options) {
+  const cuda::OptimSettings settings = cuda_optim_settings(optim, spec);
+  const ref::ParamStore<float> p = ref::init_params<float>(spec, seed, init);
+  std::vector<std::vector<float>> values;
+  for (std::size_t i = 0; i < p.info.size(); ++i) values.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
+  return std::make_unique<cuda::CudaBackend>(spec, values, settings, options);
+}
+
+#endif
+
+std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec) {
+  check_backend_usable(c);
+#if defined(WDLAB_HAVE_CUDA)
+  return make_cuda_backend(spec, c.optim, c.seed, c.init);
+#else
+  (void)spec;
+  throw InternalError("make_cuda_backend: check_backend_usable passed in a build without CUDA");
+#endif
+}
+
+}  // namespace wdlab::app

@@ -1,0 +1,42 @@
+#pragma once
+// `--backend cuda`: the check at start and the construction of cuda::CudaBackend from an
+// experiment config. The apps are where reference and cuda meet (DESIGN.md): the reference's
+// OptimConfig and its decays() decide which tensors are regularized, and its init_params gives
+// the starting point, so both backends train the same model from the same numbers.
+// Compiled in every build; without the CUDA backend the functions refuse with a reason.
+#include <cstdint>
+#include <memory>
+
+#include "apps/experiment_config.hpp"
+#include "common/network_spec.hpp"
+#include "common/train/backend.hpp"
+
+#if defined(WDLAB_HAVE_CUDA)
+#include "cuda/backend.hpp"
+#endif
+
+namespace wdlab::app {
+
+/// For c.backend == cuda, throws UsageError("backend", one-line reason) when this build has no
+/// CUDA backend or no GPU is usable here (e.g. "no usable CUDA device: cudaErrorInsufficientDriver
+/// (35): ..."), and UsageError for what the cuda backend does not do (double precision, K-FAC).
+/// Exit code 2 through main. Does nothing for the reference backend. Cheap: call it at start.
+void check_backend_usable(const ExperimentConfig& c);
+
+/// check_backend_usable, then a CudaBackend with the config's network, optimizer and seed.
+std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec);
+
+#if defined(WDLAB_HAVE_CUDA)
+/// The reference config mapped onto the cuda backend's settings, with decays[i] =
+/// ref::decays(spec.params()[i], spec, optim.reg). Validates optim and its scope.
+cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec);
+
+/// A CudaBackend from ref::init_params<float>(spec, seed, init), in PyTorch order (for bench and
+/// crosscheck, which build their own specs). Throws DeviceError without a usable GPU.
+std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
+                                                     const ref::OptimConfig& optim,
+                                                     std::uint64_t seed, ref::Init init,
+                                                     cuda::BackendOptions options = {});
+#endif
+
+}  // namespace wdlab::app

@@ -1,0 +1,45 @@
+// `wdlab train --backend cuda` where it cannot run (no GPU here, or a build without the CUDA
+// backend): one line naming the reason, exit 2, and no run directory. On a machine with a usable
+// GPU this case is skipped (exit 77): there the command trains, which the GPU suite covers.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "../apps/run_command.hpp"
+#if defined(WDLAB_HAVE_CUDA)
+#include "cuda/device_query.hpp"
+#endif
+
+using wdlab::test::run_wdlab;
+
+TEST_CASE("train --backend cuda without a usable GPU: one line, exit 2, nothing written") {
+#if defined(WDLAB_HAVE_CUDA)
+  const auto st = wdlab::cuda::query_devices();
+  if (st.usable) {
+    MESSAGE("a GPU is usable here: the refusal cannot be observed");
+    std::exit(77);
+  }
+  const std::string expect = "no usable CUDA device";
+#else
+  const std::string expect = "built without the CUDA backend";
+#endif
+  const auto out = std::filesystem::temp_directory_path() / ("wdlab_cuda_cli_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(out);
+  const auto r = run_wdlab("train --backend cuda --quiet --set epochs=1 --out " + out.string());
+  MESSAGE("rc=" << r.rc << " stderr: " << r.err);
+  CHECK(r.rc == 2);
+  CHECK(r.err.find("backend: ") != std::string::npos);
+  CHECK(r.err.find(expect) != std::string::npos);
+  // One line with the reason; main adds its usual pointer to --help on a second line.
+  const std::string first = r.err.substr(0, r.err.find('\n'));
+  CHECK(first.find(expect) != std::string::npos);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);
+  CHECK_FALSE(std::filesystem::exists(out));                  // refused before the run directory
+
+  // Control: the same command on the reference backend gets past the check (dry run: no data).
+  const auto ok = run_wdlab("train --backend reference --dry-run --quiet --set epochs=1");
+  CHECK(ok.rc == 0);
+}

@@ -1,0 +1,104 @@
+// Checkpoints interchangeable with the reference (cuda/state_layout.hpp), no GPU needed: the
+// optimizer-state tensors the CUDA backend writes from its PyTorch-order buffers are, byte for
+// byte, what the float reference writes; and back.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "common/errors.hpp"
+#include "common/network_spec.hpp"
+#include "cuda/optim_config.hpp"
+#include "cuda/state_layout.hpp"
+#include "reference/backend.hpp"
+
+using namespace wdlab;
+
+namespace {
+
+NetworkSpec small_convnet() {
+  SpecBuilder b("convnet", Shape{2, 5, 5}, 3);
+  b.conv("features.0", 4, 3, 1, 1, Bias::on);
+  b.batchnorm("features.1");
+  b.relu();
+  b.maxpool(2, 2);
+  b.flatten();
+  b.dense("classifier", 3, Bias::on);
+  return b.finish();
+}
+
+/// One reference SGD/Adam step on a fixed batch, so the optimizer state is not zero.
+ref::ReferenceBackend<float> stepped(const NetworkSpec& spec, ref::OptimizerKind kind) {
+  ref::OptimConfig cfg;
+  cfg.kind = kind;
+  ref::ReferenceBackend<float> be(spec, ref::init_params<float>(spec, 5, ref::Init::glorot_uniform), cfg, 5);
+  const int n = 4;
+  std::vector<float> images(std::size_t(spec.input.size() * n));
+  for (std::size_t i = 0; i < images.size(); ++i) images[i] = float(int(i % 11) - 5) / 4.0f;
+  const std::vector<std::int32_t> labels{0, 1, 2, 1};
+  be.train_step(train::HostBatch{images, labels, n}, 0.1, 0);
+  return be;
+}
+
+}  // namespace
+
+TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD and Adam") {
+  const NetworkSpec spec = small_convnet();
+  for (const auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam}) {
+    auto be = stepped(spec, kind);
+    const io::SafetensorsFile f = be.state();
+    const auto named = be.optimizer().state();
+    int checked = 0;
+    for (const auto& [name, m] : named) {
+      if (name == "optim.adam.t") {
+        CHECK(cuda::scalar_state_tensor(float(m(0, 0))).data == f.at(name).data);
+        CHECK(cuda::scalar_state_tensor(float(m(0, 0))).shape == f.at(name).shape);
+        continue;
+      }
+      const std::string param = name.substr(name.find('.', name.find('.', 6) + 1) + 1);
+      const std::string pname = kind == ref::OptimizerKind::sgd ? name.substr(std::string("optim.momentum.").size()) : param;
+      const int i = be.params().find(pname);
+      REQUIRE_MESSAGE(i >= 0, name);
+      const ParamInfo& info = be.params().info[std::size_t(i)];
+      // What the CUDA backend holds: the state in PyTorch order, like its parameters.
+      const std::vector<float> pytorch = ref::to_pytorch_order(info, m);
+      const io::Tensor t = cuda::optimizer_state_tensor(info, pytorch);
+      CHECK_MESSAGE(t.shape == f.at(name).shape, name);
+      CHECK_MESSAGE(t.data == f.at(name).data, name);
+      CHECK(cuda::optimizer_state_values(info, f.at(name), name) == pytorch);
+      ++checked;
+    }
+    MESSAGE(ref::to_string(kind) << ": " << checked << " state tensors identical");
+    CHECK(checked >= 4);
+  }
+}
+
+TEST_CASE("optimizer state layout: transposed, shape-checked; a plain copy would differ") {
+  const ParamInfo w{.name = "w", .shape = {2, 3}, .layer = 0, .role = ParamRole::weight};
+  const std::vector<float> v{1, 2, 3, 4, 5, 6};  // row-major 2×3
+  const io::Tensor t = cuda::optimizer_state_tensor(w, v);
+  CHECK(t.shape == std::vector<std::int64_t>{3, 2});
+  CHECK(t.to_f32() == std::vector<float>{1, 4, 2, 5, 3, 6});  // column-major of the 2×3 matrix
+  CHECK(cuda::optimizer_state_values(w, t, "w") == v);
+  CHECK(t.to_f32() != v);  // control: the layouts differ for a non-square matrix
+  const io::Tensor wrong = io::Tensor::from_f32({2, 3}, v);
+  CHECK_THROWS_AS(cuda::optimizer_state_values(w, wrong, "optim.momentum.w"), DataError);
+  const ParamInfo b{.name = "b", .shape = {4}, .layer = 0, .role = ParamRole::bias};
+  CHECK(cuda::optimizer_state_tensor(b, std::vector<float>{1, 2, 3, 4}).shape == std::vector<std::int64_t>{1, 4});
+  CHECK(cuda::compute_matrix_shape(ParamInfo{.name = "c", .shape = {8, 3, 3, 3}}) == std::pair<std::int64_t, std::int64_t>{8, 27});
+}
+
+TEST_CASE("cuda optimizer settings: K-FAC refused with a clear reason, decay flags checked") {
+  const NetworkSpec spec = small_convnet();
+  cuda::OptimSettings s;
+  s.decays.assign(spec.params().size(), 0);
+  CHECK_NOTHROW(s.validate(spec));
+  s.kind = cuda::OptimizerKind::kfac_f;
+  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("not implemented on the cuda backend yet"), UsageError);
+  s.kind = cuda::OptimizerKind::kfac_g;
+  CHECK_THROWS_AS(s.validate(spec), UsageError);
+  s.kind = cuda::OptimizerKind::adam;
+  s.decays.pop_back();
+  CHECK_THROWS_AS(s.validate(spec), InternalError);
+  s.decays.assign(spec.params().size(), 1);  // marks the running statistics too
+  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("running statistic"), InternalError);
+}
