@@ -63,11 +63,21 @@ class Backend {
   virtual void load_state(const io::SafetensorsFile& file) = 0;
   /// The mechanism metrics of the groups in req that a backend computes (norms, elr, damping,
   /// jacobian, jacobian_est, gn, trace; common/train/measure.hpp) for the current parameters,
-  /// the curvature ones on `probe`; (name, value) pairs. A backend that cannot says so.
+  /// the curvature ones on `probe`; (name, value) pairs. This default serves norms and elr's
+  /// η/‖θ_l‖² from weight_norms() (no elr_opt: that needs the optimizer) and refuses the others
+  /// with UsageError, so a backend without its own measure() still trains with the default groups.
   virtual NamedValues measure(const HostBatch& probe, const MeasureRequest& req) {
     (void)probe;
-    (void)req;
-    throw UsageError("metrics", describe() + " cannot compute mechanism metrics");
+    MetricGroups rest = req.groups;
+    rest.bits &= ~(unsigned(MetricGroup::norms) | unsigned(MetricGroup::elr));
+    if (rest.bits != 0)
+      throw UsageError("metrics", describe() + " cannot compute the metric groups " + to_string(rest));
+    NamedValues out;
+    for (const auto& [name, norm] : weight_norms()) {
+      if (req.groups.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm);
+      if (req.groups.has(MetricGroup::elr)) out.emplace_back("elr." + name, req.lr / (norm * norm));
+    }
+    return out;
   }
   /// wn-conv (MATH.md §5): for each (weight name, target norm) W_l ← c·W_l, c = target/‖W_l‖,
   /// with the layer's bias and the running mean/variance of the BN that follows it scaled by c,
