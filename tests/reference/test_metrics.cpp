@@ -355,3 +355,35 @@ TEST_CASE("metric group names parse, print and reject unknown names") {
         "norms,elr,damping,jacobian,jacobian_est,gn,trace,gap,train_eval");
   CHECK_THROWS_AS(train::parse_metric_groups("metrics.groups", "norms,jacobain"), UsageError);
 }
+
+namespace {
+
+/// A backend with weight norms only: what Backend::measure's default serves without an override.
+class NormsOnlyBackend final : public train::Backend {
+ public:
+  std::string describe() const override { return "norms-only test backend"; }
+  train::StepStats train_step(const train::HostBatch&, double, std::int64_t) override { return {}; }
+  train::EvalStats evaluate(const train::HostBatch&) override { return {}; }
+  std::vector<std::pair<std::string, double>> weight_norms() const override { return {{"fc0.weight", 2.0}}; }
+  io::SafetensorsFile state() const override { return {}; }
+  void load_state(const io::SafetensorsFile&) override {}
+};
+
+}  // namespace
+
+TEST_CASE("Backend::measure's default serves norms and elr from weight_norms and refuses the other groups") {
+  NormsOnlyBackend be;
+  train::MeasureRequest req;
+  req.lr = 0.3;
+  req.groups = train::parse_metric_groups("test", "norms,elr");
+  const auto vals = be.measure(train::HostBatch{}, req);
+  REQUIRE(vals.size() == 2);
+  CHECK(vals[0] == std::pair<std::string, double>{"norm.fc0.weight", 2.0});
+  CHECK(vals[1].first == "elr.fc0.weight");
+  WDLAB_EXPECT_PASS(cmp("default elr", vals[1].second, 0.3 / 4.0, tol::Kind::exact_double));
+  for (const char* g : {"damping", "jacobian", "jacobian_est", "gn", "trace"}) {
+    req.groups = train::parse_metric_groups("test", std::string("norms,") + g);
+    CHECK_THROWS_AS(be.measure(train::HostBatch{}, req), UsageError);
+  }
+  CHECK_THROWS_AS(be.rescale_weights({{"fc0.weight", 1.0}}), UsageError);
+}
