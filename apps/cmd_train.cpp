@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -18,6 +19,8 @@
 #include "common/io/atomic_file.hpp"
 #include "common/io/json_config.hpp"
 #include "common/model_zoo.hpp"
+#include "common/train/checkpoint.hpp"
+#include "common/train/metrics_log.hpp"
 #include "wdlab/build_info.hpp"
 
 namespace po = boost::program_options;
@@ -62,7 +65,9 @@ int cmd_train(const Args& args) {
   std::string config_file, out_dir;
   std::vector<std::string> sets;
   std::string backend_name, precision_name, metrics_list;
-  bool resume = false, quiet = false, dry_run = false;
+  std::string resume_mode = "auto", on_nonfinite;
+  std::vector<std::string> resets;
+  bool quiet = false, dry_run = false;
   po::options_description desc(
       "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
       "Trains one experiment on the CPU reference backend. FILE is a wdlab config (configs/) or an\n"
@@ -93,7 +98,15 @@ int cmd_train(const Args& args) {
       ("precision", po::value(&precision_name), "float (default) | double (same as --set precision=...)")
       ("metrics", po::value(&metrics_list), "metric groups to log per epoch, e.g. norms,elr,gap,jacobian,gn\n"
                                             "(same as --set metrics.groups=...; default norms,elr,gap)")
-      ("resume", po::bool_switch(&resume), "continue the run in DIR from its latest checkpoint")
+      ("resume", po::value(&resume_mode)->implicit_value("auto"),
+       "auto (default): continue a run in DIR from its newest valid checkpoint, start it when it\n"
+       "has none; never: refuse a DIR that holds a run")
+      ("reset", po::value(&resets)->composing(),
+       "on resume, accept a changed config key (prefix): --reset epochs --reset lr; 'data' accepts\n"
+       "a changed training set")
+      ("on-nonfinite", po::value(&on_nonfinite),
+       "abort (default): record the step, keep the last checkpoint, exit 4 | skip: record it, undo\n"
+       "the step, go on (same as --set on_nonfinite=...)")
       ("quiet,q", po::bool_switch(&quiet), "no progress output")
       ("dry-run", po::bool_switch(&dry_run), "print the resolved config and the network, then exit");
   ExperimentConfig cfg;
@@ -102,6 +115,9 @@ int cmd_train(const Args& args) {
     if (!backend_name.empty()) sets.push_back("backend=" + backend_name);
     if (!precision_name.empty()) sets.push_back("precision=" + precision_name);
     if (!metrics_list.empty()) sets.push_back("metrics.groups=" + metrics_list);
+    if (!on_nonfinite.empty()) sets.push_back("on_nonfinite=" + on_nonfinite);
+    if (resume_mode != "auto" && resume_mode != "never")
+      throw UsageError("--resume", fmt::format("'{}' is not auto or never", resume_mode));
     resolved = resolve_config_json(config_file, sets, !quiet);
     cfg = parse_config(resolved);
   }))
@@ -117,26 +133,55 @@ int cmd_train(const Args& args) {
   }
   check_backend_usable(cfg);  // --backend cuda without a GPU: one line, exit 2, no run directory
   const fs::path run_dir = out_dir.empty() ? fs::path("runs") / cfg.name : fs::path(out_dir);
-  if (fs::exists(run_dir / "DONE") && !resume)
-    throw UsageError("--out", fmt::format("{} holds a finished run; choose another --out", run_dir.string()));
-  if (fs::exists(run_dir / "config.json")) {
-    if (!resume)
-      throw UsageError("--out", fmt::format("{} holds a run; pass --resume to continue it or choose another --out",
-                                            run_dir.string()));
-    const auto old = io::read_json_file(run_dir / "config.json");
-    std::vector<std::string> diffs;
+  // What the run directory already holds decides: start, continue, or refuse (never overwrite).
+  const auto accepted = [&](const std::string& key) {
+    for (const auto& r : resets)
+      if (key == r || key.rfind(r + ".", 0) == 0) return true;
+    return false;
+  };
+  const auto refuse_changed = [&](const nlohmann::json& old, const std::string& what) {
+    std::vector<std::string> diffs, kept;
     diff_keys(old, nlohmann::json(cfg_json), "", diffs);
-    if (!diffs.empty()) {
-      std::string list;
-      for (const auto& d : diffs) list += (list.empty() ? "" : ", ") + d;
-      throw UsageError("--resume", fmt::format("the config differs from {}'s in: {}", run_dir.string(), list));
+    for (const auto& d : diffs)
+      if (!accepted(d)) kept.push_back(d);
+    if (!kept.empty())
+      throw UsageError("--resume", fmt::format("the config differs from {}'s in: {} (pass --reset KEY to accept "
+                                               "a change, or choose another --out)",
+                                               what, fmt::join(kept, ", ")));
+    return !diffs.empty();
+  };
+  std::optional<train::ResumePoint> from;
+  if (fs::exists(run_dir / "config.json")) {
+    if (resume_mode == "never")
+      throw UsageError("--out", fmt::format("{} holds a run (--resume never); choose another --out", run_dir.string()));
+    const auto old = io::read_json_file(run_dir / "config.json");
+    const bool changed = refuse_changed(old, (run_dir / "config.json").string());
+    if (fs::exists(run_dir / "DONE")) {
+      if (!changed) {
+        fmt::print("{} is already complete\n", run_dir.string());
+        return 0;
+      }
+      fs::remove(run_dir / "DONE");  // extended with --reset (e.g. more epochs): it continues
+    }
+    from = train::find_resume_point(run_dir, [&](const std::string& m) { fmt::print(stderr, "warning: {}\n", m); });
+    if (from) {
+      const auto it = from->file.metadata.find("config");
+      if (it != from->file.metadata.end()) {
+        nlohmann::json ck;
+        try {
+          ck = nlohmann::json::parse(it->second);
+        } catch (const nlohmann::json::exception&) {
+          throw DataError(from->path.string(), "metadata \"config\" is not JSON");
+        }
+        refuse_changed(ck, from->path.string());
+      }
+      // Said even with --quiet: which state a run continues from is not progress chatter.
+      fmt::print(stderr, "resuming from {} (epoch {}, batch {}, iteration {})\n", from->path.string(), from->at.epoch,
+                   from->at.batch, from->at.iteration);
     }
   }
-  if (fs::exists(run_dir / "DONE")) {
-    fmt::print("{} is already complete\n", run_dir.string());
-    return 0;
-  }
   fs::create_directories(run_dir);
+  io::remove_stale_temporaries(run_dir);
   io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
 
   const auto data = load_datasets(cfg.data, cfg.seed);
@@ -165,19 +210,26 @@ int cmd_train(const Args& args) {
   nlohmann::json ckpt_meta;
   ckpt_meta["config"] = cfg_json.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
-  const auto sum = train::train(*backend, data, tc, run_dir, resume ? train::Resume::latest : train::Resume::no, ckpt_meta);
+  if (from && from->file.metadata.count("dataset_hash") && from->file.metadata.at("dataset_hash") != meta["dataset_hash"] &&
+      !accepted("data"))
+    throw UsageError("--resume", fmt::format("the training data differ from the checkpoint's (hash {} now, {} in {}); "
+                                             "pass --reset data to accept", std::string(meta["dataset_hash"]),
+                                             from->file.metadata.at("dataset_hash"), from->path.string()));
+  const auto sum = train::train(*backend, data, tc, run_dir, from, ckpt_meta);
+  // DONE summarizes the last epoch row, so a run resumed after its final checkpoint (a kill
+  // before DONE) reports the same numbers as one that was not interrupted.
+  nlohmann::ordered_json last;
+  for (const auto& r : train::MetricsLog(run_dir).rows())
+    if (!r.contains("event")) last = r;
   nlohmann::ordered_json done;
-  done["epochs"] = sum.epochs_done;
-  done["iterations"] = sum.iterations;
-  done["train_loss"] = sum.train.loss();
-  done["train_acc"] = sum.train.accuracy();
-  if (sum.val.n) done["val_acc"] = sum.val.accuracy();
-  done["test_loss"] = sum.test.loss();
-  done["test_acc"] = sum.test.accuracy();
-  done["seconds"] = sum.seconds;
+  done["epochs"] = last.value("epoch", 0);
+  done["iterations"] = last.value("iteration", std::int64_t(0));
+  for (const char* k : {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "skipped_steps"})
+    if (last.contains(k)) done[k] = last[k];
+  done["seconds"] = sum.seconds;  // of this process (a resumed run counts from its restart)
   io::write_file_atomic(run_dir / "DONE", done.dump(2) + "\n");
   fmt::print("{}: {} epochs, test accuracy {:.4f}, test loss {:.4f}, {:.1f} s\n", run_dir.string(),
-             sum.epochs_done, sum.test.accuracy(), sum.test.loss(), sum.seconds);
+             last.value("epoch", 0), last.value("test_acc", 0.0), last.value("test_loss", 0.0), sum.seconds);
   return 0;
 }
 

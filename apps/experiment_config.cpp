@@ -137,6 +137,9 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     c.keep_checkpoints = k.get<int>("keep", 2, io::positive());
     k.finish();
   }
+  c.on_nonfinite = r.get_enum("on_nonfinite", {"abort", "skip"}, "abort") == "skip" ? train::NonfinitePolicy::skip
+                                                                                   : train::NonfinitePolicy::abort;
+  c.divergence_factor = r.get<double>("divergence_factor", 10.0, io::non_negative());
   r.finish();
   if (c.name.empty())
     c.name = fmt::format("{}-{}-{}-{}", c.data.dataset, c.model.name, optimizer_name(c.optim.kind),
@@ -196,6 +199,8 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
   j["backend"] = backend == BackendKind::cuda ? "cuda" : "reference";
   j["precision"] = precision == Precision::float64 ? "double" : "float";
   j["checkpoint"] = {{"every", checkpoint_every}, {"keep", keep_checkpoints}};
+  j["on_nonfinite"] = on_nonfinite == train::NonfinitePolicy::skip ? "skip" : "abort";
+  j["divergence_factor"] = divergence_factor;
   j["metrics"] = {{"groups", train::to_string(metrics.groups)},
                   {"probe", metrics.probe},
                   {"jac_probes", metrics.jac_probes},

@@ -51,6 +51,8 @@ struct ExperimentConfig {
   Precision precision = Precision::float32;
   int checkpoint_every = 1;
   int keep_checkpoints = 2;
+  train::NonfinitePolicy on_nonfinite = train::NonfinitePolicy::abort;
+  double divergence_factor = 10;  // 0: off
   train::MetricsOptions metrics;  // metrics.{groups,probe,jac_probes,probe_distribution}
   WnConfig wn;
 

@@ -75,6 +75,8 @@ train::TrainerConfig trainer_config(const ExperimentConfig& c) {
   t.augment = c.data.augment;
   t.checkpoint_every = c.checkpoint_every;
   t.keep_checkpoints = c.keep_checkpoints;
+  t.on_nonfinite = c.on_nonfinite;
+  t.divergence_factor = c.divergence_factor;
   t.metrics = c.metrics;
   const ref::Schedule s = c.schedule;
   t.lr = [s](std::int64_t k, std::int64_t per_epoch) { return ref::lr_at(s, k, per_epoch); };

@@ -47,6 +47,14 @@ struct NumericError : Error {
   explicit NumericError(const std::string& what) : Error(ExitCode::numeric, what) {}
 };
 
+/// A non-finite value found in a named quantity (loss | gradient | kfac_factor | kfac_inverse |
+/// update) of a named layer, so the trainer can record where it happened.
+struct NonFiniteError : NumericError {
+  NonFiniteError(std::string tensor_, std::string layer_, const std::string& what)
+      : NumericError(what), tensor(std::move(tensor_)), layer(std::move(layer_)) {}
+  std::string tensor, layer;
+};
+
 struct DeviceError : Error {
   explicit DeviceError(const std::string& what) : Error(ExitCode::device, what) {}
 };

@@ -1,11 +1,13 @@
 #include "reference/backend.hpp"
 
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
 #include "reference/ops/loss.hpp"
+#include "reference/optim/kfac.hpp"
 
 namespace wdlab::ref {
 
@@ -63,8 +65,16 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   const auto fw = network_forward(spec_, params_, x, BnMode::train);
   const auto ce = softmax_cross_entropy<T>(fw.logits(), labels);
   train::StepStats s{.loss = double(ce.loss), .correct = ce.correct, .finite = std::isfinite(double(ce.loss))};
-  if (!s.finite) return s;  // never step on a non-finite loss
+  const auto reject = [&s](std::string tensor, std::string layer) {
+    s.finite = false;
+    s.nonfinite_tensor = std::move(tensor);
+    s.nonfinite_layer = std::move(layer);
+    return s;
+  };
+  if (!s.finite) return reject("loss", "");  // never step on a non-finite loss
   const auto bw = network_backward(spec_, params_, fw, ce.dlogits);
+  for (std::size_t i = 0; i < bw.grads.values.size(); ++i)
+    if (!bw.grads.values[i].allFinite()) return reject("gradient", params_.info[i].name);
   if (is_kfac(optim_cfg_.kind)) {
     std::vector<GradientFactors<T>> gf;
     for (int i = 0; i < int(spec_.layers.size()); ++i)
@@ -72,16 +82,47 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
         gf.push_back(GradientFactors<T>{i, bw.d_out[i], fw.input_of(spec_, i)});
     opt_->set_gradient_factors(std::move(gf));
   }
-  opt_->step(params_, bw.grads, lr, iteration);
+  // Under skip a failed step must leave no trace: keep what the step changes (parameters, BN
+  // running statistics, optimizer state) until it is known to be finite.
+  std::optional<std::pair<ParamStore<T>, NamedTensors<T>>> before;
+  if (policy_ == train::NonfinitePolicy::skip) before.emplace(params_, opt_->state());
+  const auto undo = [&] {
+    if (!before) return;
+    params_ = std::move(before->first);
+    opt_->load_state(before->second);
+  };
+  try {
+    opt_->step(params_, bw.grads, lr, iteration);
+  } catch (const NonFiniteError& e) {
+    undo();
+    return reject(e.tensor, e.layer);
+  }
   update_running_stats(spec_, params_, fw);
-  for (const auto& v : params_.values)
-    if (!v.allFinite()) {
-      s.finite = false;  // the trainer stops; no statistics from a broken state
-      return s;
+  for (std::size_t i = 0; i < params_.values.size(); ++i)
+    if (!params_.values[i].allFinite()) {
+      const std::string name = params_.info[i].name;
+      undo();
+      return reject("update", name);
     }
+  if (const auto* k = dynamic_cast<const Kfac<T>*>(opt_.get())) {
+    const auto& raises = k->damping_raises();
+    for (; raises_reported_ < raises.size(); ++raises_reported_) {
+      const DampingRaise& r = raises[raises_reported_];
+      s.events.push_back({"damping_raised", r.layer_name,
+                          fmt::format("factor {} not positive definite at iteration {}: damping {:.3g} raised to "
+                                      "{:.3g} ({} raises)", r.factor, r.iteration, r.requested, r.used, r.raises)});
+    }
+  }
   // The official code re-estimates the factors on the same batch after the update, with a fresh
-  // sample (MATH.md §9.3 item 6, §12 item 14).
-  if (opt_->wants_factors(iteration)) opt_->update_factors(statistics(x, iteration), iteration);
+  // sample (MATH.md §9.3 item 6, §12 item 14). A non-finite estimate is rejected whole
+  // (update_factors checks before it changes anything); the parameter step stands.
+  if (opt_->wants_factors(iteration)) {
+    try {
+      opt_->update_factors(statistics(x, iteration), iteration);
+    } catch (const NonFiniteError& e) {
+      return reject(e.tensor, e.layer);
+    }
+  }
   return s;
 }
 

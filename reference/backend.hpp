@@ -25,6 +25,7 @@ class ReferenceBackend final : public train::Backend {
   std::vector<std::pair<std::string, double>> weight_norms() const override;
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;
+  void set_nonfinite_policy(train::NonfinitePolicy policy) override { policy_ = policy; }
   /// reference/backend_measure.cpp: the metrics of reference/net/metrics.hpp.
   train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override;
   void rescale_weights(const train::NamedValues& targets) override;
@@ -44,6 +45,8 @@ class ReferenceBackend final : public train::Backend {
   std::uint64_t seed_;
   std::vector<FactorStats<T>> init_sum_;
   std::int64_t init_batches_ = 0;
+  train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
+  std::size_t raises_reported_ = 0;  // K-FAC damping raises already turned into step events
 };
 
 }  // namespace wdlab::ref

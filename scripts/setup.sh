@@ -2,7 +2,8 @@
 # wdlab set-up for a fresh Debian 12 machine (run as root): installs the Debian packages that are
 # missing, configures and builds, then runs the main job or the test suite.
 #   scripts/setup.sh main    install, build, run `wdlab theory`        (the README's first command)
-#   scripts/setup.sh test    install, build, run every test via ctest  (the README's second command)
+#   scripts/setup.sh test    install, build (and an ASan+UBSan build in build-asan), run every test
+#                            via ctest, the sanitized suite as one of them (the README's second command)
 #   scripts/setup.sh deps    install only;   scripts/setup.sh build   install and build only
 # Environment: BUILD_DIR (default build), JOBS (default nproc), WDLAB_CMAKE_ARGS (extra cmake args).
 set -euo pipefail
@@ -52,7 +53,12 @@ case "$mode" in
   main) install_missing; build; "$build_dir/bin/wdlab" theory ;;
   test)
     install_missing
-    build
+    # The sanitized tree first (CPU code only, ASan + UBSan); the main tree runs its suite as one
+    # test, so the closing line of the one ctest below counts both.
+    asan_dir=${ASAN_BUILD_DIR:-build-asan}
+    cmake -S . -B "$asan_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWDLAB_SANITIZE=ON -DWDLAB_CUDA=OFF
+    cmake --build "$asan_dir" -j "$jobs"
+    WDLAB_CMAKE_ARGS="${WDLAB_CMAKE_ARGS:-} -DWDLAB_SANITIZER_BUILD=$(cd "$asan_dir" && pwd)" build
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
     ;;
   *) echo "usage: scripts/setup.sh [main|test|deps|build]" >&2; exit 2 ;;

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "common/errors.hpp"
+#include "common/fault.hpp"
 
 namespace wdlab::io {
 namespace {
@@ -133,6 +134,7 @@ void write_file_atomic(const std::filesystem::path& target, std::span<const std:
   TempGuard guard(tmp);
 
   write_all(file.get(), contents, target, tmp);
+  fault::point("atomic.after_temp_write", name);
   // errno is read at once: building the message allocates, and allocation may touch errno.
   if (fsync_retrying(file.get()) != 0) {
     const int err = errno;
@@ -142,11 +144,13 @@ void write_file_atomic(const std::filesystem::path& target, std::span<const std:
     const int err = errno;
     throw DataError(target.string(), "close of " + tmp.string() + " failed: " + errno_text(err));
   }
+  fault::point("atomic.before_rename", name);
   if (::rename(tmp.c_str(), target.c_str()) != 0) {
     const int err = errno;
     throw DataError(target.string(), "rename from " + tmp.string() + " failed: " + errno_text(err));
   }
   guard.release();
+  fault::point("atomic.after_rename", name);
 
   // The rename is durable only once the directory entry is on disk.
   Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -21,10 +21,28 @@ struct HostBatch {
   int n = 0;
 };
 
+/// What --on-nonfinite does with a step that produced a non-finite value.
+enum class NonfinitePolicy {
+  abort,  // record it, keep the last checkpoint as it is, exit with ExitCode::numeric
+  skip,   // record it, leave the state as it was before the step, go on with the next batch
+};
+
+/// Something numerical a step wants recorded in the metrics (not an error by itself).
+struct StepEvent {
+  std::string kind;    // "damping_raised", ...
+  std::string layer;   // parameter or layer name
+  std::string detail;  // human-readable
+};
+
 struct StepStats {
   double loss = 0;          // mean minibatch loss before the step
   std::int64_t correct = 0;
-  bool finite = true;       // loss and update finite
+  bool finite = true;       // loss, gradients, factors, inverses and update all finite
+  /// When !finite: which quantity (loss | gradient | kfac_factor | kfac_inverse | update) and
+  /// which layer or parameter ("" for the loss). Under NonfinitePolicy::skip the backend has left
+  /// its state as before the step (a non-finite K-FAC factor estimate is dropped, the step kept).
+  std::string nonfinite_tensor, nonfinite_layer;
+  std::vector<StepEvent> events;
 };
 
 struct EvalStats {
@@ -45,6 +63,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string describe() const = 0;
+  /// Under skip the backend must be able to undo a step (it may keep a copy of its state).
+  virtual void set_nonfinite_policy(NonfinitePolicy policy) { (void)policy; }
   /// One optimizer step with learning rate lr at iteration k (completed steps so far).
   virtual StepStats train_step(const HostBatch& batch, double lr, std::int64_t iteration) = 0;
   /// K-FAC's factor initialization by a pass over the data (the official roger_init).

@@ -19,6 +19,7 @@
 #include "common/io/atomic_file.hpp"
 #include "common/train/metrics_log.hpp"
 #include "common/train/signals.hpp"
+#include "common/fault.hpp"
 
 namespace wdlab::train {
 
@@ -92,70 +93,17 @@ class ProgressLine {
   Clock::time_point last_{};
 };
 
-fs::path checkpoint_path(const fs::path& dir, int epoch) {
-  return dir / fmt::format("epoch-{:04d}.safetensors", epoch);
+void save_checkpoint(Backend& backend, const fs::path& run_dir, const Position& at,
+                     const nlohmann::json& meta, int keep) {
+  write_checkpoint(backend.state(), run_dir, at, meta, keep);
 }
 
-/// Where a run stands: `epoch` epochs complete, `position` batches into the next one with the
-/// running sums of that partial epoch (a checkpoint taken on a signal).
-struct Position {
-  int epoch = 0;
-  std::int64_t iteration = 0;
-  std::int64_t batch = 0;
-  double loss_sum = 0;
-  std::int64_t correct = 0, seen = 0;
-};
-
-void write_checkpoint(Backend& backend, const fs::path& run_dir, const Position& at,
-                      const nlohmann::json& meta, int keep) {
-  const fs::path dir = run_dir / "checkpoints";
-  fs::create_directories(dir);
-  io::SafetensorsFile f = backend.state();
-  for (const auto& [k, v] : meta.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
-  f.metadata["epoch"] = std::to_string(at.epoch);
-  f.metadata["iteration"] = std::to_string(at.iteration);
-  f.metadata["batch"] = std::to_string(at.batch);
-  f.metadata["loss_sum"] = fmt::format("{:.17g}", at.loss_sum);
-  f.metadata["correct"] = std::to_string(at.correct);
-  f.metadata["seen"] = std::to_string(at.seen);
-  // A partial epoch sorts after the last complete one and before its own end: "-" < ".".
-  const fs::path path = at.batch == 0 ? checkpoint_path(dir, at.epoch)
-                                      : dir / fmt::format("epoch-{:04d}-partial-{:09d}.safetensors",
-                                                          at.epoch + 1, at.batch);
-  io::save(path, f);
-  io::write_file_atomic(dir / "latest", path.filename().string() + "\n");
-  // Prune the oldest beyond the keep-count (never the one just written).
-  std::vector<fs::path> all;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors") all.push_back(e.path());
-  std::sort(all.begin(), all.end());
-  for (std::size_t i = 0; i + std::size_t(keep) < all.size(); ++i) fs::remove(all[i]);
-}
-
-Position try_resume(Backend& backend, const fs::path& run_dir) {
-  const fs::path latest = run_dir / "checkpoints" / "latest";
-  if (!fs::exists(latest)) return {};
-  std::ifstream in(latest);
-  std::string name;
-  std::getline(in, name);
-  const fs::path path = run_dir / "checkpoints" / name;
-  if (name.empty() || !fs::exists(path))
-    throw DataError(latest.string(), fmt::format("names '{}', which does not exist", name));
-  const io::SafetensorsFile f = io::load(path);
-  backend.load_state(f);
-  Position r;
-  try {
-    r.epoch = std::stoi(f.metadata.at("epoch"));
-    r.iteration = std::stoll(f.metadata.at("iteration"));
-    if (f.metadata.count("batch")) {
-      r.batch = std::stoll(f.metadata.at("batch"));
-      r.loss_sum = std::stod(f.metadata.at("loss_sum"));
-      r.correct = std::stoll(f.metadata.at("correct"));
-      r.seen = std::stoll(f.metadata.at("seen"));
-    }
-  } catch (const std::exception&) {
-    throw DataError(path.string(), "metadata lacks a valid 'epoch', 'iteration' or position");
-  }
+/// An event row of metrics.jsonl (metrics_log.hpp): what happened at step `step` of `epoch`.
+nlohmann::ordered_json event_row(const char* kind, int epoch, std::int64_t step) {
+  nlohmann::ordered_json r;
+  r["event"] = kind;
+  r["epoch"] = epoch;
+  r["step"] = step;
   return r;
 }
 
@@ -175,7 +123,8 @@ EvalStats evaluate(Backend& backend, const data::Dataset& d, int batch_size) {
 }
 
 RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cfg,
-                 const fs::path& run_dir, Resume resume, const nlohmann::json& checkpoint_metadata) {
+                 const fs::path& run_dir, const std::optional<ResumePoint>& from,
+                 const nlohmann::json& checkpoint_metadata) {
   cfg.validate();
   const std::size_t n_train = data.train.size();
   const std::int64_t per_epoch = std::int64_t(n_train / std::size_t(cfg.batch_size));
@@ -185,16 +134,23 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   if (fs::exists(run_dir / "checkpoints")) io::remove_stale_temporaries(run_dir / "checkpoints");
 
   Position start;
-  if (resume == Resume::latest) start = try_resume(backend, run_dir);
-  if (start.batch >= per_epoch)
-    throw DataError((run_dir / "checkpoints").string(), "the latest checkpoint's position is beyond its epoch");
+  if (from) {
+    start = from->at;
+    if (start.batch >= per_epoch || start.epoch > cfg.epochs || (start.epoch == cfg.epochs && start.batch > 0))
+      throw DataError(from->path.string(), fmt::format("position (epoch {}, batch {}) is beyond this run's {} epochs of {} batches",
+                                                       start.epoch, start.batch, cfg.epochs, per_epoch));
+    backend.load_state(from->file);
+  }
+  backend.set_nonfinite_policy(cfg.on_nonfinite);
   const SignalGuard signals;
   // Fault injection for tests: WDLAB_FAULT_SIGTERM_AT=k raises SIGTERM right after step k, so a
-  // test can stop a run at a chosen point instead of racing a timer.
+  // test can stop a run at a chosen point instead of racing a timer (kills: common/fault.hpp).
   const char* fault = std::getenv("WDLAB_FAULT_SIGTERM_AT");
   const std::int64_t sigterm_at = fault ? std::atoll(fault) : -1;
   MetricsLog log(run_dir);
-  log.truncate_after_epoch(start.epoch);
+  log.truncate_after(start.epoch, start.iteration);
+  double initial_loss = start.initial_loss;
+  std::int64_t skipped = start.skipped_steps, skipped_in_a_row = 0;
 
   RunSummary summary;
   summary.epochs_done = start.epoch;
@@ -223,20 +179,57 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     for (std::int64_t b = continuing ? start.batch : 0; b < per_epoch; ++b) {
       const std::span<const std::uint32_t> ids(order.data() + b * cfg.batch_size, std::size_t(cfg.batch_size));
       const HostBatch batch = buf.fill(data.train, ids, cfg.augment, cfg.seed, iteration);
+      if (fault::nan_at(iteration)) buf.images[0] = std::nanf("");  // test hook (common/fault.hpp)
       lr = cfg.lr(iteration, per_epoch);
       const StepStats s = backend.train_step(batch, lr, iteration);
-      if (!s.finite)
-        throw NumericError(fmt::format("non-finite loss or update at epoch {} iteration {} (loss {})",
-                                       epoch, iteration, s.loss));
+      fault::point("trainer.step", std::to_string(iteration));
+      for (const StepEvent& ev : s.events) {
+        auto row = event_row(ev.kind.c_str(), epoch, iteration);
+        row["layer"] = ev.layer;
+        row["detail"] = ev.detail;
+        log.append_event(row);
+      }
+      if (!s.finite) {
+        // Recorded before anything else; under abort the last checkpoint stays the newest state.
+        auto row = event_row("nonfinite", epoch, iteration);
+        row["tensor"] = s.nonfinite_tensor;
+        row["layer"] = s.nonfinite_layer;
+        row["loss"] = std::isfinite(s.loss) ? nlohmann::ordered_json(s.loss) : nlohmann::ordered_json(fmt::format("{}", s.loss));
+        row["policy"] = cfg.on_nonfinite == NonfinitePolicy::abort ? "abort" : "skip";
+        log.append_event(row);
+        const std::string where = fmt::format("non-finite {}{} at epoch {} step {} (loss {})", s.nonfinite_tensor,
+                                              s.nonfinite_layer.empty() ? "" : " in " + s.nonfinite_layer, epoch,
+                                              iteration, s.loss);
+        if (cfg.on_nonfinite == NonfinitePolicy::abort)
+          throw NumericError(where + "; the run stops (--on-nonfinite abort), its last checkpoint is intact");
+        if (++skipped_in_a_row > cfg.max_skips_in_a_row)
+          throw NumericError(fmt::format("{}: {} steps in a row skipped (--on-nonfinite skip); the run stops", where,
+                                         skipped_in_a_row));
+        ++skipped;
+      } else {
+        skipped_in_a_row = 0;
+        if (iteration == 0 || initial_loss == 0) initial_loss = s.loss;
+        if (cfg.divergence_factor > 0 && s.loss > cfg.divergence_factor * initial_loss) {
+          auto row = event_row("divergence", epoch, iteration);
+          row["loss"] = s.loss;
+          row["initial_loss"] = initial_loss;
+          row["factor"] = cfg.divergence_factor;
+          log.append_event(row);
+          throw NumericError(fmt::format("diverged at epoch {} step {}: loss {:.6g} > {} x the initial {:.6g} "
+                                         "(divergence_factor); the last checkpoint is intact",
+                                         epoch, iteration, s.loss, cfg.divergence_factor, initial_loss));
+        }
+        loss_sum += s.loss * batch.n;
+        correct += s.correct;
+        seen += batch.n;
+      }
       if (iteration == sigterm_at) std::raise(SIGTERM);
       ++iteration;
-      loss_sum += s.loss * batch.n;
-      correct += s.correct;
-      seen += batch.n;
       progress.update(epoch, cfg.epochs, b + 1, per_epoch, loss_sum / double(seen), double(correct) / double(seen));
       if (const int sig = signals.pending(); sig != 0 && b + 1 < per_epoch) {
-        write_checkpoint(backend, run_dir, Position{epoch - 1, iteration, b + 1, loss_sum, correct, seen},
-                         checkpoint_metadata, cfg.keep_checkpoints);
+        save_checkpoint(backend, run_dir,
+                        Position{epoch - 1, iteration, b + 1, loss_sum, correct, seen, initial_loss, skipped},
+                        checkpoint_metadata, cfg.keep_checkpoints);
         progress.end_epoch(fmt::format("signal {}: checkpoint written at epoch {} batch {}", sig, epoch, b + 1));
         throw Interrupted{sig};
       }
@@ -246,8 +239,9 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["epoch"] = epoch;
     row["iteration"] = iteration;
     row["lr"] = lr;
-    row["train_loss"] = loss_sum / double(seen);
-    row["train_acc"] = double(correct) / double(seen);
+    row["train_loss"] = seen ? loss_sum / double(seen) : std::nan("");
+    row["train_acc"] = seen ? double(correct) / double(seen) : std::nan("");
+    row["skipped_steps"] = skipped;
     summary.train = EvalStats{loss_sum, correct, seen};
     if (data.val.size() > 0) {
       summary.val = evaluate(backend, data.val, cfg.eval_batch_size);
@@ -266,7 +260,8 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
                                    summary.test.loss(), summary.test.accuracy(), double(row["epoch_seconds"])));
     const int sig = signals.pending();
     if (epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs || sig != 0)
-      write_checkpoint(backend, run_dir, Position{epoch, iteration}, checkpoint_metadata, cfg.keep_checkpoints);
+      save_checkpoint(backend, run_dir, Position{epoch, iteration, 0, 0, 0, 0, initial_loss, skipped},
+                      checkpoint_metadata, cfg.keep_checkpoints);
     summary.epochs_done = epoch;
     if (sig != 0 && epoch < cfg.epochs) throw Interrupted{sig};
   }

@@ -12,12 +12,12 @@
 
 #include "common/data/dataset.hpp"
 #include "common/train/backend.hpp"
+#include "common/train/checkpoint.hpp"
 #include "common/train/epoch_metrics.hpp"
 
 namespace wdlab::train {
 
 enum class Augment { off, on };
-enum class Resume { no, latest };
 enum class Progress { auto_detect, terminal, lines, quiet };
 
 struct TrainerConfig {
@@ -31,6 +31,9 @@ struct TrainerConfig {
   Progress progress = Progress::auto_detect;
   /// η_k for iteration k, given the iterations per epoch.
   std::function<double(std::int64_t iteration, std::int64_t iterations_per_epoch)> lr;
+  NonfinitePolicy on_nonfinite = NonfinitePolicy::abort;
+  int max_skips_in_a_row = 10;     // under skip: this many failed steps in a row stop the run
+  double divergence_factor = 10;   // loss > factor x the first step's loss stops the run (0: off)
   MetricsOptions metrics;  // groups logged in each epoch's row (common/train/measure.hpp)
   NormTransfer wn;         // wn-conv: rescale after each epoch to another run's norms
   void validate() const;
@@ -47,11 +50,13 @@ struct RunSummary {
   double seconds = 0;
 };
 
-/// Trains into run_dir (which must hold config.json already, written by the caller). With
-/// Resume::latest and a checkpoint present, continues after it; metrics rows beyond the
-/// checkpoint's epoch are dropped first.
+/// Trains into run_dir (which must hold config.json already, written by the caller). From a
+/// resume point (checkpoint.hpp find_resume_point, checked against the config by the caller) it
+/// loads the state and continues after it; metrics rows beyond that position are dropped first.
+/// A non-finite step is recorded in the metrics and handled by cfg.on_nonfinite; divergence and
+/// abort throw NumericError without writing a checkpoint of the bad state.
 RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cfg,
-                 const std::filesystem::path& run_dir, Resume resume,
+                 const std::filesystem::path& run_dir, const std::optional<ResumePoint>& from,
                  const nlohmann::json& checkpoint_metadata);
 
 /// Evaluation over a whole data set in batches.

@@ -109,6 +109,13 @@ void Kfac<T>::update_factors(const std::vector<FactorStats<T>>& stats, std::int6
     throw InternalError(fmt::format("kfac: update_factors at iteration {}, but T_cov = {} wants "
                                     "them only after steps k with (k+1) mod T_cov = 0", k, cfg_.t_cov));
   const auto at = match(stats);
+  // All blocks are checked before any is changed, so a rejected estimate leaves the factors whole.
+  for (int i = 0; i < int(blocks_.size()); ++i)
+    for (const auto& [F, which] : {std::pair{&stats[at[i]].A, 'A'}, std::pair{&stats[at[i]].S, 'S'}})
+      if (!F->allFinite())
+        throw NonFiniteError("kfac_factor", blocks_[i].name,
+                             fmt::format("the K-FAC {} estimate of {} at iteration {} has non-finite entries",
+                                         which, blocks_[i].name, k));
   const T e = T(cfg_.cov_ema_decay), one_minus = T(1) - T(cfg_.cov_ema_decay);
   for (int i = 0; i < int(blocks_.size()); ++i) {
     blocks_[i].A = e * blocks_[i].A + one_minus * stats[at[i]].A;
@@ -124,9 +131,21 @@ void Kfac<T>::set_gradient_factors(std::vector<GradientFactors<T>> factors) {
 template <class T>
 void Kfac<T>::compute_inverses(std::int64_t k) {
   for (Block& blk : blocks_) {
+    for (const auto& [F, which] : {std::pair{&blk.A, 'A'}, std::pair{&blk.S, 'S'}})
+      if (!F->allFinite())
+        throw NonFiniteError("kfac_factor", blk.name,
+                             fmt::format("K-FAC factor {} of {} has non-finite entries", which, blk.name));
     blk.damping = pi_split_damping(blk.A, blk.S, cfg_.damping, blk.locations);
-    auto a = damped_inverse(blk.A, blk.damping.a, cfg_.inverse, cfg_.max_damping_raises);
-    auto s = damped_inverse(blk.S, blk.damping.s, cfg_.inverse, cfg_.max_damping_raises);
+    // A factor that stays indefinite after every damping raise is reported with its layer.
+    const auto inverse = [&](const Mat<T>& F, double d, char which) {
+      try {
+        return damped_inverse(F, d, cfg_.inverse, cfg_.max_damping_raises);
+      } catch (const NumericError& e) {
+        throw NonFiniteError("kfac_inverse", blk.name, fmt::format("{} factor {}: {}", blk.name, which, e.what()));
+      }
+    };
+    auto a = inverse(blk.A, blk.damping.a, 'A');
+    auto s = inverse(blk.S, blk.damping.s, 'S');
     for (const auto* r : {&a, &s})
       if (r->raises > 0)
         raises_.push_back(DampingRaise{k, blk.layer, blk.name, r == &a ? 'A' : 'S', r->requested,

@@ -120,8 +120,14 @@ TEST_CASE("config errors name the key, a finished run is not overwritten, resume
 
   const fs::path run = fresh_dir("c");
   REQUIRE(run_wdlab("train " + kTiny + "--set epochs=1 --out " + run.string()).rc == 0);
+  // A finished run is never overwritten: the same config is already done (exit 0), another one
+  // is refused naming the keys (exit 2).
   const auto again = run_wdlab("train " + kTiny + "--set epochs=1 --out " + run.string());
-  CHECK(again.rc == 2);
+  CHECK(again.rc == 0);
+  CHECK(again.out.find("already complete") != std::string::npos);
+  const auto other = run_wdlab("train " + kTiny + "--set epochs=1 --set seed=5 --out " + run.string());
+  CHECK(other.rc == 2);
+  CHECK(other.err.find("seed") != std::string::npos);
   fs::remove(run / "DONE");
   const auto changed = run_wdlab("train " + kTiny + "--set epochs=1 --set lr=0.5 --resume --out " + run.string());
   CHECK(changed.rc == 2);

@@ -1,0 +1,23 @@
+#pragma once
+// Crash injection for the durability tests (issue "nothing lost"): a named point in the code where
+// a test can make the process die by SIGKILL, exactly as a preempted or OOM-killed job dies, so
+// that "kill at the worst moment, restart, compare with the uninterrupted run" is deterministic
+// instead of a race against a timer.
+//
+// Armed only by the environment: WDLAB_FAULT_KILL=<point>[/<detail substring>]@<n> kills the
+// process at the n-th (1-based) time `point` is reached with a detail containing the substring.
+// Points: atomic.after_temp_write, atomic.before_rename, atomic.after_rename (detail: the target
+// file name), metrics.between_files (detail: "metrics"), trainer.step (detail: the iteration).
+// Unset (always, outside tests), a point costs one getenv.
+
+#include <string_view>
+
+namespace wdlab::fault {
+
+void point(std::string_view name, std::string_view detail);
+
+/// WDLAB_FAULT_NAN_AT=k: whether step k's batch should be poisoned with a NaN (to test the
+/// non-finite policy on a transient fault, as a corrupt input or an overflow would cause).
+bool nan_at(long long step);
+
+}  // namespace wdlab::fault
