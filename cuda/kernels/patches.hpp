@@ -33,4 +33,18 @@ struct ConvPatches {
   }
 };
 
+/// The KFC output factor's columns (MATH.md §9.5; conv2d_kfc_output_factor): the cotangent ds
+/// at the conv output (NKPQ, T = P·Q locations) rearranged as the column-major K × N·T matrix
+///   D[k, n·T + t] = ds[n, k, t],
+/// so Γ = D Dᵀ/(N·T) is one syrk (dense layers: T = 1, D is dy itself). Index space K·N·T.
+struct CotangentColumns {
+  const float* ds;
+  float* d;
+  Index K, T;
+  WDLAB_HD void operator()(Index i) const {
+    const Index k = i % K, col = i / K, n = col / T, t = col % T;
+    d[i] = ds[(n * K + k) * T + t];
+  }
+};
+
 }  // namespace wdlab::cuda::kernels

@@ -287,6 +287,36 @@ TEST_CASE("kernel KFC patches equal reference conv2d_patches exactly") {
   CHECK_FALSE(compare_exact("patches, stride 1 for 2 (control)", to_d(a), flat_d(a_ref)).pass);
 }
 
+namespace {
+/// Σ_j a_j a_jᵀ / cols over the columns of a column-major rows × cols matrix: what one cublasSsyrk
+/// with α = 1/cols computes (in double here).
+Mat<double> syrk_host(const std::vector<float>& a, Index rows, Index cols) {
+  Mat<double> out = Mat<double>::Zero(rows, rows);
+  for (Index j = 0; j < cols; ++j)
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < rows; ++c) out(r, c) += double(a[std::size_t(j * rows + r)]) * double(a[std::size_t(j * rows + c)]);
+  return out / double(cols);
+}
+}  // namespace
+
+TEST_CASE("kernel KFC factor layouts: Ω from patches and Γ from cotangent columns match the reference") {
+  const Conv2dGeometry g{.N = 3, .C = 2, .H = 6, .W = 5, .K = 4, .R = 3, .S = 3, .pad = 1, .stride = 2};
+  const Index T = g.locations(), cols = Index(g.N) * T;
+  const Mat<double> x = rounded(normal_mat(Index(g.C) * g.H * g.W, g.N, 40));
+  const Mat<double> ds = rounded(normal_mat(Index(g.K) * T, g.N, 41));
+  const auto xf = flat_f(x), dsf = flat_f(ds);
+  const Index rows = g.patch_size() + 1;  // with the bias row
+  std::vector<float> a(static_cast<std::size_t>(rows * cols)), d(static_cast<std::size_t>(g.K * cols));
+  launch_host(rows * cols, ConvPatches{xf.data(), a.data(), ConvShape{g.C, g.H, g.W, g.R, g.S, g.P(), g.Q(), g.pad, g.stride}, rows});
+  launch_host(g.K * cols, CotangentColumns{dsf.data(), d.data(), g.K, T});
+  const Mat<double> omega_ref = ref::conv2d_kfc_input_factor(g, x, ref::Homogeneous::on);
+  const Mat<double> gamma_ref = ref::conv2d_kfc_output_factor(g, ds);
+  WDLAB_EXPECT_PASS(compare_kernel("kfc Omega via patches + syrk", flat_d(syrk_host(a, rows, cols)), flat_d(omega_ref)));
+  WDLAB_EXPECT_PASS(compare_kernel("kfc Gamma via columns + syrk", flat_d(syrk_host(d, g.K, cols)), flat_d(gamma_ref)));
+  // Negative control: reading ds as if it were already K × N·T (no rearrangement) is wrong.
+  CHECK_FALSE(compare_kernel("kfc Gamma without rearranging (control)", flat_d(syrk_host(dsf, g.K, cols)), flat_d(gamma_ref)).pass);
+}
+
 TEST_CASE("kernel flat reductions: sum, sum of squares, non-finite count") {
   std::vector<float> x(1003);
   double s = 0, s2 = 0;
