@@ -22,6 +22,9 @@ int cmd_train(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_measure(const Args& args);
+int cmd_sweep(const Args& args);
+int cmd_reproduce(const Args& args);
+int cmd_report(const Args& args);
 
 /// Parses "1,2,3" into integers; throws UsageError naming `option` on anything else.
 std::vector<long long> parse_int_list(const std::string& option, const std::string& text);

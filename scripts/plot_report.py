@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7,
                      "figure.dpi": 110})
@@ -79,6 +80,11 @@ class Out:
         self.figures.append({"png": png, "svg": svg, "title": title, "caption": caption})
 
 
+def epoch_axis(ax):
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def legend(ax):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", frameon=False)
@@ -91,7 +97,7 @@ def fig_accuracy(out, group, runs):
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for r in rs:
         ax.plot(epochs(r), [100 * v for v in series(r, "test_acc")], marker="o", ms=2.5, label=label(r))
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{group}: test accuracy")
     legend(ax)
@@ -110,7 +116,7 @@ def fig_elr(out, group, runs):
         layer = k[4:]
         ax.plot(epochs(r), series(r, k), marker="o", ms=2.5, label=label(r))
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel(r"effective learning rate $\eta/\|\theta_l\|^2$")
     ax.set_title(f"{group}: effective learning rate of {layer}")
     legend(ax)
@@ -133,7 +139,7 @@ def fig_gn_jacobian(out, group, runs):
     pts = [p for p in pts if p[1] > 0 and p[2] > 0]
     if len(pts) < 2:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
     lg = [math.log10(p[1]) for p in pts]
     lj = [math.log10(p[2]) for p in pts]
     gaps = [p[3] for p in pts]
@@ -152,9 +158,7 @@ def fig_gn_jacobian(out, group, runs):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_title(f"Pearson r = {r:.3f} (log norms), n = {len(pts)}")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False, fontsize=7,
-               bbox_to_anchor=(0.5, -0.02 - 0.045 * math.ceil(len(labels) / 4)))
+    axes[0].legend(loc="best", fontsize=6, frameon=True, framealpha=0.7)
     fig.suptitle(f"{group}: K-FAC GN norm, Jacobian norm and generalization gap at the end of training")
     out.save(fig, f"gn-jacobian-{slug(group)}", f"{group}: GN norm vs Jacobian norm vs gap",
              "final-epoch values per network, log axes for the norms, Pearson r on log norms (paper Fig. 5)")
@@ -164,18 +168,20 @@ def fig_traces(out, group, runs):
     rs = [r for r in runs if first_key(r, "fisher_trace.") or first_key(r, "gn_trace.")]
     if not rs:
         return
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6, 4))
     layer = None
-    for r in rs:
+    for i, r in enumerate(rs):
+        color = f"C{i % 10}"
         fk = first_key(r, "fisher_trace.")
         layer = (fk or first_key(r, "gn_trace."))
         layer = layer.split(".", 1)[1]
         for key, style, what in ((f"fisher_trace.{layer}", "-", "Fisher"), (f"gn_trace.{layer}", "--", "GN")):
             s = series(r, key)
             if s:
-                ax.plot(epochs(r), s, style, marker="o", ms=2.5, label=f"{what}: {label(r)}")
+                ax.plot(epochs(r), s, style, color=color, marker="o" if what == "Fisher" else "s", ms=2.5,
+                        label=f"{what}: {label(r)}")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel(r"trace norm at normalized weights $\|C(\hat\theta_l)\|_*$")
     ax.set_title(f"{group}: Fisher vs Gauss-Newton trace, {layer}")
     legend(ax)
@@ -201,7 +207,7 @@ def fig_loss(out, group, runs):
     for ax in (a1, a2):
         ax.set_yscale("log")
         ax.set_ylabel("training loss (epoch mean)")
-    a1.set_xlabel("epoch")
+    epoch_axis(a1)
     a2.set_xlabel("wall-clock time (s)")
     a1.set_title(f"{group}: training loss per epoch")
     a2.set_title("per second")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wdlab set-up for a fresh Debian 12 machine (run as root): installs the Debian packages that are
 # missing, configures and builds, then runs the main job or the test suite.
-#   scripts/setup.sh main    install, build, run `wdlab theory`        (the README's first command)
+#   scripts/setup.sh main    install, build, run `wdlab theory`, then `wdlab reproduce --suite demo`
+#                            (the three mechanisms in minutes, report in runs/demo/report; README's first command)
 #   scripts/setup.sh test    install, build (and an ASan+UBSan build in build-asan), run every test
 #                            via ctest, the sanitized suite as one of them (the README's second command)
 #   scripts/setup.sh deps    install only;   scripts/setup.sh build   install and build only
@@ -50,7 +51,13 @@ build() {
 case "$mode" in
   deps) install_missing ;;
   build) install_missing; build ;;
-  main) install_missing; build; "$build_dir/bin/wdlab" theory ;;
+  main)
+    install_missing
+    build
+    "$build_dir/bin/wdlab" theory
+    # The three mechanisms on Fashion-MNIST in minutes, then their report (runs/demo/report/).
+    "$build_dir/bin/wdlab" reproduce --suite demo --out runs/demo -j "$jobs"
+    ;;
   test)
     install_missing
     # The sanitized tree first (CPU code only, ASan + UBSan); the main tree runs its suite as one
