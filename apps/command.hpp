@@ -21,6 +21,7 @@ int cmd_theory(const Args& args);
 int cmd_train(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_crosscheck(const Args& args);
 int cmd_measure(const Args& args);
 int cmd_sweep(const Args& args);
 int cmd_reproduce(const Args& args);

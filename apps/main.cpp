@@ -26,11 +26,10 @@ commands:
   measure    mechanism metrics of a checkpoint (norms, effective LR and damping, Jacobian, GN norms, traces)
   bench      step times of SGD, Adam, K-FAC-F, K-FAC-G (reference backend) as ratios to SGD
   info       version, build, Eigen, CUDA build and whether a GPU is usable now
+  crosscheck compare two backends (reference double/float, cuda) quantity by quantity
   sweep      run a grid of configs, pick the best by validation, retrain it on train+validation
   reproduce  run a suite of the paper's experiments (laptop, demo or paper scale), then report
   report     the paper's tables beside ours, the mechanism signatures and figures, from runs
-
-planned (not in this build yet): crosscheck
 
 options:
   -h, --help     this text
@@ -47,9 +46,7 @@ int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
   if (cmd == "sweep") return wdlab::app::cmd_sweep(rest);
   if (cmd == "reproduce") return wdlab::app::cmd_reproduce(rest);
   if (cmd == "report") return wdlab::app::cmd_report(rest);
-  for (const char* planned : {"crosscheck"})
-    if (cmd == planned)
-      throw wdlab::UsageError("wdlab " + cmd, "not available in this build yet");
+  if (cmd == "crosscheck") return wdlab::app::cmd_crosscheck(rest);
   throw wdlab::InternalError("dispatch: '" + cmd + "' is not a command");
 }
 

@@ -20,6 +20,7 @@ enum class Kind {
   float32_curvature,   // crosscheck: K-FAC factors and mechanism metrics of a whole network
   float32_inverse,     // crosscheck: damped inverses and preconditioned gradients (float32)
   float32_steps,       // crosscheck: parameters and optimizer state after N steps (float32)
+  float32_backward_bn, // crosscheck: gradients/curvature of a whole network with BN (float32)
 };
 
 struct Entry {
@@ -28,7 +29,7 @@ struct Entry {
   std::string_view reason;
 };
 
-inline constexpr std::array<Entry, 13> table{{
+inline constexpr std::array<Entry, 14> table{{
     {Kind::exact_double, 1e-10,
      "each side is a sum of at most ~1e5 products of O(1) doubles; rounding gives ~1e-14 "
      "relative, and 1e-10 still separates a wrong identity (errors >= 1e-3 in our controls)"},
@@ -64,12 +65,18 @@ inline constexpr std::array<Entry, 13> table{{
     {Kind::float32_curvature, 1e-4,
      "K-FAC factors are means of products of activations/cotangents (their errors), sampled "
      "targets are the same draws; metrics are norms and traces of them"},
-    {Kind::float32_inverse, 1e-3,
+    {Kind::float32_inverse, 3e-3,
      "(F + dI)^-1 amplifies the factor's relative error by its condition number, up to "
-     "~(trace/dim)/d ~ 1e2-1e3 for lambda = 1e-3 and the pi split"},
+     "~(trace/dim)/d ~ 1e2-1e3 for lambda = 1e-3..1e-2 and the pi split (measured 3e-4 on the MLP's "
+     "preconditioned bias gradient, float32 against double)"},
     {Kind::float32_steps, 1e-4,
      "N optimizer steps in float32: parameters move by lr*update per step, errors of the "
      "update (up to the inverse's) enter scaled by lr, momentum and K-FAC state accumulate them"},
+    {Kind::float32_backward_bn, 3e-2,
+     "backward through 13-31 BN layers with 8-32 entries per channel statistic (batch 8, 2x2 "
+     "and 1x1 maps) removes most of each cotangent (dy - mean - xhat*mean(dy*xhat)): float32 "
+     "against double measured up to 5e-3 on VGG16-BN and ResNet32x4-BN (width 1/8, batch 8), "
+     "1e-6 on the same nets without BN; a wrong index or stride gives O(1)"},
 }};
 
 constexpr std::string_view name(Kind k) {
@@ -87,6 +94,7 @@ constexpr std::string_view name(Kind k) {
     case Kind::float32_curvature: return "float32_curvature";
     case Kind::float32_inverse: return "float32_inverse";
     case Kind::float32_steps: return "float32_steps";
+    case Kind::float32_backward_bn: return "float32_backward_bn";
   }
   return "?";
 }

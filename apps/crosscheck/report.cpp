@@ -1,0 +1,192 @@
+#include "apps/crosscheck/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "common/compare.hpp"
+
+namespace wdlab::xcheck {
+
+std::string to_string(Quantity q) {
+  switch (q) {
+    case Quantity::preactivation: return "preactivation";
+    case Quantity::bn_output: return "bn_output";
+    case Quantity::activation: return "activation";
+    case Quantity::bn_statistic: return "bn_statistic";
+    case Quantity::loss: return "loss";
+    case Quantity::activation_grad: return "activation_grad";
+    case Quantity::param_grad: return "param_grad";
+    case Quantity::kfac_factor: return "kfac_factor";
+    case Quantity::damped_inverse: return "damped_inverse";
+    case Quantity::preconditioned: return "preconditioned";
+    case Quantity::params_after: return "params_after";
+    case Quantity::optimizer_state: return "optimizer_state";
+    case Quantity::metric: return "metric";
+  }
+  return "?";
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
+
+std::string index_string(const std::vector<std::int64_t>& shape, std::size_t i) {
+  std::vector<std::int64_t> idx(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const auto n = shape[d] > 0 ? shape[d] : 1;
+    idx[d] = std::int64_t(i) % n;
+    i = std::size_t(std::int64_t(i) / n);
+  }
+  return fmt::format("[{}]", fmt::join(idx, ","));
+}
+
+std::string to_string(Status s) {
+  switch (s) {
+    case Status::pass: return "PASS";
+    case Status::fail: return "FAIL";
+    case Status::missing: return "MISSING";
+    case Status::unsupported: return "UNSUPPORTED";
+  }
+  return "?";
+}
+
+double Line::margin() const {
+  if (rel_fro == 0) return std::numeric_limits<double>::infinity();
+  return tol / rel_fro;
+}
+
+tol::Kind tolerance_kind(const Case& c, Quantity q, Precision a, Precision b) {
+  if (c.input == InputKind::small_integer) return tol::Kind::exact_integer;
+  if (a == Precision::float64 && b == Precision::float64) return tol::Kind::exact_double;
+  switch (c.kind) {
+    case CaseKind::layer:
+    case CaseKind::loss: return tol::Kind::float32_op;
+    case CaseKind::optimizer:
+    case CaseKind::network: break;
+  }
+  // BN networks: backward through a stack of BN layers with few entries per channel (batch 8,
+  // 2×2 and 1×1 maps at the end) cancels most of each cotangent; everything but the forward
+  // quantities (gradients, K-FAC factors, inverses, updates, metrics) takes the BN row.
+  const bool has_bn = std::any_of(c.spec.layers.begin(), c.spec.layers.end(),
+                                  [](const Layer& l) { return l.kind == LayerKind::batchnorm; });
+  const bool forward = q == Quantity::preactivation || q == Quantity::bn_output || q == Quantity::activation ||
+                       q == Quantity::bn_statistic || q == Quantity::loss;
+  if (c.kind == CaseKind::optimizer) return has_bn ? tol::Kind::float32_backward_bn : tol::Kind::float32_steps;
+  if (has_bn && !forward) return tol::Kind::float32_backward_bn;
+  switch (q) {
+    case Quantity::kfac_factor:
+    case Quantity::metric: return tol::Kind::float32_curvature;
+    case Quantity::damped_inverse:
+    case Quantity::preconditioned: return tol::Kind::float32_inverse;
+    default: return tol::Kind::float32_network;
+  }
+}
+
+std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors& b, Precision pa, Precision pb) {
+  std::vector<Line> out;
+  for (const Tensor& ta : a) {
+    Line l;
+    l.case_name = c.name;
+    l.tensor = ta.name;
+    l.quantity = ta.quantity;
+    l.shape = shape_string(ta.shape);
+    l.size = ta.data.size();
+    l.tol_kind = tolerance_kind(c, ta.quantity, pa, pb);
+    l.tol = tol::of(l.tol_kind);
+    const Tensor* tb = nullptr;
+    for (const Tensor& x : b)
+      if (x.name == ta.name) tb = &x;
+    if (!tb) {
+      l.status = Status::missing;
+      l.message = "side b returned no tensor of this name";
+      out.push_back(std::move(l));
+      continue;
+    }
+    l.note = ta.note.empty() ? tb->note : (tb->note.empty() ? ta.note : ta.note + "; " + tb->note);
+    if (tb->shape != ta.shape || tb->data.size() != ta.data.size()) {
+      l.status = Status::fail;
+      l.message = fmt::format("shape {} on side b", shape_string(tb->shape));
+      out.push_back(std::move(l));
+      continue;
+    }
+    const Comparison cmp = compare(ta.name, tb->data, ta.data, l.tol);
+    l.rel_fro = cmp.rel_fro;
+    double norm_a = 0;
+    for (double v : ta.data) norm_a += std::isfinite(v) ? v * v : 0.0;
+    norm_a = std::sqrt(norm_a);
+    if (ta.scale > norm_a) {  // ‖b − a‖ / scale
+      l.rel_fro = (norm_a > 0 ? cmp.rel_fro * norm_a : cmp.rel_fro) / ta.scale;
+      l.scaled = true;
+    }
+    l.max_abs = cmp.max_abs;
+    l.nonfinite = cmp.nonfinite;
+    l.where = index_string(ta.shape, cmp.argmax);
+    bool pass = cmp.nonfinite == 0 && l.rel_fro <= l.tol;
+    if (l.tol_kind == tol::Kind::exact_integer) {
+      // Bit for bit: every element equal (compare() passes at rel_fro = 0, i.e. the same thing
+      // for finite values; say it explicitly).
+      for (std::size_t i = 0; i < ta.data.size() && pass; ++i) pass = ta.data[i] == tb->data[i];
+    }
+    l.status = pass ? Status::pass : Status::fail;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Line unsupported_line(const Case& c, const std::string& why) {
+  Line l;
+  l.status = Status::unsupported;
+  l.case_name = c.name;
+  l.tensor = "*";
+  l.message = why;
+  return l;
+}
+
+std::string format_line(const Line& l) {
+  std::string s = fmt::format("{:<11} {:<44} {:<40} {:<16}", to_string(l.status), l.case_name, l.tensor, l.shape);
+  if (l.status == Status::pass || (l.status == Status::fail && l.message.empty()))
+    s += fmt::format(" rel{} {:.2e} max {:.2e} @{} nonfinite {} tol {:.1e} ({}) margin {:.3g}", l.scaled ? "/scale" : "", l.rel_fro, l.max_abs,
+                     l.where, l.nonfinite, l.tol, tol::name(l.tol_kind), l.margin());
+  if (!l.message.empty()) s += " " + l.message;
+  if (!l.note.empty()) s += " | " + l.note;
+  return s;
+}
+
+nlohmann::ordered_json to_json(const Line& l) {
+  nlohmann::ordered_json j;
+  j["status"] = to_string(l.status);
+  j["case"] = l.case_name;
+  j["tensor"] = l.tensor;
+  j["quantity"] = to_string(l.quantity);
+  j["shape"] = l.shape;
+  j["size"] = l.size;
+  j["rel_fro"] = l.rel_fro;
+  j["rel_to_scale"] = l.scaled;
+  j["max_abs"] = l.max_abs;
+  j["where"] = l.where;
+  j["nonfinite"] = l.nonfinite;
+  j["tol"] = l.tol;
+  j["tol_kind"] = std::string(tol::name(l.tol_kind));
+  j["margin"] = std::isfinite(l.margin()) ? nlohmann::ordered_json(l.margin()) : nlohmann::ordered_json("inf");
+  j["note"] = l.note;
+  j["message"] = l.message;
+  return j;
+}
+
+void Summary::add(const Line& l) {
+  switch (l.status) {
+    case Status::pass: ++pass; break;
+    case Status::fail: ++fail; break;
+    case Status::missing: ++missing; break;
+    case Status::unsupported: ++unsupported; break;
+  }
+}
+
+std::string Summary::describe() const {
+  return fmt::format("{} compared: {} passed, {} failed, {} missing, {} unsupported", pass + fail + missing, pass,
+                     fail, missing, unsupported);
+}
+
+}  // namespace wdlab::xcheck

@@ -1,0 +1,100 @@
+#include "apps/crosscheck/side.hpp"
+#include "apps/crosscheck/tensor_names.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#if defined(WDLAB_HAVE_CUDA)
+#include "cuda/device_query.hpp"
+#endif
+
+namespace wdlab::xcheck {
+
+namespace {
+
+class Perturbed final : public Side {
+ public:
+  Perturbed(std::unique_ptr<Side> inner, std::string prefix, double rel)
+      : inner_(std::move(inner)), prefix_(std::move(prefix)), rel_(rel) {}
+  std::string name() const override { return inner_->name() + fmt::format(" (perturbed: {} x(1{:+g}))", prefix_, rel_); }
+  Precision precision() const override { return inner_->precision(); }
+  std::string unsupported(const Case& c) const override { return inner_->unsupported(c); }
+  Tensors run(const Case& c, const CaseData& d) override {
+    Tensors t = inner_->run(c, d);
+    for (auto& x : t)
+      if (x.name.rfind(prefix_, 0) == 0 && !x.data.empty()) {
+        // A zero element would stay zero: perturb the largest one instead, by rel of it.
+        std::size_t at = 0;
+        for (std::size_t i = 0; i < x.data.size(); ++i)
+          if (std::abs(x.data[i]) > std::abs(x.data[at])) at = i;
+        x.data[at] *= 1 + rel_;
+        x.note += fmt::format("perturbed element {}", at);
+      }
+    return t;
+  }
+
+ private:
+  std::unique_ptr<Side> inner_;
+  std::string prefix_;
+  double rel_;
+};
+
+}  // namespace
+
+std::vector<std::string> side_names() { return {"reference-double", "reference-float", "direct", "cuda"}; }
+
+std::unique_ptr<Side> make_side(const std::string& name, CudaSideFactory cuda) {
+  if (name == "reference-double") return make_reference_side(Precision::float64);
+  if (name == "reference-float") return make_reference_side(Precision::float32);
+  if (name == "direct") return make_direct_side();
+  if (name == "cuda") {
+#if defined(WDLAB_HAVE_CUDA)
+    const auto st = cuda::query_devices();
+    if (!st.usable) throw SideUnavailable("cuda: " + st.reason);
+    if (cuda)
+      if (auto s = cuda()) return s;
+    throw SideUnavailable("cuda: a GPU is usable, but the CUDA backend has no crosscheck side in this build yet");
+#else
+    (void)cuda;
+    throw SideUnavailable("cuda: the CUDA backend is not built (no CUDA compiler found, or -DWDLAB_CUDA=OFF)");
+#endif
+  }
+  throw UsageError("side", fmt::format("unknown side '{}' (one of: {})", name, fmt::join(side_names(), ", ")));
+}
+
+Tensors tensors_after_steps(const io::SafetensorsFile& st, const Tensors& initial) {
+  Tensors out;
+  for (const auto& [name, t] : st.tensors) {
+    Tensor x;
+    x.shape = t.shape;
+    if (t.dtype == "F64") {
+      x.data = st.f64(name);
+    } else {
+      const auto f = st.f32(name);
+      x.data.assign(f.begin(), f.end());
+    }
+    const Tensor* init = nullptr;
+    for (const auto& p : initial)
+      if (p.name == name) init = &p;
+    if (name.rfind("optim.", 0) == 0) {
+      x.name = names::after_steps(name);
+      x.quantity = Quantity::optimizer_state;
+    } else if (name.find("running_") != std::string::npos || !init) {
+      x.name = names::after_steps(name);
+      x.quantity = Quantity::bn_statistic;
+    } else {
+      WDLAB_CHECK(init->data.size() == x.data.size(), "state tensor " + name + " changed size");
+      for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] -= init->data[i];
+      x.name = names::delta(name);
+      x.quantity = Quantity::params_after;
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+std::unique_ptr<Side> make_perturbed(std::unique_ptr<Side> inner, std::string prefix, double rel) {
+  return std::make_unique<Perturbed>(std::move(inner), std::move(prefix), rel);
+}
+
+}  // namespace wdlab::xcheck

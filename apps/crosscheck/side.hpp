@@ -1,0 +1,76 @@
+#pragma once
+// A crosscheck "side": something that runs a case on given inputs and returns named tensors
+// (tensors.hpp states their names' layouts). `wdlab crosscheck --a X --b Y` compares two sides
+// quantity by quantity; side a is the one errors are relative to.
+//   reference-double  the Eigen engine in double (the oracle)
+//   reference-float   the same engine in float32 (CI runs the whole machinery with it)
+//   direct            plain nested loops, no GEMM, double: the independent path of --exact
+//   cuda              the CUDA backend (when built, on a machine with a usable GPU)
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "apps/crosscheck/case_data.hpp"
+#include "apps/crosscheck/cases.hpp"
+#include "apps/crosscheck/tensors.hpp"
+#include "common/errors.hpp"
+#include "common/io/safetensors.hpp"
+#include "common/train/measure.hpp"
+
+namespace wdlab::xcheck {
+
+enum class Precision { float32, float64 };
+
+class Side {
+ public:
+  virtual ~Side() = default;
+  virtual std::string name() const = 0;
+  virtual Precision precision() const = 0;
+  /// Why this side cannot run `c`, or "" when it can. Such a case is reported UNSUPPORTED
+  /// (counted as a failure), never as passed.
+  virtual std::string unsupported(const Case& c) const {
+    (void)c;
+    return "";
+  }
+  virtual Tensors run(const Case& c, const CaseData& d) = 0;
+};
+
+/// Thrown by Side::run for a case found unsupported only while running it (e.g. a backend that
+/// refuses an optimizer at construction): reported UNSUPPORTED with the message.
+struct CaseUnsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A side that cannot be made here (the CUDA backend not built, no usable GPU, no CUDA side
+/// yet). Exit code 2 with one line.
+struct SideUnavailable : Error {
+  explicit SideUnavailable(const std::string& what) : Error(ExitCode::usage, what) {}
+};
+
+/// Makes the CUDA side (apps/crosscheck/side_cuda.cpp, linked into the wdlab binary of CUDA
+/// builds); nullptr where there is none. Called only after query_devices() found a usable GPU.
+using CudaSideFactory = std::unique_ptr<Side> (*)();
+
+/// The sides by name (above); UsageError on an unknown name, SideUnavailable for cuda where it
+/// cannot run (not built; no usable GPU, with query_devices()'s reason; no factory).
+std::unique_ptr<Side> make_side(const std::string& name, CudaSideFactory cuda = nullptr);
+std::vector<std::string> side_names();
+
+/// Negative control (test only): wraps `inner` and multiplies element 0 of every tensor whose
+/// name starts with `prefix` by (1 + rel). The comparison of that tensor must fail.
+std::unique_ptr<Side> make_perturbed(std::unique_ptr<Side> inner, std::string prefix, double rel);
+
+/// The metric groups optimizer cases compare after their steps (all that a backend measures on
+/// one batch: norms, elr, damping, jacobian, jacobian_est, gn, trace), η = the case's lr.
+train::MeasureRequest measure_request(const Case& c);
+
+/// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
+/// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running
+/// statistics and "optim." state as they are ("after <name>").
+Tensors tensors_after_steps(const io::SafetensorsFile& state, const Tensors& initial);
+
+std::unique_ptr<Side> make_reference_side(Precision p);
+std::unique_ptr<Side> make_direct_side();
+
+}  // namespace wdlab::xcheck

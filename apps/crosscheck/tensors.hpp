@@ -1,0 +1,57 @@
+#pragma once
+// What a crosscheck side returns: named host tensors in double, each tagged with the quantity it
+// is (which picks its tolerance) and its shape. Layout contract for every side (reference, CUDA):
+//   activations and cotangents: NCHW (shape [N, C, H, W]; dense features [N, C, 1, 1]),
+//   parameters, gradients, updates: PyTorch order ([K, C, R, S] conv, [out, in] dense),
+//   K-FAC factors and inverses: square, rows in the reference's order (conv A: (c·R + r)·S + s,
+//   then the homogeneous coordinate when the layer has a bias),
+//   scalars (loss, metrics): shape [1].
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wdlab::xcheck {
+
+enum class Quantity {
+  preactivation,   // output of a dense/conv layer (before BN / the nonlinearity)
+  bn_output,       // output of a BN layer (train-mode batch statistics)
+  activation,      // output of any other layer (relu, pooling, flatten, residual add, ...)
+  bn_statistic,    // BN batch mean/variance or running statistics after the update
+  loss,            // scalar loss (and per-example losses)
+  activation_grad, // cotangent at a layer's output, or at the network input
+  param_grad,      // gradient of a trainable tensor
+  kfac_factor,     // K-FAC A or S of one block (same sampled targets / probe vectors)
+  damped_inverse,  // (A + π√λ'I)⁻¹, (S + √λ'/π I)⁻¹
+  preconditioned,  // S̃⁻¹ [dW db] Ã⁻¹ / T of one block
+  params_after,    // parameters after N optimizer steps
+  optimizer_state, // optimizer state after N steps (momentum, moments, K-FAC factors)
+  metric,          // mechanism metrics (norms, effective learning rate, effective damping, ...)
+};
+inline constexpr Quantity kAllQuantities[] = {
+    Quantity::preactivation, Quantity::bn_output,      Quantity::activation,
+    Quantity::bn_statistic,  Quantity::loss,           Quantity::activation_grad,
+    Quantity::param_grad,    Quantity::kfac_factor,    Quantity::damped_inverse,
+    Quantity::preconditioned, Quantity::params_after,  Quantity::optimizer_state,
+    Quantity::metric};
+std::string to_string(Quantity q);
+
+struct Tensor {
+  std::string name;                  // e.g. "pre L3 features.0", "grad features.0.weight"
+  Quantity quantity = Quantity::activation;
+  std::vector<std::int64_t> shape;   // row-major, last index fastest
+  std::vector<double> data;
+  std::string note;                  // e.g. the algorithm a backend chose; printed with the line
+  /// Side a only, 0 = none: errors are relative to max(‖a‖, scale) instead of ‖a‖. For sums
+  /// that cancel: the gradient of a bias followed by BN is 0 up to rounding, so its error is
+  /// measured against the magnitude the sum worked with, scale = ‖(Σ_{n,t} |dy_{k,n,t}|)_k‖.
+  double scale = 0;
+};
+
+using Tensors = std::vector<Tensor>;
+
+/// "[2, 3, 4]"
+std::string shape_string(const std::vector<std::int64_t>& shape);
+/// The multi-index of flat index i in a row-major `shape`: "[1, 0, 2]".
+std::string index_string(const std::vector<std::int64_t>& shape, std::size_t i);
+
+}  // namespace wdlab::xcheck

@@ -1,0 +1,242 @@
+// The crosscheck machinery through its library: the registry covers every layer kind, float32
+// against double passes at the float tolerances, a perturbed side fails on exactly the perturbed
+// tensor, the exact mode matches bit for bit (and a 1e-12 change fails it), coverage names what
+// has no case.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "apps/crosscheck/case_data.hpp"
+#include "apps/crosscheck/cases.hpp"
+#include "apps/crosscheck/report.hpp"
+#include "apps/crosscheck/side.hpp"
+
+using namespace wdlab;
+using namespace wdlab::xcheck;
+
+namespace {
+
+struct Outcome {
+  Summary sum;
+  std::vector<Line> lines;
+};
+
+Outcome run_cases(const std::vector<Case>& cases, Side& a, Side& b) {
+  Outcome o;
+  for (const auto& c : cases) {
+    std::string why = a.unsupported(c);
+    if (why.empty()) why = b.unsupported(c);
+    std::vector<Line> ls;
+    if (!why.empty()) {
+      ls.push_back(unsupported_line(c, why));
+    } else {
+      const auto d = make_case_data(c);
+      ls = compare_tensors(c, a.run(c, d), b.run(c, d), a.precision(), b.precision());
+    }
+    for (auto& l : ls) {
+      o.sum.add(l);
+      o.lines.push_back(std::move(l));
+    }
+  }
+  return o;
+}
+
+/// Every line of evidence, for the log of a failing check.
+std::string dump(const Outcome& o, bool failures_only = true) {
+  std::string s;
+  for (const auto& l : o.lines)
+    if (!failures_only || l.status != Status::pass) s += format_line(l) + "\n";
+  return s;
+}
+
+const LayerKind kKinds[] = {LayerKind::dense,   LayerKind::conv2d,         LayerKind::batchnorm,
+                            LayerKind::relu,    LayerKind::maxpool,        LayerKind::global_avgpool,
+                            LayerKind::flatten, LayerKind::residual_add};
+
+Selection layers_only() {
+  Selection s;
+  s.layers = true;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("registry: every LayerKind has a case alone, every integer-arithmetic kind an exact case") {
+  const auto cases = registry(layers_only());
+  Selection ex;
+  ex.input = InputKind::small_integer;
+  const auto exact = registry(ex);
+  std::set<std::string> names;
+  for (const auto& c : cases) CHECK_MESSAGE(names.insert(c.name).second, "duplicate case " << c.name);
+  for (LayerKind k : kKinds) {
+    int alone = 0, exact_n = 0;
+    for (const auto& c : cases) alone += c.kind == CaseKind::layer && c.layer == k;
+    for (const auto& c : exact) exact_n += c.kind == CaseKind::layer && c.layer == k;
+    CHECK_MESSAGE(alone > 0, to_string(k));
+    CHECK_MESSAGE((exact_n > 0) == exact_capable(k), to_string(k));
+  }
+  // Geometries: stride 2, padding 0 and 1, 1×1 and 3×3, batch 1 among the convs.
+  bool s2 = false, p0 = false, p1 = false, k1 = false, k3 = false, n1 = false;
+  for (const auto& c : cases) {
+    if (c.kind != CaseKind::layer || c.layer != LayerKind::conv2d) continue;
+    const Layer& l = c.spec.layers[0];
+    s2 |= l.stride == 2;
+    p0 |= l.pad == 0;
+    p1 |= l.pad == 1;
+    k1 |= l.kernel == 1;
+    k3 |= l.kernel == 3;
+    n1 |= c.batch == 1;
+  }
+  CHECK((s2 && p0 && p1 && k1 && k3 && n1));
+  // Whole networks and optimizers build.
+  Selection nets;
+  nets.networks = network_names();
+  nets.width_mult = 0.125;
+  CHECK(registry(nets).size() == network_names().size());
+  nets.optimizers = optimizer_names();
+  CHECK(registry(nets).size() == network_names().size() * optimizer_names().size());
+  nets.networks = {"no-such-net"};
+  CHECK_THROWS_AS(registry(nets), UsageError);
+}
+
+TEST_CASE("float32 against double passes on every layer case at the float tolerances") {
+  auto a = make_side("reference-double");
+  auto b = make_side("reference-float");
+  const auto o = run_cases(registry(layers_only()), *a, *b);
+  INFO(dump(o));
+  CHECK(o.sum.failures() == 0);
+  CHECK(o.sum.pass > 100);
+  // The comparisons are not vacuous: float32 differs from double somewhere.
+  double worst = 0;
+  for (const auto& l : o.lines) worst = std::max(worst, l.rel_fro);
+  CHECK(worst > 0);
+}
+
+TEST_CASE("float32 against double passes on small whole networks (pass, K-FAC statistics, inverses, metrics)") {
+  Selection s;
+  s.networks = {"mlp-bn", "vgg16-bn", "resnet32x4"};
+  s.width_mult = 1.0 / 16;
+  s.batch = 4;
+  auto a = make_side("reference-double");
+  auto b = make_side("reference-float");
+  const auto o = run_cases(registry(s), *a, *b);
+  INFO(dump(o));
+  CHECK(o.sum.failures() == 0);
+  std::set<Quantity> seen;
+  for (const auto& l : o.lines) seen.insert(l.quantity);
+  for (Quantity q : {Quantity::preactivation, Quantity::bn_output, Quantity::activation, Quantity::loss,
+                     Quantity::activation_grad, Quantity::param_grad, Quantity::kfac_factor,
+                     Quantity::damped_inverse, Quantity::preconditioned, Quantity::metric, Quantity::bn_statistic})
+    CHECK_MESSAGE(seen.count(q) == 1, to_string(q));
+}
+
+TEST_CASE("float32 against double passes after 2 steps of every optimizer") {
+  Selection s;
+  s.networks = {"mlp-bn", "resnet32x4-bn"};
+  s.optimizers = optimizer_names();
+  s.width_mult = 1.0 / 16;
+  s.batch = 4;
+  s.steps = 2;
+  auto a = make_side("reference-double");
+  auto b = make_side("reference-float");
+  const auto o = run_cases(registry(s), *a, *b);
+  INFO(dump(o));
+  CHECK(o.sum.failures() == 0);
+  int state = 0, params = 0;
+  for (const auto& l : o.lines) {
+    state += l.quantity == Quantity::optimizer_state;
+    params += l.quantity == Quantity::params_after;
+  }
+  CHECK(state > 0);
+  CHECK(params > 0);
+}
+
+TEST_CASE("negative control: a side perturbed by 1e-3 fails on exactly the perturbed tensors") {
+  auto cases = registry(layers_only());
+  std::erase_if(cases, [](const Case& c) { return c.name.rfind("conv2d 3x3 s2 p1", 0) != 0; });
+  REQUIRE(cases.size() == 1);
+  auto a = make_side("reference-double");
+  auto b = make_perturbed(make_side("reference-float"), "grad conv.weight", 1e-3);
+  const auto o = run_cases(cases, *a, *b);
+  INFO(dump(o, false));
+  REQUIRE(o.sum.fail == 1);
+  for (const auto& l : o.lines) {
+    if (l.tensor == "grad conv.weight") {
+      CHECK(l.status == Status::fail);
+      CHECK(l.rel_fro > l.tol);
+      const std::string line = format_line(l);
+      CHECK(line.rfind("FAIL", 0) == 0);
+      CHECK(line.find("perturbed element") != std::string::npos);
+    } else {
+      CHECK(l.status == Status::pass);
+    }
+  }
+}
+
+TEST_CASE("a tensor side b lacks is MISSING, a case it cannot run UNSUPPORTED: both fail") {
+  Selection s;
+  s.networks = {"mlp"};
+  s.width_mult = 0.01;
+  s.batch = 2;
+  auto a = make_side("reference-double");
+  auto direct = make_side("direct");
+  const auto o = run_cases(registry(s), *a, *direct);
+  CHECK(o.sum.unsupported == 1);
+  CHECK(o.sum.failures() == 1);
+  CHECK(format_line(o.lines.at(0)).rfind("UNSUPPORTED", 0) == 0);
+
+  const Case c = registry(layers_only()).at(0);
+  const auto d = make_case_data(c);
+  auto ta = a->run(c, d), tb = a->run(c, d);
+  tb.pop_back();
+  const auto lines = compare_tensors(c, ta, tb, Precision::float64, Precision::float64);
+  CHECK(lines.back().status == Status::missing);
+}
+
+TEST_CASE("exact mode: the engine and the direct loops agree bit for bit on integer inputs") {
+  Selection ex;
+  ex.input = InputKind::small_integer;
+  const auto cases = registry(ex);
+  auto a = make_side("reference-double");
+  auto b = make_side("direct");
+  const auto o = run_cases(cases, *a, *b);
+  INFO(dump(o));
+  CHECK(o.sum.failures() == 0);
+  CHECK(o.sum.pass > 50);
+  for (const auto& l : o.lines) {
+    CHECK(l.tol_kind == tol::Kind::exact_integer);
+    CHECK(l.rel_fro == 0);
+  }
+  // The inputs really are integers (so every sum is exact), and a 1e-12 change fails.
+  const auto d = make_case_data(cases.at(0));
+  for (double v : d.batches[0].x) CHECK(v == std::floor(v));
+  auto bp = make_perturbed(make_side("direct"), "fwd", 1e-12);
+  const auto p = run_cases({cases.at(0)}, *a, *bp);
+  CHECK(p.sum.fail == 1);
+}
+
+TEST_CASE("coverage: lists every kind, and what has no case") {
+  auto cases = registry(layers_only());
+  auto lines = coverage(cases);
+  auto has = [&](const std::string& needle) {
+    for (const auto& l : lines)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  };
+  for (LayerKind k : kKinds) CHECK(has(to_string(k)));
+  CHECK(has("metric    jac_norm, jac_norm_est NO CASE (no optimizer case selected)"));
+  CHECK(has("metric    gen_gap                NO CASE: test loss - train loss"));
+  CHECK(has("optimizer kfac_g                 NO CASE"));  // no optimizer case in this registry
+  std::erase_if(cases, [](const Case& c) { return c.kind == CaseKind::layer && c.layer == LayerKind::maxpool; });
+  lines = coverage(cases);
+  CHECK(has("layer     maxpool                NO CASE alone"));
+}
+
+TEST_CASE("tolerance table: every kind has a name, a reason and a positive value except exact_integer") {
+  for (const auto& e : tol::table) {
+    CHECK(!e.reason.empty());
+    CHECK(tol::name(e.kind) != "?");
+    CHECK(&tol::entry(e.kind) == &e);
+    CHECK((e.value > 0 || e.kind == tol::Kind::exact_integer));
+  }
+}
