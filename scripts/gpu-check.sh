@@ -102,9 +102,14 @@ run_stage() {
   fi
   local t0 rc
   t0=$(date +%s)
-  timeout "$(limit "$own")" "$@" >"$out_dir/$log" 2>&1
+  if [[ $log == *.json ]]; then  # JSON on stdout; stderr beside it, so the JSON stays parseable
+    timeout "$(limit "$own")" "$@" >"$out_dir/$log" 2>"$out_dir/${log%.json}.stderr.log"
+  else
+    timeout "$(limit "$own")" "$@" >"$out_dir/$log" 2>&1
+  fi
   rc=$?
   say "$name: exit $rc in $(($(date +%s) - t0)) s ($log)"
+  [[ $log == *.json && $rc -ne 0 ]] && tail -2 "$out_dir/${log%.json}.stderr.log" | sed 's/^/  /' | tee -a "$summary"
   [[ $rc -eq 124 ]] && say "$name: timed out"
   return $rc
 }
@@ -268,16 +273,17 @@ crosscheck() {  # NAME OWN_LIMIT LOG ARGS...
   esac
 }
 if [[ $binary_ok == yes ]]; then
-  crosscheck "layers" 30 crosscheck-layers.log --layers
-  # One step of each optimizer on the full-width networks (batch 8; BN as the paper's runs).
-  crosscheck "first-order" 60 crosscheck-first-order.log \
-    --network vgg16-bn,resnet32x4-bn --optimizer sgd,adam --steps 1
+  crosscheck "layers" 20 crosscheck-layers.log --layers
+  # One step of each optimizer on the full-width networks (BN as the paper's runs; batch 4: the
+  # double reference also computes every metric group of measure() on the CPU, K passes each).
+  crosscheck "first-order" 90 crosscheck-first-order.log \
+    --network vgg16-bn,resnet32x4-bn --optimizer sgd,adam --steps 1 --batch 4
   # K-FAC: the double reference inverts every factor on the CPU (VGG16's 4608^2 A factors take
   # ~10 s each there), so VGG16 runs at half width; ResNet32x4 (A <= 2304^2) at full width.
-  crosscheck "kfac resnet32x4" 50 crosscheck-kfac-resnet.log \
-    --network resnet32x4-bn --optimizer kfac-f,kfac-g --steps 1
+  crosscheck "kfac resnet32x4" 60 crosscheck-kfac-resnet.log \
+    --network resnet32x4-bn --optimizer kfac-f,kfac-g --steps 1 --batch 4
   crosscheck "kfac vgg16 (width 0.5)" 50 crosscheck-kfac-vgg.log \
-    --network vgg16-bn --optimizer kfac-f,kfac-g --steps 1 --width-mult 0.5
+    --network vgg16-bn --optimizer kfac-f,kfac-g --steps 1 --width-mult 0.5 --batch 4
 else
   fail "crosscheck: not run, no working binary"
 fi
@@ -289,9 +295,9 @@ fi
 models=(vgg16-bn resnet32x4-bn)
 if [[ $binary_ok == yes ]]; then
   for m in "${models[@]}"; do
-    run_stage "bench $m 128" 35 "bench-$m-128.json" -- "$wdlab" bench --backend cuda --model "$m" \
+    run_stage "bench $m 128" 30 "bench-$m-128.json" -- "$wdlab" bench --backend cuda --model "$m" \
       --batches 128 --steps 100 --warmup 5 --tf32 off --format json
-    run_stage "bench $m 640,2000" 35 "bench-$m-large.json" -- "$wdlab" bench --backend cuda --model "$m" \
+    run_stage "bench $m 640,2000" 30 "bench-$m-large.json" -- "$wdlab" bench --backend cuda --model "$m" \
       --batches 640,2000 --steps 20 --warmup 3 --tf32 off --format json
   done
 else
@@ -341,6 +347,9 @@ for m in models:
             same = torch["params"][m] == j["params"]
             print(f"params {m}: wdlab {j['params']}, pytorch {torch['params'][m]}: {'MATCH' if same else 'DIFFER'}")
         for r in j["results"]:
+            if "error" in r:
+                print(f"{m:<14} {r['optimizer']:<6} batch {r['batch']:>5}: not run: {r['error']}")
+                continue
             ours[(r["optimizer"], r["batch"])] = r
             line = (f"{m:<14} {r['optimizer']:<6} batch {r['batch']:>5}: median {r['median_step_s'] * 1e3:8.2f} ms, "
                     f"mean {r['mean_step_s'] * 1e3:8.2f} ms, {r['images_per_s']:9.0f} img/s, "
