@@ -180,20 +180,30 @@ int cmd_train(const Args& args) {
                    from->at.batch, from->at.iteration);
     }
   }
-  fs::create_directories(run_dir);
-  io::remove_stale_temporaries(run_dir);
-  io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
-
+  // Everything that can fail on bad input (data, network, backend, wn source, identity of the
+  // data) fails before the run directory is touched: no partial output.
   const auto data = load_datasets(cfg.data, cfg.seed);
   const NetworkSpec spec = build_network(cfg, data.train);
   auto backend = make_backend(cfg, spec);
+  train::TrainerConfig tc = trainer_config(cfg);
+  if (quiet) tc.progress = train::Progress::quiet;
+  tc.wn = norm_transfer(cfg, spec);
+  const std::string dataset_hash = data::content_hash_hex(data.train);
+  if (from && from->file.metadata.count("dataset_hash") && from->file.metadata.at("dataset_hash") != dataset_hash &&
+      !accepted("data"))
+    throw UsageError("--resume", fmt::format("the training data differ from the checkpoint's (hash {} now, {} in {}); "
+                                             "pass --reset data to accept", dataset_hash,
+                                             from->file.metadata.at("dataset_hash"), from->path.string()));
+  fs::create_directories(run_dir);
+  io::remove_stale_temporaries(run_dir);
+  io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
   nlohmann::ordered_json meta;
   meta["wdlab_version"] = build::version;
   meta["build_type"] = build::build_type;
   meta["compiler"] = build::compiler;
   meta["backend"] = backend->describe();
   meta["dataset"] = data.train.describe();
-  meta["dataset_hash"] = data::content_hash_hex(data.train);
+  meta["dataset_hash"] = dataset_hash;
   meta["train_examples"] = data.train.size();
   meta["val_examples"] = data.val.size();
   meta["test_examples"] = data.test.size();
@@ -204,17 +214,9 @@ int cmd_train(const Args& args) {
   io::write_file_atomic(run_dir / "meta.json", meta.dump(2) + "\n");
   if (!quiet) fmt::print(stderr, "{}\n{}\nrun directory: {}\n", backend->describe(), data.train.describe(), run_dir.string());
 
-  train::TrainerConfig tc = trainer_config(cfg);
-  if (quiet) tc.progress = train::Progress::quiet;
-  tc.wn = norm_transfer(cfg, spec);
   nlohmann::json ckpt_meta;
   ckpt_meta["config"] = cfg_json.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
-  if (from && from->file.metadata.count("dataset_hash") && from->file.metadata.at("dataset_hash") != meta["dataset_hash"] &&
-      !accepted("data"))
-    throw UsageError("--resume", fmt::format("the training data differ from the checkpoint's (hash {} now, {} in {}); "
-                                             "pass --reset data to accept", std::string(meta["dataset_hash"]),
-                                             from->file.metadata.at("dataset_hash"), from->path.string()));
   const auto sum = train::train(*backend, data, tc, run_dir, from, ckpt_meta);
   // DONE summarizes the last epoch row, so a run resumed after its final checkpoint (a kill
   // before DONE) reports the same numbers as one that was not interrupted.

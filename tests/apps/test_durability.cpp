@@ -337,3 +337,16 @@ TEST_CASE("full disk (file size limit) while checkpointing: one-line error namin
   fs::remove(d.string() + ".err");
   fs::remove_all(straight);
 }
+
+TEST_CASE("bad input fails before the run directory is touched: no partial output") {
+  const fs::path d = fresh_dir("badinput");
+  const auto missing = run_wdlab("train --quiet --set dataset=cifar10 --set data_dir=/nonexistent/cifar --out " + d.string());
+  CHECK(missing.rc == 3);
+  CHECK(missing.err.find("/nonexistent/cifar") != std::string::npos);
+  CHECK_FALSE(fs::exists(d));
+  const auto wn = run_wdlab("train --quiet --set model=convnet --set arch.batchnorm=true --set wn.scope=conv "
+                            "--set wn.norms_from=/nonexistent/run --out " + d.string());
+  CHECK(wn.rc == 3);
+  CHECK(wn.err.find("/nonexistent/run") != std::string::npos);
+  CHECK_FALSE(fs::exists(d));
+}
