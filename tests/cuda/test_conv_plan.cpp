@@ -100,7 +100,7 @@ TEST_CASE("algorithm policy refuses loudly when nothing qualifies (no silent fal
   CHECK(choose_algorithm(ConvPass::backward_filter, ranked, AlgoPolicy::fastest, MathMode::fp32, 0, "s").algo == 2);
 }
 
-TEST_CASE("algorithm cache: one entry per pass, shape, math and policy; the largest workspace") {
+TEST_CASE("algorithm cache: one entry per pass, shape, math and policy - the largest workspace") {
   AlgoCache cache;
   const Conv2dGeometry g{.N = 8, .C = 3, .H = 32, .W = 32, .K = 16, .R = 3, .S = 3, .pad = 1, .stride = 1};
   Conv2dGeometry g2 = g;

@@ -209,7 +209,7 @@ TEST_CASE("kernel SGD and Adam updates match the reference optimizers (every mod
       }
 }
 
-TEST_CASE("kernel optimizer updates: the skip flag leaves state alone; a wrong decay mode fails") {
+TEST_CASE("kernel optimizer updates: the skip flag leaves state alone - a wrong decay mode fails") {
   std::vector<float> theta{1.0f, -2.0f}, g{0.5f, 0.25f}, v{0.1f, 0.2f}, m{0.0f, 0.0f};
   const auto theta0 = theta, v0 = v;
   const std::uint32_t skip = 1;

@@ -72,7 +72,7 @@ TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD
   }
 }
 
-TEST_CASE("optimizer state layout: transposed, shape-checked; a plain copy would differ") {
+TEST_CASE("optimizer state layout: transposed, shape-checked - a plain copy would differ") {
   const ParamInfo w{.name = "w", .shape = {2, 3}, .layer = 0, .role = ParamRole::weight};
   const std::vector<float> v{1, 2, 3, 4, 5, 6};  // row-major 2×3
   const io::Tensor t = cuda::optimizer_state_tensor(w, v);
