@@ -117,7 +117,7 @@ void add_run(const fs::path& dir, const std::string& group, std::vector<RunRecor
   r.config = io::read_json_file(dir / "config.json");
   if (fs::exists(dir / "DONE")) r.done = io::read_json_file(dir / "DONE");
   if (fs::exists(dir / "metrics.jsonl"))
-    for (auto& row : train::MetricsLog(dir).rows()) r.rows.push_back(nlohmann::json(row));
+    r.rows = train::MetricsLog(dir).rows();
   out.push_back(std::move(r));
 }
 

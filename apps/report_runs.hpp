@@ -19,7 +19,7 @@ struct RunRecord {
   std::string name;   // the run directory's name
   nlohmann::json config;
   nlohmann::json done;  // null for an unfinished run
-  std::vector<nlohmann::json> rows;
+  std::vector<nlohmann::ordered_json> rows;  // key order as logged (first_key relies on it)
 
   std::string cfg_str(const char* key, const std::string& def = "") const;
   double cfg_num(const char* key, double def = kNaN) const;

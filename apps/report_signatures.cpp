@@ -56,13 +56,20 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
     std::string wn_text;
     nlohmann::ordered_json j{{"setting", what(*none)}, {"layer", key.substr(4)}, {"elr_fall_none", fn},
                              {"elr_fall_wd", fw}, {"acc_none", an}, {"acc_wd", aw}, {"epochs", none->rows.size()}};
+    for (const char* sk : {"wd-conv", "wd-fc"}) {  // Fig. 2: decay on the BN layers vs on the top layer only
+      if (!m.count(sk)) continue;
+      const double a = 100 * m.at(sk)->test_acc();
+      j[std::string(sk) + "_acc"] = a;
+      wn_text += fmt::format("; {} {:.2f} %", sk, a);
+    }
     for (const char* wk : {"wn-conv", "wn-all", "wn-fc", "wd-fc+wn-conv"}) {
       if (!m.count(wk)) continue;
       const double awn = 100 * m.at(wk)->test_acc();
       const double rec = (awn - an) / (aw - an);
       j[std::string(wk) + "_acc"] = awn;
       j[std::string(wk) + "_recovery"] = rec;
-      wn_text += fmt::format("; {} {:.2f} % = {:.0f} % of WD's gain", wk, awn, 100 * rec);
+      wn_text += aw > an ? fmt::format("; {} {:.2f} % = {:.0f} % of WD's gain", wk, awn, 100 * rec)
+                         : fmt::format("; {} {:.2f} % (WD gained nothing here: no share to recover)", wk, awn);
     }
     s.json["I"].push_back(j);
     md += fmt::format(
