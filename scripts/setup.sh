@@ -63,7 +63,10 @@ case "$mode" in
     # The sanitized tree first (CPU code only, ASan + UBSan); the main tree runs its suite as one
     # test, so the closing line of the one ctest below counts both.
     asan_dir=${ASAN_BUILD_DIR:-build-asan}
-    cmake -S . -B "$asan_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWDLAB_SANITIZE=ON -DWDLAB_CUDA=OFF
+    # -O1: instrumented -O3 compiles about four times slower than the plain build on 2 cores, and
+    # -O1 is what the sanitizers' documentation recommends for readable reports anyway.
+    cmake -S . -B "$asan_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
+      -DWDLAB_SANITIZE=ON -DWDLAB_CUDA=OFF
     cmake --build "$asan_dir" -j "$jobs"
     WDLAB_CMAKE_ARGS="${WDLAB_CMAKE_ARGS:-} -DWDLAB_SANITIZER_BUILD=$(cd "$asan_dir" && pwd)" build
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
