@@ -69,7 +69,8 @@ int cmd_train(const Args& args) {
   std::vector<std::string> resets;
   bool quiet = false, dry_run = false;
   po::options_description desc(
-      "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume]\n\n"
+      "wdlab train [--config FILE] [--set key=value ...] [--out DIR] [--resume auto|never]\n"
+      "            [--reset KEY ...] [--on-nonfinite abort|skip]\n\n"
       "Trains one experiment on the CPU reference backend. FILE is a wdlab config (configs/) or an\n"
       "official Weight-Decay config (its keys are mapped and the mapping printed). Unknown keys\n"
       "are errors. Without --config the defaults train an MLP on Fashion-MNIST with SGD.\n\n"
@@ -99,13 +100,13 @@ int cmd_train(const Args& args) {
       ("metrics", po::value(&metrics_list), "metric groups to log per epoch, e.g. norms,elr,gap,jacobian,gn\n"
                                             "(same as --set metrics.groups=...; default norms,elr,gap)")
       ("resume", po::value(&resume_mode)->implicit_value("auto"),
-       "auto (default): continue a run in DIR from its newest valid checkpoint, start it when it\n"
+       "auto (default): continue a run in DIR from its newest valid checkpoint, start it when it "
        "has none; never: refuse a DIR that holds a run")
       ("reset", po::value(&resets)->composing(),
-       "on resume, accept a changed config key (prefix): --reset epochs --reset lr; 'data' accepts\n"
+       "on resume, accept a changed config key (prefix): --reset epochs --reset lr; 'data' accepts "
        "a changed training set")
       ("on-nonfinite", po::value(&on_nonfinite),
-       "abort (default): record the step, keep the last checkpoint, exit 4 | skip: record it, undo\n"
+       "abort (default): record the step, keep the last checkpoint, exit 4 | skip: record it, undo "
        "the step, go on (same as --set on_nonfinite=...)")
       ("quiet,q", po::bool_switch(&quiet), "no progress output")
       ("dry-run", po::bool_switch(&dry_run), "print the resolved config and the network, then exit");

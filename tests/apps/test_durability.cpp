@@ -274,7 +274,7 @@ TEST_CASE("divergence: a loss above divergence_factor x the initial one stops th
   fs::remove_all(off);
 }
 
-TEST_CASE("SIGTERM from outside: checkpoint, exit 143, resume to the straight run; a second SIGINT exits at once") {
+TEST_CASE("SIGTERM from outside: checkpoint, exit 143, resume to the straight run, and a second SIGINT exits at once") {
   if (!have_fashion_mnist()) std::exit(77);
   const std::string args = for_optimizer("sgd") + "--set epochs=30 ";
   const fs::path straight = fresh_dir("sig_straight");
