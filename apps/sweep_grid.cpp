@@ -6,6 +6,7 @@
 
 #include "apps/experiment_config.hpp"
 #include "common/errors.hpp"
+#include "common/hash.hpp"
 #include "common/io/json_config.hpp"
 
 namespace fs = std::filesystem;
@@ -17,15 +18,6 @@ nlohmann::json resolve_config_json(const std::string& file, const std::vector<st
                                    bool print_mapping);
 
 namespace {
-
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 /// Flattens {"a": {"b": 1}} to {"a.b": 1}; dotted keys stay as they are.
 void flatten(const nlohmann::json& j, const std::string& prefix, nlohmann::ordered_json& out) {

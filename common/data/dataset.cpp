@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/hash.hpp"
 
 namespace wdlab::data {
 
@@ -38,29 +39,6 @@ void Dataset::validate() const {
       throw DataError(name, fmt::format("example {}: label {}, expected 0..{}", i, labels[i],
                                         num_classes - 1));
 }
-
-namespace {
-
-// FNV-1a, fed byte by byte in a fixed (little-endian) order so the hash is the same on any host.
-class Fnv1a {
- public:
-  void byte(std::uint8_t b) {
-    h_ ^= b;
-    h_ *= 0x100000001b3ull;
-  }
-  void u32(std::uint32_t v) {
-    for (int k = 0; k < 4; ++k) byte(std::uint8_t(v >> (8 * k)));
-  }
-  void u64(std::uint64_t v) {
-    for (int k = 0; k < 8; ++k) byte(std::uint8_t(v >> (8 * k)));
-  }
-  std::uint64_t value() const { return h_; }
-
- private:
-  std::uint64_t h_ = 0xcbf29ce484222325ull;
-};
-
-}  // namespace
 
 std::uint64_t content_hash(const Dataset& d) {
   Fnv1a h;

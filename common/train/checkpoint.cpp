@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/hash.hpp"
 #include "common/io/atomic_file.hpp"
 
 namespace wdlab::train {
@@ -124,13 +125,6 @@ std::optional<ResumePoint> find_resume_point(const fs::path& run_dir,
   return std::nullopt;
 }
 
-std::string hash_hex(const std::string& s) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return fmt::format("{:016x}", h);
-}
+std::string hash_hex(const std::string& s) { return fnv1a_hex(s); }
 
 }  // namespace wdlab::train

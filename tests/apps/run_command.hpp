@@ -40,4 +40,16 @@ inline Run run_wdlab(const std::string& args, const std::string& env = "") {
   return r;
 }
 
+/// A path under the temporary directory, unique to this process, removed if it exists.
+inline std::filesystem::path fresh_dir(const std::string& prefix, const std::string& name) {
+  const auto d = std::filesystem::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+/// Debian's Fashion-MNIST (the embedded default dataset); tests that need it skip without it.
+inline bool have_fashion_mnist() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+}
+
 }  // namespace wdlab::test

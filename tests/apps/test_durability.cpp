@@ -30,13 +30,7 @@ std::string for_optimizer(const std::string& opt) {
   return kBase + "--set optimizer=" + opt + " --set lr=" + lr + " ";
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("wdlab_dur_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"); }
+fs::path fresh_dir(const std::string& name) { return wdlab::test::fresh_dir("wdlab_dur", name); }
 
 int run(const std::string& args, const fs::path& out, const std::string& env = "") {
   const auto r = run_wdlab(args + "--out " + out.string(), env);

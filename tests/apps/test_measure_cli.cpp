@@ -19,18 +19,14 @@ const std::string kConv =
     "--set model=convnet --set arch.base_width=4 --set train_subset=256 --set test_subset=128 --set epochs=2 "
     "--set batch_size=64 --set lr=0.05 --quiet ";
 
-fs::path fresh(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("wdlab_measure_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d;
-}
+fs::path fresh(const std::string& name) { return wdlab::test::fresh_dir("wdlab_measure", name); }
 
 bool near(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
 
 }  // namespace
 
 TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc + wn-conv follows another run's norms") {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) std::exit(77);
+  if (!wdlab::test::have_fashion_mnist()) std::exit(77);
   const fs::path a = fresh("a"), b = fresh("b"), c = fresh("c");
   const auto ra = run_wdlab("train " + kConv +
                             "--set regularization=wd --set weight_decay=0.5 --metrics all --set metrics.probe=32 "

@@ -14,14 +14,12 @@
 namespace fs = std::filesystem;
 using wdlab::test::run_wdlab;
 using wdlab::test::slurp;
+using wdlab::test::have_fashion_mnist;
 
 namespace {
 
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"); }
-
 fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("wdlab_sweep_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
+  const fs::path d = wdlab::test::fresh_dir("wdlab_sweep", name);
   fs::create_directories(d);
   return d;
 }

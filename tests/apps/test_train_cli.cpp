@@ -14,6 +14,7 @@
 namespace fs = std::filesystem;
 using wdlab::test::run_wdlab;
 using wdlab::test::slurp;
+using wdlab::test::have_fashion_mnist;
 
 namespace {
 
@@ -21,13 +22,7 @@ const std::string kTiny =
     "--set train_subset=512 --set test_subset=256 --set arch.width=16 --set epochs=2 "
     "--set batch_size=64 --set lr=0.05 --quiet ";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("wdlab_cli_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"); }
+fs::path fresh_dir(const std::string& name) { return wdlab::test::fresh_dir("wdlab_cli", name); }
 
 std::vector<nlohmann::ordered_json> metric_rows(const fs::path& run) {
   return wdlab::train::MetricsLog(run).rows();
