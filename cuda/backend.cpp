@@ -116,6 +116,7 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
   WDLAB_CHECK(iteration >= 0, "iteration must be >= 0");
   Activations& a = activations(batch.n);
   upload(a, batch);
+  if (policy_ == train::NonfinitePolicy::skip) snapshot_state();
   forward(a, true);
   loss_and_gradient(a, true);
   backward(a);
@@ -128,6 +129,12 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
   s.correct = std::int64_t(h.correct);
   s.finite = std::isfinite(s.loss) && h.param_stats[2] == 0.0;
   if (h.skip && optim_.kind == OptimizerKind::adam) --adam_t_;  // the step did not happen
+  if (!std::isfinite(s.loss)) {
+    s.nonfinite_tensor = "loss";  // the device flag kept every tensor as it was
+  } else if (!s.finite) {
+    name_nonfinite(s);
+    if (policy_ == train::NonfinitePolicy::skip) restore_state();
+  }
   return s;
 }
 
@@ -173,16 +180,78 @@ void CudaBackend::optimizer_step(double lr) {
 }
 
 void CudaBackend::parameter_stats() {
-  // Σθ, Σθ², #non-finite over every trainable tensor after the step, into the step's scalars.
+  // Σθ, Σθ², #non-finite over every tensor after the step (running statistics too: the
+  // reference checks them as well), into the step's scalars.
   double* out = scalars_.data()->param_stats;
   Activations& a = *acts_.begin()->second;  // any scratch: all hold the parameter partials
   bool first = true;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!info_[i].trainable()) continue;
     flat_stats(ctx_->stream(), params_[i].data(), Index(params_[i].size()), out,
                first ? kernels::Accumulate::overwrite : kernels::Accumulate::add, a.partial.data());
     first = false;
   }
+}
+
+namespace {
+
+void copy_buffers(std::vector<DeviceBuffer<float>>& dst, const std::vector<DeviceBuffer<float>>& src,
+                  cudaStream_t s) {
+  if (dst.size() != src.size()) {
+    dst.clear();
+    for (const auto& b : src) dst.emplace_back(b.size());
+  }
+  for (std::size_t i = 0; i < src.size(); ++i)
+    if (!src[i].empty())
+      WDLAB_CUDA_CHECK(cudaMemcpyAsync(dst[i].data(), src[i].data(), src[i].bytes(), cudaMemcpyDeviceToDevice, s));
+}
+
+}  // namespace
+
+void CudaBackend::snapshot_state() {
+  // Device to device, queued before the step on the same stream: no host round trip.
+  // (K-FAC's factors and inverses are to join this copy when the cuda K-FAC lands.)
+  const cudaStream_t s = ctx_->stream();
+  copy_buffers(before_.params, params_, s);
+  copy_buffers(before_.state1, state1_, s);
+  copy_buffers(before_.state2, state2_, s);
+  before_.adam_t = adam_t_;
+}
+
+void CudaBackend::restore_state() {
+  const cudaStream_t s = ctx_->stream();
+  copy_buffers(params_, before_.params, s);
+  copy_buffers(state1_, before_.state1, s);
+  copy_buffers(state2_, before_.state2, s);
+  adam_t_ = before_.adam_t;
+  ctx_->synchronize();
+}
+
+void CudaBackend::name_nonfinite(train::StepStats& s) const {
+  // Only after a failed step, so the per-tensor read-backs cost nothing in normal training. The
+  // reference's order: a non-finite gradient first (it never steps on one), else the first
+  // tensor that the update made non-finite.
+  const cudaStream_t st = ctx_->stream();
+  auto bad = [&](const DeviceBuffer<float>& b) {
+    if (b.empty()) return false;
+    const Index n = Index(b.size());
+    DeviceBuffer<double> partial(static_cast<std::size_t>(flat_partials_needed(n))), total(3);
+    flat_stats(st, b.data(), n, total.data(), kernels::Accumulate::overwrite, partial.data());
+    std::vector<double> h(3);
+    total.copy_to_host(h, st);
+    return h[2] != 0.0;
+  };
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (info_[i].trainable() && bad(grads_[i])) {
+      s.nonfinite_tensor = "gradient";
+      s.nonfinite_layer = info_[i].name;
+      return;
+    }
+  s.nonfinite_tensor = "update";
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (bad(params_[i])) {
+      s.nonfinite_layer = info_[i].name;
+      return;
+    }
 }
 
 std::vector<std::pair<std::string, double>> CudaBackend::weight_norms() const {

@@ -10,7 +10,7 @@
 // non-finite count of the updated parameters). A non-finite loss sets a device flag on which the
 // optimizer and running-statistics kernels do nothing, as the reference returns before stepping.
 // Not yet: K-FAC (UsageError at construction), data resident on the device (the Backend
-// interface hands host batches: one host→device copy per step), `measure`.
+// interface hands host batches: one host→device copy per step).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -48,6 +48,15 @@ class CudaBackend final : public train::Backend {
                               std::int64_t iteration) override;
   train::EvalStats evaluate(const train::HostBatch& batch) override;
   std::vector<std::pair<std::string, double>> weight_norms() const override;
+  /// Under skip a step whose update is non-finite is undone from a device copy of the
+  /// parameters and optimizer state taken before it (kept only under skip).
+  void set_nonfinite_policy(train::NonfinitePolicy policy) override { policy_ = policy; }
+  /// backend_measure.cpp: the mechanism metrics on the GPU, term for term as
+  /// reference/backend_measure.cpp (norms, elr, jacobian, jacobian_est, gn, trace; damping and
+  /// K-FAC's elr_opt through the optimizer, see there).
+  train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override;
+  /// wn-conv on the device (Backend::rescale_weights), all or nothing.
+  void rescale_weights(const train::NamedValues& targets) override;
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;
 
@@ -64,10 +73,23 @@ class CudaBackend final : public train::Backend {
   void upload(Activations& a, const train::HostBatch& batch);
   void forward(Activations& a, bool train);
   void loss_and_gradient(Activations& a, bool want_gradient);
-  void backward(Activations& a);
+  /// Which statistics BN's backward differentiates through: the batch's (train mode) or the
+  /// running ones, constants (eval mode: the curvature metrics).
+  enum class BnPass { batch, running };
+  void backward(Activations& a, BnPass bn = BnPass::batch);
   void optimizer_step(double lr);
   void running_stats_update(Activations& a);
   void parameter_stats();
+  // Non-finite steps (backend.cpp): the skip policy's device copy, and which tensor to report.
+  void snapshot_state();
+  void restore_state();
+  void name_nonfinite(train::StepStats& s) const;
+  // backend_measure.cpp
+  struct Curvature;  // one output pass's per-layer factor traces and scalars
+  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn);
+  std::vector<double> jacobian_estimates(Activations& a, const train::MeasureRequest& req);
+  train::NamedValues optimizer_metrics(const train::MeasureRequest& req,
+                                       const std::vector<std::pair<std::string, double>>& norms) const;
   kernels::StepScalars read_scalars() const;
   const float* input_of(const Activations& a, int layer, int which = 0) const;
 
@@ -89,6 +111,12 @@ class CudaBackend final : public train::Backend {
   DeviceBuffer<kernels::StepScalars> scalars_;
   mutable DeviceBuffer<double> stats_scratch_;  // weight_norms partials
   std::map<int, std::unique_ptr<Activations>> acts_;
+  train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
+  struct Snapshot {  // under skip: the state before the step (parameters include running stats)
+    std::vector<DeviceBuffer<float>> params, state1, state2;
+    std::int64_t adam_t = 0;
+  };
+  Snapshot before_;
 };
 
 }  // namespace wdlab::cuda

@@ -20,6 +20,9 @@ struct CudaBackend::Activations {
   DeviceBuffer<double> loss, correct;      // per example
   DeviceBuffer<double> partial;            // reduction scratch
   DeviceBuffer<double> sums;               // BN backward: Σdy[C], Σdy⊙x̂[C]
+  DeviceBuffer<float> dinput;              // capture only: ∂L/∂input (empty otherwise: no
+                                           // optimizer needs it, so steps skip it)
+  char dinput_written = 0;                 // backward: whether dinput holds a value yet
 };
 
 }  // namespace wdlab::cuda

@@ -16,6 +16,7 @@
 #include "cuda/kernels/batchnorm.hpp"
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/launch.hpp"
+#include "cuda/kernels/measure.hpp"
 #include "cuda/kernels/pool.hpp"
 #include "cuda/reductions.hpp"
 
@@ -165,15 +166,22 @@ void CudaBackend::loss_and_gradient(Activations& a, bool want_gradient) {
   launch_device(s, 1, kernels::LossTotals{a.loss.data(), a.correct.data(), scalars_.data(), N});
 }
 
-void CudaBackend::backward(Activations& a) {
+void CudaBackend::backward(Activations& a, BnPass bn) {
   const cudaStream_t s = ctx_->stream();
   const int N = a.N;
   const int L = int(spec_.layers.size());
   std::fill(a.dout_written.begin(), a.dout_written.end(), 0);
   a.dout_written[std::size_t(L - 1)] = 1;  // the loss wrote dlogits
+  a.dinput_written = 0;
   // Where a cotangent for layer `src` goes and whether it adds to one already there (fan-out).
   auto target = [&](int src, float** p, Accumulate* mode) {
-    if (src < 0) return false;  // no optimizer needs the input gradient
+    if (src < 0) {  // the input: only a capture wants its gradient (no optimizer does)
+      if (a.dinput.empty()) return false;
+      *p = a.dinput.data();
+      *mode = a.dinput_written ? Accumulate::add : Accumulate::overwrite;
+      a.dinput_written = 1;
+      return true;
+    }
     *p = a.dout[std::size_t(src)].data();
     *mode = a.dout_written[std::size_t(src)] ? Accumulate::add : Accumulate::overwrite;
     a.dout_written[std::size_t(src)] = 1;
@@ -224,6 +232,12 @@ void CudaBackend::backward(Activations& a) {
       case LayerKind::batchnorm: {
         const Index C = l.out.C, HW = Index(l.out.H) * l.out.W, m = Index(N) * HW;
         const float* gamma = sl.gamma >= 0 ? params_[std::size_t(sl.gamma)].data() : nullptr;
+        if (bn == BnPass::running) {  // measure(): no γ/β gradients wanted, x̂ was not stored
+          if (target(l.inputs[0], &dx, &mode))
+            launch_device(s, n_in, kernels::BnEvalBackward{dy, params_[std::size_t(sl.running_var)].data(),
+                                                           gamma, dx, C, HW, float(l.bn_eps), mode});
+          break;
+        }
         const float* xhat = gamma ? a.xhat[std::size_t(i)].data() : a.out[std::size_t(i)].data();
         double* sum_dy = a.sums.data();
         double* sum_dy_xhat = sum_dy + C;

@@ -62,8 +62,8 @@ struct SquaredError {
 struct StepScalars {
   double loss_sum = 0;   // Σ_n loss[n]
   double correct = 0;    // Σ_n correct[n]
-  double param_stats[3] = {0, 0, 0};  // after the step, over trainable tensors: Σθ, Σθ² and
-                                      // the count of non-finite entries (FlatStatsTotal)
+  double param_stats[3] = {0, 0, 0};  // after the step, over every tensor (running statistics
+                                      // too): Σθ, Σθ² and the count of non-finite entries
   std::uint32_t skip = 0;  // 1 when loss_sum is not finite: the optimizer does not step
   std::uint32_t pad = 0;
 };
