@@ -1,8 +1,8 @@
 // `wdlab bench --backend cuda` (CUDA builds only): the refusal at start where no GPU is usable,
 // the CudaBackend (apps/cuda_setup.hpp) and the CUDA-event step timer. Steps are timed by events
 // recorded on the backend's stream around train_step (which reads one scalar back, so the step
-// has finished when it returns). An optimizer the backend refuses (K-FAC before it lands) throws
-// UsageError at construction; bench reports that row as not run.
+// has finished when it returns; a K-FAC step reads back once more, before stepping). An optimizer
+// the backend refuses throws UsageError at construction; bench reports that row as not run.
 #include <cuda_runtime_api.h>
 
 #include <fmt/format.h>

@@ -14,6 +14,7 @@
 #include "apps/command.hpp"
 #include "apps/crosscheck/case_data.hpp"
 #include "apps/crosscheck/cases.hpp"
+#include "apps/crosscheck/cuda_capture.hpp"
 #include "apps/crosscheck/report.hpp"
 #include "apps/crosscheck/side.hpp"
 
@@ -128,6 +129,7 @@ int cmd_crosscheck(const Args& args) {
     ex.input = xcheck::InputKind::small_integer;
     for (auto& c : xcheck::registry(ex)) cases.push_back(std::move(c));
     for (const auto& l : xcheck::coverage(cases)) fmt::print("{}\n", l);
+    for (const auto& l : xcheck::cuda_side::coverage()) fmt::print("{}\n", l);
     return 0;
   }
 
@@ -147,6 +149,11 @@ int cmd_crosscheck(const Args& args) {
 #else
     const xcheck::CudaSideFactory cuda = nullptr;
 #endif
+    if (o.exact && (o.a == "cuda" || o.b == "cuda")) {  // refused before looking for a GPU
+      xcheck::Case integer_case;
+      integer_case.input = xcheck::InputKind::small_integer;
+      throw xcheck::SideUnavailable("cuda: --exact is not supported: " + xcheck::cuda_side::unsupported(integer_case));
+    }
     a = xcheck::make_side(o.a, cuda);
     b = xcheck::make_side(o.b, cuda);
   } catch (const xcheck::SideUnavailable& e) {
@@ -172,6 +179,12 @@ int cmd_crosscheck(const Args& args) {
         const auto ta = a->run(c, data);
         const auto tb = b->run(c, data);
         lines = xcheck::compare_tensors(c, ta, tb, a->precision(), b->precision());
+        for (auto& l : lines) {
+          if (l.status != xcheck::Status::missing) continue;
+          std::string w = b->why_missing(c, l.tensor, l.quantity);
+          if (w.empty()) w = a->why_missing(c, l.tensor, l.quantity);
+          if (!w.empty()) l.message += ": " + w;
+        }
       } catch (const xcheck::CaseUnsupported& e) {
         lines = {xcheck::unsupported_line(c, e.what())};
       }

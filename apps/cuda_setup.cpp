@@ -17,10 +17,6 @@ void check_backend_usable(const ExperimentConfig& c) {
 #if defined(WDLAB_HAVE_CUDA)
   if (c.precision == Precision::float64)
     throw UsageError("precision", "the cuda backend computes in float32; use --precision float");
-  if (c.optim.kind == ref::OptimizerKind::kfac_f || c.optim.kind == ref::OptimizerKind::kfac_g)
-    throw UsageError("optimizer", fmt::format("{} is not implemented on the cuda backend yet; use "
-                                              "--backend reference",
-                                              ref::to_string(c.optim.kind)));
   const cuda::DeviceStatus st = cuda::query_devices();
   if (!st.usable) throw UsageError("backend", st.reason);
 #else
@@ -53,6 +49,18 @@ cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const Net
     case ref::Regularization::wd: s.reg = cuda::Regularization::wd; break;
   }
   s.weight_decay = optim.reg.weight_decay;
+  const ref::KfacConfig& k = optim.kfac;
+  s.kfac.damping = k.damping;
+  s.kfac.t_cov = k.t_cov;
+  s.kfac.t_inv = k.t_inv;
+  s.kfac.cov_ema_decay = k.cov_ema_decay;
+  s.kfac.kl_clip = k.kl_clip;
+  s.kfac.momentum = k.momentum;
+  s.kfac.inverse = k.inverse == ref::InverseMethod::eig ? cuda::InverseMethod::eig : cuda::InverseMethod::cholesky;
+  s.kfac.factor_init = k.factor_init == ref::FactorInit::data_pass ? cuda::FactorInit::data_pass
+                                                                   : cuda::FactorInit::identity;
+  s.kfac.gn_probe_variance = k.gn_probe_variance;
+  s.kfac.max_damping_raises = k.max_damping_raises;
   for (const ParamInfo& p : spec.params()) s.decays.push_back(ref::decays(p, spec, optim.reg) ? 1 : 0);
   return s;
 }
@@ -61,7 +69,8 @@ std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
                                                      const ref::OptimConfig& optim,
                                                      std::uint64_t seed, ref::Init init,
                                                      cuda::BackendOptions options) {
-  const cuda::OptimSettings settings = cuda_optim_settings(optim, spec);
+  cuda::OptimSettings settings = cuda_optim_settings(optim, spec);
+  settings.kfac.seed = seed;  // K-FAC's sampled cotangents: the reference backend's seed
   const ref::ParamStore<float> p = ref::init_params<float>(spec, seed, init);
   std::vector<std::vector<float>> values;
   for (std::size_t i = 0; i < p.info.size(); ++i) values.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));

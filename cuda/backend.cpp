@@ -11,6 +11,7 @@
 #include "cuda/backend_activations.hpp"
 #include "cuda/kernels/launch.hpp"
 #include "cuda/kernels/optim.hpp"
+#include "cuda/kfac.hpp"
 #include "cuda/reductions.hpp"
 #include "cuda/state_layout.hpp"
 
@@ -45,7 +46,7 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
                          OptimSettings optim, BackendOptions options)
     : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), options_(options) {
   spec_.validate();
-  optim_.validate(spec_);  // K-FAC refused here, before any GPU work
+  optim_.validate(spec_);  // before any GPU work
   if (params.size() != info_.size())
     throw InternalError(fmt::format("CudaBackend: {} parameter tensors for {} in the spec",
                                     params.size(), info_.size()));
@@ -78,6 +79,8 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
     state2_.push_back(zeros(optim_.kind == OptimizerKind::adam ? n : 0, s));
   }
   scalars_ = DeviceBuffer<kernels::StepScalars>(1);
+  if (optim_.kind == OptimizerKind::kfac_f || optim_.kind == OptimizerKind::kfac_g)
+    kfac_ = std::make_unique<CudaKfac>(*ctx_, spec_, optim_);
   ctx_->synchronize();
 }
 
@@ -116,6 +119,7 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
   WDLAB_CHECK(iteration >= 0, "iteration must be >= 0");
   Activations& a = activations(batch.n);
   upload(a, batch);
+  if (kfac_) return kfac_step(a, lr, iteration);
   if (policy_ == train::NonfinitePolicy::skip) snapshot_state();
   forward(a, true);
   loss_and_gradient(a, true);
@@ -148,6 +152,7 @@ train::EvalStats CudaBackend::evaluate(const train::HostBatch& batch) {
 }
 
 void CudaBackend::optimizer_step(double lr) {
+  if (kfac_) throw InternalError("optimizer_step: a K-FAC step goes through kfac_step (backend_kfac.cpp)");
   const cudaStream_t s = ctx_->stream();
   const std::uint32_t* skip = &scalars_.data()->skip;
   const float beta = float(optim_.weight_decay);
@@ -209,7 +214,7 @@ void copy_buffers(std::vector<DeviceBuffer<float>>& dst, const std::vector<Devic
 
 void CudaBackend::snapshot_state() {
   // Device to device, queued before the step on the same stream: no host round trip.
-  // (K-FAC's factors and inverses are to join this copy when the cuda K-FAC lands.)
+  // (K-FAC steps keep a host copy of their whole state instead: backend_kfac.cpp.)
   const cudaStream_t s = ctx_->stream();
   copy_buffers(before_.params, params_, s);
   copy_buffers(before_.state1, state1_, s);
@@ -281,7 +286,7 @@ io::SafetensorsFile CudaBackend::state() const {
   const cudaStream_t s = ctx_->stream();
   for (std::size_t i = 0; i < info_.size(); ++i) {
     f.tensors[info_[i].name] = io::Tensor::from_f32(info_[i].shape, download(params_[i], s));
-    if (!info_[i].trainable()) continue;
+    if (!info_[i].trainable() || kfac_) continue;
     if (optim_.kind == OptimizerKind::sgd) {
       f.tensors["optim.momentum." + info_[i].name] = optimizer_state_tensor(info_[i], download(state1_[i], s));
     } else {
@@ -290,6 +295,7 @@ io::SafetensorsFile CudaBackend::state() const {
     }
   }
   if (optim_.kind == OptimizerKind::adam) f.tensors["optim.adam.t"] = scalar_state_tensor(float(adam_t_));
+  if (kfac_) kfac_->write_state(f, info_);
   f.metadata["backend"] = "cuda";
   f.metadata["precision"] = "float";  // same as the float reference: checkpoints interchange
   return f;
@@ -307,7 +313,7 @@ void CudaBackend::load_state(const io::SafetensorsFile& f) {
     if (t.shape != info_[i].shape)
       throw DataError(f.source, fmt::format("tensor \"{}\" has the wrong shape", info_[i].name));
     p[i] = f.f32(info_[i].name);
-    if (!info_[i].trainable()) continue;
+    if (!info_[i].trainable() || kfac_) continue;
     auto take = [&](const std::string& name) {
       ++optim_taken;
       return optimizer_state_values(info_[i], f.at(name), name);
@@ -327,6 +333,8 @@ void CudaBackend::load_state(const io::SafetensorsFile& f) {
       throw DataError("optim.adam.t", "must be a step count");
     t = std::int64_t(tv[0]);
   }
+  std::shared_ptr<const CudaKfac::Staged> kstate;
+  if (kfac_) kstate = kfac_->stage_state(f, info_, &optim_taken);
   std::size_t optim_present = 0;
   for (const auto& [name, tensor] : f.tensors)
     if (name.rfind("optim.", 0) == 0) ++optim_present;
@@ -337,11 +345,12 @@ void CudaBackend::load_state(const io::SafetensorsFile& f) {
   const cudaStream_t st = ctx_->stream();
   for (std::size_t i = 0; i < info_.size(); ++i) {
     params_[i].copy_from_host(p[i], st);
-    if (!info_[i].trainable()) continue;
+    if (!info_[i].trainable() || kfac_) continue;
     state1_[i].copy_from_host(s1[i], st);
     if (optim_.kind == OptimizerKind::adam) state2_[i].copy_from_host(s2[i], st);
   }
   adam_t_ = t;
+  if (kfac_) kfac_->commit_state(*kstate);
 }
 
 }  // namespace wdlab::cuda

@@ -9,8 +9,10 @@
 // reference, cuda/state_layout.hpp). One stream; one host read-back per step (loss, hits, the
 // non-finite count of the updated parameters). A non-finite loss sets a device flag on which the
 // optimizer and running-statistics kernels do nothing, as the reference returns before stepping.
-// Not yet: K-FAC (UsageError at construction), data resident on the device (the Backend
-// interface hands host batches: one host→device copy per step).
+// K-FAC-F/G (cuda/kfac.hpp, backend_kfac.cpp): a K-FAC step reads the loss back before stepping
+// (the reference returns before the optimizer on a non-finite loss), then once more at the end.
+// Not yet: data resident on the device (the Backend interface hands host batches: one
+// host→device copy per step).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,6 +30,8 @@
 
 namespace wdlab::cuda {
 
+class CudaKfac;
+
 struct BackendOptions {
   int device = 0;
   MathMode math = MathMode::fp32;
@@ -38,7 +42,7 @@ class CudaBackend final : public train::Backend {
  public:
   /// `params`: one vector per entry of spec.params(), PyTorch order (e.g. from the reference's
   /// init_params + to_pytorch_order, so both backends start from the same numbers).
-  /// Throws DeviceError (no usable GPU) or UsageError (K-FAC, a bad setting).
+  /// Throws DeviceError (no usable GPU) or UsageError (a bad setting).
   CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
               OptimSettings optim, BackendOptions options = {});
   ~CudaBackend() override;
@@ -57,6 +61,12 @@ class CudaBackend final : public train::Backend {
   train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override;
   /// wn-conv on the device (Backend::rescale_weights), all or nothing.
   void rescale_weights(const train::NamedValues& targets) override;
+  /// K-FAC's data-pass factor initialization (backend_kfac.cpp).
+  bool wants_factor_init() const override;
+  void accumulate_factor_init(const train::HostBatch& batch, std::int64_t index) override;
+  void finish_factor_init() override;
+  /// The K-FAC optimizer (null for SGD/Adam): factors, inverses, damping metrics.
+  const CudaKfac* kfac() const { return kfac_.get(); }
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;
 
@@ -92,6 +102,12 @@ class CudaBackend final : public train::Backend {
                                        const std::vector<std::pair<std::string, double>>& norms) const;
   kernels::StepScalars read_scalars() const;
   const float* input_of(const Activations& a, int layer, int which = 0) const;
+  /// backend_kfac.cpp: a K-FAC step on the batch in `a`, and the statistics pass (a train-mode
+  /// forward on that batch, a backward of the sampled cotangents, the factor estimates).
+  train::StepStats kfac_step(Activations& a, double lr, std::int64_t iteration);
+  void kfac_statistics(Activations& a, std::uint64_t rng_step);
+  /// The data-pass statistics of batch `index` (in `a`), added to the running sum.
+  void kfac_init_batch(Activations& a, std::int64_t index);
 
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
@@ -117,6 +133,7 @@ class CudaBackend final : public train::Backend {
     std::int64_t adam_t = 0;
   };
   Snapshot before_;
+  std::unique_ptr<CudaKfac> kfac_;  // K-FAC-F/G only
 };
 
 }  // namespace wdlab::cuda

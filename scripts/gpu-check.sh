@@ -62,12 +62,12 @@ if [[ -n "$prepare" ]]; then
   cmake --build "$dir" -j "$jobs"
   mkdir -p "$dir/carried-lib"
   # Shared libraries resolved outside the base system and the CUDA libraries (those come from
-  # PyTorch's wheels on the GPU machine).
+  # PyTorch's wheels on the GPU machine; cuSOLVER, for K-FAC, brings cuSPARSE and nvJitLink).
   for bin in "$dir"/bin/*; do
     [[ -x "$bin" && -f "$bin" ]] || continue
     ldd "$bin" 2>/dev/null | awk '/=> \// { print $3 }'
   done | sort -u | grep -Ev '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' \
-       | grep -Ev '/(libcudart|libcublas|libcublasLt|libcudnn[^/]*|libcusolver|libcurand|libnvrtc[^/]*|libcuda)\.so' \
+       | grep -Ev '/(libcudart|libcublas|libcublasLt|libcudnn[^/]*|libcusolver|libcusparse|libnvJitLink|libcurand|libnvrtc[^/]*|libcuda)\.so' \
        | while read -r lib; do cp -L "$lib" "$dir/carried-lib/"; done
   strip --strip-unneeded "$dir"/bin/* 2>/dev/null || true
   echo "gpu-check: carried build ready in $dir ($(du -sh "$dir" | cut -f1)); carried libraries:"

@@ -132,6 +132,23 @@ std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors
     l.status = pass ? Status::pass : Status::fail;
     out.push_back(std::move(l));
   }
+  // A tensor only side b has is no evidence either way: MISSING too, so that swapping the
+  // sides (a = cuda, b = reference) cannot turn the reference's extra tensors into silence.
+  for (const Tensor& tb : b) {
+    const bool in_a = std::any_of(a.begin(), a.end(), [&](const Tensor& x) { return x.name == tb.name; });
+    if (in_a) continue;
+    Line l;
+    l.case_name = c.name;
+    l.tensor = tb.name;
+    l.quantity = tb.quantity;
+    l.shape = shape_string(tb.shape);
+    l.size = tb.data.size();
+    l.tol_kind = tolerance_kind(c, tb.quantity, pa, pb);
+    l.tol = tol::of(l.tol_kind);
+    l.status = Status::missing;
+    l.message = "side a returned no tensor of this name";
+    out.push_back(std::move(l));
+  }
   return out;
 }
 

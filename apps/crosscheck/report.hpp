@@ -3,8 +3,9 @@
 // evidence (STYLE.md #10): case, tensor, shape, relative Frobenius error ‖b − a‖/‖a‖, max abs
 // error and its multi-index, non-finite count, tolerance (from common/tolerances.hpp, by
 // quantity and precision), margin tol/rel, and the sides' notes (e.g. the algorithm a backend
-// chose). A tensor side a has and side b lacks is a MISSING line; a case side b cannot run is
-// UNSUPPORTED; both count as failures.
+// chose). A tensor one side has and the other lacks is a MISSING line (with the lacking side's
+// reason where it gives one, Side::why_missing); a case a side cannot run is UNSUPPORTED; both
+// count as failures.
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -37,7 +38,8 @@ struct Line {
 /// kind and the quantity.
 tol::Kind tolerance_kind(const Case& c, Quantity q, Precision a, Precision b);
 
-/// Compares every tensor of `a` (the reference side) with the same-named tensor of `b`.
+/// Compares every tensor of `a` (the reference side) with the same-named tensor of `b`; a tensor
+/// of either side without a same-named one on the other is a MISSING line.
 std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors& b, Precision pa, Precision pb);
 Line unsupported_line(const Case& c, const std::string& why);
 

@@ -19,6 +19,9 @@ class Perturbed final : public Side {
   std::string name() const override { return inner_->name() + fmt::format(" (perturbed: {} x(1{:+g}))", prefix_, rel_); }
   Precision precision() const override { return inner_->precision(); }
   std::string unsupported(const Case& c) const override { return inner_->unsupported(c); }
+  std::string why_missing(const Case& c, const std::string& tensor, Quantity q) const override {
+    return inner_->why_missing(c, tensor, q);
+  }
   Tensors run(const Case& c, const CaseData& d) override {
     Tensors t = inner_->run(c, d);
     for (auto& x : t)

@@ -34,6 +34,12 @@ class Side {
     return "";
   }
   virtual Tensors run(const Case& c, const CaseData& d) = 0;
+  /// Why this side returns no tensor of this name and quantity in case `c`, "" when it should
+  /// have one. The report keeps such a tensor MISSING (a failure) and prints the reason.
+  virtual std::string why_missing(const Case& c, const std::string& tensor, Quantity q) const {
+    (void)c, (void)tensor, (void)q;
+    return "";
+  }
 };
 
 /// Thrown by Side::run for a case found unsupported only while running it (e.g. a backend that

@@ -7,7 +7,8 @@
 // calls on the case's batches, then state() (PyTorch-named parameters, running statistics and
 // "optim." state, interchangeable with the reference's) and measure(). cuDNN runs with the
 // deterministic algorithm policy; the algorithms chosen are printed as the notes of the lines.
-// A case the backend refuses (K-FAC before it lands) is UNSUPPORTED with the backend's reason.
+// K-FAC cases run with the reference side's seed (same Fisher targets, same GN probes). A case
+// the backend refuses is UNSUPPORTED with the backend's reason.
 // Layer, loss and network cases need per-layer entry points the backend does not expose yet:
 // UNSUPPORTED, never passed. To add them, return the tensors of side_reference.cpp, named by
 // tensor_names.hpp, in the layouts of tensors.hpp, from the CaseData given.
@@ -42,8 +43,10 @@ class CudaSide final : public xcheck::Side {
     for (const auto& t : d.params) params.emplace_back(t.data.begin(), t.data.end());
     std::unique_ptr<cuda::CudaBackend> be;
     try {
+      cuda::OptimSettings settings = cuda_optim_settings(c.optim, c.spec);
+      settings.kfac.seed = c.seed;  // the reference side's seed: the same sampled targets and probes
       be = std::make_unique<cuda::CudaBackend>(
-          c.spec, params, cuda_optim_settings(c.optim, c.spec),
+          c.spec, params, settings,
           cuda::BackendOptions{.math = cuda::MathMode::fp32, .policy = cuda::AlgoPolicy::deterministic});
     } catch (const UsageError& e) {
       throw xcheck::CaseUnsupported(e.what());

@@ -73,6 +73,25 @@ TEST_CASE("crosscheck --b cuda where it cannot run: one line on stderr, exit 2")
          r.err.find("no crosscheck side") != std::string::npos));
 }
 
+TEST_CASE("crosscheck --exact with the cuda side: refused at start in one line, exit 2, with the reason") {
+  for (const char* args : {"crosscheck --exact --b cuda", "crosscheck --exact --a cuda --b direct"}) {
+    const auto r = run_wdlab(args);
+    INFO(args << "\n" << r.out << r.err);
+    CHECK(r.rc == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.find("--exact is not supported: the CUDA backend computes in float32 only") != std::string::npos);
+    CHECK(r.out.empty());
+  }
+}
+
+TEST_CASE("crosscheck --coverage says what the cuda side leaves out") {
+  const auto r = run_wdlab("crosscheck --coverage");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("side cuda kfac_factor, damped_inverse, preconditioned, metric kfac_*: NOT COMPARED, reported MISSING")
+        != std::string::npos);
+  CHECK(r.out.find("side cuda exact mode: NO CASE") != std::string::npos);
+}
+
 TEST_CASE("crosscheck --coverage lists uncovered metrics, and bad options exit 2") {
   const auto r = run_wdlab("crosscheck --coverage");
   CHECK(r.rc == 0);

@@ -87,16 +87,27 @@ TEST_CASE("optimizer state layout: transposed, shape-checked - a plain copy woul
   CHECK(cuda::compute_matrix_shape(ParamInfo{.name = "c", .shape = {8, 3, 3, 3}}) == std::pair<std::int64_t, std::int64_t>{8, 27});
 }
 
-TEST_CASE("cuda optimizer settings: K-FAC refused with a clear reason, decay flags checked") {
+TEST_CASE("cuda optimizer settings: K-FAC accepted, its bad settings refused, decay flags checked") {
   const NetworkSpec spec = small_convnet();
   cuda::OptimSettings s;
   s.decays.assign(spec.params().size(), 0);
   CHECK_NOTHROW(s.validate(spec));
   s.kind = cuda::OptimizerKind::kfac_f;
-  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("not implemented on the cuda backend yet"), UsageError);
+  CHECK_NOTHROW(s.validate(spec));
   s.kind = cuda::OptimizerKind::kfac_g;
+  CHECK_NOTHROW(s.validate(spec));
+  s.kfac.t_cov = 0;
+  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("t_cov"), UsageError);
+  s.kfac.t_cov = 1;
+  s.kfac.cov_ema_decay = 1.0;
+  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("cov_ema_decay"), UsageError);
+  s.kfac.cov_ema_decay = 0.95;
+  s.kfac.damping = -1;
   CHECK_THROWS_AS(s.validate(spec), UsageError);
+  s.kfac.damping = 1e-3;
   s.kind = cuda::OptimizerKind::adam;
+  s.kfac.t_inv = 0;  // K-FAC settings are not checked for another optimizer
+  CHECK_NOTHROW(s.validate(spec));
   s.decays.pop_back();
   CHECK_THROWS_AS(s.validate(spec), InternalError);
   s.decays.assign(spec.params().size(), 1);  // marks the running statistics too
