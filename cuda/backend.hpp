@@ -22,6 +22,7 @@
 
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
+#include "cuda/capture.hpp"
 #include "cuda/context.hpp"
 #include "cuda/conv.hpp"
 #include "cuda/device_buffer.hpp"
@@ -76,6 +77,10 @@ class CudaBackend final : public train::Backend {
   std::vector<std::vector<float>> parameters() const;
   /// The one stream all work is queued on (bench times steps with CUDA events on it).
   cudaStream_t stream() const { return ctx_->stream(); }
+  /// Crosscheck entry point (backend_capture.cpp): one pass on a batch, every per-layer buffer
+  /// downloaded (cuda/capture.hpp). Parameters and optimizer state are not touched; a train pass
+  /// leaves the running statistics updated once, as a train step would.
+  Capture capture(const CaptureRequest& request);
 
  private:
   struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
@@ -135,5 +140,11 @@ class CudaBackend final : public train::Backend {
   Snapshot before_;
   std::unique_ptr<CudaKfac> kfac_;  // K-FAC-F/G only
 };
+
+/// A loss alone on host outputs through the backend's loss kernels (backend_capture.cpp): the
+/// crosscheck's loss cases. `labels` for the cross-entropy, `targets` (N×K) for squared error.
+LossCapture capture_loss(CaptureLoss kind, std::span<const float> outputs,
+                         std::span<const std::int32_t> labels, std::span<const float> targets,
+                         int classes, int n, int device = 0);
 
 }  // namespace wdlab::cuda

@@ -2,18 +2,26 @@
 // backend's construction in apps/cuda_setup.cpp). make_side("cuda") calls make_cuda_side() after
 // query_devices() found a usable GPU.
 //
-// What it runs today: optimizer cases, through the backend's train::Backend interface: the
-// case's parameters (the same float32-rounded numbers the reference side gets), N train_step
-// calls on the case's batches, then state() (PyTorch-named parameters, running statistics and
-// "optim." state, interchangeable with the reference's) and measure(). cuDNN runs with the
-// deterministic algorithm policy; the algorithms chosen are printed as the notes of the lines.
-// K-FAC cases run with the reference side's seed (same Fisher targets, same GN probes). A case
-// the backend refuses is UNSUPPORTED with the backend's reason.
-// Layer, loss and network cases need per-layer entry points the backend does not expose yet:
-// UNSUPPORTED, never passed. To add them, return the tensors of side_reference.cpp, named by
-// tensor_names.hpp, in the layouts of tensors.hpp, from the CaseData given.
+// Every backend runs from the case's parameters (the same float32-rounded numbers the
+// reference side gets), float32 math (no TF32), cuDNN under the deterministic algorithm policy;
+// the algorithms chosen are the notes of the lines.
+//   layer and network cases: CudaBackend::capture (cuda/backend_capture.cpp), one train pass:
+//     forward with batch statistics, the layer case's given cotangent or the softmax
+//     cross-entropy, backward with the input gradient, one running-statistics update and the BN
+//     layers in eval mode; apps/crosscheck/cuda_capture.cpp turns the downloaded buffers into
+//     the reference side's tensors. Not yet: K-FAC factors, damped inverses, preconditioned
+//     gradients and K-FAC metrics (MISSING lines with the reason, never passed).
+//   loss cases: the backend's loss kernels alone (cuda::capture_loss).
+//   optimizer cases: the train::Backend interface: N train_step calls on the case's batches,
+//     then state() (PyTorch-named parameters, running statistics and "optim." state,
+//     interchangeable with the reference's) and measure(). K-FAC cases run with the reference
+//     side's seed (same Fisher targets, same GN probes). An optimizer the backend refuses is
+//     UNSUPPORTED with its reason.
+//   exact mode: UNSUPPORTED (float32 only, no double CUDA path; wdlab crosscheck refuses
+//     --exact with the cuda side at start).
 #include <fmt/format.h>
 
+#include "apps/crosscheck/cuda_capture.hpp"
 #include "apps/crosscheck/side.hpp"
 #include "apps/crosscheck/tensor_names.hpp"
 #include "apps/cuda_setup.hpp"
@@ -33,24 +41,53 @@ class CudaSide final : public xcheck::Side {
  public:
   std::string name() const override { return "cuda"; }
   xcheck::Precision precision() const override { return xcheck::Precision::float32; }
-  std::string unsupported(const Case& c) const override {
-    if (c.kind != xcheck::CaseKind::optimizer)
-      return "the CUDA backend exposes no per-layer entry points to the crosscheck yet (optimizer cases run)";
-    return "";
+  std::string unsupported(const Case& c) const override { return xcheck::cuda_side::unsupported(c); }
+  std::string why_missing(const Case& c, const std::string& tensor, Quantity q) const override {
+    return xcheck::cuda_side::why_missing(c, tensor, q);
   }
   Tensors run(const Case& c, const CaseData& d) override {
+    switch (c.kind) {
+      case xcheck::CaseKind::loss: return run_loss(c, d);
+      case xcheck::CaseKind::layer:
+      case xcheck::CaseKind::network: return run_capture(c, d);
+      case xcheck::CaseKind::optimizer: return run_optimizer(c, d);
+    }
+    throw InternalError("cuda side: unknown case kind");
+  }
+
+ private:
+  static std::unique_ptr<cuda::CudaBackend> backend(const Case& c, const CaseData& d) {
     std::vector<std::vector<float>> params;
     for (const auto& t : d.params) params.emplace_back(t.data.begin(), t.data.end());
-    std::unique_ptr<cuda::CudaBackend> be;
+    cuda::OptimSettings settings = cuda_optim_settings(c.optim, c.spec);
+    settings.kfac.seed = c.seed;  // the reference side's seed: the same sampled targets and probes
     try {
-      cuda::OptimSettings settings = cuda_optim_settings(c.optim, c.spec);
-      settings.kfac.seed = c.seed;  // the reference side's seed: the same sampled targets and probes
-      be = std::make_unique<cuda::CudaBackend>(
+      return std::make_unique<cuda::CudaBackend>(
           c.spec, params, settings,
           cuda::BackendOptions{.math = cuda::MathMode::fp32, .policy = cuda::AlgoPolicy::deterministic});
     } catch (const UsageError& e) {
       throw xcheck::CaseUnsupported(e.what());
     }
+  }
+
+  Tensors run_capture(const Case& c, const CaseData& d) {
+    auto be = backend(c, d);
+    std::vector<float> images, cotangent;
+    const auto cap = be->capture(xcheck::cuda_side::request(c, d, images, cotangent));
+    if (c.kind == xcheck::CaseKind::layer) return xcheck::cuda_side::layer_tensors(c, cap);
+    return xcheck::cuda_side::network_tensors(c, cap, be->weight_norms());
+  }
+
+  Tensors run_loss(const Case& c, const CaseData& d) {
+    const std::vector<float> z(d.outputs.begin(), d.outputs.end()), t(d.targets.begin(), d.targets.end());
+    const auto kind = c.loss == xcheck::LossKind::softmax_cross_entropy ? cuda::CaptureLoss::softmax_cross_entropy
+                                                                        : cuda::CaptureLoss::squared_error;
+    return xcheck::cuda_side::loss_tensors(
+        c, cuda::capture_loss(kind, z, d.batches.at(0).labels, t, c.loss_classes, c.batch));
+  }
+
+  Tensors run_optimizer(const Case& c, const CaseData& d) {
+    auto be = backend(c, d);
     std::vector<float> images;
     auto host = [&](const xcheck::Batch& b) {
       images.assign(b.x.begin(), b.x.end());
