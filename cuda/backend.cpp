@@ -120,6 +120,10 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
   Activations& a = activations(batch.n);
   upload(a, batch);
   if (kfac_) return kfac_step(a, lr, iteration);
+  return run_step(a, lr);
+}
+
+train::StepStats CudaBackend::run_step(Activations& a, double lr) {
   if (policy_ == train::NonfinitePolicy::skip) snapshot_state();
   forward(a, true);
   loss_and_gradient(a, true);
@@ -129,7 +133,7 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
   parameter_stats();
   const kernels::StepScalars h = read_scalars();
   train::StepStats s;
-  s.loss = h.loss_sum / double(batch.n);
+  s.loss = h.loss_sum / double(a.N);
   s.correct = std::int64_t(h.correct);
   s.finite = std::isfinite(s.loss) && h.param_stats[2] == 0.0;
   if (h.skip && optim_.kind == OptimizerKind::adam) --adam_t_;  // the step did not happen
@@ -145,10 +149,14 @@ train::StepStats CudaBackend::train_step(const train::HostBatch& batch, double l
 train::EvalStats CudaBackend::evaluate(const train::HostBatch& batch) {
   Activations& a = activations(batch.n);
   upload(a, batch);
+  return run_eval(a);
+}
+
+train::EvalStats CudaBackend::run_eval(Activations& a) {
   forward(a, false);
   loss_and_gradient(a, false);
   const kernels::StepScalars h = read_scalars();
-  return train::EvalStats{.loss_sum = h.loss_sum, .correct = std::int64_t(h.correct), .n = batch.n};
+  return train::EvalStats{.loss_sum = h.loss_sum, .correct = std::int64_t(h.correct), .n = a.N};
 }
 
 void CudaBackend::optimizer_step(double lr) {

@@ -9,10 +9,13 @@
 // reference, cuda/state_layout.hpp). One stream; one host read-back per step (loss, hits, the
 // non-finite count of the updated parameters). A non-finite loss sets a device flag on which the
 // optimizer and running-statistics kernels do nothing, as the reference returns before stepping.
+// Data resident on the device (DataPath::resident, backend_data.cpp): the trainer uploads each
+// data set once; a step then sends only its example ids (pinned, asynchronous) and one kernel
+// gathers and augments the input (kernels/gather.hpp, the host path's Philox draws) and one the
+// labels. Host batches (train_step, evaluate) are still taken, with one copy per call.
 // K-FAC-F/G (cuda/kfac.hpp, backend_kfac.cpp): a K-FAC step reads the loss back before stepping
 // (the reference returns before the optimizer on a non-finite loss), then once more at the end.
-// Not yet: data resident on the device (the Backend interface hands host batches: one
-// host→device copy per step).
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,6 +31,7 @@
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/loss.hpp"
 #include "cuda/optim_config.hpp"
+#include "cuda/pinned_buffer.hpp"
 
 namespace wdlab::cuda {
 
@@ -52,6 +56,12 @@ class CudaBackend final : public train::Backend {
   train::StepStats train_step(const train::HostBatch& batch, double lr,
                               std::int64_t iteration) override;
   train::EvalStats evaluate(const train::HostBatch& batch) override;
+  /// backend_data.cpp: the data sets on the device, batches by example id.
+  train::DataPath data_path() const override { return train::DataPath::resident; }
+  void set_resident_data(train::DataSplit split, const train::DataView& data) override;
+  train::StepStats train_step_ids(const train::IdBatch& batch, double lr, std::int64_t iteration) override;
+  void accumulate_factor_init_ids(const train::IdBatch& batch, std::int64_t index) override;
+  train::EvalStats evaluate_ids(const train::IdBatch& batch) override;
   std::vector<std::pair<std::string, double>> weight_norms() const override;
   /// Under skip a step whose update is non-finite is undone from a device copy of the
   /// parameters and optimizer state taken before it (kept only under skip).
@@ -86,6 +96,10 @@ class CudaBackend final : public train::Backend {
   struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
   Activations& activations(int N);
   void upload(Activations& a, const train::HostBatch& batch);
+  void gather(Activations& a, const train::IdBatch& batch);  // backend_data.cpp
+  /// The step (eval) on the batch already in a.input/a.labels; ends with the one read-back.
+  train::StepStats run_step(Activations& a, double lr);
+  train::EvalStats run_eval(Activations& a);
   void forward(Activations& a, bool train);
   void loss_and_gradient(Activations& a, bool want_gradient);
   /// Which statistics BN's backward differentiates through: the batch's (train mode) or the
@@ -139,6 +153,14 @@ class CudaBackend final : public train::Backend {
   };
   Snapshot before_;
   std::unique_ptr<CudaKfac> kfac_;  // K-FAC-F/G only
+  struct ResidentSet {
+    DeviceBuffer<float> images;          // n·C·H·W, normalized, not augmented
+    DeviceBuffer<std::int32_t> labels;   // n
+    std::int64_t n = 0;
+  };
+  std::array<ResidentSet, 3> resident_;          // by train::DataSplit
+  PinnedBuffer<std::int64_t> ids_staging_;       // the current batch's ids on the host
+  DeviceBuffer<std::int64_t> ids_;               // and on the device
 };
 
 /// A loss alone on host outputs through the backend's loss kernels (backend_capture.cpp): the

@@ -21,6 +21,48 @@ struct HostBatch {
   int n = 0;
 };
 
+/// Whether training images are augmented (data::augment_image: pad, random crop, flip).
+enum class Augment { off, on };
+
+/// How a batch's images are augmented: example id gets data::augment_image(seed, step, id, ...,
+/// pad) (Philox purpose augment, step = the global step, index = the example's id in its data
+/// set), the draws the host batches use, so the data path does not change what a step sees.
+struct AugmentSpec {
+  Augment mode = Augment::off;
+  std::uint64_t seed = 0;
+  std::uint64_t step = 0;
+  int pad = 4;
+};
+
+/// How the trainer feeds a backend (Backend::data_path).
+enum class DataPath {
+  host_batches,  // every call gets a HostBatch the trainer gathered and augmented
+  resident,      // each data set is handed over once (set_resident_data); calls name example ids
+};
+
+/// The trainer's data sets, as named in the resident-data calls.
+enum class DataSplit { train, val, test };
+std::string to_string(DataSplit s);
+
+/// A whole data set on the host: N images of C·H·W floats (normalized, not augmented), N labels
+/// in 0..num_classes-1. A view: a backend copies what it keeps before set_resident_data returns.
+struct DataView {
+  std::span<const float> images;
+  std::span<const std::int32_t> labels;
+  int channels = 0, height = 0, width = 0, num_classes = 0;
+  std::int64_t size() const { return std::int64_t(labels.size()); }
+  std::int64_t image_size() const { return std::int64_t(channels) * height * width; }
+};
+
+/// A batch of a resident data set by example ids: slot k holds example ids[k] of `split`,
+/// augmented as `augment` says; the same images and labels HostBatch would carry.
+struct IdBatch {
+  DataSplit split = DataSplit::train;
+  std::span<const std::int64_t> ids;
+  AugmentSpec augment;
+  int n() const { return int(ids.size()); }
+};
+
 /// What --on-nonfinite does with a step that produced a non-finite value.
 enum class NonfinitePolicy {
   abort,  // record it, keep the last checkpoint as it is, exit with ExitCode::numeric
@@ -76,6 +118,32 @@ class Backend {
   virtual void finish_factor_init() {}
   /// Loss and accuracy in evaluation mode (BN running statistics).
   virtual EvalStats evaluate(const HostBatch& batch) = 0;
+  /// Resident data (a GPU holds the whole CIFAR set and augments there): under
+  /// DataPath::resident the trainer calls set_resident_data once per data set before the first
+  /// step, then the *_ids calls, each of which must give what its HostBatch twin gives for the
+  /// batch the trainer would have gathered (same examples, same augmentation draws). The host
+  /// batch calls stay valid (evaluation of other sets, the fault-injection hook). The defaults
+  /// serve host batches only.
+  virtual DataPath data_path() const { return DataPath::host_batches; }
+  virtual void set_resident_data(DataSplit split, const DataView& data) {
+    (void)data;
+    throw UsageError("data", describe() + " does not hold resident data (" + to_string(split) + ")");
+  }
+  virtual StepStats train_step_ids(const IdBatch& batch, double lr, std::int64_t iteration) {
+    (void)batch;
+    (void)lr;
+    (void)iteration;
+    throw UsageError("data", describe() + " does not take batches by example id");
+  }
+  virtual EvalStats evaluate_ids(const IdBatch& batch) {
+    (void)batch;
+    throw UsageError("data", describe() + " does not take batches by example id");
+  }
+  virtual void accumulate_factor_init_ids(const IdBatch& batch, std::int64_t index) {
+    (void)batch;
+    (void)index;
+    throw UsageError("data", describe() + " does not take batches by example id");
+  }
   /// ‖θ‖₂ of every weight tensor (dense/conv weights), by parameter name.
   virtual std::vector<std::pair<std::string, double>> weight_norms() const = 0;
   /// Parameters (PyTorch names and layouts) and optimizer state ("optim." names).

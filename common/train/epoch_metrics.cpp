@@ -145,7 +145,7 @@ void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConf
     row[name] = value;
   double train_loss = row["train_loss"].get<double>();
   if (m.groups.has(MetricGroup::train_eval)) {
-    const EvalStats tr = evaluate(backend, data.train, cfg.eval_batch_size);
+    const EvalStats tr = evaluate(backend, data.train, DataSplit::train, cfg.eval_batch_size);
     row["train_eval_loss"] = tr.loss();
     row["train_eval_acc"] = tr.accuracy();
     train_loss = tr.loss();

@@ -17,6 +17,7 @@
 #include "common/data/transforms.hpp"
 #include "common/errors.hpp"
 #include "common/io/atomic_file.hpp"
+#include "common/train/batching.hpp"
 #include "common/train/metrics_log.hpp"
 #include "common/train/signals.hpp"
 #include "common/fault.hpp"
@@ -41,26 +42,6 @@ void TrainerConfig::validate() const {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// Gathers examples `ids` of `d` into contiguous buffers (augmented when asked).
-struct BatchBuffer {
-  std::vector<float> images;
-  std::vector<std::int32_t> labels;
-  HostBatch fill(const data::Dataset& d, std::span<const std::uint32_t> ids, Augment aug,
-                 std::uint64_t seed, std::int64_t step) {
-    const std::size_t sz = d.image_size();
-    images.resize(ids.size() * sz);
-    labels.resize(ids.size());
-    if (aug == Augment::on) {
-      data::augment_batch(d, ids, seed, std::uint64_t(step), images);
-    } else {
-      for (std::size_t i = 0; i < ids.size(); ++i)
-        std::copy_n(d.image(ids[i]), sz, images.begin() + std::ptrdiff_t(i * sz));
-    }
-    for (std::size_t i = 0; i < ids.size(); ++i) labels[i] = d.labels[ids[i]];
-    return HostBatch{images, labels, int(ids.size())};
-  }
-};
 
 class ProgressLine {
  public:
@@ -111,13 +92,27 @@ nlohmann::ordered_json event_row(const char* kind, int epoch, std::int64_t step)
 
 EvalStats evaluate(Backend& backend, const data::Dataset& d, int batch_size) {
   EvalStats total;
-  BatchBuffer buf;
+  HostBatcher buf;
   std::vector<std::uint32_t> ids;
   for (std::size_t start = 0; start < d.size(); start += std::size_t(batch_size)) {
     const std::size_t n = std::min<std::size_t>(std::size_t(batch_size), d.size() - start);
     ids.resize(n);
     for (std::size_t i = 0; i < n; ++i) ids[i] = std::uint32_t(start + i);
-    total += backend.evaluate(buf.fill(d, ids, Augment::off, 0, 0));
+    total += backend.evaluate(buf.fill(d, ids, AugmentSpec{}));
+  }
+  return total;
+}
+
+EvalStats evaluate(Backend& backend, const data::Dataset& d, DataSplit split, int batch_size) {
+  if (backend.data_path() != DataPath::resident) return evaluate(backend, d, batch_size);
+  // The same batches as the host path, the last one partial, named by id.
+  EvalStats total;
+  std::vector<std::int64_t> ids;
+  for (std::size_t start = 0; start < d.size(); start += std::size_t(batch_size)) {
+    const std::size_t n = std::min<std::size_t>(std::size_t(batch_size), d.size() - start);
+    ids.resize(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = std::int64_t(start + i);
+    total += backend.evaluate_ids(IdBatch{split, ids, AugmentSpec{}});
   }
   return total;
 }
@@ -142,6 +137,13 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     backend.load_state(from->file);
   }
   backend.set_nonfinite_policy(cfg.on_nonfinite);
+  // Resident data: every set handed over once; steps and evaluations then name example ids.
+  const DataPath path = backend.data_path();
+  if (path == DataPath::resident) {
+    backend.set_resident_data(DataSplit::train, view_of(data.train));
+    if (data.val.size() > 0) backend.set_resident_data(DataSplit::val, view_of(data.val));
+    backend.set_resident_data(DataSplit::test, view_of(data.test));
+  }
   const SignalGuard signals;
   // Fault injection for tests: WDLAB_FAULT_SIGTERM_AT=k raises SIGTERM right after step k, so a
   // test can stop a run at a chosen point instead of racing a timer (kills: common/fault.hpp).
@@ -156,7 +158,8 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   summary.epochs_done = start.epoch;
   std::int64_t iteration = start.iteration;
   const auto t0 = Clock::now();
-  BatchBuffer buf;
+  HostBatcher buf;
+  std::vector<std::int64_t> ids64;  // the resident path's batch ids
   ProgressLine progress(cfg.progress);
 
   if (start.epoch == 0 && start.batch == 0 && backend.wants_factor_init()) {
@@ -164,7 +167,12 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     std::vector<std::uint32_t> ids(std::size_t(cfg.batch_size));
     for (std::int64_t b = 0; b < per_epoch; ++b) {
       for (int i = 0; i < cfg.batch_size; ++i) ids[i] = std::uint32_t(b * cfg.batch_size + i);
-      backend.accumulate_factor_init(buf.fill(data.train, ids, Augment::off, 0, 0), b);
+      if (path == DataPath::resident) {
+        widen_ids(ids, ids64);
+        backend.accumulate_factor_init_ids(IdBatch{DataSplit::train, ids64, AugmentSpec{}}, b);
+      } else {
+        backend.accumulate_factor_init(buf.fill(data.train, ids, AugmentSpec{}), b);
+      }
     }
     backend.finish_factor_init();
   }
@@ -176,12 +184,24 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     double loss_sum = continuing ? start.loss_sum : 0;
     std::int64_t correct = continuing ? start.correct : 0, seen = continuing ? start.seen : 0;
     double lr = 0;
+    // Whole batches only: the last n_train mod batch_size examples of the order sit this epoch out.
     for (std::int64_t b = continuing ? start.batch : 0; b < per_epoch; ++b) {
       const std::span<const std::uint32_t> ids(order.data() + b * cfg.batch_size, std::size_t(cfg.batch_size));
-      const HostBatch batch = buf.fill(data.train, ids, cfg.augment, cfg.seed, iteration);
-      if (fault::nan_at(iteration)) buf.images[0] = std::nanf("");  // test hook (common/fault.hpp)
+      const AugmentSpec aug{cfg.augment, cfg.seed, std::uint64_t(iteration)};
+      const bool poison = fault::nan_at(iteration);  // test hook (common/fault.hpp)
       lr = cfg.lr(iteration, per_epoch);
-      const StepStats s = backend.train_step(batch, lr, iteration);
+      StepStats s;
+      if (path == DataPath::resident && !poison) {
+        widen_ids(ids, ids64);
+        s = backend.train_step_ids(IdBatch{DataSplit::train, ids64, aug}, lr, iteration);
+      } else {
+        // The host batch; on the resident path only for a step the hook poisons, since the
+        // hook edits host memory (the backend takes both kinds of batch).
+        const HostBatch batch = buf.fill(data.train, ids, aug);
+        if (poison) buf.images()[0] = std::nanf("");
+        s = backend.train_step(batch, lr, iteration);
+      }
+      const double batch_n = double(ids.size());
       fault::point("trainer.step", std::to_string(iteration));
       for (const StepEvent& ev : s.events) {
         auto row = event_row(ev.kind.c_str(), epoch, iteration);
@@ -219,9 +239,9 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
                                          "(divergence_factor); the last checkpoint is intact",
                                          epoch, iteration, s.loss, cfg.divergence_factor, initial_loss));
         }
-        loss_sum += s.loss * batch.n;
+        loss_sum += s.loss * batch_n;
         correct += s.correct;
-        seen += batch.n;
+        seen += std::int64_t(ids.size());
       }
       if (iteration == sigterm_at) std::raise(SIGTERM);
       ++iteration;
@@ -244,11 +264,11 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["skipped_steps"] = skipped;
     summary.train = EvalStats{loss_sum, correct, seen};
     if (data.val.size() > 0) {
-      summary.val = evaluate(backend, data.val, cfg.eval_batch_size);
+      summary.val = evaluate(backend, data.val, DataSplit::val, cfg.eval_batch_size);
       row["val_loss"] = summary.val.loss();
       row["val_acc"] = summary.val.accuracy();
     }
-    summary.test = evaluate(backend, data.test, cfg.eval_batch_size);
+    summary.test = evaluate(backend, data.test, DataSplit::test, cfg.eval_batch_size);
     row["test_loss"] = summary.test.loss();
     row["test_acc"] = summary.test.accuracy();
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();

@@ -2,6 +2,8 @@
 // The backend-neutral training loop: epochs of shuffled minibatches (shared Philox order and
 // augmentation), evaluation on train/val/test, a metrics row per epoch (metrics.jsonl and
 // metrics.csv), safetensors checkpoints written atomically, resume from the latest checkpoint.
+// Batches go to the backend as host batches or, for a backend on DataPath::resident, as example
+// ids into data sets it was given once (batching.hpp); both give the same results.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -17,7 +19,6 @@
 
 namespace wdlab::train {
 
-enum class Augment { off, on };
 enum class Progress { auto_detect, terminal, lines, quiet };
 
 struct TrainerConfig {
@@ -59,7 +60,10 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
                  const std::filesystem::path& run_dir, const std::optional<ResumePoint>& from,
                  const nlohmann::json& checkpoint_metadata);
 
-/// Evaluation over a whole data set in batches.
+/// Evaluation over a whole data set in batches (host batches; the last one may be partial).
 EvalStats evaluate(Backend& backend, const data::Dataset& d, int batch_size);
+/// The same, where `d` is the trainer's set `split`: a backend on DataPath::resident (which the
+/// trainer has given that set) gets the same batches by example id.
+EvalStats evaluate(Backend& backend, const data::Dataset& d, DataSplit split, int batch_size);
 
 }  // namespace wdlab::train
