@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/command.hpp"
+#include "apps/cuda_setup.hpp"
 #include "apps/experiment_config.hpp"
 #include "apps/run_setup.hpp"
 #include "common/errors.hpp"
@@ -24,7 +25,7 @@ namespace wdlab::app {
 namespace {
 
 struct MeasureOptions {
-  std::string run, checkpoint, metrics = "all", format = "table", distribution;
+  std::string run, checkpoint, metrics = "all", format = "table", distribution, backend = "reference";
   int probe = 0, jac_probes = 0;  // 0: the run's metrics.probe / metrics.jac_probes
   void validate() const {
     if (run.empty() && checkpoint.empty()) throw UsageError("--run", "give --run DIR or --checkpoint FILE");
@@ -61,7 +62,8 @@ std::int64_t metadata_int(const io::SafetensorsFile& f, const std::string& key) 
 int cmd_measure(const Args& args) {
   MeasureOptions o;
   po::options_description desc(
-      "wdlab measure --run DIR [--checkpoint FILE] [--metrics LIST] [--probe N] [--format table|json]\n\n"
+      "wdlab measure --run DIR [--checkpoint FILE] [--metrics LIST] [--probe N] [--format table|json]\n"
+      "              [--backend reference|cuda]\n\n"
       "The mechanism metrics of a checkpoint (default: the run's latest) on the run's data set.\n"
       "The config comes from DIR/config.json, or from the checkpoint's metadata without --run.\n"
       "gap evaluates the training and test sets in evaluation mode: gen_gap = test_loss -\n"
@@ -76,8 +78,11 @@ int cmd_measure(const Args& args) {
       ("probe", po::value(&o.probe), "probe set size N: the first N test examples (default: the run's, 256)")
       ("jac-probes", po::value(&o.jac_probes), "random projections for jac_norm_est (default: the run's, 16)")
       ("probe-distribution", po::value(&o.distribution), "rademacher | gaussian (default: the run's)")
-      ("format", po::value(&o.format)->default_value(o.format), "table | json");
+      ("format", po::value(&o.format)->default_value(o.format), "table | json")
+      ("backend", po::value(&o.backend)->default_value(o.backend),
+       "reference | cuda: where the metrics are computed (a checkpoint of either backend loads on either)");
   if (!parse_options(desc, args, [&] { o.validate(); })) return 0;
+  const BackendKind backend_kind = backend_option(o.backend);  // no GPU: one line, exit 2, nothing read
 
   const fs::path ckpt = o.checkpoint.empty() ? latest_checkpoint(o.run) : fs::path(o.checkpoint);
   const io::SafetensorsFile file = io::load(ckpt);
@@ -96,6 +101,7 @@ int cmd_measure(const Args& args) {
   if (!o.distribution.empty()) mo.probe_distribution = train::parse_probe_distribution("--probe-distribution", o.distribution);
   mo.validate();
 
+  use_backend(cfg, backend_kind);
   const auto data = load_datasets(cfg.data, cfg.seed);
   const NetworkSpec spec = build_network(cfg, data.train);
   auto backend = make_backend(cfg, spec);

@@ -25,6 +25,22 @@ void check_backend_usable(const ExperimentConfig& c) {
 #endif
 }
 
+BackendKind backend_option(const std::string& name) {
+  if (name == "reference") return BackendKind::reference;
+  if (name != "cuda") throw UsageError("--backend", fmt::format("expected reference or cuda, got '{}'", name));
+  ExperimentConfig c;  // float32 and SGD: only the build and the device are in question here
+  c.backend = BackendKind::cuda;
+  check_backend_usable(c);
+  return BackendKind::cuda;
+}
+
+void use_backend(ExperimentConfig& c, BackendKind kind) {
+  c.backend = kind;
+  if (kind != BackendKind::cuda) return;
+  c.precision = Precision::float32;
+  check_backend_usable(c);
+}
+
 #if defined(WDLAB_HAVE_CUDA)
 
 cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec) {

@@ -6,6 +6,7 @@
 // Compiled in every build; without the CUDA backend the functions refuse with a reason.
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "apps/experiment_config.hpp"
 #include "common/network_spec.hpp"
@@ -22,6 +23,15 @@ namespace wdlab::app {
 /// (35): ..."), and UsageError for what the cuda backend does not do (double precision, K-FAC).
 /// Exit code 2 through main. Does nothing for the reference backend. Cheap: call it at start.
 void check_backend_usable(const ExperimentConfig& c);
+
+/// The `--backend reference|cuda` option of eval and measure (UsageError("--backend") for
+/// another name). For cuda it checks at once that a GPU is usable, so that the refusal is the
+/// one-line reason with exit 2 before any file is read.
+BackendKind backend_option(const std::string& name);
+
+/// A run's config switched to `kind` for eval/measure: for cuda, float32 (a double checkpoint is
+/// then refused by load_state, naming its precision) and check_backend_usable (K-FAC, device).
+void use_backend(ExperimentConfig& c, BackendKind kind);
 
 /// check_backend_usable, then a CudaBackend with the config's network, optimizer and seed.
 std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec);

@@ -30,6 +30,7 @@
 #include "cuda/kernels/measure.hpp"
 #include "cuda/kernels/patches.hpp"
 #include "cuda/kfac.hpp"
+#include "cuda/kfac.hpp"
 #include "cuda/reductions.hpp"
 
 namespace wdlab::cuda {
@@ -291,37 +292,43 @@ std::vector<double> CudaBackend::jacobian_estimates(Activations& a, const train:
 
 train::NamedValues CudaBackend::optimizer_metrics(const train::MeasureRequest& req,
                                                   const std::vector<std::pair<std::string, double>>& norms) const {
-  // The damping group (λ‖W‖², the fraction of the eigenvalues T·α_i·σ_j above λ) needs the
-  // optimizer's λ and current factors A_l, S_l: the cuda K-FAC optimizer answers (cuda/kfac.hpp).
-  if (!kfac_ || !req.groups.has(train::MetricGroup::damping)) return {};
-  return kfac_->damping_metrics(info_, norms);
+  // The optimizer's own rows, in the reference's order: elr_opt per weight tensor (its form
+  // depends on the optimizer, common/train/measure.hpp), then K-FAC's damping group (λ‖W‖² and
+  // the fraction of eigenvalue pairs above λ, from CudaKfac's current factors). Without K-FAC the
+  // damping group has no rows, as in the reference.
+  train::NamedValues out;
+  if (req.groups.has(train::MetricGroup::elr))
+    for (const auto& [name, norm] : norms) {
+      double own = 0;
+      if (kfac_) own = kfac_->elr_opt(req.lr, norm);                                 // η/((1−μ)λ‖W‖²)
+      else if (optim_.kind == OptimizerKind::adam) own = req.lr / norm;              // η/‖W‖
+      else own = req.lr / ((1 - optim_.momentum) * norm * norm);                     // η/((1−μ)‖W‖²)
+      out.emplace_back("elr_opt." + name, own);
+    }
+  if (req.groups.has(train::MetricGroup::damping) && kfac_)
+    for (auto& row : kfac_->damping_metrics(info_, norms)) out.push_back(std::move(row));
+  return out;
 }
 
 train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const train::MeasureRequest& req) {
   using train::MetricGroup;
   const train::MetricGroups& g = req.groups;
-  const bool kfac = optim_.kind == OptimizerKind::kfac_f || optim_.kind == OptimizerKind::kfac_g;
   const bool jac = g.has(MetricGroup::jacobian), gn = g.has(MetricGroup::gn), tr = g.has(MetricGroup::trace);
   const bool curvature = jac || gn || tr || g.has(MetricGroup::jacobian_est);
   if (curvature && probe.n < 1)
     throw UsageError("metrics", "the curvature metrics need a probe set of at least one example");
   train::NamedValues out;
   const auto norms = weight_norms();  // deterministic device reductions, weight tensors in order
-  for (const auto& [name, norm] : norms) {
-    const double n2 = norm * norm;
+  const train::NamedValues own = optimizer_metrics(req, norms);
+  for (std::size_t w = 0; w < norms.size(); ++w) {
+    const auto& [name, norm] = norms[w];
     if (g.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm);
     if (g.has(MetricGroup::elr)) {
-      out.emplace_back("elr." + name, req.lr / n2);  // η/‖θ_l‖² (Eq. 9)
-      out.emplace_back("elr_opt." + name, kfac_                               ? kfac_->elr_opt(req.lr, norm)
-                                          : optim_.kind == OptimizerKind::adam ? req.lr / norm
-                                                                               : req.lr / ((1 - optim_.momentum) * n2));
+      out.emplace_back("elr." + name, req.lr / (norm * norm));  // η/‖θ_l‖² (Eq. 9)
+      out.push_back(own[w]);                                    // elr_opt.<name>
     }
   }
-  if (kfac) {  // after every weight's rows, as the reference
-    const train::NamedValues d = optimizer_metrics(req, norms);
-    out.insert(out.end(), d.begin(), d.end());
-  }
-  // damping without K-FAC: nothing, as the reference (no damped curvature to describe)
+  for (std::size_t r = g.has(MetricGroup::elr) ? norms.size() : 0; r < own.size(); ++r) out.push_back(own[r]);
   if (!curvature) return out;
   Activations& a = activations(probe.n);
   upload(a, probe);

@@ -43,3 +43,35 @@ TEST_CASE("train --backend cuda without a usable GPU: one line, exit 2, nothing 
   const auto ok = run_wdlab("train --backend reference --dry-run --quiet --set epochs=1");
   CHECK(ok.rc == 0);
 }
+
+TEST_CASE("eval and measure --backend cuda without a usable GPU: one line, exit 2, before reading the checkpoint") {
+#if defined(WDLAB_HAVE_CUDA)
+  const auto st = wdlab::cuda::query_devices();
+  if (st.usable) {
+    MESSAGE("a GPU is usable here: the refusal cannot be observed");
+    std::exit(77);
+  }
+  const std::string expect = "no usable CUDA device";
+#else
+  const std::string expect = "built without the CUDA backend";
+#endif
+  // The checkpoint does not exist: the backend check must come first, or this would be a data error.
+  const std::string missing = (std::filesystem::temp_directory_path() / "wdlab_no_such_checkpoint.safetensors").string();
+  for (const std::string cmd : {"eval --checkpoint " + missing, "measure --checkpoint " + missing}) {
+    const auto r = run_wdlab(cmd + " --backend cuda");
+    MESSAGE(cmd << ": rc=" << r.rc << " stderr: " << r.err);
+    CHECK(r.rc == 2);
+    const std::string first = r.err.substr(0, r.err.find('\n'));
+    CHECK(first.find("backend: ") != std::string::npos);
+    CHECK(first.find(expect) != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);
+    // Control: on the reference backend the same command gets past the check and fails on the file.
+    const auto ref = run_wdlab(cmd + " --backend reference");
+    CHECK(ref.rc != 0);
+    CHECK(ref.err.find(expect) == std::string::npos);
+    CHECK(ref.err.find("wdlab_no_such_checkpoint") != std::string::npos);
+  }
+  const auto bad = run_wdlab("eval --checkpoint " + missing + " --backend tpu");
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("--backend") != std::string::npos);
+}

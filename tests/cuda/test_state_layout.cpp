@@ -3,6 +3,8 @@
 // byte, what the float reference writes; and back.
 #include <doctest/doctest.h>
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "common/errors.hpp"
@@ -112,4 +114,60 @@ TEST_CASE("cuda optimizer settings: K-FAC accepted, its bad settings refused, de
   CHECK_THROWS_AS(s.validate(spec), InternalError);
   s.decays.assign(spec.params().size(), 1);  // marks the running statistics too
   CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("running statistic"), InternalError);
+}
+
+TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float reference, which steps on identically") {
+  // What CudaBackend::state() writes from its PyTorch-order buffers, built here from a stepped
+  // reference's parameters and optimizer state; a fresh reference (other initial values) loads it.
+  const NetworkSpec spec = small_convnet();
+  const int n = 4;
+  std::vector<float> images(std::size_t(spec.input.size() * n));
+  for (std::size_t i = 0; i < images.size(); ++i) images[i] = float(int(i % 7) - 3) / 3.0f;
+  const std::vector<std::int32_t> labels{2, 0, 1, 1};
+  const train::HostBatch batch{images, labels, n};
+  for (const auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam}) {
+    auto be = stepped(spec, kind);
+    const auto& p = be.params();
+    std::map<std::string, ref::Mat<float>> named;
+    for (const auto& [name, m] : be.optimizer().state()) named[name] = m;
+    auto cuda_layout = [&](bool pytorch_params) {
+      io::SafetensorsFile f;
+      for (std::size_t i = 0; i < p.info.size(); ++i) {
+        const ParamInfo& info = p.info[i];
+        const std::vector<float> values = pytorch_params ? ref::to_pytorch_order(info, p.values[i])
+                                                         : std::vector<float>(p.values[i].data(), p.values[i].data() + p.values[i].size());
+        f.tensors[info.name] = io::Tensor::from_f32(info.shape, values);
+        if (!info.trainable()) continue;
+        const std::vector<std::string> names =
+            kind == ref::OptimizerKind::sgd ? std::vector<std::string>{"optim.momentum." + info.name}
+                                            : std::vector<std::string>{"optim.adam.m." + info.name, "optim.adam.v." + info.name};
+        for (const auto& nm : names)
+          f.tensors[nm] = cuda::optimizer_state_tensor(info, ref::to_pytorch_order(info, named.at(nm)));
+      }
+      if (kind == ref::OptimizerKind::adam) f.tensors["optim.adam.t"] = cuda::scalar_state_tensor(float(named.at("optim.adam.t")(0, 0)));
+      f.metadata["backend"] = "cuda";
+      f.metadata["precision"] = "float";
+      return f;
+    };
+    ref::OptimConfig cfg;
+    cfg.kind = kind;
+    ref::ReferenceBackend<float> fresh(spec, ref::init_params<float>(spec, 77, ref::Init::glorot_uniform), cfg, 5);
+    fresh.load_state(cuda_layout(true));
+    const io::SafetensorsFile a = fresh.state(), b = be.state();
+    int same = 0;
+    for (const auto& [name, t] : b.tensors) {
+      CHECK_MESSAGE(a.tensors.at(name).data == t.data, name);
+      ++same;
+    }
+    CHECK(a.tensors.size() == b.tensors.size());
+    MESSAGE(ref::to_string(kind) << ": " << same << " tensors identical after the load");
+    const auto s1 = fresh.train_step(batch, 0.1, 1), s2 = be.train_step(batch, 0.1, 1);
+    CHECK(s1.loss == s2.loss);  // the same float computation on the same state
+    CHECK(fresh.state().tensors.at("features.0.weight").data == be.state().tensors.at("features.0.weight").data);
+    // Control: parameters in the compute layout instead of PyTorch order load (same sizes) but
+    // are a different network.
+    ref::ReferenceBackend<float> wrong(spec, ref::init_params<float>(spec, 77, ref::Init::glorot_uniform), cfg, 5);
+    wrong.load_state(cuda_layout(false));
+    CHECK(wrong.state().tensors.at("classifier.weight").data != b.tensors.at("classifier.weight").data);
+  }
 }
