@@ -14,7 +14,9 @@
 #include "cuda/kernels/measure.hpp"
 #include "kernel_test_util.hpp"
 #include "reference/net/metrics.hpp"
+#include "reference/net/network.hpp"
 #include "reference/net/params.hpp"
+#include "reference/ops/conv2d.hpp"
 #include "reference/ops/batchnorm.hpp"
 #include "reference/ops/loss.hpp"
 
@@ -213,4 +215,136 @@ TEST_CASE("kernel scaling reproduces ref::rescale_weight bit for bit (weight, bi
   WDLAB_EXPECT_PASS(compare_exact("rescaled running var", scaled(rv, c * c), flat_d(p.values[static_cast<std::size_t>(rv)])));
   // Control: the variance scaled by c, not c², is wrong.
   CHECK_FALSE(compare_exact("running var by c (control)", scaled(rv, c), flat_d(p.values[static_cast<std::size_t>(rv)])).pass);
+}
+
+namespace {
+
+/// NCHW data of one layer (the reference's (C·T)×N matrix) as the C × N·T matrix of columns
+/// o_{n,t} (CotangentColumns' layout).
+Mat<double> columns(const Mat<double>& m, Index C) {
+  const Index T = m.rows() / C, N = m.cols();
+  Mat<double> out(C, N * T);
+  for (Index n = 0; n < N; ++n)
+    for (Index c = 0; c < C; ++c)
+      for (Index t = 0; t < T; ++t) out(c, n * T + t) = m(c * T + t, n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("measure's reformulation (per-example sums, Gram matrices of outputs and cotangents) equals the reference metrics") {
+  // CudaBackend::output_pass computes tr(A), tr(S), the exact dense traces, θᵀGθ, E‖J‖² and
+  // T·vec(W̄)ᵀ(A⊗S)vec(W̄) = T·⟨Σ_j G_jG_jᵀ, OOᵀ⟩/(N·T)² without forming A. This replays those
+  // formulas in double on the reference's own eval-mode passes and checks them against
+  // ref::output_pass, kfac_norm and kfac_trace (exact_double): the algebra the device code
+  // implements, with the kernel bodies above checked separately.
+  SpecBuilder bld("measurenet", Shape{3, 6, 6}, 4);
+  bld.conv("features.0", 5, 3, 1, 1, Bias::on);
+  bld.batchnorm("features.1");
+  bld.relu();
+  bld.maxpool(2, 2);
+  bld.conv("features.4", 6, 3, 2, 1, Bias::off);
+  bld.batchnorm("features.5");
+  bld.relu();
+  bld.global_avgpool();
+  bld.flatten();
+  bld.dense("classifier", 4, Bias::on);
+  const NetworkSpec spec = bld.finish();
+  auto p = ref::init_params<double>(spec, 4, ref::Init::glorot_uniform);
+  for (std::size_t t = 0; t < p.info.size(); ++t)
+    if (p.info[t].role == ParamRole::running_var) p.values[t].array() += 0.5;  // eval BN is not the identity
+  const Index N = 5, K = spec.classes;
+  const Mat<double> x = normal_mat(spec.input.size(), N, 50);
+  for (const auto metric : {ref::OutputMetric::gauss_newton, ref::OutputMetric::fisher}) {
+    const bool fisher = metric == ref::OutputMetric::fisher;
+    const auto rp = ref::output_pass(spec, p, x, metric, ref::InputGrad::compute);
+    const auto fw = ref::network_forward(spec, p, x, ref::BnMode::eval);
+    const Mat<double> probs = ref::softmax_fprop<double>(fw.logits());
+    std::vector<int> wl;
+    for (int i = 0; i < int(spec.layers.size()); ++i)
+      if (spec.layers[std::size_t(i)].has_weights()) wl.push_back(i);
+    const std::size_t B = wl.size();
+    std::vector<double> tr_a(B, 0), tr_s(B, 0), exact(B, 0), kn(B, 0), T(B, 1);
+    std::vector<Eigen::VectorXd> a_n(B), g_n(B);
+    std::vector<Mat<double>> gram_o(B), gram_s(B);
+    for (std::size_t b = 0; b < B; ++b) {
+      const Layer& l = spec.layers[std::size_t(wl[b])];
+      const bool bias = p.slots[std::size_t(wl[b])].bias >= 0;
+      const Mat<double>& in = fw.input_of(spec, wl[b]);
+      if (l.kind == LayerKind::dense) {
+        a_n[b] = in.colwise().squaredNorm().transpose().array() + (bias ? 1.0 : 0.0);
+        tr_a[b] = a_n[b].sum() / double(N);
+      } else {
+        const Conv2dGeometry g = l.conv_geometry(int(N));
+        T[b] = g.locations();
+        tr_a[b] = ref::conv2d_patches(g, in, bias ? ref::Homogeneous::on : ref::Homogeneous::off).squaredNorm() /
+                  (double(N) * T[b]);
+      }
+      const Mat<double> O = columns(fw.out[std::size_t(wl[b])], l.out.C);
+      gram_o[b] = O * O.transpose();
+      gram_s[b] = Mat<double>::Zero(l.out.C, l.out.C);
+      g_n[b] = Eigen::VectorXd::Zero(N);
+    }
+    Mat<double> u = Mat<double>::Zero(K, N);
+    double jac = 0;
+    for (Index j = 0; j < K; ++j) {
+      Mat<double> cot = Mat<double>::Zero(K, N);
+      for (Index n = 0; n < N; ++n) {
+        if (!fisher) {
+          cot(j, n) = 1;
+          continue;
+        }
+        const double r = std::sqrt(probs(j, n));
+        cot.col(n) = -r * probs.col(n);
+        cot(j, n) += r;
+      }
+      const auto bw = ref::network_backward(spec, p, fw, cot, ref::InputGrad::compute);
+      jac += bw.d_input.squaredNorm();
+      for (std::size_t b = 0; b < B; ++b) {
+        const Mat<double>& g = bw.d_out[std::size_t(wl[b])];
+        g_n[b] += g.colwise().squaredNorm().transpose();
+        u.row(j) += g.cwiseProduct(fw.out[std::size_t(wl[b])]).colwise().sum();
+        const Mat<double> G = columns(g, spec.layers[std::size_t(wl[b])].out.C);
+        gram_s[b] += G * G.transpose();
+      }
+    }
+    double kfac_total = 0;
+    const std::string tag = fisher ? "fisher " : "gn ";
+    for (std::size_t b = 0; b < B; ++b) {
+      const double NT = double(N) * T[b];
+      tr_s[b] = g_n[b].sum() / NT;
+      kn[b] = T[b] * gram_s[b].cwiseProduct(gram_o[b]).sum() / (NT * NT);
+      kfac_total += kn[b];
+      const double trace = T[b] * tr_a[b] * tr_s[b];
+      WDLAB_EXPECT_PASS(compare(tag + "trace " + rp.layers[b].weight, std::vector<double>{trace},
+                                std::vector<double>{ref::kfac_trace(rp.layers[b].factors)}, tol::Kind::exact_double));
+      if (spec.layers[std::size_t(wl[b])].kind == LayerKind::dense) {
+        exact[b] = a_n[b].dot(g_n[b]) / double(N);
+        WDLAB_EXPECT_PASS(compare(tag + "exact trace " + rp.layers[b].weight, std::vector<double>{exact[b]},
+                                  std::vector<double>{rp.layers[b].exact_trace}, tol::Kind::exact_double));
+      } else {
+        // Control: normalizing a conv layer's Gram matrices by N instead of N·T is another number.
+        CHECK_FALSE(compare("conv gram normalized by N (control)", std::vector<double>{kn[b] * T[b] * T[b]},
+                            std::vector<double>{ref::kfac_norm(spec, p, {rp.layers[b]})}, tol::Kind::exact_double)
+                        .pass);
+      }
+      WDLAB_EXPECT_PASS(compare(tag + "kfac norm " + rp.layers[b].weight, std::vector<double>{kn[b]},
+                                std::vector<double>{ref::kfac_norm(spec, p, {rp.layers[b]})}, tol::Kind::exact_double));
+    }
+    WDLAB_EXPECT_PASS(compare(tag + "theta norm", std::vector<double>{u.squaredNorm() / double(N)},
+                              std::vector<double>{rp.theta_norm}, tol::Kind::exact_double));
+    WDLAB_EXPECT_PASS(compare(tag + "jac norm", std::vector<double>{jac / double(N)}, std::vector<double>{rp.jac_norm},
+                              tol::Kind::exact_double));
+    WDLAB_EXPECT_PASS(compare(tag + "kfac norm", std::vector<double>{kfac_total},
+                              std::vector<double>{ref::kfac_norm(spec, p, rp.layers)}, tol::Kind::exact_double));
+  }
+  // Control: the same formulas on a train-mode forward (batch statistics) give other numbers.
+  const auto rp = ref::output_pass(spec, p, x, ref::OutputMetric::gauss_newton, ref::InputGrad::skip);
+  const auto fw_train = ref::network_forward(spec, p, x, ref::BnMode::train);
+  const Mat<double> O = columns(fw_train.out.back(), K);
+  const Mat<double> gram_o = O * O.transpose();  // dense: G_j = e_j rows, Σ_j G_jG_jᵀ = N·I
+  const double kn_train = (Mat<double>::Identity(K, K) * double(N)).cwiseProduct(gram_o).sum() / (double(N) * N);
+  CHECK_FALSE(compare("classifier kfac norm on train-mode BN (control)", std::vector<double>{kn_train},
+                      std::vector<double>{ref::kfac_norm(spec, p, {rp.layers.back()})}, tol::Kind::exact_double)
+                  .pass);
 }
