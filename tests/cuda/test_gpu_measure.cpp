@@ -64,6 +64,17 @@ cuda::OptimSettings sgd_settings(const ref::OptimConfig& c, const NetworkSpec& s
   return s;
 }
 
+cuda::OptimSettings kfac_f_settings(const ref::OptimConfig& c, const NetworkSpec& spec, std::uint64_t seed) {
+  cuda::OptimSettings s;
+  s.kind = cuda::OptimizerKind::kfac_f;
+  for (const auto& p : spec.params()) s.decays.push_back(ref::decays(p, spec, c.reg) ? 1 : 0);
+  const ref::KfacConfig& k = c.kfac;
+  s.kfac = cuda::KfacSettings{k.damping, k.t_cov, k.t_inv, k.cov_ema_decay, k.kl_clip, k.momentum,
+                              cuda::InverseMethod::cholesky, cuda::FactorInit::identity,
+                              k.gn_probe_variance, k.max_damping_raises, seed};
+  return s;
+}
+
 struct Batch {
   std::vector<float> images;
   std::vector<std::int32_t> labels;
@@ -206,4 +217,34 @@ TEST_CASE("gpu: under skip a non-finite update leaves parameters and optimizer s
   CHECK_FALSE(s.finite);
   CHECK(s.nonfinite_tensor == "loss");
   CHECK(cb.parameters() == pytorch_params(init));
+}
+
+TEST_CASE("gpu: K-FAC-F measure() rows (elr_opt, damping) match the reference on the same state") {
+  require_gpu_or_skip();
+  const NetworkSpec spec = conv_bn_dense_net();
+  const auto init = start_params(spec);
+  ref::OptimConfig cfg;
+  cfg.kind = ref::OptimizerKind::kfac_f;
+  cfg.kfac.damping = 1e-2;
+  cfg.kfac.t_cov = 1;
+  cfg.kfac.t_inv = 1;
+  cuda::CudaBackend cb(spec, pytorch_params(init), kfac_f_settings(cfg, spec, 7));
+  const Batch batch = make_batch(spec, 8, 44);
+  for (int k = 0; k < 2; ++k) CHECK(cb.train_step(batch.view(), 0.05, k).finite);
+  ref::ReferenceBackend<float> rb(spec, init, cfg, 7);
+  rb.load_state(cb.state());  // the same factors, so the damping rows are comparable
+  train::MeasureRequest req;
+  req.groups = train::parse_metric_groups("test", "norms,elr,damping");
+  req.lr = 0.05;
+  const auto r = rb.measure(batch.view(), req), c = cb.measure(batch.view(), req);
+  REQUIRE(c.size() == r.size());
+  int damping_rows = 0;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    REQUIRE_MESSAGE(c[i].first == r[i].first, c[i].first << " vs " << r[i].first);
+    damping_rows += r[i].first.rfind("damping_", 0) == 0;
+    WDLAB_EXPECT_PASS(compare(r[i].first, std::vector<double>{c[i].second}, std::vector<double>{r[i].second},
+                              r[i].first.rfind("damping_frac", 0) == 0 ? tol::Kind::float32_curvature
+                                                                       : tol::Kind::float32_op));
+  }
+  CHECK(damping_rows == 6);  // damping_eff and damping_frac of three blocks
 }
