@@ -10,7 +10,21 @@ namespace wdlab::cuda {
 
 std::string to_string(MathMode m) { return m == MathMode::fp32 ? "fp32" : "tf32"; }
 std::string to_string(AlgoPolicy p) {
-  return p == AlgoPolicy::fastest ? "fastest" : "deterministic";
+  switch (p) {
+    case AlgoPolicy::fastest: return "fastest";
+    case AlgoPolicy::deterministic: return "deterministic";
+    case AlgoPolicy::exact: return "exact";
+  }
+  return "?";
+}
+
+bool transform_free(ConvPass pass, int algo) {
+  switch (pass) {
+    case ConvPass::forward: return algo >= 0 && algo <= 3;          // IMPLICIT_GEMM, PRECOMP, GEMM, DIRECT
+    case ConvPass::backward_data: return algo == 0 || algo == 1;    // ALGO_0, ALGO_1
+    case ConvPass::backward_filter: return algo == 0 || algo == 1 || algo == 3;  // ALGO_0, ALGO_1, ALGO_3
+  }
+  return false;
 }
 std::string to_string(ConvPass p) {
   switch (p) {
@@ -54,7 +68,8 @@ AlgoChoice choose_algorithm(ConvPass pass, std::span<const AlgoCandidate> ranked
     if (c.status != 0) why = fmt::format("status {}", c.status);
     else if (c.workspace_bytes > workspace_limit)
       why = fmt::format("workspace {} > limit {}", c.workspace_bytes, workspace_limit);
-    else if (policy == AlgoPolicy::deterministic && !c.deterministic) why = "non-deterministic";
+    else if (policy != AlgoPolicy::fastest && !c.deterministic) why = "non-deterministic";
+    else if (policy == AlgoPolicy::exact && !transform_free(pass, c.algo)) why = "transform (FFT/Winograd)";
     else if (math == MathMode::fp32 && c.tensor_ops) why = "tensor ops (TF32) under fp32";
     if (why.empty()) return AlgoChoice{pass, c.algo, c.workspace_bytes, c.deterministic};
     refused += fmt::format("{}algo {}: {}", refused.empty() ? "" : "; ", c.algo, why);

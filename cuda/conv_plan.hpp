@@ -22,8 +22,10 @@ namespace wdlab::cuda {
 /// opt-in only (DESIGN.md "Numerics").
 enum class MathMode { fp32, tf32 };
 /// fastest: cuDNN's ranking; deterministic: only algorithms whose results do not depend on
-/// scheduling (crosscheck mode, shared/GPU.md).
-enum class AlgoPolicy { fastest, deterministic };
+/// scheduling (crosscheck mode, shared/GPU.md); exact: deterministic and transform-free (GEMM,
+/// implicit GEMM, direct: every output a plain sum of products; no FFT or Winograd, whose
+/// transforms round even integer data), for the crosscheck's exact mode.
+enum class AlgoPolicy { fastest, deterministic, exact };
 enum class ConvPass { forward, backward_data, backward_filter };
 
 std::string to_string(MathMode m);
@@ -73,6 +75,10 @@ struct AlgoChoice {
 /// The first candidate (cuDNN's order) that ran (status 0), fits in workspace_limit, is
 /// deterministic when policy says so, and uses no tensor ops under MathMode::fp32. None: throws
 /// DeviceError naming the pass, the shape and why each candidate was refused.
+/// Whether cuDNN's algorithm `algo` (the cudnnConvolution*Algo_t value) of `pass` forms each
+/// output as a plain sum of products (cuda/conv.cpp static_asserts the enum values used here).
+bool transform_free(ConvPass pass, int algo);
+
 AlgoChoice choose_algorithm(ConvPass pass, std::span<const AlgoCandidate> ranked, AlgoPolicy policy,
                             MathMode math, std::size_t workspace_limit, const std::string& shape);
 

@@ -221,6 +221,21 @@ std::vector<Case> registry(const Selection& sel) {
 
 bool exact_capable(LayerKind k) { return k != LayerKind::batchnorm; }
 
+double integer_sum_bound(const Case& c) {
+  const Layer& l = c.spec.layers.at(0);
+  const double N = c.batch;
+  double longest = l.in.size();  // default: a sum over the whole input (global average pooling)
+  if (l.kind == LayerKind::dense) {
+    // y = Wx + b: `in` terms; dx = Wᵀdy: `out` terms; dW, db, Ω, Γ: N terms.
+    longest = std::max({double(l.in.size()), double(l.out.size()), N});
+  } else if (l.kind == LayerKind::conv2d) {
+    const Conv2dGeometry g = l.conv_geometry(c.batch);
+    // y: C·R·S terms; dx: at most K·R·S; dW, db, Ω, Γ: N·P·Q.
+    longest = std::max({double(g.C) * g.R * g.S, double(g.K) * g.R * g.S, N * g.P() * g.Q()});
+  }
+  return 64.0 * (longest + 1);
+}
+
 std::vector<MetricInfo> metric_catalog() {
   return {
       // Network cases (the reference side computes them from the pass; tensor_names.hpp).

@@ -80,6 +80,13 @@ std::vector<Case> registry(const Selection& sel);
 /// Layer kinds whose exact-mode case exists: integer arithmetic only (no BN: it divides by a
 /// square root), and the geometries exercise odd sizes, stride and padding.
 bool exact_capable(LayerKind k);
+/// Exact mode: a bound on the magnitude of every integer sum a layer case forms (inputs,
+/// weights and cotangents in [−8, 7], so each product ≤ 64): 64·(longest sum + 1). Below 2²⁴
+/// every partial sum, in any order, is an integer float32 holds exactly, so a float32 side
+/// (reference-float, cuda) must match the double oracle bit for bit too, except the K-FAC
+/// factors, which divide by N·T.
+double integer_sum_bound(const Case& c);
+inline constexpr double kFloat32ExactIntegers = 16777216.0;  // 2²⁴
 
 /// `--coverage`: for every layer kind, loss, optimizer and mechanism metric, how many cases of
 /// `cases` compare it, and "NO CASE" lines for those with none. Returns printable lines.

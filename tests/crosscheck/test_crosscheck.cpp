@@ -220,6 +220,42 @@ TEST_CASE("exact mode: the engine and the direct loops agree bit for bit on inte
   CHECK(p.sum.fail == 1);
 }
 
+TEST_CASE("exact mode in float32: the float engine matches the double oracle bit for bit on integer inputs") {
+  // The argument that lets a float32 side (reference-float here, cuda on a GPU) run the exact
+  // mode: every sum is an integer below 2^24, exact in any order. K-FAC factors divide by N*T.
+  Selection ex;
+  ex.input = InputKind::small_integer;
+  const auto cases = registry(ex);
+  for (const auto& c : cases) CHECK_MESSAGE(integer_sum_bound(c) < kFloat32ExactIntegers, c.name);
+  auto a = make_side("reference-double");
+  auto b = make_side("reference-float");
+  const auto o = run_cases(cases, *a, *b);
+  INFO(dump(o));
+  CHECK(o.sum.failures() == 0);
+  int exact_lines = 0, factor_lines = 0;
+  for (const auto& l : o.lines) {
+    if (l.quantity == Quantity::kfac_factor) {
+      ++factor_lines;
+      CHECK(l.tol_kind == tol::Kind::float32_op);
+    } else {
+      ++exact_lines;
+      CHECK(l.tol_kind == tol::Kind::exact_integer);
+      CHECK(l.rel_fro == 0);
+    }
+  }
+  CHECK(exact_lines > 50);
+  CHECK(factor_lines > 0);
+  // Controls: one float ulp-sized change (1e-7) fails an exact line; a case whose sums can
+  // reach 2^24 is recognised (dense with 2^18 inputs: 64*(2^18+1) > 2^24).
+  auto bp = make_perturbed(make_side("reference-float"), "fwd", 1e-7);
+  CHECK(run_cases({cases.at(0)}, *a, *bp).sum.fail == 1);
+  Case big = cases.at(0);
+  big.spec.layers.at(0).kind = LayerKind::dense;
+  big.spec.layers.at(0).in = Shape{1 << 18, 1, 1};
+  big.spec.layers.at(0).out = Shape{4, 1, 1};
+  CHECK(integer_sum_bound(big) >= kFloat32ExactIntegers);
+}
+
 TEST_CASE("coverage: lists every kind, and what has no case") {
   auto cases = registry(layers_only());
   auto lines = coverage(cases);

@@ -86,6 +86,39 @@ TEST_CASE("algorithm policy: first usable candidate in cuDNN's order, with every
   CHECK(AlgoChoice{ConvPass::backward_filter, 3, 200, true}.describe().find("backward_filter algo 3 (deterministic") == 0);
 }
 
+TEST_CASE("exact policy: deterministic and transform-free only (no FFT, no Winograd)") {
+  // Each pass's ranking as cuDNN might give it: a Winograd/FFT algorithm first, then a GEMM one.
+  struct PassCase {
+    ConvPass pass;
+    int transform_algo, gemm_algo;
+  };
+  const PassCase cases[] = {{ConvPass::forward, 6, 1}, {ConvPass::backward_data, 4, 1},
+                            {ConvPass::backward_filter, 2, 1}, {ConvPass::forward, 4, 0}};
+  for (const PassCase& pc : cases) {
+    const std::vector<AlgoCandidate> ranked{
+        {.algo = pc.transform_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .tensor_ops = false},
+        {.algo = pc.gemm_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .tensor_ops = false},
+    };
+    // Control: the deterministic policy takes the transform (it is deterministic).
+    CHECK(choose_algorithm(pc.pass, ranked, AlgoPolicy::deterministic, MathMode::fp32, 1 << 20, "g").algo ==
+          pc.transform_algo);
+    CHECK(choose_algorithm(pc.pass, ranked, AlgoPolicy::exact, MathMode::fp32, 1 << 20, "g").algo == pc.gemm_algo);
+  }
+  // Transform-free yet non-deterministic: refused under exact too.
+  const std::vector<AlgoCandidate> nondet{
+      {.algo = 0, .status = 0, .workspace_bytes = 0, .deterministic = false, .tensor_ops = false}};
+  CHECK_THROWS_WITH_AS(choose_algorithm(ConvPass::backward_filter, nondet, AlgoPolicy::exact, MathMode::fp32, 0, "g"),
+                       doctest::Contains("algo 0: non-deterministic"), DeviceError);
+  // The classification itself, per pass (cuDNN's enum values; static_asserted in cuda/conv.cpp).
+  for (int a : {0, 1, 2, 3}) CHECK(transform_free(ConvPass::forward, a));
+  for (int a : {4, 5, 6, 7}) CHECK_FALSE(transform_free(ConvPass::forward, a));
+  for (int a : {0, 1}) CHECK(transform_free(ConvPass::backward_data, a));
+  for (int a : {2, 3, 4, 5}) CHECK_FALSE(transform_free(ConvPass::backward_data, a));
+  for (int a : {0, 1, 3}) CHECK(transform_free(ConvPass::backward_filter, a));
+  for (int a : {2, 4, 5, 6}) CHECK_FALSE(transform_free(ConvPass::backward_filter, a));
+  CHECK(to_string(AlgoPolicy::exact) == "exact");
+}
+
 TEST_CASE("algorithm policy refuses loudly when nothing qualifies (no silent fallback)") {
   const std::vector<AlgoCandidate> ranked{
       {.algo = 1, .status = 3, .workspace_bytes = 0, .deterministic = true, .tensor_ops = false},
