@@ -5,7 +5,7 @@
 #      machine (--build-dir; the GPU machine has no -dev packages, so this is the usual way),
 #   3. checks that the binary starts (wdlab --version, wdlab info: the GPU it sees),
 #   4. runs the GPU tests (ctest -L gpu); on a machine with a GPU a skipped test is a failure,
-#   5. wdlab crosscheck --b cuda: every layer kind alone, then one step of VGG16 and ResNet32x4
+#   5. wdlab crosscheck --b cuda: every layer kind alone (and bit for bit in --exact mode), then one step of VGG16 and ResNet32x4
 #      (with BN) with SGD, Adam, K-FAC-F and K-FAC-G against the double reference,
 #   6. wdlab bench --backend cuda and scripts/bench_pytorch.py on the same GPU (same models,
 #      batches 128/640/2000, FP32 with TF32 pinned off in both, CUDA events, medians of >= 20
@@ -274,6 +274,9 @@ crosscheck() {  # NAME OWN_LIMIT LOG ARGS...
 }
 if [[ $binary_ok == yes ]]; then
   crosscheck "layers" 20 crosscheck-layers.log --layers
+  # Exact mode: integer layer cases on the float32 path, bit for bit against the double oracle
+  # (every sum below 2^24; cuDNN restricted to deterministic transform-free algorithms).
+  crosscheck "exact" 15 crosscheck-exact.log --exact
   # One step of each optimizer on the full-width networks (BN as the paper's runs; batch 4: the
   # double reference also computes every metric group of measure() on the CPU, K passes each).
   crosscheck "first-order" 90 crosscheck-first-order.log \
