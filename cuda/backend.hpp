@@ -91,6 +91,14 @@ class CudaBackend final : public train::Backend {
   /// downloaded (cuda/capture.hpp). Parameters and optimizer state are not touched; a train pass
   /// leaves the running statistics updated once, as a train step would.
   Capture capture(const CaptureRequest& request);
+  /// Crosscheck entry point (backend_kfac_capture.cpp): the K-FAC quantities of one batch at the
+  /// current parameters under `kfac` (kind kfac_f or kfac_g, its damping, inverse method and
+  /// seed; this backend's own optimizer is not used): the gradient of the request's pass, the
+  /// statistics of a train-mode pass with the given cotangent or, without one, the cotangents
+  /// sampled at RNG step 0, their damped inverses and the preconditioned gradient, per block in
+  /// layer order. Parameters, running statistics and optimizer state are not touched.
+  /// NumericError when a factor stays indefinite.
+  std::vector<KfacBlockCapture> capture_kfac(const CaptureRequest& request, const OptimSettings& kfac);
 
  private:
   struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
@@ -125,6 +133,7 @@ class CudaBackend final : public train::Backend {
   /// forward on that batch, a backward of the sampled cotangents, the factor estimates).
   train::StepStats kfac_step(Activations& a, double lr, std::int64_t iteration);
   void kfac_statistics(Activations& a, std::uint64_t rng_step);
+  void kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac, OptimizerKind kind);
   /// The data-pass statistics of batch `index` (in `a`), added to the running sum.
   void kfac_init_batch(Activations& a, std::int64_t index);
 

@@ -56,6 +56,7 @@ Capture CudaBackend::capture(const CaptureRequest& r) {
   c.bn_eval_out.resize(L);
   c.grads.resize(info_.size());
   c.running.resize(info_.size());
+  for (std::size_t p = 0; p < info_.size(); ++p) c.params.push_back(download(params_[p], s));
   const bool train = r.pass == CapturePass::train;
   forward(a, train);
   if (given_cotangent) {

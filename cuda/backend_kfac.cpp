@@ -66,13 +66,17 @@ train::StepStats CudaBackend::kfac_step(Activations& a, double lr, std::int64_t 
 }
 
 void CudaBackend::kfac_statistics(Activations& a, std::uint64_t rng_step) {
+  kfac_statistics(a, rng_step, *kfac_, optim_.kind);
+}
+
+void CudaBackend::kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac, OptimizerKind kind) {
   const cudaStream_t s = ctx_->stream();
   const std::size_t last = spec_.layers.size() - 1;
   const kernels::Index K = spec_.classes, N = a.N;
-  const KfacSettings& cfg = kfac_->settings();
+  const KfacSettings& cfg = kfac.settings();
   forward(a, true);
   // The cotangent of the summed surrogate loss at the logits (no 1/N: kfac_statistics).
-  if (optim_.kind == OptimizerKind::kfac_f)
+  if (kind == OptimizerKind::kfac_f)
     kernels::launch_device(s, N, kernels::FisherCotangent{a.out[last].data(), a.dout[last].data(), nullptr, K,
                                                           cfg.seed, rng_step});
   else
@@ -80,9 +84,9 @@ void CudaBackend::kfac_statistics(Activations& a, std::uint64_t rng_step) {
                                                              cfg.seed, rng_step});
   backward(a);
   std::vector<CudaKfac::BlockInput> in;
-  for (const KfacBlockLayout& b : kfac_->blocks())
+  for (const KfacBlockLayout& b : kfac.blocks())
     in.push_back(CudaKfac::BlockInput{input_of(a, b.layer), a.dout[std::size_t(b.layer)].data()});
-  kfac_->estimate(in, a.N);
+  kfac.estimate(in, a.N);
 }
 
 bool CudaBackend::wants_factor_init() const { return kfac_ && kfac_->wants_factor_init(); }

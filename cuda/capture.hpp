@@ -32,6 +32,22 @@ struct CaptureRequest {
   CapturePass pass = CapturePass::train;
 };
 
+/// One Kronecker block (a dense or conv layer) as CudaBackend::capture_kfac downloads it: the
+/// factor estimates of one statistics pass taken as the factors (no moving average), their
+/// π-split damped inverses, and the preconditioned gradient U = S̃⁻¹ [dW db] Ã⁻¹ / T.
+/// Matrices are column-major as the device holds them (which is the reference's Eigen storage);
+/// the update is in PyTorch order like the gradient.
+struct KfacBlockCapture {
+  int layer = 0;
+  int w = -1, b = -1;  // entries of spec.params(); b = -1 without a bias
+  int out = 0, in = 0, locations = 1;
+  std::vector<float> A, S;          // a × a (a = in + 1 with a bias), out × out
+  std::vector<float> A_inv, S_inv;  // (A + d_A I)⁻¹, (S + d_S I)⁻¹
+  std::vector<float> update_w, update_b;
+  double damping_a = 0, damping_s = 0;  // as used, after any raise
+  int a_dim() const { return in + (b >= 0 ? 1 : 0); }
+};
+
 struct Capture {
   int n = 0;
   /// Per layer: the output of the requested pass (train: batch statistics).
@@ -55,6 +71,12 @@ struct Capture {
   double loss = std::numeric_limits<double>::quiet_NaN();
   /// The cuDNN algorithm choices of the pass (ConvCache::describe()).
   std::vector<std::string> algorithms;
+  /// Per entry of spec.params(): the parameters the pass ran with (PyTorch order).
+  std::vector<std::vector<float>> params;
+  /// K-FAC quantities, filled by the caller from CudaBackend::capture_kfac (empty where not
+  /// captured): network cases K-FAC-F (sampled targets) and K-FAC-G (Gaussian probes); layer
+  /// cases the factors of the given cotangent.
+  std::vector<KfacBlockCapture> kfac_fisher, kfac_gauss_newton, kfac_given;
 };
 
 /// A loss alone on given outputs (crosscheck loss cases), as the backend's loss kernels compute

@@ -343,23 +343,8 @@ void CudaKfac::compute_inverses(std::int64_t k, std::vector<KfacDampingRaise>& r
   inverses_ready_ = true;
 }
 
-std::vector<KfacDampingRaise> CudaKfac::step(std::vector<DeviceBuffer<float>>& params,
-                                             std::vector<DeviceBuffer<float>>& grads, double lr,
-                                             std::int64_t k, KfacFailure* failure) {
-  std::vector<KfacDampingRaise> raises;
-  if (kfac_inverses_due(cfg_, k, inverses_ready_ ? InversesReady::yes : InversesReady::no)) {
-    compute_inverses(k, raises, failure);
-    if (!failure->tensor.empty()) return raises;
-  }
+void CudaKfac::precondition(const std::vector<DeviceBuffer<float>>& grads) {
   const cudaStream_t s = ctx_.stream();
-  const float beta = float(optim_.weight_decay);
-  auto l2 = [&](std::size_t i) { return optim_.reg == Regularization::l2 && optim_.decays[i]; };
-  auto wd = [&](std::size_t i) { return optim_.reg == Regularization::wd && optim_.decays[i]; };
-  // 1. g ← g + βθ.
-  for (std::size_t i = 0; i < params.size(); ++i)
-    if (info_[i].trainable() && l2(i))
-      launch_device(s, Index(params[i].size()), kernels::AddL2{grads[i].data(), params[i].data(), beta});
-  // 2. U = S̃⁻¹ Ḡ Ã⁻¹ / T per block.
   const float one = 1.0f, zero = 0.0f;
   for (std::size_t b = 0; b < blocks_.size(); ++b) {
     const KfacBlockLayout& blk = blocks_[b];
@@ -377,6 +362,49 @@ std::vector<KfacDampingRaise> CudaKfac::step(std::vector<DeviceBuffer<float>>& p
                                                     blk.b >= 0 ? u_[std::size_t(blk.b)].data() : nullptr, o,
                                                     blk.in, float(blk.locations)});
   }
+}
+
+bool CudaKfac::precondition_estimates(const std::vector<DeviceBuffer<float>>& grads,
+                                      std::vector<KfacDampingRaise>* raises, KfacFailure* failure) {
+  // The statistics of one pass are the factors: the reference's crosscheck side inverts
+  // kfac_statistics' A and S directly, with no moving average and no identity start.
+  const cudaStream_t s = ctx_.stream();
+  for (BlockState& st : blocks_state_) {
+    copy_device(st.A.data(), st.est_A.data(), st.A.size(), s);
+    copy_device(st.S.data(), st.est_S.data(), st.S.size(), s);
+  }
+  compute_inverses(0, *raises, failure);
+  if (!failure->tensor.empty()) return false;
+  precondition(grads);
+  return true;
+}
+
+std::vector<float> CudaKfac::download_update(int tensor) const {
+  const DeviceBuffer<float>& d = u_.at(std::size_t(tensor));
+  WDLAB_CHECK(block_of_.at(std::size_t(tensor)) >= 0, "download_update: the tensor is in no K-FAC block");
+  std::vector<float> h(d.size());
+  d.copy_to_host(h, ctx_.stream());
+  return h;
+}
+
+std::vector<KfacDampingRaise> CudaKfac::step(std::vector<DeviceBuffer<float>>& params,
+                                             std::vector<DeviceBuffer<float>>& grads, double lr,
+                                             std::int64_t k, KfacFailure* failure) {
+  std::vector<KfacDampingRaise> raises;
+  if (kfac_inverses_due(cfg_, k, inverses_ready_ ? InversesReady::yes : InversesReady::no)) {
+    compute_inverses(k, raises, failure);
+    if (!failure->tensor.empty()) return raises;
+  }
+  const cudaStream_t s = ctx_.stream();
+  const float beta = float(optim_.weight_decay);
+  auto l2 = [&](std::size_t i) { return optim_.reg == Regularization::l2 && optim_.decays[i]; };
+  auto wd = [&](std::size_t i) { return optim_.reg == Regularization::wd && optim_.decays[i]; };
+  // 1. g ← g + βθ.
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (info_[i].trainable() && l2(i))
+      launch_device(s, Index(params[i].size()), kernels::AddL2{grads[i].data(), params[i].data(), beta});
+  // 2. U = S̃⁻¹ Ḡ Ã⁻¹ / T per block.
+  precondition(grads);
   auto direction = [&](std::size_t i) -> const float* {
     return block_of_[i] >= 0 ? u_[i].data() : grads[i].data();
   };

@@ -98,6 +98,15 @@ class CudaKfac {
   /// elr_opt.<w> = η/((1 − μ)·λ·‖θ_l‖²), K-FAC's own effective learning rate.
   double elr_opt(double lr, double weight_norm) const;
 
+  /// Crosscheck (CudaBackend::capture_kfac): the last estimates become the factors as they are
+  /// (no moving average), then the damped inverses as a step computes them and U = S̃⁻¹ Ḡ Ã⁻¹ / T
+  /// of `grads` (no L2, no KL clip, nothing stepped; download_update reads U). False, with
+  /// `failure` set, when a factor is not finite or stays indefinite.
+  bool precondition_estimates(const std::vector<DeviceBuffer<float>>& grads,
+                              std::vector<KfacDampingRaise>* raises, KfacFailure* failure);
+  /// Host copy of the last preconditioned direction of tensor i (PyTorch order), a block's
+  /// weight or bias.
+  std::vector<float> download_update(int tensor) const;
   /// Host copies (tests): factor 'A'/'S' or inverse 'a'/'s' of block b, column-major.
   std::vector<float> download(int b, char which) const;
   SplitDamping damping(int b) const { return blocks_state_[std::size_t(b)].damping; }
@@ -107,6 +116,8 @@ class CudaKfac {
     DeviceBuffer<float> A, S, A_inv, S_inv, est_A, est_S, init_A, init_S;
     SplitDamping damping;
   };
+  /// U = S̃⁻¹ Ḡ Ã⁻¹ / T of every block into u_, from the current inverses.
+  void precondition(const std::vector<DeviceBuffer<float>>& grads);
   void compute_inverses(std::int64_t k, std::vector<KfacDampingRaise>& raises, KfacFailure* failure);
   /// (F + dI)⁻¹ into out with the retry policy; false when it stays indefinite.
   bool damped_inverse(const DeviceBuffer<float>& F, int n, double trace, double requested,

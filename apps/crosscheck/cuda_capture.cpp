@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include <Eigen/Dense>
 #include <fmt/format.h>
 
 #include "apps/crosscheck/tensor_names.hpp"
@@ -12,17 +13,9 @@ namespace wdlab::xcheck::cuda_side {
 namespace {
 
 // One table of what the CUDA side leaves out, read by why_missing and coverage alike.
-constexpr const char* kNoKfac =
-    "no K-FAC in the CUDA capture yet (factors, damped inverses, preconditioned gradients and the "
-    "K-FAC metrics come with cuda/kfac.*)";
 constexpr const char* kNoExact =
     "the CUDA backend computes in float32 only: the bit-for-bit exact mode needs a double CUDA path, "
     "which does not exist (exact mode compares --a reference-double --b direct)";
-
-bool kfac_quantity(const std::string& tensor, Quantity q) {
-  return q == Quantity::kfac_factor || q == Quantity::damped_inverse || q == Quantity::preconditioned ||
-         (q == Quantity::metric && tensor.find("kfac_") != std::string::npos);
-}
 
 Quantity output_quantity(LayerKind k) {
   switch (k) {
@@ -113,6 +106,89 @@ void append_bn(Tensors& out, const Case& c, const cuda::Capture& cap) {
   }
 }
 
+/// An n×n column-major device matrix as a row-major tensor: t[r·n + c] = m[c·n + r]. The
+/// factors are symmetric only up to rounding, so the order is kept rather than assumed away.
+Tensor square(std::string name, Quantity q, int n, const std::vector<float>& m) {
+  Tensor t = tensor(std::move(name), q, {n, n}, m);
+  for (int r = 0; r < n; ++r)
+    for (int col = 0; col < n; ++col) t.data[std::size_t(r) * std::size_t(n) + std::size_t(col)] =
+        double(m[std::size_t(col) * std::size_t(n) + std::size_t(r)]);
+  return t;
+}
+
+/// The block's layout must be the spec's: dense/conv layers in order, their weight and bias.
+void check_blocks(const Case& c, const std::vector<cuda::KfacBlockCapture>& blocks, const char* what) {
+  const auto info = c.spec.params();
+  std::size_t b = 0;
+  for (int i = 0; i < int(c.spec.layers.size()); ++i) {
+    const Layer& l = c.spec.layers[std::size_t(i)];
+    if (!l.has_weights()) continue;
+    if (b >= blocks.size() || blocks[b].layer != i)
+      throw InternalError(fmt::format("cuda capture of '{}': {} has no block for layer {}", c.name, what, i));
+    const cuda::KfacBlockCapture& k = blocks[b];
+    const bool bias = l.bias == Bias::on;
+    if (k.w < 0 || std::size_t(k.w) >= info.size() || info[std::size_t(k.w)].layer != i ||
+        info[std::size_t(k.w)].role != ParamRole::weight || (k.b >= 0) != bias ||
+        (bias && (std::size_t(k.b) >= info.size() || info[std::size_t(k.b)].role != ParamRole::bias)))
+      throw InternalError(fmt::format("cuda capture of '{}': {} block of layer {} names the wrong tensors", c.name,
+                                      what, i));
+    ++b;
+  }
+  if (b != blocks.size()) throw InternalError(fmt::format("cuda capture of '{}': {} has extra blocks", c.name, what));
+}
+
+using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
+
+MatD column_major(int rows, int cols, const std::vector<float>& v) {
+  return Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>>(v.data(), rows, cols).cast<double>();
+}
+
+/// The K-FAC tensors of one curvature (append_curvature of the reference side): factors,
+/// damped inverses, preconditioned updates, T·tr(A)·tr(S) per block and, for K-FAC-G,
+/// Σ_l T·tr(S W̄ A W̄ᵀ) with W̄ = [W b] the parameters the pass ran with. Both metrics are
+/// computed here, in double, from the downloaded float factors, as the reference side computes
+/// them from its own.
+void append_kfac(Tensors& out, const Case& c, const cuda::Capture& cap, const std::string& est,
+                 const std::vector<cuda::KfacBlockCapture>& blocks) {
+  check_blocks(c, blocks, est.c_str());
+  const auto info = c.spec.params();
+  double gn_quadratic = 0;
+  for (const auto& k : blocks) {
+    const Layer& l = c.spec.layers[std::size_t(k.layer)];
+    const int a = k.a_dim();
+    out.push_back(square(names::factor(est, 'A', l.name), Quantity::kfac_factor, a, k.A));
+    out.push_back(square(names::factor(est, 'S', l.name), Quantity::kfac_factor, k.out, k.S));
+    out.push_back(square(names::inverse(est, 'A', l.name), Quantity::damped_inverse, a, k.A_inv));
+    out.push_back(square(names::inverse(est, 'S', l.name), Quantity::damped_inverse, k.out, k.S_inv));
+    const ParamInfo& w = info[std::size_t(k.w)];
+    out.push_back(tensor(names::update(est, w.name), Quantity::preconditioned, w.shape, k.update_w));
+    if (k.b >= 0)
+      out.push_back(tensor(names::update(est, info[std::size_t(k.b)].name), Quantity::preconditioned,
+                           info[std::size_t(k.b)].shape, k.update_b));
+    const MatD A = column_major(a, a, k.A), S = column_major(k.out, k.out, k.S);
+    out.push_back(Tensor{names::metric(est + "_trace", l.name), Quantity::metric, {1},
+                         {double(k.locations) * A.trace() * S.trace()}, ""});
+    if (est != "kfac_g") continue;
+    if (cap.params.size() != info.size())
+      throw InternalError(fmt::format("cuda capture of '{}': no parameters for kfac_gn_quadratic", c.name));
+    // W̄ is out × a: the PyTorch-order weight is row-major out × in, the bias the last column.
+    const auto& wv = cap.params[std::size_t(k.w)];
+    if (wv.size() != std::size_t(k.out) * std::size_t(k.in))
+      throw InternalError(fmt::format("cuda capture of '{}': {} has {} values", c.name, w.name, wv.size()));
+    MatD W(k.out, a);
+    for (int o = 0; o < k.out; ++o)
+      for (int j = 0; j < k.in; ++j) W(o, j) = double(wv[std::size_t(o) * std::size_t(k.in) + std::size_t(j)]);
+    if (k.b >= 0) {
+      const auto& bv = cap.params[std::size_t(k.b)];
+      if (bv.size() != std::size_t(k.out)) throw InternalError("cuda capture: bias of the wrong size");
+      for (int o = 0; o < k.out; ++o) W(o, k.in) = double(bv[std::size_t(o)]);
+    }
+    gn_quadratic += double(k.locations) * (S * W * A * W.transpose()).trace();
+  }
+  if (est == "kfac_g")
+    out.push_back(Tensor{names::metric("kfac_gn_quadratic", ""), Quantity::metric, {1}, {gn_quadratic}, ""});
+}
+
 void check_layers(const Case& c, const cuda::Capture& cap) {
   const std::size_t L = c.spec.layers.size();
   if (cap.n != c.batch || cap.out.size() != L || cap.dout.size() != L || cap.bn_mean.size() != L ||
@@ -129,7 +205,7 @@ std::string unsupported(const Case& c) {
 }
 
 std::string why_missing(const Case& c, const std::string& tensor, Quantity q) {
-  if ((c.kind == CaseKind::layer || c.kind == CaseKind::network) && kfac_quantity(tensor, q)) return kNoKfac;
+  (void)tensor;
   if (c.kind == CaseKind::optimizer && q == Quantity::metric)
     return "the CUDA backend's measure() did not return this metric";
   return "";
@@ -138,14 +214,16 @@ std::string why_missing(const Case& c, const std::string& tensor, Quantity q) {
 std::vector<std::string> coverage() {
   return {
       "side cuda layer cases:     forward output, input and parameter gradients, BN batch/running statistics and "
-      "eval output (CudaBackend::capture, train pass, deterministic cuDNN algorithms)",
+      "eval output (CudaBackend::capture, train pass, deterministic cuDNN algorithms); dense/conv K-FAC factors "
+      "A and S of the given cotangent (CudaBackend::capture_kfac)",
       "side cuda loss cases:      loss, softmax, output gradient (the backend's loss kernels)",
       "side cuda network cases:   every layer's output and cotangent, loss, input and parameter gradients, BN "
       "statistics, norm/elr/eff_damping from the device's weight norms",
+      "side cuda network cases:   K-FAC-F (same sampled targets) and K-FAC-G (same probes) per dense/conv block: "
+      "factors A and S, damped inverses, preconditioned gradients (CudaBackend::capture_kfac: CudaKfac's syrk, "
+      "cuSOLVER and GEMMs, the case's seed, RNG step 0, damping 1e-2); kfac_*_trace and kfac_gn_quadratic computed "
+      "on the host from the downloaded factors and parameters",
       "side cuda optimizer cases: N train steps through train::Backend (an optimizer the backend refuses: UNSUPPORTED)",
-      fmt::format("side cuda kfac_factor, damped_inverse, preconditioned, metric kfac_*: NOT COMPARED, reported "
-                  "MISSING: {}",
-                  kNoKfac),
       fmt::format("side cuda exact mode: NO CASE: {}", kNoExact),
   };
 }
@@ -176,7 +254,14 @@ Tensors layer_tensors(const Case& c, const cuda::Capture& cap) {
   out.push_back(std::move(y));
   out.push_back(tensor(names::input_grad(), Quantity::activation_grad, nchw(cap.n, spec.input), cap.dinput));
   append_grads(out, c, cap);
-  if (l.kind == LayerKind::batchnorm) append_bn(out, c, cap);
+  if (l.kind == LayerKind::dense || l.kind == LayerKind::conv2d) {
+    check_blocks(c, cap.kfac_given, "the given cotangent's factors");
+    const auto& k = cap.kfac_given.at(0);
+    out.push_back(square(names::layer_factor('A'), Quantity::kfac_factor, k.a_dim(), k.A));
+    out.push_back(square(names::layer_factor('S'), Quantity::kfac_factor, k.out, k.S));
+  } else if (l.kind == LayerKind::batchnorm) {
+    append_bn(out, c, cap);
+  }
   return out;
 }
 
@@ -212,6 +297,8 @@ Tensors network_tensors(const Case& c, const cuda::Capture& cap,
     if (spec.followed_by_bn(p->layer))
       out.push_back(Tensor{names::metric("eff_damping", name), Quantity::metric, {1}, {lambda * norm * norm}, ""});
   }
+  append_kfac(out, c, cap, "kfac_f", cap.kfac_fisher);
+  append_kfac(out, c, cap, "kfac_g", cap.kfac_gauss_newton);
   append_bn(out, c, cap);
   return out;
 }

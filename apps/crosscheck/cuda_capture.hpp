@@ -19,7 +19,7 @@ namespace wdlab::xcheck::cuda_side {
 std::string unsupported(const Case& c);
 
 /// Why the CUDA side returns no tensor of this name and quantity in case `c` ("" when it should
-/// have one): K-FAC quantities of layer and network cases, metrics measure() did not return.
+/// have one): metrics of optimizer cases that measure() did not return.
 std::string why_missing(const Case& c, const std::string& tensor, Quantity q);
 
 /// `--coverage` lines of the CUDA side: what it compares, what it leaves out and why.
@@ -30,10 +30,12 @@ std::vector<std::string> coverage();
 cuda::CaptureRequest request(const Case& c, const CaseData& d, std::vector<float>& images,
                              std::vector<float>& cotangent);
 
-/// A layer case's tensors (as the reference side's run_layer, without kfc.A/kfc.S).
+/// A layer case's tensors (as the reference side's run_layer; dense/conv: kfc.A and kfc.S from
+/// cap.kfac_given).
 Tensors layer_tensors(const Case& c, const cuda::Capture& cap);
-/// A network case's tensors (as run_network, without the K-FAC statistics, inverses, updates and
-/// K-FAC metrics). `weight_norms`: (name, ‖θ‖) of every weight, as Backend::weight_norms.
+/// A network case's tensors (as run_network; the K-FAC factors, inverses, updates and metrics
+/// from cap.kfac_fisher, cap.kfac_gauss_newton and cap.params). `weight_norms`: (name, ‖θ‖) of
+/// every weight, as Backend::weight_norms.
 Tensors network_tensors(const Case& c, const cuda::Capture& cap,
                         const std::vector<std::pair<std::string, double>>& weight_norms);
 /// A loss case's tensors (as run_loss).

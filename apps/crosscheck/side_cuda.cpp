@@ -9,8 +9,13 @@
 //     forward with batch statistics, the layer case's given cotangent or the softmax
 //     cross-entropy, backward with the input gradient, one running-statistics update and the BN
 //     layers in eval mode; apps/crosscheck/cuda_capture.cpp turns the downloaded buffers into
-//     the reference side's tensors. Not yet: K-FAC factors, damped inverses, preconditioned
-//     gradients and K-FAC metrics (MISSING lines with the reason, never passed).
+//     the reference side's tensors. Then CudaBackend::capture_kfac (cuda/backend_kfac_capture.cpp)
+//     with crosscheck_optim's K-FAC settings and the case's seed, as the reference side's
+//     append_curvature: network cases K-FAC-F (targets sampled from the same Philox stream at
+//     RNG step 0) and K-FAC-G (the same probes): factors A and S of that one pass, their π-split
+//     damped inverses (λ = 1e-2, cuSOLVER) and the preconditioned gradient S̃⁻¹[dW db]Ã⁻¹/T;
+//     kfac_*_trace and kfac_gn_quadratic follow on the host from the downloaded factors. Layer
+//     cases: the dense/conv factors of the given cotangent (kfc.A, kfc.S).
 //   loss cases: the backend's loss kernels alone (cuda::capture_loss).
 //   optimizer cases: the train::Backend interface: N train_step calls on the case's batches,
 //     then state() (PyTorch-named parameters, running statistics and "optim." state,
@@ -70,11 +75,27 @@ class CudaSide final : public xcheck::Side {
     }
   }
 
+  /// The reference side's K-FAC settings (crosscheck_optim: damping, inverse method, probe
+  /// variance) with its seed.
+  static cuda::OptimSettings kfac_settings(const Case& c, ref::OptimizerKind kind) {
+    cuda::OptimSettings s = cuda_optim_settings(xcheck::crosscheck_optim(kind), c.spec);
+    s.kfac.seed = c.seed;
+    return s;
+  }
+
   Tensors run_capture(const Case& c, const CaseData& d) {
     auto be = backend(c, d);
     std::vector<float> images, cotangent;
-    const auto cap = be->capture(xcheck::cuda_side::request(c, d, images, cotangent));
-    if (c.kind == xcheck::CaseKind::layer) return xcheck::cuda_side::layer_tensors(c, cap);
+    const auto req = xcheck::cuda_side::request(c, d, images, cotangent);
+    auto cap = be->capture(req);
+    if (c.kind == xcheck::CaseKind::layer) {
+      const LayerKind k = c.spec.layers.at(0).kind;
+      if (k == LayerKind::dense || k == LayerKind::conv2d)
+        cap.kfac_given = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
+      return xcheck::cuda_side::layer_tensors(c, cap);
+    }
+    cap.kfac_fisher = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
+    cap.kfac_gauss_newton = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_g));
     return xcheck::cuda_side::network_tensors(c, cap, be->weight_norms());
   }
 
