@@ -6,7 +6,6 @@
 
 namespace wdlab::app {
 
-std::string to_string(MathMode m) { return m == MathMode::fp32 ? "fp32" : "tf32"; }
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "apps/math_mode.hpp"
 #include "common/errors.hpp"
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
@@ -22,10 +23,6 @@ class StepTimer {
 };
 
 enum class BenchPrecision { float32, float64 };
-/// FP32 everywhere, or TF32 tensor-core math for convolutions and GEMMs (cuda only). Pinned
-/// explicitly in both wdlab and the PyTorch script (PyTorch enables TF32 for cuDNN by default).
-enum class MathMode { fp32, tf32 };
-std::string to_string(MathMode m);
 
 struct BenchBackend {
   std::unique_ptr<train::Backend> backend;

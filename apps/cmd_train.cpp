@@ -83,7 +83,8 @@ int cmd_train(const Args& args) {
       "(all|conv|fc|list), wd_params, decay_biases, decay_bn, adam.{beta1,beta2,eps},\n"
       "kfac.{damping,t_cov,t_inv,cov_ema_decay,kl_clip,inverse,factor_init,gn_probe_variance},\n"
       "schedule.{kind,gamma,every_epochs,every_iterations,warmup_iterations}, epochs,\n"
-      "batch_size, eval_batch_size, seed, backend (reference), precision (float|double),\n"
+      "batch_size, eval_batch_size, seed, backend (reference|cuda), precision (float|double),\n"
+      "math (fp32 | tf32: cuda only, TF32 tensor-core convolutions and GEMMs),\n"
       "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution},\n"
       "wn.{scope (none|conv|fc|all),norms_from (a run directory)}.\n\n"
       "Metric groups (--metrics / metrics.groups, comma-separated; 'all', 'default', 'none'):\n" +

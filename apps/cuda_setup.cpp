@@ -98,7 +98,8 @@ std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
 std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec) {
   check_backend_usable(c);
 #if defined(WDLAB_HAVE_CUDA)
-  return make_cuda_backend(spec, c.optim, c.seed, c.init);
+  return make_cuda_backend(spec, c.optim, c.seed, c.init,
+                           cuda::BackendOptions{.math = c.math == MathMode::tf32 ? cuda::MathMode::tf32 : cuda::MathMode::fp32});
 #else
   (void)spec;
   throw InternalError("make_cuda_backend: check_backend_usable passed in a build without CUDA");

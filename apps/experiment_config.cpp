@@ -131,6 +131,9 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
   c.seed = r.get<std::uint64_t>("seed", 1);
   c.backend = r.get_enum("backend", {"reference", "cuda"}, "reference") == "cuda" ? BackendKind::cuda : BackendKind::reference;
   c.precision = r.get_enum("precision", {"float", "double"}, "float") == "double" ? Precision::float64 : Precision::float32;
+  c.math = r.get_enum("math", {"fp32", "tf32"}, "fp32") == "tf32" ? MathMode::tf32 : MathMode::fp32;
+  if (c.math == MathMode::tf32 && c.backend != BackendKind::cuda)
+    throw UsageError("math", "tf32 is a math mode of the cuda backend; the reference computes in float or double");
   {
     auto k = r.child("checkpoint");
     c.checkpoint_every = k.get<int>("every", 1, io::positive());
@@ -198,6 +201,7 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
   j["seed"] = seed;
   j["backend"] = backend == BackendKind::cuda ? "cuda" : "reference";
   j["precision"] = precision == Precision::float64 ? "double" : "float";
+  j["math"] = to_string(math);
   j["checkpoint"] = {{"every", checkpoint_every}, {"keep", keep_checkpoints}};
   j["on_nonfinite"] = on_nonfinite == train::NonfinitePolicy::skip ? "skip" : "abort";
   j["divergence_factor"] = divergence_factor;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/math_mode.hpp"
 #include "common/model_zoo.hpp"
 #include "common/train/trainer.hpp"
 #include "reference/init.hpp"
@@ -49,6 +50,7 @@ struct ExperimentConfig {
   std::uint64_t seed = 1;
   BackendKind backend = BackendKind::reference;
   Precision precision = Precision::float32;
+  MathMode math = MathMode::fp32;  // cuda only; tf32 when asked
   int checkpoint_every = 1;
   int keep_checkpoints = 2;
   train::NonfinitePolicy on_nonfinite = train::NonfinitePolicy::abort;

@@ -109,6 +109,14 @@ TEST_CASE("config errors name the key, a finished run is not overwritten, resume
   const auto range = run_wdlab("train --set lr=-1");
   CHECK(range.rc == 2);
   CHECK(range.err.find("lr") != std::string::npos);
+  // TF32 is asked for by name and only where it exists (the cuda backend); bf16 is not offered.
+  const auto tf32 = run_wdlab("train --set math=tf32");
+  CHECK(tf32.rc == 2);
+  CHECK(tf32.err.find("math: tf32 is a math mode of the cuda backend") != std::string::npos);
+  const auto bf16 = run_wdlab("train --set math=bf16");
+  CHECK(bf16.rc == 2);
+  CHECK(bf16.err.find("math") != std::string::npos);
+  CHECK(bf16.err.find("fp32") != std::string::npos);  // the allowed values are named
   const auto missing = run_wdlab("train --config /nonexistent/cfg.json");
   CHECK(missing.rc == 3);
   CHECK(missing.err.find("/nonexistent/cfg.json") != std::string::npos);
