@@ -15,7 +15,7 @@
 
 namespace wdlab::xcheck::cuda_side {
 
-/// Why the CUDA side cannot run `c`, "" when it can (exact mode: no double CUDA path).
+/// Why the CUDA side cannot run `c`, "" when it can (every case kind, exact mode included).
 std::string unsupported(const Case& c);
 
 /// Why the CUDA side returns no tensor of this name and quantity in case `c` ("" when it should

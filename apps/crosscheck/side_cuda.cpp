@@ -22,8 +22,9 @@
 //     interchangeable with the reference's) and measure(). K-FAC cases run with the reference
 //     side's seed (same Fisher targets, same GN probes). An optimizer the backend refuses is
 //     UNSUPPORTED with its reason.
-//   exact mode: UNSUPPORTED (float32 only, no double CUDA path; wdlab crosscheck refuses
-//     --exact with the cuda side at start).
+//   exact mode: the integer layer cases on the float32 path, which is exact for them (every
+//     sum below 2^24, xcheck::integer_sum_bound), with cuDNN under AlgoPolicy::exact
+//     (deterministic, transform-free: FFT and Winograd round even integer data).
 #include <fmt/format.h>
 
 #include "apps/crosscheck/cuda_capture.hpp"
@@ -69,7 +70,9 @@ class CudaSide final : public xcheck::Side {
     try {
       return std::make_unique<cuda::CudaBackend>(
           c.spec, params, settings,
-          cuda::BackendOptions{.math = cuda::MathMode::fp32, .policy = cuda::AlgoPolicy::deterministic});
+          cuda::BackendOptions{.math = cuda::MathMode::fp32,
+                               .policy = c.input == xcheck::InputKind::small_integer ? cuda::AlgoPolicy::exact
+                                                                                     : cuda::AlgoPolicy::deterministic});
     } catch (const UsageError& e) {
       throw xcheck::CaseUnsupported(e.what());
     }

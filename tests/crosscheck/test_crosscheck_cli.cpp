@@ -101,7 +101,7 @@ TEST_CASE("crosscheck --coverage says what the cuda side compares and leaves out
   CHECK(r.out.find("side cuda network cases:   K-FAC-F (same sampled targets) and K-FAC-G (same probes)") !=
         std::string::npos);
   CHECK(r.out.find("NOT COMPARED") == std::string::npos);
-  CHECK(r.out.find("side cuda exact mode: NO CASE") != std::string::npos);
+  CHECK(r.out.find("side cuda exact mode:      the integer layer cases on the float32 path") != std::string::npos);
 }
 
 TEST_CASE("crosscheck --coverage lists uncovered metrics, and bad options exit 2") {

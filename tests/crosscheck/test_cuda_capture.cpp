@@ -401,10 +401,13 @@ TEST_CASE("a tensor only one side has is MISSING on either side") {
   CHECK(cuda_side::why_missing(dense, "kfc.A", Quantity::kfac_factor).empty());  // no excuse left
 }
 
-TEST_CASE("cuda side scope: exact mode unsupported with the reason, coverage names what is not compared") {
+TEST_CASE("cuda side scope: exact mode runs on the float32 path, coverage names what is compared") {
   Selection ex;
   ex.input = InputKind::small_integer;
-  for (const auto& c : registry(ex)) CHECK(cuda_side::unsupported(c).find("float32 only") != std::string::npos);
+  for (const auto& c : registry(ex)) {
+    CHECK(cuda_side::unsupported(c).empty());
+    CHECK(integer_sum_bound(c) < kFloat32ExactIntegers);  // what makes float32 exact for them
+  }
   Selection s;
   s.layers = true;
   for (const auto& c : registry(s)) CHECK(cuda_side::unsupported(c).empty());
@@ -417,5 +420,6 @@ TEST_CASE("cuda side scope: exact mode unsupported with the reason, coverage nam
   CHECK(!has("NOT COMPARED"));
   CHECK(has("K-FAC-F (same sampled targets) and K-FAC-G (same probes)"));
   CHECK(has("K-FAC factors A and S of the given cotangent"));
-  CHECK(has("exact mode: NO CASE"));
+  CHECK(has("side cuda exact mode:      the integer layer cases on the float32 path, bit for bit"));
+  CHECK(!has("NO CASE"));
 }

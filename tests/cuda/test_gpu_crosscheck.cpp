@@ -3,7 +3,7 @@
 // within its tolerance and nothing may be MISSING: the K-FAC factors (layer cases: of the given
 // cotangent; networks: K-FAC-F's sampled targets and K-FAC-G's probes), damped inverses,
 // preconditioned gradients and kfac_* metrics included. A perturbed CUDA side must fail (the
-// check can fail), and exact mode must be refused at start.
+// check can fail), and exact mode (integer layer cases on the float32 path) must match bit for bit.
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -88,13 +88,30 @@ TEST_CASE("gpu crosscheck: whole-network passes (MLP, convnet, VGG16, ResNet32x4
   CHECK(r.kfac > 100);  // every block: A, S, inverses, updates, traces, for K-FAC-F and K-FAC-G
 }
 
-TEST_CASE("gpu crosscheck negative control: a perturbed cuda side fails, exact mode is refused at start") {
+TEST_CASE("gpu crosscheck exact mode: integer layer cases bit for bit on the float32 path") {
+  require_gpu_or_skip();
+  const auto r = run_wdlab("crosscheck --exact --a reference-double --b cuda --format json");
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  int exact = 0;
+  for (const auto& c : j["comparisons"]) {
+    INFO(c.dump());
+    CHECK(c["status"] == "PASS");
+    if (c["tol_kind"] != "exact_integer") continue;
+    ++exact;
+    CHECK(c["rel_fro"] == 0.0);
+  }
+  CHECK(exact > 50);
+  // Control: a one-ulp-sized change of one tensor fails the exact tolerance.
+  const auto p = run_wdlab("crosscheck --exact --a reference-double --b cuda --only 'dense in 7x1x1' --perturb fwd --perturb-rel 1e-7");
+  CHECK(p.rc == 1);
+}
+
+TEST_CASE("gpu crosscheck negative control: a perturbed cuda side fails") {
   require_gpu_or_skip();
   const auto p = run_wdlab("crosscheck --a reference-double --b cuda --only 'dense in 7x1x1' --perturb 'grad fc.weight'");
   INFO(p.out << p.err);
   CHECK(p.rc == 1);
   CHECK(p.out.find("FAIL        dense in 7x1x1") != std::string::npos);
-  const auto e = run_wdlab("crosscheck --exact --b cuda");
-  CHECK(e.rc == 2);
-  CHECK(e.err.find("float32 only") != std::string::npos);
 }
