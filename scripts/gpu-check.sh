@@ -27,7 +27,8 @@
 # configures build-gpu (Release, WDLAB_CUDA=ON, CMAKE_CUDA_ARCHITECTURES=90, cudart static as
 # cuda/CMakeLists.txt sets it), builds wdlab and the test executables, strips them, and copies
 # the shared libraries the GPU machine lacks (libfmt, libboost_program_options, libz: whatever
-# ldd resolves outside glibc/libstdc++ and the CUDA libraries) into build-gpu/carried-lib.
+# ldd resolves outside glibc/libstdc++ and the CUDA libraries) into build-gpu/carried-lib, and
+# deletes object files and static libraries so the directory fits the 64 MiB carry.
 # Then, on the GPU machine, from the source tree (same path or not: ctest files are relocated):
 #     scripts/gpu-check.sh --build-dir build-gpu
 # which puts build-gpu/carried-lib and the nvidia/*/lib folders of PyTorch's site-packages on
@@ -70,6 +71,9 @@ if [[ -n "$prepare" ]]; then
        | grep -Ev '/(libcudart|libcublas|libcublasLt|libcudnn[^/]*|libcusolver|libcusparse|libnvJitLink|libcurand|libnvrtc[^/]*|libcuda)\.so' \
        | while read -r lib; do cp -L "$lib" "$dir/carried-lib/"; done
   strip --strip-unneeded "$dir"/bin/* 2>/dev/null || true
+  # Object files and static libraries are not needed to run: without them the directory fits the
+  # device tool's 64 MiB carry (81 MB -> ~47 MB at ae99447). A later --prepare rebuilds them.
+  find "$dir" \( -name '*.o' -o -name '*.a' \) -delete
   echo "gpu-check: carried build ready in $dir ($(du -sh "$dir" | cut -f1)); carried libraries:"
   ls "$dir/carried-lib"
   exit 0
