@@ -124,7 +124,12 @@ TEST_CASE("kill -9 at random times, repeatedly, then resume: the same final stat
         break;
       }
       child.signal(SIGKILL);
-      CHECK(child.wait() == 128 + SIGKILL);
+      const int rc = child.wait();
+      if (rc == 0) {  // it finished between the poll and the kill (a short resumed run): not a kill
+        ++finished_early;
+        break;
+      }
+      CHECK(rc == 128 + SIGKILL);
       ++kills;
     }
     REQUIRE(run(args, d) == 0);
