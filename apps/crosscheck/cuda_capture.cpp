@@ -12,17 +12,6 @@ namespace wdlab::xcheck::cuda_side {
 
 namespace {
 
-// One table of what the CUDA side leaves out, read by why_missing and coverage alike.
-
-Quantity output_quantity(LayerKind k) {
-  switch (k) {
-    case LayerKind::dense:
-    case LayerKind::conv2d: return Quantity::preactivation;
-    case LayerKind::batchnorm: return Quantity::bn_output;
-    default: return Quantity::activation;
-  }
-}
-
 template <class T>
 std::vector<double> widen(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());

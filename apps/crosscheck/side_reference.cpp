@@ -115,15 +115,6 @@ void append_grads(Tensors& out, const NetworkSpec& spec, const ref::ParamStore<T
   }
 }
 
-Quantity output_quantity(LayerKind k) {
-  switch (k) {
-    case LayerKind::dense:
-    case LayerKind::conv2d: return Quantity::preactivation;
-    case LayerKind::batchnorm: return Quantity::bn_output;
-    default: return Quantity::activation;
-  }
-}
-
 template <class T>
 class ReferenceSide final : public Side {
  public:

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/network_spec.hpp"
+
 namespace wdlab::xcheck {
 
 enum class Quantity {
@@ -34,6 +36,16 @@ inline constexpr Quantity kAllQuantities[] = {
     Quantity::preconditioned, Quantity::params_after,  Quantity::optimizer_state,
     Quantity::metric};
 std::string to_string(Quantity q);
+
+/// The quantity of a layer's output: pre-activation (dense, conv), BN output, or activation.
+inline Quantity output_quantity(LayerKind k) {
+  switch (k) {
+    case LayerKind::dense:
+    case LayerKind::conv2d: return Quantity::preactivation;
+    case LayerKind::batchnorm: return Quantity::bn_output;
+    default: return Quantity::activation;
+  }
+}
 
 struct Tensor {
   std::string name;                  // e.g. "pre L3 features.0", "grad features.0.weight"
