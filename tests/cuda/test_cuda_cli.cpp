@@ -15,17 +15,27 @@
 
 using wdlab::test::run_wdlab;
 
-TEST_CASE("train --backend cuda without a usable GPU: one line, exit 2, nothing written") {
+namespace {
+
+/// The reason `--backend cuda` is refused in this build; skips (77) where a GPU is usable, since
+/// the refusal cannot be observed there.
+std::string expected_refusal() {
 #if defined(WDLAB_HAVE_CUDA)
   const auto st = wdlab::cuda::query_devices();
   if (st.usable) {
     MESSAGE("a GPU is usable here: the refusal cannot be observed");
     std::exit(77);
   }
-  const std::string expect = "no usable CUDA device";
+  return "no usable CUDA device";
 #else
-  const std::string expect = "built without the CUDA backend";
+  return "built without the CUDA backend";
 #endif
+}
+
+}  // namespace
+
+TEST_CASE("train --backend cuda without a usable GPU: one line, exit 2, nothing written") {
+  const std::string expect = expected_refusal();
   const auto out = std::filesystem::temp_directory_path() / ("wdlab_cuda_cli_" + std::to_string(::getpid()));
   std::filesystem::remove_all(out);
   const auto r = run_wdlab("train --backend cuda --quiet --set epochs=1 --out " + out.string());
@@ -45,19 +55,10 @@ TEST_CASE("train --backend cuda without a usable GPU: one line, exit 2, nothing 
 }
 
 TEST_CASE("eval and measure --backend cuda without a usable GPU: one line, exit 2, before reading the checkpoint") {
-#if defined(WDLAB_HAVE_CUDA)
-  const auto st = wdlab::cuda::query_devices();
-  if (st.usable) {
-    MESSAGE("a GPU is usable here: the refusal cannot be observed");
-    std::exit(77);
-  }
-  const std::string expect = "no usable CUDA device";
-#else
-  const std::string expect = "built without the CUDA backend";
-#endif
+  const std::string expect = expected_refusal();
   // The checkpoint does not exist: the backend check must come first, or this would be a data error.
   const std::string missing = (std::filesystem::temp_directory_path() / "wdlab_no_such_checkpoint.safetensors").string();
-  for (const std::string cmd : {"eval --checkpoint " + missing, "measure --checkpoint " + missing}) {
+  for (const std::string& cmd : {"eval --checkpoint " + missing, "measure --checkpoint " + missing}) {
     const auto r = run_wdlab(cmd + " --backend cuda");
     MESSAGE(cmd << ": rc=" << r.rc << " stderr: " << r.err);
     CHECK(r.rc == 2);
