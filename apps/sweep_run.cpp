@@ -9,6 +9,7 @@
 
 #include "apps/child_runs.hpp"
 #include "apps/sweep_grid.hpp"
+#include "apps/sweep_slurm.hpp"
 #include "common/errors.hpp"
 #include "common/io/atomic_file.hpp"
 #include "common/io/json_config.hpp"
@@ -22,6 +23,12 @@ namespace wdlab::app {
 void SweepOptions::validate() const {
   if (grid.empty()) throw UsageError("--grid", "is required");
   if (jobs < 1) throw UsageError("-j", fmt::format("must be >= 1, got {}", jobs));
+  if (collect && !emit_slurm.empty()) throw UsageError("--collect", "runs after the array; not with --emit-slurm");
+  if (collect && retry_failed) throw UsageError("--collect", "runs no point; not with --retry-failed");
+  if (slurm.any() && emit_slurm.empty())
+    throw UsageError(!slurm.partition.empty() ? "--partition" : !slurm.time.empty() ? "--time" : "--account",
+                     "is a Slurm option: only with --emit-slurm");
+  slurm.validate();
 }
 
 namespace {
@@ -46,36 +53,6 @@ void write_if_changed(const fs::path& path, const std::string& text) {
     if (old == text) return;
   }
   io::write_file_atomic(path, text);
-}
-
-std::string slurm_script(const Grid& g, const fs::path& out, const std::vector<GridPoint>& pts) {
-  std::string ids;
-  for (const auto& p : pts) ids += (ids.empty() ? "" : " ") + p.id;
-  const fs::path abs_out = fs::absolute(out);
-  return fmt::format(R"(#!/bin/bash
-# Slurm job array for the wdlab sweep '{name}' ({n} points), written by `wdlab sweep --emit-slurm`.
-# Submit:   sbatch {script_hint}
-# Then, after the array finished, select the best point and retrain it on train+validation
-# (finished points are skipped):   wdlab sweep --grid {grid} --out {out}
-#SBATCH --job-name=wdlab-{name}
-#SBATCH --array=0-{last}
-#SBATCH --output={out}/logs/slurm-%A_%a.log
-#SBATCH --gres=gpu:1
-#SBATCH --cpus-per-task=4
-set -euo pipefail
-IDS=({ids})
-ID=${{IDS[$SLURM_ARRAY_TASK_ID]}}
-WDLAB=${{WDLAB:-{exe}}}
-RUN={out}/runs/$ID
-if [ -e "$RUN/DONE" ]; then echo "$ID: already done"; exit 0; fi
-RESUME=""
-if [ -e "$RUN/config.json" ]; then RESUME=--resume; fi
-exec "$WDLAB" train --config {out}/configs/$ID.json --out "$RUN" $RESUME
-)",
-                     fmt::arg("name", g.name), fmt::arg("n", pts.size()), fmt::arg("last", pts.size() - 1),
-                     fmt::arg("ids", ids), fmt::arg("exe", self_executable().string()),
-                     fmt::arg("out", abs_out.string()), fmt::arg("grid", fs::absolute(g.file).string()),
-                     fmt::arg("script_hint", "<this file>"));
 }
 
 ChildJob train_job(const std::string& id, const std::string& label, const fs::path& config, const fs::path& dir,
@@ -157,12 +134,36 @@ int run_sweep(const SweepOptions& o) {
   write_manifest(nullptr);
 
   if (!o.emit_slurm.empty()) {
-    io::write_file_atomic(o.emit_slurm, slurm_script(g, out, points));
-    fs::permissions(o.emit_slurm, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
-                    fs::perm_options::add);
-    fmt::print("{}: wrote {} ({} array tasks); manifest {}\n", tag, o.emit_slurm.string(), points.size(),
-               (out / "manifest.json").string());
+    const auto scripts = slurm_scripts(g, out, points, o.slurm, o.emit_slurm, self_executable());
+    // --retry-failed: the next submission runs the failed points again.
+    if (o.retry_failed)
+      for (const auto& p : points) fs::remove(out / "logs" / (p.id + ".failed"));
+    const fs::path submit = slurm_submit_path(o.emit_slurm);
+    for (const auto& [path, text] : {std::pair{o.emit_slurm, scripts.array}, std::pair{submit, scripts.submit}}) {
+      io::write_file_atomic(path, text);
+      fs::permissions(path, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
+                      fs::perm_options::add);
+    }
+    fmt::print("{}: wrote {} ({} array tasks) and {} (submits the points not done, then --collect); manifest {}\n",
+               tag, o.emit_slurm.string(), points.size(), submit.string(), (out / "manifest.json").string());
     return 0;
+  }
+
+  if (o.collect) {
+    // After a Slurm array: every point must be done or failed (then the loop below runs nothing,
+    // as a repeated local sweep); an unfinished one would make the selection depend on which
+    // tasks happened to end.
+    std::vector<std::string> open;
+    for (const auto& p : points)
+      if (!fs::exists(out / "runs" / p.id / "DONE") && !fs::exists(out / "logs" / (p.id + ".failed")))
+        open.push_back(p.id + (fs::exists(out / "runs" / p.id / "config.json") ? " (interrupted)" : " (not started)"));
+    if (!open.empty()) {
+      std::string list;
+      for (const auto& s : open) list += (list.empty() ? "" : ", ") + s;
+      throw PreconditionError(fmt::format("{}: {} of {} points unfinished: {}; submit the array again (its "
+                                          "-submit.sh helper submits only these), then collect",
+                                          tag, open.size(), points.size(), list));
+    }
   }
 
   std::vector<ChildJob> jobs;

@@ -30,4 +30,9 @@ bool nan_at(long long step) {
   return v != nullptr && *v != '\0' && std::atoll(v) == step;
 }
 
+bool pause_at(long long step) {
+  const char* v = std::getenv("WDLAB_FAULT_PAUSE_AT");
+  return v != nullptr && *v != '\0' && std::atoll(v) == step;
+}
+
 }  // namespace wdlab::fault

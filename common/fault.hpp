@@ -20,4 +20,9 @@ void point(std::string_view name, std::string_view detail);
 /// non-finite policy on a transient fault, as a corrupt input or an overflow would cause).
 bool nan_at(long long step);
 
+/// WDLAB_FAULT_PAUSE_AT=k: whether the trainer should wait after step k until a signal arrives
+/// (SIGTERM from a scheduler's scancel or time limit), so a test can cancel a run mid-epoch at a
+/// chosen point instead of racing a timer. The trainer says "paused after step k" on stderr.
+bool pause_at(long long step);
+
 }  // namespace wdlab::fault

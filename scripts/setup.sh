@@ -3,8 +3,9 @@
 # missing, configures and builds, then runs the main job or the test suite.
 #   scripts/setup.sh main    install, build, run `wdlab theory`, then `wdlab reproduce --suite demo`
 #                            (the three mechanisms in minutes, report in runs/demo/report; README's first command)
-#   scripts/setup.sh test    install, build (and an ASan+UBSan build in build-asan), run every test
-#                            via ctest, the sanitized suite as one of them (the README's second command)
+#   scripts/setup.sh test    install (with the test-only packages below), build (and an ASan+UBSan
+#                            build in build-asan), run every test via ctest, the sanitized suite as
+#                            one of them (the README's second command)
 #   scripts/setup.sh deps    install only;   scripts/setup.sh build   install and build only
 # Environment: BUILD_DIR (default build), JOBS (default nproc), WDLAB_CMAKE_ARGS (extra cmake args).
 set -euo pipefail
@@ -23,9 +24,17 @@ packages=(
   python3 python3-numpy python3-matplotlib
 )
 
-install_missing() {
+# Test-only real parts, installed by `scripts/setup.sh test` only (nothing else needs them):
+#   slurm-wlm munge   the `slurm` test starts a private single-node Slurm from them on 127.0.0.1
+#                     and submits a sweep's job array (tests/apps/slurm_sweep.py); no daemon of
+#                     the system is configured or started.
+test_packages=(
+  slurm-wlm munge
+)
+
+install_missing() {  # install_missing PACKAGE...
   local missing=()
-  for p in "${packages[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
@@ -49,17 +58,17 @@ build() {
 }
 
 case "$mode" in
-  deps) install_missing ;;
-  build) install_missing; build ;;
+  deps) install_missing "${packages[@]}" ;;
+  build) install_missing "${packages[@]}"; build ;;
   main)
-    install_missing
+    install_missing "${packages[@]}"
     build
     "$build_dir/bin/wdlab" theory
     # The three mechanisms on Fashion-MNIST in minutes, then their report (runs/demo/report/).
     "$build_dir/bin/wdlab" reproduce --suite demo --out runs/demo -j "$jobs"
     ;;
   test)
-    install_missing
+    install_missing "${packages[@]}" "${test_packages[@]}"
     # The sanitized tree first (CPU code only, ASan + UBSan); the main tree runs its suite as one
     # test, so the closing line of the one ctest below counts both.
     asan_dir=${ASAN_BUILD_DIR:-build-asan}

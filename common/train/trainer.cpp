@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -244,6 +245,10 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
         seen += std::int64_t(ids.size());
       }
       if (iteration == sigterm_at) std::raise(SIGTERM);
+      if (fault::pause_at(iteration)) {  // test hook (common/fault.hpp): wait for a scheduler's signal
+        fmt::print(stderr, "fault: paused after step {} until a signal\n", iteration);
+        while (signals.pending() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
       ++iteration;
       progress.update(epoch, cfg.epochs, b + 1, per_epoch, loss_sum / double(seen), double(correct) / double(seen));
       if (const int sig = signals.pending(); sig != 0 && b + 1 < per_epoch) {

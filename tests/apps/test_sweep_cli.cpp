@@ -1,6 +1,5 @@
-// `wdlab sweep`, `wdlab report` and `wdlab reproduce` end to end on a tiny grid: a 2x2 grid of a tiny
-// MLP on 256 Fashion-MNIST images, one epoch, where one learning rate (1e-6) learns nothing, so the
-// best point by validation is known independently (lr 0.05).
+// `wdlab sweep`, `wdlab report` and `wdlab reproduce` end to end on the tiny grid of sweep_support.hpp
+// (2x2, one learning rate learns nothing, so the best point by validation is known: lr 0.05).
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -9,12 +8,15 @@
 #include <regex>
 #include <set>
 
-#include "run_command.hpp"
+#include "sweep_support.hpp"
 
 namespace fs = std::filesystem;
 using wdlab::test::run_wdlab;
 using wdlab::test::slurp;
 using wdlab::test::have_fashion_mnist;
+using wdlab::test::count;
+using wdlab::test::ids_of;
+using wdlab::test::manifest;
 
 namespace {
 
@@ -24,39 +26,7 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-/// A tiny grid in `dir`: base config + grid file; returns the grid's path.
-fs::path write_grid(const fs::path& dir) {
-  nlohmann::json base = {{"name", "tiny"},       {"train_subset", 320}, {"validation", 64},
-                         {"test_subset", 128},   {"model", "mlp"},      {"arch", {{"depth", 1}, {"width", 16}}},
-                         {"optimizer", "sgd"},   {"epochs", 1},         {"batch_size", 32},
-                         {"regularization", "wd"}, {"checkpoint", {{"keep", 1}}}};
-  std::ofstream(dir / "base.json") << base.dump(2);
-  nlohmann::json grid = {{"name", "tiny"},
-                         {"base", "base.json"},
-                         {"set", {{"momentum", 0.9}}},
-                         {"axes", {{"lr", {1e-6, 0.05}}, {"weight_decay", {0.0, 1e-4}}}}};
-  std::ofstream(dir / "grid.json") << grid.dump(2);
-  return dir / "grid.json";
-}
-
-std::vector<std::string> ids_of(const std::string& dry_run_out) {
-  std::vector<std::string> ids;
-  const std::regex re("^  ([0-9a-f]{12})  (.*)$");
-  std::istringstream in(dry_run_out);
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_match(line, m, re)) ids.push_back(m[1]);
-  }
-  return ids;
-}
-
-int count(const std::string& s, const std::string& what) {
-  int n = 0;
-  for (std::size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-  return n;
-}
-
-nlohmann::json manifest(const fs::path& out) { return nlohmann::json::parse(slurp(out / "manifest.json")); }
+fs::path write_grid(const fs::path& dir) { return wdlab::test::write_tiny_grid(dir); }
 
 }  // namespace
 
