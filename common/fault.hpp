@@ -22,7 +22,8 @@ bool nan_at(long long step);
 
 /// WDLAB_FAULT_PAUSE_AT=k: whether the trainer should wait after step k until a signal arrives
 /// (SIGTERM from a scheduler's scancel or time limit), so a test can cancel a run mid-epoch at a
-/// chosen point instead of racing a timer. The trainer says "paused after step k" on stderr.
+/// chosen point instead of racing a timer. The trainer says "paused after step k" on stderr; after
+/// 2 minutes without a signal it stops as on SIGTERM (an abandoned test leaves no process behind).
 bool pause_at(long long step);
 
 }  // namespace wdlab::fault

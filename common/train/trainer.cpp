@@ -247,7 +247,9 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
       if (iteration == sigterm_at) std::raise(SIGTERM);
       if (fault::pause_at(iteration)) {  // test hook (common/fault.hpp): wait for a scheduler's signal
         fmt::print(stderr, "fault: paused after step {} until a signal\n", iteration);
-        while (signals.pending() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        const auto until = Clock::now() + std::chrono::minutes(2);
+        while (signals.pending() == 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (signals.pending() == 0) std::raise(SIGTERM);  // abandoned by its test: stop, leave no process
       }
       ++iteration;
       progress.update(epoch, cfg.epochs, b + 1, per_epoch, loss_sum / double(seen), double(correct) / double(seen));

@@ -111,8 +111,8 @@ def main(wdlab, work):
         run_test(cluster, wdlab, d)
         print(f"slurm sweep test passed in {time.monotonic() - t0:.1f} s")
         return 0
-    except Failed as e:
-        print(f"slurm sweep test FAILED: {e}\n--- slurmctld.log:\n{slurm_cluster._tail(os.path.join(d, 'cluster', 'log', 'slurmctld.log'))}")
+    except (Failed, RuntimeError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        print(f"slurm sweep test FAILED: {type(e).__name__}: {e}\n--- slurmctld.log:\n{slurm_cluster._tail(os.path.join(d, 'cluster', 'log', 'slurmctld.log'))}")
         return 1
     finally:
         cluster.stop()
