@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """`wdlab sweep` on a real Slurm (ctest label `slurm`): usage  slurm_sweep.py WDLAB_BIN WORK_DIR
 
-Starts a private single-node Slurm (slurm_cluster.py) in WORK_DIR/slurm-sweep, and on the tiny grid of
+Starts a private single-node Slurm (slurm_cluster.py) in /tmp/wdlab-slurm-XXXXXX, works in
+WORK_DIR/slurm-sweep (both removed when the test passes, kept when it fails), and on the tiny grid of
 tests/apps/sweep_support.hpp (2x2, one learning rate learns nothing):
   1. runs the local sweep `wdlab sweep -j 2` (the reference answer);
   2. emits the job array with --partition/--time/--account and submits it with `sbatch`; one task is
@@ -23,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +95,10 @@ def main(wdlab, work):
     d = os.path.join(os.path.abspath(work), "slurm-sweep")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    cluster = slurm_cluster.Cluster(os.path.join(d, "cluster"))
+    # The cluster's folder is short (/tmp/wdlab-slurm-XXXXXX): munge's socket path must fit in a
+    # sockaddr_un (108 bytes), which a deep build directory would not.
+    cluster_dir = tempfile.mkdtemp(prefix="wdlab-slurm-")
+    cluster = slurm_cluster.Cluster(cluster_dir)
 
     def on_signal(sig, _frame):
         raise SystemExit(128 + sig)  # unwinds through the finally below
@@ -101,6 +106,7 @@ def main(wdlab, work):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     t0 = time.monotonic()
+    passed = False
     try:
         try:
             cluster.start()
@@ -110,14 +116,21 @@ def main(wdlab, work):
         print(f"slurm: single node '{cluster.node}' with {cluster.cpus} CPUs up in {time.monotonic() - t0:.1f} s", flush=True)
         run_test(cluster, wdlab, d)
         print(f"slurm sweep test passed in {time.monotonic() - t0:.1f} s")
+        passed = True
         return 0
     except (Failed, RuntimeError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
-        print(f"slurm sweep test FAILED: {type(e).__name__}: {e}\n--- slurmctld.log:\n{slurm_cluster._tail(os.path.join(d, 'cluster', 'log', 'slurmctld.log'))}")
+        print(f"slurm sweep test FAILED: {type(e).__name__}: {e}\n--- slurmctld.log:\n"
+              f"{slurm_cluster._tail(os.path.join(cluster_dir, 'log', 'slurmctld.log'))}\n"
+              f"(kept for a look: {d} and {cluster_dir})")
         return 1
     finally:
         cluster.stop()
         left = [n for n, p in cluster.procs if p.poll() is None]
         print("daemons stopped" if not left else f"daemons still running: {left}", flush=True)
+        if passed or not cluster.procs:  # passed, or skipped before any daemon started
+            shutil.rmtree(cluster_dir, ignore_errors=True)
+            if passed:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def run_test(cluster, wdlab, d):
