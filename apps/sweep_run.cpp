@@ -136,8 +136,10 @@ int run_sweep(const SweepOptions& o) {
   if (!o.emit_slurm.empty()) {
     const auto scripts = slurm_scripts(g, out, points, o.slurm, o.emit_slurm, self_executable());
     // --retry-failed: the next submission runs the failed points again.
-    if (o.retry_failed)
+    if (o.retry_failed) {
       for (const auto& p : points) fs::remove(out / "logs" / (p.id + ".failed"));
+      write_manifest(nullptr);
+    }
     const fs::path submit = slurm_submit_path(o.emit_slurm);
     for (const auto& [path, text] : {std::pair{o.emit_slurm, scripts.array}, std::pair{submit, scripts.submit}}) {
       io::write_file_atomic(path, text);
