@@ -74,6 +74,10 @@ def final_row(run):
     return last
 
 
+def ms_best_id(out):
+    return json.loads(slurp(os.path.join(out, "manifest.json")) or "{}").get("best", {}).get("id", "?")
+
+
 def write_grid(d):
     # The grid of tests/apps/sweep_support.hpp (write_tiny_grid).
     base = {"name": "tiny", "train_subset": 320, "validation": 64, "test_subset": 128, "model": "mlp",
@@ -206,6 +210,10 @@ def run_test(cluster, wdlab, d):
              "the resubmitted task and the collect job to end")
     show = cluster.run("scontrol", "show", "job", collect).stdout
     check("JobState=COMPLETED" in show and "ExitCode=0:0" in show, f"collect job {collect} completed")
+    check(f"Partition={slurm_cluster.PARTITION}" in show and "Account=wdlab-test" in show and "TimeLimit=00:05:00" in show,
+          "the collect job has the same passthrough options")
+    check(f"best {ms_best_id(out)}" in slurp(os.path.join(out, "logs", f"slurm-collect-{collect}.log")),
+          "the collect job's log names the best point")
     check(f"resuming from" in slurp(log) and f"(epoch 0, batch {PAUSE_STEP + 1}, iteration {PAUSE_STEP + 1})" in slurp(log),
           f"the resubmitted task resumed from its checkpoint (epoch 0, batch {PAUSE_STEP + 1})")
 
