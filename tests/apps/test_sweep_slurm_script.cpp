@@ -70,6 +70,9 @@ TEST_CASE("sweep --emit-slurm: resource lines from the config, passthrough optio
   CHECK((fs::status(script).permissions() & fs::perms::owner_exec) != fs::perms::none);
   CHECK((fs::status(submit).permissions() & fs::perms::owner_exec) != fs::perms::none);
   CHECK(run_sh("bash -n " + script.string() + " && bash -n " + submit.string()).rc == 0);
+  const auto lint = run_sh("! command -v shellcheck >/dev/null || shellcheck " + script.string() + " " + submit.string());
+  INFO(lint.out);
+  CHECK(lint.rc == 0);  // where Debian's shellcheck is installed
 
   // Passthrough options become #SBATCH lines, in the order partition, time, account.
   r = run_wdlab(common + " --emit-slurm " + script.string() + " --partition short,long --time 1-12:30 --account acme_lab");
