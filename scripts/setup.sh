@@ -22,10 +22,16 @@ packages=(
   dataset-fashion-mnist
   python3 python3-numpy python3-matplotlib
 )
+# Test-only real parts, installed by `scripts/setup.sh test` only: the `torch` tests load wdlab
+# checkpoints in PyTorch (scripts/torch_load.py) and report SKIPPED where it is missing.
+test_packages=(
+  python3-torch
+)
 
 install_missing() {
-  local missing=()
-  for p in "${packages[@]}"; do
+  local missing=() wanted=("${packages[@]}")
+  if [ "$mode" = test ]; then wanted+=("${test_packages[@]}"); fi
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
