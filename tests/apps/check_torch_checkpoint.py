@@ -186,6 +186,12 @@ def check_reverse(name, path, module, transform, x, y):
     theirs, _, _ = eval_logits(path, ["--weights", w])
     e = rel(ours, theirs)
     check(e <= TOL_LOGITS, f"{name}: a PyTorch state dict in wdlab eval --weights: logits rel. error {e:.3g}")
+    # The same file with the network from an experiment config instead of a checkpoint.
+    run_config = os.path.join(os.path.dirname(os.path.dirname(path)), "config.json")
+    dump = os.path.join(WORK, f"{name}.config.logits.safetensors")
+    wdlab(["eval", "--config", run_config, "--weights", w, "--dump-logits", dump])
+    via_config = torch_load.read_safetensors(dump)[0]["logits"]
+    check(torch.equal(via_config, theirs), f"{name}: wdlab eval --config CONFIG --weights gives the same logits")
     ckpt_logits, _, _ = eval_logits(path)
     check(rel(ckpt_logits, theirs) > 100 * TOL_LOGITS, f"{name}: control, the weights file changed the logits")
     sd = module.state_dict()

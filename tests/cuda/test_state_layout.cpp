@@ -75,7 +75,7 @@ TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD
   }
 }
 
-TEST_CASE("optimizer state layout: PyTorch's (the parameter's shape, row-major); layout 1 only after the upgrade") {
+TEST_CASE("optimizer state layout: PyTorch's (the parameter's shape, row-major), layout 1 only after the upgrade") {
   const ParamInfo w{.name = "w", .shape = {2, 3}, .layer = 0, .role = ParamRole::weight};
   const std::vector<float> v{1, 2, 3, 4, 5, 6};  // row-major 2×3, as the device holds it
   const io::Tensor t = cuda::optimizer_state_tensor(w, v);

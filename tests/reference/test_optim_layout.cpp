@@ -124,7 +124,7 @@ TEST_CASE("checkpoints of optim_layout 1 (written by f9ad431) load: the same opt
   }
 }
 
-TEST_CASE("optim_layout: a version-1 file read as version 2 is refused; an unknown version is refused") {
+TEST_CASE("optim_layout: a version-1 file read as version 2 is refused, and so is an unknown version") {
   const Fixture fx = fixtures()[0];
   io::SafetensorsFile old = io::load(kFixtures / fx.file);
   io::SafetensorsFile lying = old;
