@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
 
+#include "apps/checkpoint_meta.hpp"
 #include "apps/command.hpp"
 #include "apps/experiment_config.hpp"
 #include "apps/cuda_setup.hpp"
@@ -184,7 +185,8 @@ int cmd_train(const Args& args) {
   }
   // Everything that can fail on bad input (data, network, backend, wn source, identity of the
   // data) fails before the run directory is touched: no partial output.
-  const auto data = load_datasets(cfg.data, cfg.seed);
+  data::ChannelStats stats;
+  const auto data = load_datasets(cfg.data, cfg.seed, &stats);
   const NetworkSpec spec = build_network(cfg, data.train);
   auto backend = make_backend(cfg, spec);
   train::TrainerConfig tc = trainer_config(cfg);
@@ -211,6 +213,7 @@ int cmd_train(const Args& args) {
   meta["test_examples"] = data.test.size();
   std::string argv_line = "wdlab train";
   for (const auto& a : args) argv_line += " " + a;
+  meta["input_pipeline"] = input_pipeline_json(cfg, data, stats);
   meta["argv"] = argv_line;
   meta["started"] = std::time(nullptr);
   io::write_file_atomic(run_dir / "meta.json", meta.dump(2) + "\n");
@@ -219,6 +222,8 @@ int cmd_train(const Args& args) {
   nlohmann::json ckpt_meta;
   ckpt_meta["config"] = cfg_json.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
+  ckpt_meta["input_pipeline"] = meta["input_pipeline"];  // README "Use a checkpoint in PyTorch"
+  ckpt_meta["network"] = network_json(spec);
   const auto sum = train::train(*backend, data, tc, run_dir, from, ckpt_meta);
   // DONE summarizes the last epoch row, so a run resumed after its final checkpoint (a kill
   // before DONE) reports the same numbers as one that was not interrupted.

@@ -33,7 +33,7 @@ data::Dataset first(const data::Dataset& d, int n, const std::string& name) {
 
 }  // namespace
 
-train::Datasets load_datasets(const DataConfig& d, std::uint64_t seed) {
+train::Datasets load_datasets(const DataConfig& d, std::uint64_t seed, data::ChannelStats* applied) {
   train::Datasets out;
   data::Dataset train = first(load_split(d, data::Split::train), d.train_subset, d.dataset + "-train");
   out.test = first(load_split(d, data::Split::test), d.test_subset, d.dataset + "-test");
@@ -50,6 +50,7 @@ train::Datasets load_datasets(const DataConfig& d, std::uint64_t seed) {
   data::normalize(out.train, stats);
   if (out.val.size()) data::normalize(out.val, stats);
   data::normalize(out.test, stats);
+  if (applied) *applied = stats;
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "apps/experiment_config.hpp"
+#include "common/data/transforms.hpp"
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
 #include "common/train/trainer.hpp"
@@ -11,7 +12,8 @@ namespace wdlab::app {
 
 /// Loads train/test, takes the subsets, splits off validation (shared RNG, purpose split) and
 /// normalizes every split with the training split's per-channel mean and std.
-train::Datasets load_datasets(const DataConfig& d, std::uint64_t seed);
+/// `applied`, when given, receives the mean and std that were applied.
+train::Datasets load_datasets(const DataConfig& d, std::uint64_t seed, data::ChannelStats* applied = nullptr);
 
 NetworkSpec build_network(const ExperimentConfig& c, const data::Dataset& train);
 

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/errors.hpp"
+#include "common/train/optim_layout.hpp"
 #include "cuda/backend_activations.hpp"
 #include "cuda/kernels/launch.hpp"
 #include "cuda/kernels/optim.hpp"
@@ -304,12 +305,15 @@ io::SafetensorsFile CudaBackend::state() const {
   }
   if (optim_.kind == OptimizerKind::adam) f.tensors["optim.adam.t"] = scalar_state_tensor(float(adam_t_));
   if (kfac_) kfac_->write_state(f, info_);
+  train::mark_optim_layout(f);
   f.metadata["backend"] = "cuda";
   f.metadata["precision"] = "float";  // same as the float reference: checkpoints interchange
   return f;
 }
 
-void CudaBackend::load_state(const io::SafetensorsFile& f) {
+void CudaBackend::load_state(const io::SafetensorsFile& file) {
+  io::SafetensorsFile f = file;
+  train::upgrade_optim_layout(f, info_);  // a checkpoint of optim_layout 1 is converted
   if (f.metadata.count("precision") && f.metadata.at("precision") != "float")
     throw DataError(f.source, fmt::format("precision is {}, the cuda backend uses float",
                                           f.metadata.at("precision")));

@@ -86,29 +86,36 @@ std::string kfac_state_name(const std::string& what, const std::string& layer) {
 io::Tensor kfac_matrix_tensor(int n, std::span<const float> v) {
   if (std::int64_t(v.size()) != std::int64_t(n) * n)
     throw InternalError(fmt::format("kfac_matrix_tensor: {} values for {}x{}", v.size(), n, n));
-  return io::Tensor::from_f32({n, n}, v);
+  std::vector<float> row_major(v.size());  // element (i, j): v[j·n + i] on the device, [i·n + j] here
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) row_major[std::size_t(i) * n + j] = v[std::size_t(j) * n + i];
+  return io::Tensor::from_f32({n, n}, row_major);
 }
 
 std::vector<float> kfac_matrix_values(int n, const io::Tensor& t, const std::string& name) {
   if (t.shape != std::vector<std::int64_t>{n, n})
     throw DataError(name, fmt::format("K-FAC matrix has the wrong shape (expected [{}, {}])", n, n));
-  return t.to_f32(name);
+  const std::vector<float> row_major = t.to_f32(name);
+  std::vector<float> v(row_major.size());
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) v[std::size_t(j) * n + i] = row_major[std::size_t(i) * n + j];
+  return v;
 }
 
 io::Tensor damping_state_tensor(const SplitDamping& d) {
   const float v[4] = {float(d.lambda_eff), float(d.pi), float(d.a), float(d.s)};
-  return io::Tensor::from_f32({4, 1}, v);
+  return io::Tensor::from_f32({4}, v);
 }
 
 SplitDamping damping_state_values(const io::Tensor& t, const std::string& name) {
-  if (t.shape != std::vector<std::int64_t>{4, 1})
-    throw DataError(name, "K-FAC damping entry has the wrong shape (expected [4, 1])");
+  if (t.shape != std::vector<std::int64_t>{4})
+    throw DataError(name, "K-FAC damping entry has the wrong shape (expected [4])");
   const auto v = t.to_f32(name);
   return SplitDamping{double(v[0]), double(v[1]), double(v[2]), double(v[3])};
 }
 
 bool flag_state_value(const io::Tensor& t, const std::string& name) {
-  if (t.shape != std::vector<std::int64_t>{1, 1}) throw DataError(name, "must be a 1x1 tensor");
+  if (!t.shape.empty()) throw DataError(name, "must be a 0-d tensor");
   const float x = t.to_f32(name)[0];
   if (!(x == 0.0f || x == 1.0f)) throw DataError(name, fmt::format("must be 0 or 1, got {}", double(x)));
   return x == 1.0f;

@@ -62,18 +62,17 @@ std::optional<std::vector<float>> clipped_inverse_eigenvalues(std::span<const fl
 std::string kfac_state_name(const std::string& what, const std::string& layer);
 
 /// A factor or inverse (n × n, column-major, as the device holds it) as the reference's state
-/// tensor: shape [n, n], the column-major values (Eigen's storage) unchanged.
+/// tensor: shape [n, n], row-major (optim_layout 2), i.e. transposed from the device's order.
 io::Tensor kfac_matrix_tensor(int n, std::span<const float> column_major);
 /// The inverse; DataError naming `name` for a wrong shape or dtype.
 std::vector<float> kfac_matrix_values(int n, const io::Tensor& t, const std::string& name);
 
-/// "optim.kfac.damping.<layer>": the 1×4 row (λ', π, d_A, d_S) as the reference writes it
-/// (shape [4, 1], float).
+/// "optim.kfac.damping.<layer>": (λ', π, d_A, d_S) as the reference writes it (shape [4], float).
 io::Tensor damping_state_tensor(const SplitDamping& d);
 SplitDamping damping_state_values(const io::Tensor& t, const std::string& name);
 
 /// A 0/1 flag entry ("optim.kfac.initialized", "optim.kfac.inverses_ready"); DataError unless
-/// it is a 1×1 tensor holding 0 or 1.
+/// it is a 0-d tensor holding 0 or 1.
 bool flag_state_value(const io::Tensor& t, const std::string& name);
 
 /// damping_frac (reference/net/metrics.hpp damping_fraction): the fraction of Kronecker

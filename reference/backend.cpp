@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/train/optim_layout.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/optim/kfac.hpp"
 
@@ -167,6 +168,16 @@ train::EvalStats ReferenceBackend<T>::evaluate(const train::HostBatch& b) {
 }
 
 template <class T>
+std::vector<double> ReferenceBackend<T>::logits(const train::HostBatch& b) {
+  const auto fw = network_forward(spec_, params_, to_matrix(b), BnMode::eval);
+  const Mat<T>& z = fw.logits();  // classes × n, one column per example
+  std::vector<double> out(std::size_t(z.size()));
+  for (Eigen::Index i = 0; i < z.cols(); ++i)
+    for (Eigen::Index k = 0; k < z.rows(); ++k) out[std::size_t(i * z.rows() + k)] = double(z(k, i));
+  return out;
+}
+
+template <class T>
 std::vector<std::pair<std::string, double>> ReferenceBackend<T>::weight_norms() const {
   std::vector<std::pair<std::string, double>> out;
   for (std::size_t i = 0; i < params_.info.size(); ++i)
@@ -181,17 +192,24 @@ io::SafetensorsFile ReferenceBackend<T>::state() const {
   for (std::size_t i = 0; i < params_.info.size(); ++i)
     f.tensors[params_.info[i].name] =
         to_tensor<T>(params_.info[i].shape, to_pytorch_order(params_.info[i], params_.values[i]));
+  // Optimizer state in PyTorch's layout (common/train/optim_layout.hpp): row-major, per-parameter
+  // state with its parameter's shape.
   for (const auto& [name, m] : opt_->state()) {
-    std::vector<T> v(m.data(), m.data() + m.size());  // column-major, shape [cols, rows] reads it back
-    f.tensors[name] = to_tensor<T>({std::int64_t(m.cols()), std::int64_t(m.rows())}, v);
+    std::vector<T> v(std::size_t(m.size()));
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(v.data(), m.rows(), m.cols()) = m;
+    const ParamInfo* p = train::state_param(name, params_.info);
+    f.tensors[name] = to_tensor<T>(p ? p->shape : train::plain_state_shape(m.rows(), m.cols()), v);
   }
+  train::mark_optim_layout(f);
   f.metadata["backend"] = "reference";
   f.metadata["precision"] = std::is_same_v<T, double> ? "double" : "float";
   return f;
 }
 
 template <class T>
-void ReferenceBackend<T>::load_state(const io::SafetensorsFile& f) {
+void ReferenceBackend<T>::load_state(const io::SafetensorsFile& file) {
+  io::SafetensorsFile f = file;
+  train::upgrade_optim_layout(f, params_.info);  // a checkpoint of optim_layout 1 is converted
   const std::string want = std::is_same_v<T, double> ? "double" : "float";
   if (f.metadata.count("precision") && f.metadata.at("precision") != want)
     throw DataError(f.source, fmt::format("precision is {}, this run uses {}", f.metadata.at("precision"), want));
@@ -205,9 +223,16 @@ void ReferenceBackend<T>::load_state(const io::SafetensorsFile& f) {
   NamedTensors<T> st;
   for (const auto& [name, t] : f.tensors) {
     if (name.rfind("optim.", 0) != 0) continue;
-    if (t.shape.size() != 2) throw DataError(f.source, fmt::format("optimizer tensor \"{}\" is not 2-d", name));
     const auto v = from_tensor<T>(f, name);
-    st.emplace_back(name, Eigen::Map<const Mat<T>>(v.data(), t.shape[1], t.shape[0]));
+    if (const ParamInfo* p = train::state_param(name, params_.info)) {
+      if (t.shape != p->shape)
+        throw DataError(f.source, fmt::format("optimizer tensor \"{}\" has the wrong shape (expected {}'s)", name, p->name));
+      st.emplace_back(name, from_pytorch_order<T>(*p, v));
+    } else {
+      const auto [rows, cols] = train::plain_state_matrix(t, name);
+      st.emplace_back(name, Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                                v.data(), rows, cols));
+    }
   }
   opt_->load_state(st);
   params_ = std::move(p);

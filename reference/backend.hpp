@@ -22,6 +22,7 @@ class ReferenceBackend final : public train::Backend {
   void accumulate_factor_init(const train::HostBatch& batch, std::int64_t index) override;
   void finish_factor_init() override;
   train::EvalStats evaluate(const train::HostBatch& batch) override;
+  std::vector<double> logits(const train::HostBatch& batch) override;
   std::vector<std::pair<std::string, double>> weight_norms() const override;
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;

@@ -23,12 +23,14 @@ packages=(
   dataset-fashion-mnist
   python3 python3-numpy python3-matplotlib
 )
-
 # Test-only real parts, installed by `scripts/setup.sh test` only (nothing else needs them):
+#   python3-torch     the `torch` test loads wdlab checkpoints in PyTorch (scripts/torch_load.py)
+#                     and reports SKIPPED where it is missing
 #   slurm-wlm munge   the `slurm` test starts a private single-node Slurm from them on 127.0.0.1
 #                     and submits a sweep's job array (tests/apps/slurm_sweep.py); no daemon of
 #                     the system is configured or started.
 test_packages=(
+  python3-torch
   slurm-wlm munge
 )
 

@@ -118,6 +118,12 @@ class Backend {
   virtual void finish_factor_init() {}
   /// Loss and accuracy in evaluation mode (BN running statistics).
   virtual EvalStats evaluate(const HostBatch& batch) = 0;
+  /// The logits of a batch in evaluation mode, n × classes row-major, in double (exact for a
+  /// float backend): `wdlab eval --dump-logits`. The default refuses with UsageError.
+  virtual std::vector<double> logits(const HostBatch& batch) {
+    (void)batch;
+    throw UsageError("--dump-logits", describe() + " does not return logits (use --backend reference)");
+  }
   /// Resident data (a GPU holds the whole CIFAR set and augments there): under
   /// DataPath::resident the trainer calls set_resident_data once per data set before the first
   /// step, then the *_ids calls, each of which must give what its HostBatch twin gives for the

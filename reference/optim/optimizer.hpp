@@ -22,7 +22,9 @@
 
 namespace wdlab::ref {
 
-/// Checkpointable state: names under "optim." (e.g. "optim.momentum.features.0.weight").
+/// Checkpointable state: names under "optim." (e.g. "optim.momentum.features.0.weight"), held
+/// here as compute-layout matrices; the backend writes them in PyTorch's layout
+/// (common/train/optim_layout.hpp, README "Use a checkpoint in PyTorch").
 /// dW = D Xᵀ (and db = D 1) for the dense layer `layer` of the spec.
 template <class T>
 struct GradientFactors {

@@ -253,5 +253,10 @@ TEST_CASE("K-FAC state tensors equal the reference's, byte for byte, and read ba
     CHECK_THROWS_AS(cuda::kfac_matrix_values(3, f.at(cuda::kfac_state_name("S", blocks[0].name)), "S"), DataError);
     CHECK_THROWS_AS(cuda::flag_state_value(cuda::scalar_state_tensor(0.5f), "flag"), DataError);
     CHECK_THROWS_AS(cuda::damping_state_values(io::Tensor::from_f32({1, 4}, std::vector<float>{1, 2, 3, 4}), "d"), DataError);
+    CHECK_THROWS_AS(cuda::damping_state_values(io::Tensor::from_f32({4, 1}, std::vector<float>{1, 2, 3, 4}), "d"), DataError);
+    // Row-major on file, column-major on the device: a non-symmetric matrix shows the transpose.
+    const std::vector<float> device{1, 2, 3, 4};  // column-major [[1, 3], [2, 4]]
+    CHECK(cuda::kfac_matrix_tensor(2, device).to_f32() == std::vector<float>{1, 3, 2, 4});
+    CHECK(cuda::kfac_matrix_values(2, cuda::kfac_matrix_tensor(2, device), "m") == device);
   }
 }

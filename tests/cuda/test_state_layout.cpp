@@ -1,6 +1,6 @@
 // Checkpoints interchangeable with the reference (cuda/state_layout.hpp), no GPU needed: the
 // optimizer-state tensors the CUDA backend writes from its PyTorch-order buffers are, byte for
-// byte, what the float reference writes; and back.
+// byte, what the float reference writes (optim_layout 2); and back.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -9,6 +9,7 @@
 
 #include "common/errors.hpp"
 #include "common/network_spec.hpp"
+#include "common/train/optim_layout.hpp"
 #include "cuda/optim_config.hpp"
 #include "cuda/state_layout.hpp"
 #include "reference/backend.hpp"
@@ -74,18 +75,27 @@ TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD
   }
 }
 
-TEST_CASE("optimizer state layout: transposed, shape-checked - a plain copy would differ") {
+TEST_CASE("optimizer state layout: PyTorch's (the parameter's shape, row-major), layout 1 only after the upgrade") {
   const ParamInfo w{.name = "w", .shape = {2, 3}, .layer = 0, .role = ParamRole::weight};
-  const std::vector<float> v{1, 2, 3, 4, 5, 6};  // row-major 2×3
+  const std::vector<float> v{1, 2, 3, 4, 5, 6};  // row-major 2×3, as the device holds it
   const io::Tensor t = cuda::optimizer_state_tensor(w, v);
-  CHECK(t.shape == std::vector<std::int64_t>{3, 2});
-  CHECK(t.to_f32() == std::vector<float>{1, 4, 2, 5, 3, 6});  // column-major of the 2×3 matrix
+  CHECK(t.shape == std::vector<std::int64_t>{2, 3});
+  CHECK(t.to_f32() == v);
   CHECK(cuda::optimizer_state_values(w, t, "w") == v);
-  CHECK(t.to_f32() != v);  // control: the layouts differ for a non-square matrix
-  const io::Tensor wrong = io::Tensor::from_f32({2, 3}, v);
+  // Control: the same state in layout 1 (the column-major compute matrix, shape [3, 2]) is
+  // refused as it stands, and reads back right once train::upgrade_optim_layout converted it.
+  const io::Tensor v1 = io::Tensor::from_f32({3, 2}, std::vector<float>{1, 4, 2, 5, 3, 6});
+  CHECK_THROWS_AS(cuda::optimizer_state_values(w, v1, "optim.momentum.w"), DataError);
+  io::SafetensorsFile old;
+  old.tensors["optim.momentum.w"] = v1;
+  const std::vector<ParamInfo> params{w};
+  train::upgrade_optim_layout(old, params);
+  CHECK(cuda::optimizer_state_values(w, old.at("optim.momentum.w"), "w") == v);
+  const io::Tensor wrong = io::Tensor::from_f32({3, 2}, v);
   CHECK_THROWS_AS(cuda::optimizer_state_values(w, wrong, "optim.momentum.w"), DataError);
   const ParamInfo b{.name = "b", .shape = {4}, .layer = 0, .role = ParamRole::bias};
-  CHECK(cuda::optimizer_state_tensor(b, std::vector<float>{1, 2, 3, 4}).shape == std::vector<std::int64_t>{1, 4});
+  CHECK(cuda::optimizer_state_tensor(b, std::vector<float>{1, 2, 3, 4}).shape == std::vector<std::int64_t>{4});
+  CHECK(cuda::scalar_state_tensor(3.0f).shape.empty());
   CHECK(cuda::compute_matrix_shape(ParamInfo{.name = "c", .shape = {8, 3, 3, 3}}) == std::pair<std::int64_t, std::int64_t>{8, 27});
 }
 
@@ -145,6 +155,7 @@ TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float referenc
           f.tensors[nm] = cuda::optimizer_state_tensor(info, ref::to_pytorch_order(info, named.at(nm)));
       }
       if (kind == ref::OptimizerKind::adam) f.tensors["optim.adam.t"] = cuda::scalar_state_tensor(float(named.at("optim.adam.t")(0, 0)));
+      train::mark_optim_layout(f);  // as CudaBackend::state()
       f.metadata["backend"] = "cuda";
       f.metadata["precision"] = "float";
       return f;
