@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -12,8 +13,11 @@
 
 #include <fmt/format.h>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 #include "common/train/signals.hpp"
+
+extern char** environ;
 
 namespace fs = std::filesystem;
 
@@ -30,8 +34,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// fork + exec of `exe args...` in a new process group, output appended to `log`.
-pid_t spawn(const fs::path& exe, const ChildJob& job) {
+/// This process's environment with WDLAB_THREADS=threads (the child's default for --threads).
+std::vector<std::string> child_environment(int threads) {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e)
+    if (std::strncmp(*e, "WDLAB_THREADS=", 14) != 0) env.emplace_back(*e);
+  env.push_back("WDLAB_THREADS=" + std::to_string(threads));
+  return env;
+}
+
+/// fork + exec of `exe args...` in a new process group, output appended to `log`, with
+/// WDLAB_THREADS=threads in its environment.
+pid_t spawn(const fs::path& exe, const ChildJob& job, int threads) {
   fs::create_directories(job.log.parent_path());
   const int fd = ::open(job.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw DataError(job.log.string(), std::string("cannot open the log: ") + std::strerror(errno));
@@ -41,6 +55,12 @@ pid_t spawn(const fs::path& exe, const ChildJob& job) {
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);
+  // Built before fork: the parent has BLAS threads, so the child may only call async-signal-safe
+  // functions until exec.
+  std::vector<std::string> env_s = child_environment(threads);
+  std::vector<char*> envp;
+  for (auto& s : env_s) envp.push_back(s.data());
+  envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fd);
@@ -59,7 +79,7 @@ pid_t spawn(const fs::path& exe, const ChildJob& job) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    ::execv(exe.c_str(), argv.data());
+    ::execve(exe.c_str(), argv.data(), envp.data());
     const std::string msg = fmt::format("wdlab: exec {} failed: {}\n", exe.string(), std::strerror(errno));
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
     ::_exit(127);
@@ -73,6 +93,9 @@ pid_t spawn(const fs::path& exe, const ChildJob& job) {
 std::vector<JobResult> run_child_jobs(const std::vector<ChildJob>& jobs, int parallel, const std::string& tag,
                                       const std::function<void(std::size_t, const JobResult&)>& on_done) {
   if (parallel < 1) throw UsageError("-j", "must be >= 1");
+  // The cores are divided between the children instead of each taking all of them: N children
+  // with every core each would oversubscribe the machine N times over.
+  const int child_threads = std::max(1, cpu_runtime().threads / parallel);
   // /proc/self/exe itself, not the path it resolves to: it still runs this binary when a rebuild
   // has replaced the file meanwhile.
   const fs::path exe = "/proc/self/exe";
@@ -118,7 +141,7 @@ std::vector<JobResult> run_child_jobs(const std::vector<ChildJob>& jobs, int par
           continue;
         }
         fmt::print(stderr, "{}: start {} {}\n", tag, jobs[i].id, jobs[i].label);
-        running[spawn(exe, jobs[i])] = {i, Clock::now()};
+        running[spawn(exe, jobs[i], child_threads)] = {i, Clock::now()};
       }
     }
     if (running.empty()) {

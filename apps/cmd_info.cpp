@@ -23,7 +23,13 @@ int cmd_info(const Args& args) {
   fmt::print("wdlab {}\n", build::version);
   fmt::print("build type:   {}\n", build::build_type);
   fmt::print("compiler:     {}\n", build::compiler);
-  fmt::print("eigen:        {}.{}.{}\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
+  fmt::print("eigen:        {}.{}.{} ({})\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION,
+             Eigen::SimdInstructionSetsInUse());
+  const CpuRuntime cpu = cpu_runtime();
+  fmt::print("blas:         {}\n", cpu.blas);
+  fmt::print("blas kernels: {}{}\n", cpu.kernels,
+             cpu.coretype_env.empty() ? "" : " (OPENBLAS_CORETYPE=" + cpu.coretype_env + " in the environment)");
+  fmt::print("threads:      {} of {} cores\n", cpu.threads, cpu.cores);
 #if defined(WDLAB_HAVE_CUDA)
   fmt::print("cuda backend: built (nvcc {}, architectures {})\n", build::cuda_compiler,
              build::cuda_architectures);

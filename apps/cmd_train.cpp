@@ -16,6 +16,7 @@
 #include "apps/cuda_setup.hpp"
 #include "apps/run_setup.hpp"
 #include "common/data/dataset.hpp"
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 #include "common/io/atomic_file.hpp"
 #include "common/io/json_config.hpp"
@@ -211,6 +212,12 @@ int cmd_train(const Args& args) {
   meta["train_examples"] = data.train.size();
   meta["val_examples"] = data.val.size();
   meta["test_examples"] = data.test.size();
+  // Float results of the CPU engine depend on the BLAS thread count and kernel set (OpenBLAS
+  // splits its sums differently): recorded so a run can be repeated bit for bit.
+  const CpuRuntime cpu = cpu_runtime();
+  meta["blas"] = cpu.blas;
+  meta["blas_kernels"] = cpu.kernels;
+  meta["threads"] = cpu.threads;
   std::string argv_line = "wdlab train";
   for (const auto& a : args) argv_line += " " + a;
   meta["input_pipeline"] = input_pipeline_json(cfg, data, stats);
@@ -224,6 +231,17 @@ int cmd_train(const Args& args) {
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
   ckpt_meta["input_pipeline"] = meta["input_pipeline"];  // README "Use a checkpoint in PyTorch"
   ckpt_meta["network"] = network_json(spec);
+  ckpt_meta["blas_kernels"] = cpu.kernels;
+  ckpt_meta["threads"] = std::to_string(cpu.threads);
+  if (from) {
+    const auto& m = from->file.metadata;
+    const auto said = [&](const char* k) { return m.count(k) ? m.at(k) : std::string("?"); };
+    if ((m.count("threads") && m.at("threads") != std::to_string(cpu.threads)) ||
+        (m.count("blas_kernels") && m.at("blas_kernels") != cpu.kernels))
+      fmt::print(stderr, "note: the checkpoint was written with {} threads on BLAS kernels {}, this process has {} on {}: "
+                 "the continuation will not be bit-identical to an uninterrupted run (--threads {} matches the count)\n",
+                 said("threads"), said("blas_kernels"), cpu.threads, cpu.kernels, said("threads"));
+  }
   const auto sum = train::train(*backend, data, tc, run_dir, from, ckpt_meta);
   // DONE summarizes the last epoch row, so a run resumed after its final checkpoint (a kill
   // before DONE) reports the same numbers as one that was not interrupted.

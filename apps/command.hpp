@@ -9,6 +9,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 #include <vector>
 
@@ -48,17 +49,26 @@ bool parse_options(const boost::program_options::options_description& desc, cons
 template <class F>
 bool parse_options(const boost::program_options::options_description& desc, const Args& args,
                    F&& validate) {
+  // Every command takes --threads: one count for the BLAS behind the CPU engine's products.
+  int threads = 0;
+  boost::program_options::options_description cpu("CPU");
+  cpu.add_options()("threads", boost::program_options::value(&threads)->default_value(0),
+                    "threads for the CPU engine's BLAS; 0 = WDLAB_THREADS if set, else every core "
+                    "(sweep/reproduce divide theirs between the -j children)");
+  boost::program_options::options_description all;
+  all.add(desc).add(cpu);
   std::ostringstream usage;
-  usage << desc;
+  usage << all;
   try {
     boost::program_options::variables_map vm;
     boost::program_options::store(
-        boost::program_options::command_line_parser(args).options(desc).run(), vm);
+        boost::program_options::command_line_parser(args).options(all).run(), vm);
     if (vm.count("help")) {
       std::cout << usage.str() << "\n";
       return false;
     }
     boost::program_options::notify(vm);
+    set_cpu_threads(threads);
     validate();
   } catch (const UsageWithHelp&) {
     throw;

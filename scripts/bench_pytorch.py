@@ -9,6 +9,10 @@ Models, exactly as common/model_zoo.cpp builds them (CIFAR shapes 3x32x32, 10 cl
                    (bias) [+BN] ReLU conv3x3 (bias) [+BN], shortcut = identity or 1x1 conv (stride,
                    bias) [+BN] where the shape changes (stages 2-3), add, ReLU; global average
                    pool, dense 256->10 (bias)
+and the CPU engine's laptop models (Fashion-MNIST shapes 1x28x28, 10 classes):
+  mlp              784-1000-1000-10, dense layers with bias, ReLU (`wdlab bench`'s MLP)
+  convnet-bn       2 blocks of [conv3x3 (pad 1, bias) + BN + ReLU] x 2 + 2x2 max-pool, widths 32 | 64,
+                   flatten, dense 3136->10 (bias): 96,362 parameters (configs/laptop/convnet-bn-*.json)
 BN as the paper: no affine gamma/beta, eps 1e-3, TF momentum 0.99 (PyTorch momentum 0.01).
 
 One step = forward, cross-entropy, backward, optimizer step (SGD momentum 0.9 / Adam), and, by
@@ -20,7 +24,8 @@ wdlab does).
 
   --params-only     print the models' trainable parameter counts (no GPU needed) and, with
                     --wdlab BIN, compare them with `BIN bench --model M --params-only`
-  --device cpu      run the steps on the CPU (a smoke test; wall-clock timing)
+  --device cpu      run the steps on the CPU (wall-clock timing); --threads N sets
+                    torch.set_num_threads (the same count as `wdlab bench --threads N`)
 
 Exit: 0 done; 1 a parameter count differs from wdlab's; 2 bad usage; 77 torch not importable
 (a test's "skipped").
@@ -40,7 +45,8 @@ except ImportError as e:  # the CPU test machine may not have torch
     print(f"bench_pytorch: torch is not importable ({e}); skipped", file=sys.stderr)
     sys.exit(77)
 
-MODELS = ["vgg16", "vgg16-bn", "resnet32x4", "resnet32x4-bn"]
+MODELS = ["vgg16", "vgg16-bn", "resnet32x4", "resnet32x4-bn", "mlp", "convnet-bn"]
+CPU_MODELS = {"mlp", "convnet-bn"}  # Fashion-MNIST shapes
 
 
 def bn(channels):
@@ -112,7 +118,49 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class MLP(nn.Module):
+    def __init__(self, width=1000, depth=2, classes=10):
+        super().__init__()
+        layers, c = [], 784
+        for _ in range(depth):
+            layers += [nn.Linear(c, width, bias=True), nn.ReLU(inplace=True)]
+            c = width
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, classes, bias=True)
+
+    def forward(self, x):
+        return self.fc(self.body(torch.flatten(x, 1)))
+
+
+class ConvNet(nn.Module):
+    """common/model_zoo.cpp small_convnet: [conv+BN+ReLU]x2 + pool per block, widths w, 2w."""
+
+    def __init__(self, base_width=32, classes=10):
+        super().__init__()
+        layers, c, hw = [], 1, 28
+        for blk in range(2):
+            k = base_width << blk
+            for _ in range(2):
+                layers += [nn.Conv2d(c, k, 3, 1, 1, bias=True), bn(k), nn.ReLU(inplace=True)]
+                c = k
+            layers.append(nn.MaxPool2d(2, 2))
+            hw //= 2
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c * hw * hw, classes, bias=True)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def input_shape(name):
+    return (1, 28, 28) if name in CPU_MODELS else (3, 32, 32)
+
+
 def build(name, width_mult=1.0):
+    if name == "mlp":
+        return MLP(max(1, round(1000 * width_mult)))
+    if name == "convnet-bn":
+        return ConvNet(max(1, round(32 * width_mult)))
     use_bn = name.endswith("-bn")
     base = name[:-3] if use_bn else name
     if base == "vgg16":
@@ -132,14 +180,14 @@ def wdlab_params(binary, model):
     return json.loads(out)["params"]
 
 
-def time_steps(model, opt_name, batch, steps, warmup, device, sync_each_step):
+def time_steps(model, opt_name, batch, steps, warmup, device, sync_each_step, shape=(3, 32, 32)):
     model = model.to(device).train()
     if opt_name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator(device="cpu").manual_seed(1)
-    x = torch.randn(batch, 3, 32, 32, generator=g).to(device)
+    x = torch.randn(batch, *shape, generator=g).to(device)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
     cuda = device.type == "cuda"
     times = []
@@ -175,6 +223,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--tf32", choices=["off", "on"], default="off")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (torch.set_num_threads); 0 = PyTorch's default")
     ap.add_argument("--width-mult", type=float, default=1.0, help="scale widths (CPU smoke runs)")
     ap.add_argument("--no-sync-each-step", action="store_true", help="leave out loss.item() per step")
     ap.add_argument("--params-only", action="store_true")
@@ -192,6 +241,8 @@ def main():
     if a.steps < 20 and a.device == "cuda":
         ap.error("--steps: a median of at least 20 steps on the GPU")
 
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     # TF32 pinned explicitly, whatever the PyTorch defaults are.
     torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
@@ -201,6 +252,7 @@ def main():
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
               "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
               "sync_each_step": not a.no_sync_each_step, "steps": a.steps, "warmup": a.warmup,
+              "threads": torch.get_num_threads(),
               "params": {}, "results": []}
     rc = 0
     for m in models:
@@ -229,7 +281,8 @@ def main():
         for batch in [int(b) for b in a.batches.split(",") if b]:
             for o in optimizers:
                 torch.manual_seed(1)
-                t = time_steps(build(m, a.width_mult), o, batch, a.steps, a.warmup, device, not a.no_sync_each_step)
+                t = time_steps(build(m, a.width_mult), o, batch, a.steps, a.warmup, device, not a.no_sync_each_step,
+                               input_shape(m))
                 med = statistics.median(t)
                 row = {"model": m, "optimizer": o, "batch": batch, "median_step_s": med,
                        "mean_step_s": statistics.fmean(t), "images_per_s": batch / med,

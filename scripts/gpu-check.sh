@@ -28,7 +28,9 @@
 # cuda/CMakeLists.txt sets it), builds wdlab and the test executables, strips them, and copies
 # the shared libraries the GPU machine lacks (libfmt, libboost_program_options, libz: whatever
 # ldd resolves outside glibc/libstdc++ and the CUDA libraries) into build-gpu/carried-lib, and
-# deletes object files and static libraries so the directory fits the 64 MiB carry.
+# deletes object files and static libraries so the directory fits the 64 MiB carry. The carried
+# build's reference engine is pure Eigen (WDLAB_BLAS=OFF): Debian's OpenBLAS is 36 MB, which with
+# the build would not fit the carry, and the GPU machine has no copy of its own.
 # Then, on the GPU machine, from the source tree (same path or not: ctest files are relocated):
 #     scripts/gpu-check.sh --build-dir build-gpu
 # which puts build-gpu/carried-lib and the nvidia/*/lib folders of PyTorch's site-packages on
@@ -58,7 +60,7 @@ if [[ -n "$prepare" ]]; then
   set -e
   dir=$(mkdir -p "$prepare" && cd "$prepare" && pwd)
   cmake -S "$src_dir" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWDLAB_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DWDLAB_NATIVE=OFF
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DWDLAB_NATIVE=OFF -DWDLAB_BLAS=OFF
   grep -q '^WDLAB_HAVE_CUDA' "$dir/CMakeCache.txt" 2>/dev/null || true
   cmake --build "$dir" -j "$jobs"
   mkdir -p "$dir/carried-lib"

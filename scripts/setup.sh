@@ -19,7 +19,7 @@ jobs=${JOBS:-$(nproc)}
 packages=(
   cmake ninja-build g++ pkg-config
   libeigen3-dev doctest-dev libboost-program-options-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
-  libbenchmark-dev
+  libbenchmark-dev libopenblas-dev
   dataset-fashion-mnist
   python3 python3-numpy python3-matplotlib
 )

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/cpu_runtime.hpp"
+
 namespace {
 
 struct CountingReporter : doctest::IReporter {
@@ -31,6 +33,9 @@ struct CountingReporter : doctest::IReporter {
 DOCTEST_REGISTER_LISTENER("wdlab_counting", 1, CountingReporter);
 
 int main(int argc, char** argv) {
+  // The BLAS threads as a command would set them without --threads (ctest sets WDLAB_THREADS=1:
+  // it runs tests side by side, one core each).
+  wdlab::set_cpu_threads(0);
   doctest::Context ctx(argc, argv);
   const int rc = ctx.run();
   if (ctx.shouldExit()) return rc;  // --help, --list-test-cases, ...

@@ -15,5 +15,6 @@ function(wdlab_test)
   doctest_discover_tests(${T_NAME}
     TEST_PREFIX "${T_NAME}: "
     PROPERTIES LABELS "${_labels}" TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE 77
+               ENVIRONMENT WDLAB_THREADS=1
     WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 endfunction()

@@ -17,7 +17,13 @@ void relu_fprop(const Mat<T>& x, Mat<T>& y) {
 template <class T>
 void relu_bprop(const Mat<T>& x, const Mat<T>& dy, Mat<T>& dx) {
   WDLAB_CHECK(x.rows() == dy.rows() && x.cols() == dy.cols(), "x and dy shapes differ");
-  dx = (x.array() > T(0)).select(dy, T(0)).matrix();
+  // A plain loop the compiler vectorizes: Eigen's select() here took 12% of a BN convnet step
+  // (perf, 1 thread). Element i is read before it is written, so dx may alias x or dy.
+  dx.resize(x.rows(), x.cols());
+  const T* xs = x.data();
+  const T* g = dy.data();
+  T* d = dx.data();
+  for (Eigen::Index i = 0, n = x.size(); i < n; ++i) d[i] = xs[i] > T(0) ? g[i] : T(0);
 }
 
 #define WDLAB_INSTANTIATE(T)                           \

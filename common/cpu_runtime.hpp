@@ -1,0 +1,31 @@
+#pragma once
+// The CPU engine's run-time settings, shared by every command: which BLAS Eigen's matrix products
+// go to (OpenBLAS chooses its kernels for the running CPU when it loads, so one portable binary
+// gets each machine's GEMM speed), which kernel set it chose, and one thread count for the BLAS.
+#include <string>
+
+namespace wdlab {
+
+struct CpuRuntime {
+  std::string blas;     // "OpenBLAS 0.3.21 ..." or "none: Eigen's own products"
+  std::string kernels;  // the BLAS kernel set (OpenBLAS core name), or Eigen's SIMD sets
+  std::string coretype_env;  // OPENBLAS_CORETYPE as set in the environment ("" when unset)
+  int threads = 1;      // threads the BLAS uses now
+  int cores = 1;        // cores this process may run on (its affinity mask)
+};
+
+/// What the engine runs on now.
+CpuRuntime cpu_runtime();
+
+/// Cores this process may run on (sched_getaffinity; at least 1).
+int available_cores();
+
+/// The thread count a command uses when --threads is not given: WDLAB_THREADS from the
+/// environment (a positive integer; anything else is a UsageError naming it), else every
+/// available core.
+int default_cpu_threads();
+
+/// Sets the BLAS thread count: n > 0 as given, 0 = default_cpu_threads(). Returns the count set.
+int set_cpu_threads(int n);
+
+}  // namespace wdlab
