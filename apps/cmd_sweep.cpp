@@ -30,8 +30,8 @@ int cmd_sweep(const Args& args) {
       "checkpoint; run the same command again to continue.\n\n"
       "Slurm: --emit-slurm FILE writes, instead of running, FILE, a job array (task i trains point i\n"
       "as above, skipping done and failed points, resuming interrupted ones; per task\n"
-      "--cpus-per-task=1, since a run uses one host thread, and --gres=gpu:1 only for backend\n"
-      "cuda; --partition/--time/--account become #SBATCH lines) and its helper beside it (sweep.sbatch\n"
+      "--cpus-per-task=N from --threads N (default 1) and each run trains with that many BLAS threads,\n"
+      "--gres=gpu:1 only for backend cuda; --partition/--time/--account become #SBATCH lines) and its helper beside it (sweep.sbatch\n"
       "-> sweep-submit.sh): it submits the array tasks of the points not done yet, then one job after\n"
       "them (afterany) that runs --collect. --collect runs no grid point: when every point is done\n"
       "or failed it selects and retrains the final run as above (an existing final run is kept);\n"
@@ -51,13 +51,20 @@ int cmd_sweep(const Args& args) {
       ("dry-run", po::bool_switch(&o.dry_run), "print the points and their ids, write nothing")
       ("retry-failed", po::bool_switch(&o.retry_failed),
        "run again the points that failed before (with --emit-slurm: clear their failure marks)");
-  if (!parse_options(desc, args, [&] {
-        o.grid = grid;
-        o.out = out;
-        o.emit_slurm = slurm;
-        o.validate();
-      }))
+  ThreadsRequest threads;
+  if (!parse_options(
+          desc, args,
+          [&] {
+            o.grid = grid;
+            o.out = out;
+            o.emit_slurm = slurm;
+            o.validate();
+          },
+          &threads))
     return 0;
+  // A Slurm task gets what --threads asks for, not this machine's cores: the login node that
+  // writes the script is not the node that runs it.
+  o.slurm.cpus_per_task = threads.requested > 0 ? threads.requested : 1;
   return run_sweep(o);
 }
 

@@ -42,13 +42,19 @@ struct UsageWithHelp : UsageError {
 /// Parses `args` against `desc`, then runs `validate`. Any boost::program_options error or
 /// UsageError becomes UsageWithHelp carrying desc's text. Returns false when --help was given
 /// (the usage is printed on stdout; the command returns 0).
-template <class F>
-bool parse_options(const boost::program_options::options_description& desc, const Args& args,
-                   F&& validate);
+/// What --threads asked for (0: not given, the default applies); for commands that pass the
+/// count on, e.g. `sweep --emit-slurm` as each task's CPUs.
+struct ThreadsRequest {
+  int requested = 0;
+};
 
 template <class F>
 bool parse_options(const boost::program_options::options_description& desc, const Args& args,
-                   F&& validate) {
+                   F&& validate, ThreadsRequest* threads_request = nullptr);
+
+template <class F>
+bool parse_options(const boost::program_options::options_description& desc, const Args& args,
+                   F&& validate, ThreadsRequest* threads_request) {
   // Every command takes --threads: one count for the BLAS behind the CPU engine's products.
   int threads = 0;
   boost::program_options::options_description cpu("CPU");
@@ -69,6 +75,7 @@ bool parse_options(const boost::program_options::options_description& desc, cons
     }
     boost::program_options::notify(vm);
     set_cpu_threads(threads);
+    if (threads_request) threads_request->requested = threads;
     validate();
   } catch (const UsageWithHelp&) {
     throw;

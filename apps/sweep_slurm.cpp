@@ -18,13 +18,14 @@ void SlurmOptions::validate() const {
   if (!account.empty() && !std::regex_match(account, std::regex("[A-Za-z0-9_.-]+")))
     throw UsageError("--account", fmt::format("'{}' is not an account name", account));
   // sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED/INFINITE.
+  if (cpus_per_task < 1) throw UsageError("--threads", fmt::format("a Slurm task needs >= 1 CPU, got {}", cpus_per_task));
   if (!time.empty() &&
       !std::regex_match(time, std::regex(R"((\d+(:\d{1,2}){0,2})|(\d+-\d{1,2}(:\d{1,2}){0,2})|UNLIMITED|INFINITE)",
                                          std::regex::icase)))
     throw UsageError("--time", fmt::format("'{}' is not a Slurm time limit (minutes, HH:MM:SS, D-HH:MM, ...)", time));
 }
 
-SlurmResources slurm_resources(const std::vector<GridPoint>& points, const std::string& where) {
+SlurmResources slurm_resources(const std::vector<GridPoint>& points, const SlurmOptions& o, const std::string& where) {
   std::set<std::string> backends;
   for (const auto& p : points) backends.insert(p.config.value("backend", std::string("reference")));
   if (backends.size() > 1)
@@ -32,7 +33,7 @@ SlurmResources slurm_resources(const std::vector<GridPoint>& points, const std::
                             "resources: split it into one grid per backend");
   SlurmResources r;
   r.device = !backends.empty() && *backends.begin() == "cuda" ? SlurmDevice::gpu : SlurmDevice::cpu;
-  r.cpus_per_task = 1;  // one host thread per run (sweep_slurm.hpp)
+  r.cpus_per_task = o.cpus_per_task;  // each run's --threads (sweep_slurm.hpp)
   return r;
 }
 
@@ -77,11 +78,11 @@ SlurmScripts slurm_scripts(const Grid& g, const fs::path& out, const std::vector
   if (abs_out.find_first_of(" \t\n'\"\\%") != std::string::npos)
     throw UsageError("--out", fmt::format("'{}': a Slurm sweep needs an output path without blanks, quotes, "
                                           "backslashes or %", abs_out));
-  const SlurmResources res = slurm_resources(points, g.file.string());
+  const SlurmResources res = slurm_resources(points, o, g.file.string());
   const auto task_opts = slurm_task_options(res, o);
   std::vector<std::string> ids;
   for (const auto& p : points) ids.push_back(p.id);
-  const std::string what = fmt::format("{} CPU{} per task (one host thread per run), {}", res.cpus_per_task,
+  const std::string what = fmt::format("{} CPU{} per task (the run's --threads), {}", res.cpus_per_task,
                                        res.cpus_per_task == 1 ? "" : "s",
                                        res.device == SlurmDevice::gpu ? "1 GPU (backend cuda)" : "no GPU (backend reference)");
   const std::string grid = fs::absolute(g.file).lexically_normal().string();
@@ -121,7 +122,7 @@ if [ -e "$RUN/config.json" ]; then RESUME=(--resume); fi
 # scancel and the time limit send SIGTERM to every process of the task: this shell waits for
 # wdlab, which checkpoints and exits 143, then says so below.
 trap ':' TERM INT
-"$WDLAB" train --config "$OUT/configs/$ID.json" --out "$RUN" "${{RESUME[@]}}" >>"$OUT/logs/$ID.log" 2>&1
+"$WDLAB" train --config "$OUT/configs/$ID.json" --out "$RUN" --threads "${{SLURM_CPUS_PER_TASK:-1}}" "${{RESUME[@]}}" >>"$OUT/logs/$ID.log" 2>&1
 rc=$?
 if [ "$rc" -eq 0 ]; then echo "$ID: done (log $OUT/logs/$ID.log)"; exit 0; fi
 if [ "$rc" -gt 128 ]; then

@@ -2,10 +2,11 @@
 // `wdlab sweep --emit-slurm FILE`: a Slurm job array (one task per grid point) and its
 // submit-and-collect helper FILE's stem + "-submit.sh".
 //
-// Resources per array task, from the points' resolved configs: `--cpus-per-task=1`, because a
-// `wdlab train` run uses one host thread (there is no --threads option: the reference backend is
-// Eigen without OpenMP, the CUDA backend drives its GPU from one thread); `--gres=gpu:1` only for
-// backend cuda. A grid that mixes backends is refused (one array asks one set of resources).
+// Resources per array task: `--cpus-per-task=N` from `wdlab sweep --threads N` (default 1), and
+// each task trains with `--threads $SLURM_CPUS_PER_TASK` (the BLAS behind the reference engine's
+// products; the CUDA backend drives its GPU from one thread); `--gres=gpu:1` only for backend
+// cuda, from the points' resolved configs. A grid that mixes backends is refused (one array asks
+// one set of resources).
 // `--partition/--time/--account` are passed through as #SBATCH lines.
 #include <filesystem>
 #include <string>
@@ -19,6 +20,7 @@ struct SlurmOptions {
   std::string partition;  // #SBATCH --partition, when set
   std::string time;       // #SBATCH --time (Slurm's formats: minutes, [D-]HH:MM[:SS], MM:SS, ...)
   std::string account;    // #SBATCH --account
+  int cpus_per_task = 1;  // #SBATCH --cpus-per-task, and each run's --threads
   bool any() const { return !partition.empty() || !time.empty() || !account.empty(); }
   void validate() const;  // UsageError naming the option
 };
@@ -31,9 +33,9 @@ struct SlurmResources {
 };
 
 /// What every task of the array asks for (see above); `where` names the grid in errors.
-SlurmResources slurm_resources(const std::vector<GridPoint>& points, const std::string& where);
+SlurmResources slurm_resources(const std::vector<GridPoint>& points, const SlurmOptions& o, const std::string& where);
 
-/// The sbatch options of one task: "--cpus-per-task=1", ["--gres=gpu:1"], then the passthrough ones.
+/// The sbatch options of one task: "--cpus-per-task=N", ["--gres=gpu:1"], then the passthrough ones.
 std::vector<std::string> slurm_task_options(const SlurmResources& r, const SlurmOptions& o);
 
 struct SlurmScripts {

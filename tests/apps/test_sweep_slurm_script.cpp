@@ -87,6 +87,16 @@ TEST_CASE("sweep --emit-slurm: resource lines from the config, passthrough optio
   CHECK(sb[6] == "#SBATCH --account=acme_lab");
   CHECK(s.find("gres") == std::string::npos);
 
+  // --threads N asks N CPUs per task, and each task trains with the CPUs Slurm gave it.
+  r = run_wdlab(common + " --emit-slurm " + script.string() + " --threads 3");
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(lines_starting(slurp(script), "#SBATCH --cpus") == std::vector<std::string>{"#SBATCH --cpus-per-task=3"});
+  CHECK(slurp(script).find("train --config \"$OUT/configs/$ID.json\" --out \"$RUN\" --threads \"${SLURM_CPUS_PER_TASK:-1}\"") !=
+        std::string::npos);
+  r = run_wdlab(common + " --emit-slurm " + script.string() + " --partition short,long --time 1-12:30 --account acme_lab");
+  REQUIRE(r.rc == 0);
+
   // The helper submits the points not done (point 0 marked DONE here) and then the collect job
   // with the same resources, after the array (afterany). A stand-in sbatch records its arguments.
   const auto ids = ids_of(run_wdlab(common + " --dry-run").out);
