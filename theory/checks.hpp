@@ -3,6 +3,8 @@
 // the two sides of each are computed by independent code paths that share only the network.
 // Preconditions are verified (PreconditionError), never assumed. The *_control functions are
 // negative controls: the same computation where an assumption is broken, expected to fail.
+#include <utility>
+
 #include "theory/problem.hpp"
 #include "theory/record.hpp"
 
@@ -77,5 +79,37 @@ CheckRecord fisher_monte_carlo(const Problem& pb);
 /// Eq. 7: (1−ηβ)θ − ηC⁻¹∇L equals θ − ηC⁻¹∇[L + (β/2)θᵀCθ] for a fixed SPD C; the gradient of the
 /// regularized objective by central differences.
 CheckRecord eq7_wd_c_norm(const Problem& pb);
+
+// --- Beyond the paper: scale-invariant layers (docs/theory-extensions.md, MATH.md §16) --------
+
+/// The synthetic problem of the ext.* checks: a ReLU net with BN (ε = 0) after every hidden
+/// layer, d = 8, width 16, K = 4, N = 32.
+Problem ext_problem(std::uint64_t seed, int depth);
+
+/// The root near 1 of x² − (1+γ−ηλ)x + γ = 0, the per-step scale of the exp-LR equivalence.
+double momentum_rate(double eta, double lambda, double gamma);
+
+enum class ExpLrTrained { scale_invariant_only, with_output_layer };
+/// Li & Arora: GD(+momentum γ) with WD λ, LR η on the BN layers (output layer frozen) equals GD
+/// without WD at η_t = η x^(−2t−1), θ̃_t = θ_t/x^t, same function, for T = 25 steps; with the
+/// output layer trained too (not scale invariant) it must fail (id ext.exp_lr_non_invariant).
+CheckRecord ext_exp_lr_equivalence(const Problem& pb, double momentum, ExpLrTrained trained);
+
+enum class EqOptimizer { sgd_coupled, sgd_decoupled, adam_l2 };
+enum class AngularCase { own_constant, other_form_constant };
+/// Wan et al.: SGD with momentum α and WD λ on BN layers: the per-step angular update converges
+/// to √(2ηλ/(1+α)) (WD coupled) or ≈ √(2ηλ(1−α)/(1+α)) (decoupled; the exact stationary value is
+/// used), the same for every layer. The control (id ext.angular_other_form) compares the run
+/// with the other form's constant. (adam_l2 is only used by the measurement in the docs.)
+CheckRecord ext_angular_equilibrium(const Problem& pb, EqOptimizer opt, AngularCase c = AngularCase::own_constant);
+
+/// RMS per-step angle of layers 1 and 2 of pb under Adam(β₁ = 0.9, lr 1e-3) + L2 λ = 0.05
+/// (2000 + 4000 steps): a measurement for the docs, not a check.
+std::pair<double, double> adam_l2_angles(const Problem& pb);
+
+enum class GradRatioCase { weight_decay, no_weight_decay };
+/// van Laarhoven: plain SGD + WD on a BN layer: ‖g‖/‖w‖ → √((2λ−ηλ²)/η) ≈ √(2λ/η); without WD
+/// (control, id ext.grad_ratio_no_wd) the ratio keeps falling.
+CheckRecord ext_grad_weight_ratio(const Problem& pb, GradRatioCase c);
 
 }  // namespace wdlab::theory

@@ -1,0 +1,173 @@
+// Matrix-free products of the reference MLP for the theory checks; formulas in matfree.hpp.
+#include "theory/matfree.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "common/philox.hpp"
+#include "common/tolerances.hpp"
+#include "reference/ops/loss.hpp"
+
+namespace wdlab::theory {
+
+Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
+  return ref::jvp<double>(s, p, fw, v, Mat<double>::Zero(fw.a[0].rows(), fw.a[0].cols()));
+}
+
+namespace {
+
+/// Per layer, per example: ds_{l,n}ᵀ V_l a_{l−1,n} (+ ds_{l,n}ᵀ dv_b) from one backward pass's
+/// layer cotangents; valid per example only when the examples are independent (no BN).
+Mat<double> layer_dots(const MlpSpec& s, const Forward& fw, const ref::MlpGrads<double>& g,
+                       const Params& v) {
+  const Eigen::Index N = fw.a[0].cols();
+  Mat<double> out(s.num_layers(), N);
+  for (int l = 0; l < s.num_layers(); ++l) {
+    Mat<double> t = v.W[l] * fw.a[l];  // V_l a_{l−1}, out_l×N
+    if (s.bias == Bias::on) t.colwise() += v.b[l];
+    out.row(l) = g.ds[l].cwiseProduct(t).colwise().sum();
+  }
+  return out;
+}
+
+}  // namespace
+
+Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
+                         const Params& v, const std::vector<int>& examples) {
+  const int N = int(U.cols());
+  std::vector<int> ex = examples;
+  if (ex.empty())
+    for (int n = 0; n < N; ++n) ex.push_back(n);
+  Mat<double> out(s.num_layers(), Eigen::Index(ex.size()));
+  if (s.norm != Norm::batchnorm) {
+    const Mat<double> all = layer_dots(s, fw, ref::backward(s, p, fw, U), v);
+    for (std::size_t i = 0; i < ex.size(); ++i) out.col(Eigen::Index(i)) = all.col(ex[i]);
+    return out;
+  }
+  // BN couples the examples: one backward pass per example, its cotangent alone, and the
+  // per-layer dot of the whole gradient with v.
+  for (std::size_t i = 0; i < ex.size(); ++i) {
+    Mat<double> Un = Mat<double>::Zero(U.rows(), U.cols());
+    Un.col(ex[i]) = U.col(ex[i]);
+    const auto g = ref::backward(s, p, fw, Un);
+    for (int l = 0; l < s.num_layers(); ++l) {
+      double d = g.dW[l].cwiseProduct(v.W[l]).sum();
+      if (s.bias == Bias::on) d += g.db[l].dot(v.b[l]);
+      out(l, Eigen::Index(i)) = d;
+    }
+  }
+  return out;
+}
+
+Vec<double> gn_times(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
+  const Mat<double> Jv = jvp_theta(s, p, fw, v);
+  return ref::backward(s, p, fw, Mat<double>(Jv / double(Jv.cols()))).flatten();
+}
+
+Mat<double> softmax_hessian_times(const Mat<double>& probs, const Mat<double>& U) {
+  const Eigen::RowVectorXd pu = probs.cwiseProduct(U).colwise().sum();
+  Mat<double> out = probs.cwiseProduct(U);
+  out -= probs * pu.asDiagonal();
+  return out;
+}
+
+Vec<double> ggn_times(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
+  const Mat<double> Jv = jvp_theta(s, p, fw, v);
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  const Mat<double> HJv = softmax_hessian_times(probs, Jv) / double(Jv.cols());
+  return ref::backward(s, p, fw, HJv).flatten();
+}
+
+Params random_direction(const MlpSpec& s, std::uint64_t seed, int index, int layer) {
+  Params v = ref::zeros_like<double>(s);
+  for (int l = 0; l < s.num_layers(); ++l) {
+    if (layer >= 0 && l != layer) continue;
+    const std::uint64_t step = 100 + std::uint64_t(index) * 64 + std::uint64_t(l);
+    for (Eigen::Index i = 0; i < v.W[l].size(); ++i)
+      v.W[l].data()[i] = rng::normal(seed, rng::Purpose::theory, step, std::uint64_t(i));
+    if (s.bias == Bias::on)
+      for (Eigen::Index i = 0; i < v.b[l].size(); ++i)
+        v.b[l](i) = rng::normal(seed, rng::Purpose::theory, step + 32, std::uint64_t(i));
+  }
+  return v;
+}
+
+Params layer_only(const MlpSpec& s, int layer, const Vec<double>& t) {
+  Vec<double> theta = Vec<double>::Zero(s.num_params());
+  theta.segment(s.param_offset(layer), s.layer_param_count(layer)) = t;
+  return Params::unflatten(s, theta);
+}
+
+namespace {
+
+/// Hidden pre-activations z_l of every layer, stacked.
+std::vector<Mat<double>> hidden_z(const Problem& pb, const Vec<double>& theta) {
+  const auto fw = ref::forward(pb.spec, Params::unflatten(pb.spec, theta), pb.X);
+  return {fw.z.begin(), fw.z.begin() + pb.spec.depth};
+}
+
+}  // namespace
+
+bool set_fd_tolerance(CheckRecord& r, const DirectionalFd& fd, const Vec<double>& rhs) {
+  const double scale = std::max(rhs.norm(), fd.deriv.norm());
+  const double table = tol::of(tol::Kind::finite_difference);
+  r.derived_tol = scale > 0 ? std::max(table, 10 * fd.err.norm() / scale) : table;
+  r.tol_basis = fmt::format("max(table {:.0e}, 10 x FD error estimate {:.2g} / scale {:.2g}), h={:.2g}",
+                            table, fd.err.norm(), scale, fd.h);
+  if (r.derived_tol <= 1e-3) return true;
+  r.reason = fmt::format("the finite differences' error estimate gives a tolerance of {:.2g} (> 1e-3)",
+                         r.derived_tol);
+  return false;
+}
+
+double kink_free_step(const Problem& pb, const Vec<double>& dir, double h_max, double h_min,
+                      std::string& why) {
+  if (pb.spec.activation == Activation::linear || pb.spec.depth == 0) return h_max;
+  const Vec<double> theta = pb.params.flatten();
+  const auto z0 = hidden_z(pb, theta);
+  // First-order rate of the pre-activations along dir, from a tiny step.
+  const double delta = 1e-7;
+  const auto zd = hidden_z(pb, theta + delta * dir);
+  // An entry exactly 0 that stays exactly 0 (a unit fed only by dead units, no biases) is pinned
+  // to its kink along this direction: the ReLU sees 0 on both sides, no kink is crossed.
+  double margin = std::numeric_limits<double>::infinity(), rate = 0;
+  for (std::size_t l = 0; l < z0.size(); ++l)
+    for (Eigen::Index i = 0; i < z0[l].size(); ++i) {
+      const double a = z0[l].data()[i], b = zd[l].data()[i];
+      if (a == 0 && b == 0) continue;
+      margin = std::min(margin, std::abs(a));
+      rate = std::max(rate, std::abs(b - a) / delta);
+    }
+  if (!(margin > 0)) {
+    why = "a ReLU pre-activation sits exactly on its kink (z = 0) and moves along the direction: "
+          "no finite-difference step exists";
+    return 0;
+  }
+  double h = rate > 0 ? std::min(h_max, 0.25 * margin / rate) : h_max;
+  auto same_pattern = [&](double t) {
+    const auto zt = hidden_z(pb, theta + t * dir);
+    for (std::size_t l = 0; l < z0.size(); ++l)
+      if (((zt[l].array() > 0) != (z0[l].array() > 0)).any() ||
+          ((zt[l].array() == 0) != (z0[l].array() == 0)).any())
+        return false;
+    return true;
+  };
+  for (; h >= h_min; h /= 4) {
+    bool ok = true;
+    for (double s : {1.0, -1.0, 0.5, -0.5, 0.25, -0.25, 0.75, -0.75})
+      if (!same_pattern(s * h)) {
+        ok = false;
+        break;
+      }
+    if (ok) return h;
+  }
+  why = fmt::format(
+      "no finite-difference step >= {:.0e} keeps every ReLU on its side: the nearest "
+      "pre-activation is {:.3g} from its kink and moves at rate {:.3g}",
+      h_min, margin, rate);
+  return 0;
+}
+
+}  // namespace wdlab::theory
