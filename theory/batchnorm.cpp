@@ -32,6 +32,12 @@ void require_bn_layer(const Problem& pb, int layer, const std::string& check) {
                                         layer + 1, pb.spec.describe()));
 }
 
+/// Throws PreconditionError (a skipped row) when the loss does not depend on layer l beyond
+/// rounding: ‖∇_{θ_l}L‖·‖θ_l‖ ≤ 1e-10·max(1, L) (e.g. BN after a layer with one input, where
+/// z = sign(w)·x̂ ignores the weights, or a BN network whose ReLUs are all dead downstream);
+/// every BN statement then compares rounding noise with rounding noise.
+void require_layer_matters(const Problem& pb, int layer, const std::string& check);
+
 Vec<double> layer_theta(const MlpSpec& s, const Params& p, int l) {
   return p.flatten().segment(s.param_offset(l), s.layer_param_count(l));
 }
@@ -40,6 +46,20 @@ Params with_layer(const MlpSpec& s, const Params& p, int l, const Vec<double>& t
   Vec<double> theta = p.flatten();
   theta.segment(s.param_offset(l), s.layer_param_count(l)) = t;
   return Params::unflatten(s, theta);
+}
+
+void require_layer_matters(const Problem& pb, int layer, const std::string& check) {
+  const auto fw = ref::forward(pb.spec, pb.params, pb.X);
+  const double L = mean_cross_entropy(fw.output(), pb.labels);
+  const Vec<double> g = ref::backward(pb.spec, pb.params, fw, cross_entropy_cotangent(fw.output(), pb.labels))
+                            .flatten()
+                            .segment(pb.spec.param_offset(layer), pb.spec.layer_param_count(layer));
+  const double sens = g.norm() * layer_theta(pb.spec, pb.params, layer).norm();
+  if (!(sens > 1e-10 * std::max(1.0, L)))
+    throw PreconditionError(fmt::format(
+        "{}: the loss does not depend on layer {} beyond rounding (|grad| |theta_l| = {:.2g}, loss "
+        "{:.3g}): nothing to compare",
+        check, layer + 1, sens, L));
 }
 
 /// ∇_{θ_l} of the mean cross-entropy, by backprop.
@@ -77,7 +97,17 @@ double block_quadratic(const Problem& pb, const Params& p, int l, Curvature c, c
   if (is_kfac(c)) {
     const auto kind = c == Curvature::kfac_gauss_newton ? ref::KfacCurvature::gn_exact
                                                         : ref::KfacCurvature::fisher_exact;
-    const auto f = ref::kfac_factors(pb.spec, p, pb.X, kind)[l];
+    // A from the activations; S over the output coordinates of the first max(1, 48/K) examples
+    // (BN couples the examples, so each coordinate needs its own backward pass; the statement
+    // holds term by term, so the partial sum is as exact as the full one).
+    ref::KfacFactors<double> f;
+    Mat<double> abar = ref::forward(pb.spec, p, pb.X).a[l];
+    if (pb.spec.bias == Bias::on) {
+      abar.conservativeResize(abar.rows() + 1, Eigen::NoChange);
+      abar.row(abar.rows() - 1).setOnes();
+    }
+    f.A = abar * abar.transpose() / double(pb.X.cols());
+    f.S = kfac_S_partial(pb.spec, p, pb.X, l, kind, std::max(1, 48 / pb.spec.output_dim));
     const Params V = layer_only(pb.spec, l, v);
     Mat<double> Wb = V.W[l];
     if (pb.spec.bias == Bias::on) {
@@ -143,6 +173,7 @@ CheckRecord eta2_record(CheckRecord r, Eta2 e) {
 CheckRecord effective_lr(const Problem& pb, int layer, double power, std::string id,
                          Outcome expect) {
   require_bn_layer(pb, layer, id);
+  require_layer_matters(pb, layer, id);
   const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
   const double rho = theta.norm();
   const Vec<double> g = layer_grad(pb, pb.params, layer);
@@ -165,6 +196,7 @@ CheckRecord effective_lr(const Problem& pb, int layer, double power, std::string
 CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool scaled,
                               std::string id, Outcome expect) {
   require_bn_layer(pb, layer, id);
+  require_layer_matters(pb, layer, id);
   const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
   const double rho = theta.norm();
   const Vec<double> th = theta / rho;
@@ -226,6 +258,7 @@ CheckRecord eq8_invariance(const Problem& pb, int layer, double alpha) {
 
 CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
   require_bn_layer(pb, layer, "eq8.gradient_scaling");
+  require_layer_matters(pb, layer, "eq8.gradient_scaling");
   const Vec<double> lhs = alpha * layer_grad(pb, pb.params.scaled_layer(layer, alpha), layer);
   const Vec<double> rhs = layer_grad(pb, pb.params, layer);
   CheckRecord r{.id = "eq8.gradient_scaling", .paper_ref = "Eq. 8 (consequence)",
@@ -236,6 +269,7 @@ CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
 
 CheckRecord eq8_gradient_orthogonal(const Problem& pb, int layer) {
   require_bn_layer(pb, layer, "eq8.gradient_scaling");
+  require_layer_matters(pb, layer, "eq8.gradient_scaling");
   const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
   const Vec<double> g = layer_grad(pb, pb.params, layer);
   CheckRecord r{.id = "eq8.gradient_scaling", .paper_ref = "Eq. 8 (consequence)",
@@ -256,6 +290,7 @@ CheckRecord eq9_wrong_power_control(const Problem& pb, int layer) {
 
 CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, double scale) {
   require_bn_layer(pb, layer, "eq15.curvature_scaling");
+  require_layer_matters(pb, layer, "eq15.curvature_scaling");
   // Quadratic forms of the layer block along a few random directions of the layer (and θ_l's
   // own direction): c² vᵀC(cθ_l)v against vᵀC(θ_l)v; the block itself is never formed.
   const Params scaled = pb.params.scaled_layer(layer, scale);

@@ -70,7 +70,8 @@ CheckRecord jtheta_record(const Problem& pb, std::string id, Outcome expect) {
 }
 
 double kfac_gn_norm(const Problem& pb) {
-  const auto f = ref::kfac_factors(pb.spec, pb.params, pb.X, ref::KfacCurvature::gn_exact);
+  // No BN here (the callers require it): one backward pass per output coordinate k.
+  const auto f = kfac_factors_batched(pb.spec, pb.params, pb.X, ref::KfacCurvature::gn_exact);
   return ref::kfac_norm(pb.spec, pb.params, f);
 }
 

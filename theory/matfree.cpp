@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "common/errors.hpp"
 #include "common/philox.hpp"
 #include "common/tolerances.hpp"
 #include "reference/ops/loss.hpp"
@@ -109,6 +110,65 @@ std::vector<Mat<double>> hidden_z(const Problem& pb, const Vec<double>& theta) {
 }
 
 }  // namespace
+
+std::vector<ref::KfacFactors<double>> kfac_factors_batched(const MlpSpec& s, const Params& p,
+                                                           const Mat<double>& X, ref::KfacCurvature c) {
+  if (s.norm == Norm::batchnorm)
+    throw InternalError("kfac_factors_batched: BN couples the examples; use ref::kfac_factors");
+  const auto fw = ref::forward(s, p, X);
+  const int K = s.output_dim, N = int(X.cols());
+  std::vector<ref::KfacFactors<double>> out(s.num_layers());
+  for (int l = 0; l < s.num_layers(); ++l) {
+    Mat<double> abar = fw.a[l];
+    if (s.bias == Bias::on) {
+      abar.conservativeResize(abar.rows() + 1, Eigen::NoChange);
+      abar.row(abar.rows() - 1).setOnes();
+    }
+    out[l].A = abar * abar.transpose() / double(N);
+    out[l].S = Mat<double>::Zero(s.out_dim(l), s.out_dim(l));
+  }
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  for (int k = 0; k < K; ++k) {
+    Mat<double> U;
+    if (c == ref::KfacCurvature::gn_exact) {
+      U = Mat<double>::Zero(K, N);
+      U.row(k).setOnes();  // e_k for every example
+    } else if (c == ref::KfacCurvature::fisher_exact) {
+      U = probs;  // class k: √p_k (p − e_k), so that Σ_k of D Dᵀ carries the weight p_k
+      U.row(k).array() -= 1.0;
+      U = U * probs.row(k).cwiseSqrt().asDiagonal();
+    } else {
+      throw InternalError("kfac_factors_batched: exact curvatures only");
+    }
+    const auto g = ref::backward(s, p, fw, U);
+    for (int l = 0; l < s.num_layers(); ++l) out[l].S.noalias() += g.ds[l] * g.ds[l].transpose();
+  }
+  for (auto& f : out) f.S /= double(N);
+  return out;
+}
+
+Mat<double> kfac_S_partial(const MlpSpec& s, const Params& p, const Mat<double>& X, int layer,
+                           ref::KfacCurvature c, int examples) {
+  const auto fw = ref::forward(s, p, X);
+  const int K = s.output_dim, N = int(X.cols());
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
+  for (int n = 0; n < std::min(examples, N); ++n)
+    for (int k = 0; k < K; ++k) {
+      Mat<double> U = Mat<double>::Zero(K, N);
+      double w = 1;
+      if (c == ref::KfacCurvature::gn_exact) {
+        U(k, n) = 1;
+      } else {
+        U.col(n) = probs.col(n);
+        U(k, n) -= 1;
+        w = probs(k, n);
+      }
+      const auto g = ref::backward(s, p, fw, U);
+      S.noalias() += w * g.ds[layer] * g.ds[layer].transpose();
+    }
+  return S;
+}
 
 bool set_fd_tolerance(CheckRecord& r, const DirectionalFd& fd, const Vec<double>& rhs) {
   const double scale = std::max(rhs.norm(), fd.deriv.norm());

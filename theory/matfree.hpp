@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/curvature.hpp"
 #include "theory/problem.hpp"
 
 namespace wdlab::theory {
@@ -51,6 +52,19 @@ struct DirectionalFd {
 };
 template <class Phi>
 DirectionalFd directional_fd(const Problem& pb, const std::vector<Vec<double>>& dirs, Phi&& phi);
+
+/// K-FAC factors of every layer without the N·K backward passes of ref::kfac_factors, for
+/// networks without BN: the examples are independent, so one backward pass per output
+/// coordinate k (cotangent e_k, or for the Fisher √p_y(p − e_y) per class y) covers the batch and
+/// S_l = (1/N) Σ D Dᵀ over those passes' layer cotangents D. A as in the reference.
+std::vector<ref::KfacFactors<double>> kfac_factors_batched(const MlpSpec& s, const Params& p,
+                                                           const Mat<double>& X, ref::KfacCurvature c);
+
+/// For BN layers (examples coupled): the partial K-FAC S of one layer over the output
+/// coordinates (n, k) of the first `examples` examples only, one backward pass each (the
+/// scaling identity c²S(cθ) = S(θ) holds term by term). Not divided by N.
+Mat<double> kfac_S_partial(const MlpSpec& s, const Params& p, const Mat<double>& X, int layer,
+                           ref::KfacCurvature c, int examples);
 
 /// Sets r's tolerance from the finite differences' error estimate: max(table value,
 /// 10 ‖err‖/max(‖rhs‖, ‖deriv‖)), described in r.tol_basis. Returns false (r.reason says why) if

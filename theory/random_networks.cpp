@@ -71,6 +71,6 @@ SuiteOptions shrink(const SuiteOptions& failing, const std::function<bool(const 
   return cur;
 }
 
-bool suite_fails(const SuiteOptions& o) { return !summarize(run_suite(o)).ok(); }
+bool suite_fails(const SuiteOptions& o) { return summarize(run_suite(o)).unexpected > 0; }
 
 }  // namespace wdlab::theory

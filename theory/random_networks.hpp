@@ -23,7 +23,8 @@ std::string reproduce_command(const SuiteOptions& o);
 /// true, until no candidate fails. `fails(o)` must be true for `o` itself.
 SuiteOptions shrink(const SuiteOptions& failing, const std::function<bool(const SuiteOptions&)>& fails);
 
-/// The suite's verdict on one network as a predicate for shrink().
+/// The suite's verdict on one network as a predicate for shrink(): some row that ran did not
+/// have its expected outcome (skipped rows are judged over the whole --random run instead).
 bool suite_fails(const SuiteOptions& o);
 
 }  // namespace wdlab::theory

@@ -146,8 +146,10 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
         s.bias = Bias::off;
         s.norm = Norm::batchnorm;
         Problem bn = make_problem(s, net_seed + 5, opt.batch, InputKind::gaussian);
-        const int l = 0;
-        bn.params = bn.params.scaled_layer(l, 3.0);
+        // The BN layer under test: the first, unless it has one input (then BN sees sign(w)·x̂
+        // and ignores the weights) and a hidden layer with >= 2 inputs exists.
+        const int l = (opt.input_dim >= 2 || depth < 2 || width < 2) ? 0 : 1;
+        bn.params = bn.params.scaled_layer(l, 3.0);  // ‖θ_l‖ ≠ 1
         run("eq8.invariance", bn, [&] { return eq8_invariance(bn, l, 0.3); });
         run("eq8.invariance", bn, [&] { return eq8_invariance(bn, l, 4.0); });
         run("eq8.gradient_scaling", bn, [&] { return eq8_gradient_scaling(bn, l, 2.5); });
