@@ -1,4 +1,5 @@
 // `wdlab theory`: every statement of the paper checked on random MLPs, one row per check.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +28,7 @@ struct TheoryOptions {
   theory::SuiteOptions suite;
   Format format = Format::table;
   bool list = false;
+  bool times = false;          // --times: seconds per check id after the summary
   int random = 0;              // --random N: N random networks instead of the grid
   std::uint64_t random_seed = 1;
 };
@@ -70,7 +72,8 @@ nlohmann::ordered_json to_json(const theory::CheckRecord& r) {
           {"expect", theory::to_string(r.expect)},
           {"outcome", theory::to_string(r.outcome)},
           {"pass", r.pass()},
-          {"reason", r.reason}};
+          {"reason", r.reason},
+          {"seconds", r.seconds}};
 }
 
 /// --random N: every network's verdict on one line (table) or all rows (json); the first failing
@@ -168,6 +171,7 @@ int cmd_theory(const Args& args) {
       ("only", po::value(&opt.suite.only), "run only the checks whose id starts with this prefix")
       ("format", po::value(&format)->default_value(format), "table | json")
       ("list", po::bool_switch(&opt.list), "list the check ids and exit")
+      ("times", po::bool_switch(&opt.times), "print the seconds spent per check id (table format)")
       ("random", po::value(&opt.random)->default_value(0),
        "run N random networks drawn from the full ranges instead of the grid (1..100000); a failing "
        "one is shrunk to the smallest failing network and its command printed")
@@ -224,6 +228,17 @@ int cmd_theory(const Args& args) {
                "{:.2f} s\n",
                sum.rows, sum.rows - sum.controls, sum.controls, ran - sum.unexpected, sum.unexpected,
                sum.skipped, secs);
+  }
+  if (opt.times && opt.format == Format::table) {
+    std::vector<std::pair<std::string, std::pair<int, double>>> per_id;
+    for (const auto& r : rows) {
+      auto it = std::find_if(per_id.begin(), per_id.end(), [&](const auto& e) { return e.first == r.id; });
+      if (it == per_id.end()) per_id.push_back({r.id, {0, 0.0}}), it = per_id.end() - 1;
+      it->second.first += 1;
+      it->second.second += r.seconds;
+    }
+    fmt::print("\n{:<26} {:>5} {:>10}\n", "id", "rows", "seconds");
+    for (const auto& [id, v] : per_id) fmt::print("{:<26} {:>5} {:>10.3f}\n", id, v.first, v.second);
   }
   if (sum.unexpected == 0 && !sum.ok())
     fmt::print(stderr, "wdlab theory: {} of {} rows skipped (the limit is 5%)\n", sum.skipped, sum.rows);

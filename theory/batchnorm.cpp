@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "reference/curvature.hpp"
 #include "reference/jacobian.hpp"
+#include "reference/ops/loss.hpp"
 #include "theory/checks.hpp"
 #include "theory/matfree.hpp"
 
@@ -92,32 +93,48 @@ Vec<double> block_times(const Problem& pb, const Params& p, const Forward& fw, i
   return Cv.segment(pb.spec.param_offset(l), pb.spec.layer_param_count(l));
 }
 
-/// vᵀ C_ll v for any of the four curvatures (K-FAC: tr(Vᵀ S V Ā), no Kronecker product formed).
-double block_quadratic(const Problem& pb, const Params& p, int l, Curvature c, const Vec<double>& v) {
+/// vᵀ C_ll v for each v (a direction of layer l) and any of the four curvatures. Exact blocks:
+/// E‖J v‖² (GN) or E (Jv)ᵀ(diag p − ppᵀ)(Jv) (Fisher = GGN), one JVP each. K-FAC: tr(Vᵀ S V Ā),
+/// the factors computed once (S over the first max(1, 48/K) examples' output coordinates: BN
+/// couples the examples, so each needs its own backward pass; the scaling identity holds term
+/// by term, so the partial sum is as exact as the full one).
+Vec<double> block_quadratics(const Problem& pb, const Params& p, int l, Curvature c,
+                             const std::vector<Vec<double>>& vs) {
+  Vec<double> out(Eigen::Index(vs.size()));
+  const auto fw = ref::forward(pb.spec, p, pb.X);
   if (is_kfac(c)) {
     const auto kind = c == Curvature::kfac_gauss_newton ? ref::KfacCurvature::gn_exact
                                                         : ref::KfacCurvature::fisher_exact;
-    // A from the activations; S over the output coordinates of the first max(1, 48/K) examples
-    // (BN couples the examples, so each coordinate needs its own backward pass; the statement
-    // holds term by term, so the partial sum is as exact as the full one).
-    ref::KfacFactors<double> f;
-    Mat<double> abar = ref::forward(pb.spec, p, pb.X).a[l];
+    Mat<double> abar = fw.a[l];
     if (pb.spec.bias == Bias::on) {
       abar.conservativeResize(abar.rows() + 1, Eigen::NoChange);
       abar.row(abar.rows() - 1).setOnes();
     }
-    f.A = abar * abar.transpose() / double(pb.X.cols());
-    f.S = kfac_S_partial(pb.spec, p, pb.X, l, kind, std::max(1, 48 / pb.spec.output_dim));
-    const Params V = layer_only(pb.spec, l, v);
-    Mat<double> Wb = V.W[l];
-    if (pb.spec.bias == Bias::on) {
-      Wb.conservativeResize(Eigen::NoChange, Wb.cols() + 1);
-      Wb.col(Wb.cols() - 1) = V.b[l];
+    const Mat<double> A = abar * abar.transpose() / double(pb.X.cols());
+    const Mat<double> S = kfac_S_partial(pb.spec, p, pb.X, l, kind, std::max(1, 48 / pb.spec.output_dim));
+    for (std::size_t i = 0; i < vs.size(); ++i) {
+      const Params V = layer_only(pb.spec, l, vs[i]);
+      Mat<double> Wb = V.W[l];
+      if (pb.spec.bias == Bias::on) {
+        Wb.conservativeResize(Eigen::NoChange, Wb.cols() + 1);
+        Wb.col(Wb.cols() - 1) = V.b[l];
+      }
+      out(Eigen::Index(i)) = (Wb.transpose() * S * Wb * A).trace();
     }
-    return (Wb.transpose() * f.S * Wb * f.A).trace();
+    return out;
   }
-  const auto fw = ref::forward(pb.spec, p, pb.X);
-  return v.dot(block_times(pb, p, fw, l, c, v));
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  for (std::size_t i = 0; i < vs.size(); ++i) {
+    const Mat<double> Jv = jvp_theta(pb.spec, p, fw, layer_only(pb.spec, l, vs[i]));
+    out(Eigen::Index(i)) = c == Curvature::gauss_newton
+                               ? Jv.squaredNorm() / double(Jv.cols())
+                               : Jv.cwiseProduct(softmax_hessian_times(probs, Jv)).sum() / double(Jv.cols());
+  }
+  return out;
+}
+
+double block_quadratic(const Problem& pb, const Params& p, int l, Curvature c, const Vec<double>& v) {
+  return block_quadratics(pb, p, l, c, {v})(0);
 }
 
 /// Conjugate gradients for (C_ll + μI) x = b with the matrix-free block; the relative residual
@@ -193,50 +210,95 @@ CheckRecord effective_lr(const Problem& pb, int layer, double power, std::string
   return eta2_record(r, e);
 }
 
+/// The scale-invariant group Eq. 16 is checked on: the whole layer when it has at most 64
+/// weights, otherwise unit 1's incoming weights (BN normalizes each unit separately, so one
+/// unit's row is scale invariant by itself). Indices into θ.
+std::vector<int> damping_group(const MlpSpec& s, int l) {
+  std::vector<int> idx;
+  const int off = s.param_offset(l), in = s.in_dim(l), out = s.out_dim(l);
+  if (in * out <= 64) {
+    for (int q = 0; q < in * out; ++q) idx.push_back(off + q);
+  } else {
+    for (int c = 0; c < in; ++c) idx.push_back(off + c * out);  // W(0, c), column-major
+  }
+  return idx;
+}
+
+/// The group block of C at p as a dense n×n matrix: exact curvatures from the n JVPs J e_q
+/// (forward mode, G = E[JᵀJ], F = E[Jᵀ(diag p − ppᵀ)J]); K-FAC from the reference factors
+/// (S_ii·Ā for one unit, Ā ⊗ S for the whole layer).
+Mat<double> group_block(const Problem& pb, const Params& p, int l, const std::vector<int>& idx, Curvature c) {
+  const int n = int(idx.size());
+  if (is_kfac(c)) {
+    const Mat<double> B = kfac_curvature_block(pb, p, l, c);
+    Mat<double> out(n, n);
+    const int off = pb.spec.param_offset(l);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) out(i, j) = B(idx[i] - off, idx[j] - off);
+    return out;
+  }
+  const auto fw = ref::forward(pb.spec, p, pb.X);
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  std::vector<Mat<double>> J, HJ;
+  for (int q = 0; q < n; ++q) {
+    Vec<double> e = Vec<double>::Zero(pb.spec.num_params());
+    e(idx[q]) = 1;
+    J.push_back(jvp_theta(pb.spec, p, fw, Params::unflatten(pb.spec, e)));
+    HJ.push_back(c == Curvature::gauss_newton ? J.back() : softmax_hessian_times(probs, J.back()));
+  }
+  Mat<double> C(n, n);
+  const double N = double(pb.X.cols());
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) C(i, j) = J[i].cwiseProduct(HJ[j]).sum() / N;
+  return C;
+}
+
+Vec<double> gather(const Vec<double>& v, const std::vector<int>& idx) {
+  Vec<double> out(Eigen::Index(idx.size()));
+  for (std::size_t i = 0; i < idx.size(); ++i) out(Eigen::Index(i)) = v(idx[i]);
+  return out;
+}
+
 CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool scaled,
                               std::string id, Outcome expect) {
   require_bn_layer(pb, layer, id);
   require_layer_matters(pb, layer, id);
-  const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
+  const auto idx = damping_group(pb.spec, layer);
+  const Vec<double> theta_all = pb.params.flatten();
+  const Vec<double> theta = gather(theta_all, idx);
   const double rho = theta.norm();
   const Vec<double> th = theta / rho;
-  const Params p_hat = with_layer(pb.spec, pb.params, layer, th);
+  Vec<double> theta_hat_all = theta_all;
+  for (std::size_t i = 0; i < idx.size(); ++i) theta_hat_all(idx[i]) = th(Eigen::Index(i));
+  const Params p_hat = Params::unflatten(pb.spec, theta_hat_all);
   const Eigen::Index n = theta.size();
+  const bool whole = int(idx.size()) == pb.spec.layer_param_count(layer);
   CheckRecord r{.id = std::move(id), .paper_ref = "Eq. 14 (v1) / 16 (CR), App. D",
                 .statement = scaled ? "damped NG step on theta_hat has damping lambda|theta|^2 + O(eta^2)"
                                     : "control: damping lambda (unscaled) leaves an O(eta) error",
-                .network = fmt::format("{} layer {} {} |theta_l|={:.3g}", pb.spec.describe(),
-                                       layer + 1, to_string(c), rho),
+                .network = fmt::format("{} layer {}{} {} |theta|={:.3g}", pb.spec.describe(), layer + 1,
+                                       whole ? "" : " unit 1", to_string(c), rho),
                 .expect = expect};
-  // λ comparable to the curvature so that both terms of C(θ̂) + λρ²I matter: the Rayleigh
-  // quotient of C(θ̂) along a random direction of the layer (its mean eigenvalue in expectation).
-  const Vec<double> probe =
-      random_direction(pb.spec, pb.seed, 7, layer).flatten().segment(pb.spec.param_offset(layer), n);
-  const double rq = block_quadratic(pb, p_hat, layer, c, probe) / probe.squaredNorm();
-  if (!(rq > 0))
+  const Mat<double> C = group_block(pb, pb.params, layer, idx, c);
+  const Mat<double> C_hat = group_block(pb, p_hat, layer, idx, c);
+  // λ comparable to the curvature so that both terms of C(θ̂) + λρ²I matter: C(θ̂)'s mean
+  // eigenvalue.
+  const double mean_eig = C_hat.trace() / double(n);
+  if (!(mean_eig > 0))
     return skipped_row(r.id, r.network, expect,
-                       fmt::format("{}: the curvature block is 0 along a random direction "
-                                   "(dead layer), the damping has nothing to compare with", r.id));
-  const double lambda = rq / (rho * rho);
+                       fmt::format("{}: the curvature block is 0 (dead group), the damping has nothing "
+                                   "to compare with", r.id));
+  const double lambda = mean_eig / (rho * rho);
   const double eff = scaled ? lambda * rho * rho : lambda;
-  const Vec<double> g = layer_grad(pb, pb.params, layer), g_hat = layer_grad(pb, p_hat, layer);
-  Vec<double> step, step_hat;
-  if (is_kfac(c)) {
-    const Mat<double> I = Mat<double>::Identity(n, n);
-    step = (kfac_curvature_block(pb, pb.params, layer, c) + lambda * I).ldlt().solve(g);
-    step_hat = (kfac_curvature_block(pb, p_hat, layer, c) + eff * I).ldlt().solve(g_hat);
-  } else {
-    double res1 = 0, res2 = 0;
-    step = solve_damped(pb, pb.params, layer, c, lambda, g, res1);
-    step_hat = solve_damped(pb, p_hat, layer, c, eff, g_hat, res2);
-    // The O(η²) test at η/‖θ‖ = 1e-4 needs the steps to ≪ 1e-4 relative; CG reaches ~1e-13.
-    if (!(std::max(res1, res2) <= 1e-9))
-      return skipped_row(r.id, r.network, expect,
-                         fmt::format("{}: conjugate gradients reached only a relative residual of "
-                                     "{:.2g} (need 1e-9)", r.id, std::max(res1, res2)));
-  }
+  const Mat<double> I = Mat<double>::Identity(n, n);
+  auto grad_of = [&](const Params& p) {
+    const auto fw = ref::forward(pb.spec, p, pb.X);
+    return gather(ref::backward(pb.spec, p, fw, cross_entropy_cotangent(fw.output(), pb.labels)).flatten(), idx);
+  };
+  const Vec<double> step = (C + lambda * I).ldlt().solve(grad_of(pb.params));
+  const Vec<double> step_hat = (C_hat + eff * I).ldlt().solve(grad_of(p_hat));
   if (!(step.norm() > 0))
-    return skipped_row(r.id, r.network, expect, r.id + ": the gradient of the layer is 0");
+    return skipped_row(r.id, r.network, expect, r.id + ": the gradient of the group is 0");
   const auto e = eta2_sequence(
       rho / step.norm(), [&](double eta) -> Vec<double> { return theta - eta * step; },
       [&](double eta) -> Vec<double> { return th - eta * step_hat; });
@@ -296,14 +358,11 @@ CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, do
   const Params scaled = pb.params.scaled_layer(layer, scale);
   const Eigen::Index n = pb.spec.layer_param_count(layer);
   constexpr int n_dirs = 3;
-  Vec<double> lhs(n_dirs), rhs(n_dirs);
-  for (int i = 0; i < n_dirs; ++i) {
-    const Vec<double> v = random_direction(pb.spec, pb.seed, 20 + i, layer)
-                              .flatten()
-                              .segment(pb.spec.param_offset(layer), n);
-    lhs(i) = scale * scale * block_quadratic(pb, scaled, layer, c, v);
-    rhs(i) = block_quadratic(pb, pb.params, layer, c, v);
-  }
+  std::vector<Vec<double>> vs;
+  for (int i = 0; i < n_dirs; ++i)
+    vs.push_back(random_direction(pb.spec, pb.seed, 20 + i, layer).flatten().segment(pb.spec.param_offset(layer), n));
+  const Vec<double> lhs = scale * scale * block_quadratics(pb, scaled, layer, c, vs);
+  const Vec<double> rhs = block_quadratics(pb, pb.params, layer, c, vs);
   CheckRecord r{.id = "eq15.curvature_scaling", .paper_ref = "Eq. 13 (v1) / 15 (CR)",
                 .statement = "c^2 v^T C(c theta_l) v = v^T C(theta_l) v, layer block, random v",
                 .network = fmt::format("{} layer {} {} c={}", pb.spec.describe(), layer + 1,

@@ -35,31 +35,41 @@ Mat<double> layer_dots(const MlpSpec& s, const Forward& fw, const ref::MlpGrads<
 
 }  // namespace
 
-Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
-                         const Params& v, const std::vector<int>& examples) {
+std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,
+                                            const Mat<double>& U, const std::vector<Params>& vs,
+                                            const std::vector<int>& examples) {
   const int N = int(U.cols());
   std::vector<int> ex = examples;
   if (ex.empty())
     for (int n = 0; n < N; ++n) ex.push_back(n);
-  Mat<double> out(s.num_layers(), Eigen::Index(ex.size()));
+  std::vector<Mat<double>> out(vs.size(), Mat<double>(s.num_layers(), Eigen::Index(ex.size())));
   if (s.norm != Norm::batchnorm) {
-    const Mat<double> all = layer_dots(s, fw, ref::backward(s, p, fw, U), v);
-    for (std::size_t i = 0; i < ex.size(); ++i) out.col(Eigen::Index(i)) = all.col(ex[i]);
+    const auto g = ref::backward(s, p, fw, U);
+    for (std::size_t j = 0; j < vs.size(); ++j) {
+      const Mat<double> all = layer_dots(s, fw, g, vs[j]);
+      for (std::size_t i = 0; i < ex.size(); ++i) out[j].col(Eigen::Index(i)) = all.col(ex[i]);
+    }
     return out;
   }
   // BN couples the examples: one backward pass per example, its cotangent alone, and the
-  // per-layer dot of the whole gradient with v.
+  // per-layer dot of the whole gradient with each v.
   for (std::size_t i = 0; i < ex.size(); ++i) {
     Mat<double> Un = Mat<double>::Zero(U.rows(), U.cols());
     Un.col(ex[i]) = U.col(ex[i]);
     const auto g = ref::backward(s, p, fw, Un);
-    for (int l = 0; l < s.num_layers(); ++l) {
-      double d = g.dW[l].cwiseProduct(v.W[l]).sum();
-      if (s.bias == Bias::on) d += g.db[l].dot(v.b[l]);
-      out(l, Eigen::Index(i)) = d;
-    }
+    for (std::size_t j = 0; j < vs.size(); ++j)
+      for (int l = 0; l < s.num_layers(); ++l) {
+        double d = g.dW[l].cwiseProduct(vs[j].W[l]).sum();
+        if (s.bias == Bias::on) d += g.db[l].dot(vs[j].b[l]);
+        out[j](l, Eigen::Index(i)) = d;
+      }
   }
   return out;
+}
+
+Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
+                         const Params& v, const std::vector<int>& examples) {
+  return reverse_dots_multi(s, p, fw, U, {v}, examples)[0];
 }
 
 Vec<double> gn_times(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {

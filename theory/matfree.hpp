@@ -26,6 +26,11 @@ Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, cons
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
                          const Params& v, const std::vector<int>& examples = {});
 
+/// reverse_dots for several directions from the same backward pass(es): one matrix per v.
+std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,
+                                            const Mat<double>& U, const std::vector<Params>& vs,
+                                            const std::vector<int>& examples = {});
+
 /// (1/N) Σ_n J_nᵀ J_n v (forward then reverse mode), flattened like θ.
 Vec<double> gn_times(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v);
 /// (1/N) Σ_n J_nᵀ H_n J_n v with H_n = diag p_n − p_n p_nᵀ (softmax CE Fisher = GGN), flattened.

@@ -26,7 +26,7 @@ SuiteOptions draw_network(std::uint64_t seed, int index) {
   SuiteOptions o;
   o.extensions = Extensions::off;  // they do not depend on the network
   o.depths = {1 + int(rng::below(seed, rng::Purpose::theory, 500000 + std::uint64_t(index), 10, 8))};
-  o.widths = {log_uniform(seed, index, 1, 1, 64)};
+  o.widths = {1 + int(rng::below(seed, rng::Purpose::theory, 500000 + std::uint64_t(index), 12, 64))};
   o.input_dim = log_uniform(seed, index, 2, 1, 64);
   o.classes = log_uniform(seed, index, 3, 2, 32);
   o.batch = log_uniform(seed, index, 4, 2, 512);

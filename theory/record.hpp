@@ -29,6 +29,7 @@ struct CheckRecord {
   double derived_tol = 0;
   std::string tol_basis;
   std::string reason;  // why the row was skipped ("" otherwise)
+  double seconds = 0;  // wall time of the check (set by run_suite)
   Outcome expect = Outcome::holds;
   Outcome outcome = Outcome::fails;
   bool pass() const { return outcome == expect; }

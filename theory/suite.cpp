@@ -1,6 +1,7 @@
 #include "theory/suite.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -72,12 +73,14 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
   // it never aborts the suite.
   auto run = [&](const std::string& id, const Problem& net, auto&& fn) {
     if (!opt.only.empty() && !id.starts_with(opt.only)) return;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       rows.push_back(fn());
     } catch (const PreconditionError& e) {
       rows.push_back(skipped_row(id, net.spec.describe(), is_control(id) ? Outcome::fails : Outcome::holds,
                                  e.what()));
     }
+    rows.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) progress(rows.back());
   };
   for (std::uint64_t seed : opt.seeds) {
