@@ -46,7 +46,7 @@ TEST_CASE("wdlab theory on the issue's tiny network: exit 0, JSON parses, no nul
   CHECK(r.err.find("skipped") != std::string::npos);
 }
 
-TEST_CASE("wdlab theory --random 20: every random network passes; --list has the ext ids") {
+TEST_CASE("wdlab theory --random 20: every random network passes, --list has the ext ids") {
   const auto r = run_wdlab("theory --random 20 --seed 3");
   INFO(r.out, r.err);
   CHECK(r.rc == 0);

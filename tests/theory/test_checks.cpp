@@ -192,7 +192,7 @@ TEST_CASE("make_problem: whitened inputs are exactly whitened, correlated ones a
   CHECK_THROWS_AS(make_problem(s, 1, 3, InputKind::whitened), PreconditionError);  // N < d
 }
 
-TEST_CASE("ext.exp_lr_equivalence: WD = exponentially growing LR on BN layers; a trained output layer breaks it") {
+TEST_CASE("ext.exp_lr_equivalence: WD = exponentially growing LR on BN layers, a trained output layer breaks it") {
   // x solves x² − (1+γ−ηλ)x + γ = 0, checked by substitution; γ = 0 gives 1 − ηλ.
   for (double gamma : {0.0, 0.5, 0.9}) {
     const double x = momentum_rate(0.1, 0.01, gamma);
@@ -237,7 +237,7 @@ TEST_CASE("ext.angular_equilibrium: SGDM angle sqrt(2 eta lambda/(1+alpha)) coup
   }
 }
 
-TEST_CASE("ext.grad_weight_ratio: |g|/|w| = sqrt(2 lambda/eta) at equilibrium; without WD it keeps falling") {
+TEST_CASE("ext.grad_weight_ratio: |g|/|w| = sqrt(2 lambda/eta) at equilibrium, without WD it keeps falling") {
   const auto pb = ext_problem(3, 1);
   const auto r = ext_grad_weight_ratio(pb, GradRatioCase::weight_decay);
   expect_holds(r);
