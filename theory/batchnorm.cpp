@@ -8,7 +8,9 @@
 #include "common/errors.hpp"
 #include "reference/curvature.hpp"
 #include "reference/jacobian.hpp"
+#include "reference/ops/loss.hpp"
 #include "theory/checks.hpp"
+#include "theory/matfree.hpp"
 
 namespace wdlab::theory {
 
@@ -24,13 +26,18 @@ std::string to_string(Curvature c) {
 
 namespace {
 
-using Params = ref::MlpParams<double>;
 
 void require_bn_layer(const Problem& pb, int layer, const std::string& check) {
   if (layer < 0 || layer >= pb.spec.num_layers() || !pb.spec.has_bn(layer))
     throw PreconditionError(fmt::format("{}: layer {} is not followed by BN in {}", check,
                                         layer + 1, pb.spec.describe()));
 }
+
+/// Throws PreconditionError (a skipped row) when the loss does not depend on layer l beyond
+/// rounding: ‖∇_{θ_l}L‖·‖θ_l‖ ≤ 1e-10·max(1, L) (e.g. BN after a layer with one input, where
+/// z = sign(w)·x̂ ignores the weights, or a BN network whose ReLUs are all dead downstream);
+/// every BN statement then compares rounding noise with rounding noise.
+void require_layer_matters(const Problem& pb, int layer, const std::string& check);
 
 Vec<double> layer_theta(const MlpSpec& s, const Params& p, int l) {
   return p.flatten().segment(s.param_offset(l), s.layer_param_count(l));
@@ -42,6 +49,20 @@ Params with_layer(const MlpSpec& s, const Params& p, int l, const Vec<double>& t
   return Params::unflatten(s, theta);
 }
 
+void require_layer_matters(const Problem& pb, int layer, const std::string& check) {
+  const auto fw = ref::forward(pb.spec, pb.params, pb.X);
+  const double L = mean_cross_entropy(fw.output(), pb.labels);
+  const Vec<double> g = ref::backward(pb.spec, pb.params, fw, cross_entropy_cotangent(fw.output(), pb.labels))
+                            .flatten()
+                            .segment(pb.spec.param_offset(layer), pb.spec.layer_param_count(layer));
+  const double sens = g.norm() * layer_theta(pb.spec, pb.params, layer).norm();
+  if (!(sens > 1e-10 * std::max(1.0, L)))
+    throw PreconditionError(fmt::format(
+        "{}: the loss does not depend on layer {} beyond rounding (|grad| |theta_l| = {:.2g}, loss "
+        "{:.3g}): nothing to compare",
+        check, layer + 1, sens, L));
+}
+
 /// ∇_{θ_l} of the mean cross-entropy, by backprop.
 Vec<double> layer_grad(const Problem& pb, const Params& p, int l) {
   const auto fw = ref::forward(pb.spec, p, pb.X);
@@ -49,24 +70,96 @@ Vec<double> layer_grad(const Problem& pb, const Params& p, int l) {
   return g.flatten().segment(pb.spec.param_offset(l), pb.spec.layer_param_count(l));
 }
 
-/// The layer-l block of the curvature C at parameters p.
-Mat<double> curvature_block(const Problem& pb, const Params& p, int l, Curvature c) {
-  switch (c) {
-    case Curvature::fisher:
-      return ref::layer_block(pb.spec, ref::fisher_exact_ce(pb.spec, p, pb.X), l);
-    case Curvature::gauss_newton:
-      return ref::layer_block(
-          pb.spec,
-          ref::gauss_newton(ref::jacobian_theta(pb.spec, p, pb.X, ref::JacobianMethod::backprop)),
-          l);
-    case Curvature::kfac_gauss_newton:
-      return ref::kfac_block(
-          pb.spec, ref::kfac_factors(pb.spec, p, pb.X, ref::KfacCurvature::gn_exact)[l], l);
-    case Curvature::kfac_fisher:
-      return ref::kfac_block(
-          pb.spec, ref::kfac_factors(pb.spec, p, pb.X, ref::KfacCurvature::fisher_exact)[l], l);
+/// The layer-l block of the curvature C at parameters p as a dense matrix: only the K-FAC blocks
+/// (Ā ⊗ S, small); the exact Fisher/GN blocks are used matrix-free (block_times).
+Mat<double> kfac_curvature_block(const Problem& pb, const Params& p, int l, Curvature c) {
+  const auto kind = c == Curvature::kfac_gauss_newton ? ref::KfacCurvature::gn_exact
+                                                      : ref::KfacCurvature::fisher_exact;
+  return ref::kfac_block(pb.spec, ref::kfac_factors(pb.spec, p, pb.X, kind)[l], l);
+}
+
+bool is_kfac(Curvature c) {
+  return c == Curvature::kfac_gauss_newton || c == Curvature::kfac_fisher;
+}
+
+/// C_ll x for the exact curvatures: the layer-l part of C·(x in layer l, 0 elsewhere), with
+/// C v = (1/N)Σ Jᵀ H J v by a JVP and one backward pass (H = I for GN; diag p − ppᵀ for the
+/// Fisher of softmax CE, which equals the GGN: fisher.ggn). Exact through BN.
+Vec<double> block_times(const Problem& pb, const Params& p, const Forward& fw, int l,
+                        Curvature c, const Vec<double>& x) {
+  const Params v = layer_only(pb.spec, l, x);
+  const Vec<double> Cv = c == Curvature::gauss_newton ? gn_times(pb.spec, p, fw, v)
+                                                      : ggn_times(pb.spec, p, fw, v);
+  return Cv.segment(pb.spec.param_offset(l), pb.spec.layer_param_count(l));
+}
+
+/// vᵀ C_ll v for each v (a direction of layer l) and any of the four curvatures. Exact blocks:
+/// E‖J v‖² (GN) or E (Jv)ᵀ(diag p − ppᵀ)(Jv) (Fisher = GGN), one JVP each. K-FAC: tr(Vᵀ S V Ā),
+/// the factors computed once (S over the first max(1, 48/K) examples' output coordinates: BN
+/// couples the examples, so each needs its own backward pass; the scaling identity holds term
+/// by term, so the partial sum is as exact as the full one).
+Vec<double> block_quadratics(const Problem& pb, const Params& p, int l, Curvature c,
+                             const std::vector<Vec<double>>& vs) {
+  Vec<double> out(Eigen::Index(vs.size()));
+  const auto fw = ref::forward(pb.spec, p, pb.X);
+  if (is_kfac(c)) {
+    const auto kind = c == Curvature::kfac_gauss_newton ? ref::KfacCurvature::gn_exact
+                                                        : ref::KfacCurvature::fisher_exact;
+    Mat<double> abar = fw.a[l];
+    if (pb.spec.bias == Bias::on) {
+      abar.conservativeResize(abar.rows() + 1, Eigen::NoChange);
+      abar.row(abar.rows() - 1).setOnes();
+    }
+    const Mat<double> A = abar * abar.transpose() / double(pb.X.cols());
+    const Mat<double> S = kfac_S_partial(pb.spec, p, pb.X, l, kind, std::max(1, 48 / pb.spec.output_dim));
+    for (std::size_t i = 0; i < vs.size(); ++i) {
+      const Params V = layer_only(pb.spec, l, vs[i]);
+      Mat<double> Wb = V.W[l];
+      if (pb.spec.bias == Bias::on) {
+        Wb.conservativeResize(Eigen::NoChange, Wb.cols() + 1);
+        Wb.col(Wb.cols() - 1) = V.b[l];
+      }
+      out(Eigen::Index(i)) = (Wb.transpose() * S * Wb * A).trace();
+    }
+    return out;
   }
-  throw InternalError("curvature_block: unknown curvature");
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  for (std::size_t i = 0; i < vs.size(); ++i) {
+    const Mat<double> Jv = jvp_theta(pb.spec, p, fw, layer_only(pb.spec, l, vs[i]));
+    out(Eigen::Index(i)) = c == Curvature::gauss_newton
+                               ? Jv.squaredNorm() / double(Jv.cols())
+                               : Jv.cwiseProduct(softmax_hessian_times(probs, Jv)).sum() / double(Jv.cols());
+  }
+  return out;
+}
+
+double block_quadratic(const Problem& pb, const Params& p, int l, Curvature c, const Vec<double>& v) {
+  return block_quadratics(pb, p, l, c, {v})(0);
+}
+
+/// Conjugate gradients for (C_ll + μI) x = b with the matrix-free block; the relative residual
+/// reached is returned in `residual`.
+Vec<double> solve_damped(const Problem& pb, const Params& p, int l, Curvature c, double mu,
+                         const Vec<double>& b, double& residual) {
+  const auto fw = ref::forward(pb.spec, p, pb.X);
+  auto A = [&](const Vec<double>& x) -> Vec<double> { return block_times(pb, p, fw, l, c, x) + mu * x; };
+  Vec<double> x = Vec<double>::Zero(b.size()), r = b, d = b;
+  double rr = r.squaredNorm();
+  const double bb = b.squaredNorm();
+  residual = 0;
+  if (bb == 0) return x;
+  const int max_iter = 4 * int(b.size()) + 50;
+  for (int it = 0; it < max_iter && rr > 1e-28 * bb; ++it) {
+    const Vec<double> Ad = A(d);
+    const double alpha = rr / d.dot(Ad);
+    x += alpha * d;
+    r -= alpha * Ad;
+    const double rr_new = r.squaredNorm();
+    d = r + (rr_new / rr) * d;
+    rr = rr_new;
+  }
+  residual = (b - A(x)).norm() / std::sqrt(bb);  // the true residual, not the recurrence's
+  return x;
 }
 
 /// Shared shape of Eq. 9 and Eq. 16: the true normalized step vs a first-order prediction at
@@ -97,6 +190,7 @@ CheckRecord eta2_record(CheckRecord r, Eta2 e) {
 CheckRecord effective_lr(const Problem& pb, int layer, double power, std::string id,
                          Outcome expect) {
   require_bn_layer(pb, layer, id);
+  require_layer_matters(pb, layer, id);
   const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
   const double rho = theta.norm();
   const Vec<double> g = layer_grad(pb, pb.params, layer);
@@ -116,31 +210,98 @@ CheckRecord effective_lr(const Problem& pb, int layer, double power, std::string
   return eta2_record(r, e);
 }
 
+/// The scale-invariant group Eq. 16 is checked on: the whole layer when it has at most 64
+/// weights, otherwise unit 1's incoming weights (BN normalizes each unit separately, so one
+/// unit's row is scale invariant by itself). Indices into θ.
+std::vector<int> damping_group(const MlpSpec& s, int l) {
+  std::vector<int> idx;
+  const int off = s.param_offset(l), in = s.in_dim(l), out = s.out_dim(l);
+  if (in * out <= 64) {
+    for (int q = 0; q < in * out; ++q) idx.push_back(off + q);
+  } else {
+    for (int c = 0; c < in; ++c) idx.push_back(off + c * out);  // W(0, c), column-major
+  }
+  return idx;
+}
+
+/// The group block of C at p as a dense n×n matrix: exact curvatures from the n JVPs J e_q
+/// (forward mode, G = E[JᵀJ], F = E[Jᵀ(diag p − ppᵀ)J]); K-FAC from the reference factors
+/// (S_ii·Ā for one unit, Ā ⊗ S for the whole layer).
+Mat<double> group_block(const Problem& pb, const Params& p, int l, const std::vector<int>& idx, Curvature c) {
+  const int n = int(idx.size());
+  if (is_kfac(c)) {
+    const Mat<double> B = kfac_curvature_block(pb, p, l, c);
+    Mat<double> out(n, n);
+    const int off = pb.spec.param_offset(l);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) out(i, j) = B(idx[i] - off, idx[j] - off);
+    return out;
+  }
+  const auto fw = ref::forward(pb.spec, p, pb.X);
+  const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  std::vector<Mat<double>> J, HJ;
+  for (int q = 0; q < n; ++q) {
+    Vec<double> e = Vec<double>::Zero(pb.spec.num_params());
+    e(idx[q]) = 1;
+    J.push_back(jvp_theta(pb.spec, p, fw, Params::unflatten(pb.spec, e)));
+    HJ.push_back(c == Curvature::gauss_newton ? J.back() : softmax_hessian_times(probs, J.back()));
+  }
+  Mat<double> C(n, n);
+  const double N = double(pb.X.cols());
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) C(i, j) = J[i].cwiseProduct(HJ[j]).sum() / N;
+  return C;
+}
+
+Vec<double> gather(const Vec<double>& v, const std::vector<int>& idx) {
+  Vec<double> out(Eigen::Index(idx.size()));
+  for (std::size_t i = 0; i < idx.size(); ++i) out(Eigen::Index(i)) = v(idx[i]);
+  return out;
+}
+
 CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool scaled,
                               std::string id, Outcome expect) {
   require_bn_layer(pb, layer, id);
-  const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
+  require_layer_matters(pb, layer, id);
+  const auto idx = damping_group(pb.spec, layer);
+  const Vec<double> theta_all = pb.params.flatten();
+  const Vec<double> theta = gather(theta_all, idx);
   const double rho = theta.norm();
   const Vec<double> th = theta / rho;
-  const Params p_hat = with_layer(pb.spec, pb.params, layer, th);
-  const Mat<double> C = curvature_block(pb, pb.params, layer, c);
-  const Mat<double> C_hat = curvature_block(pb, p_hat, layer, c);
-  // λ comparable to the curvature so that both terms of C(θ̂) + λρ²I matter.
-  const double lambda = C_hat.trace() / double(C_hat.rows()) / (rho * rho);
+  Vec<double> theta_hat_all = theta_all;
+  for (std::size_t i = 0; i < idx.size(); ++i) theta_hat_all(idx[i]) = th(Eigen::Index(i));
+  const Params p_hat = Params::unflatten(pb.spec, theta_hat_all);
   const Eigen::Index n = theta.size();
-  const Mat<double> I = Mat<double>::Identity(n, n);
-  const Vec<double> step = (C + lambda * I).ldlt().solve(layer_grad(pb, pb.params, layer));
-  const double eff = scaled ? lambda * rho * rho : lambda;
-  const Vec<double> step_hat = (C_hat + eff * I).ldlt().solve(layer_grad(pb, p_hat, layer));
-  const auto e = eta2_sequence(
-      rho / step.norm(), [&](double eta) -> Vec<double> { return theta - eta * step; },
-      [&](double eta) -> Vec<double> { return th - eta * step_hat; });
+  const bool whole = int(idx.size()) == pb.spec.layer_param_count(layer);
   CheckRecord r{.id = std::move(id), .paper_ref = "Eq. 14 (v1) / 16 (CR), App. D",
                 .statement = scaled ? "damped NG step on theta_hat has damping lambda|theta|^2 + O(eta^2)"
                                     : "control: damping lambda (unscaled) leaves an O(eta) error",
-                .network = fmt::format("{} layer {} {} |theta_l|={:.3g}", pb.spec.describe(),
-                                       layer + 1, to_string(c), rho),
+                .network = fmt::format("{} layer {}{} {} |theta|={:.3g}", pb.spec.describe(), layer + 1,
+                                       whole ? "" : " unit 1", to_string(c), rho),
                 .expect = expect};
+  const Mat<double> C = group_block(pb, pb.params, layer, idx, c);
+  const Mat<double> C_hat = group_block(pb, p_hat, layer, idx, c);
+  // λ comparable to the curvature so that both terms of C(θ̂) + λρ²I matter: C(θ̂)'s mean
+  // eigenvalue.
+  const double mean_eig = C_hat.trace() / double(n);
+  if (!(mean_eig > 0))
+    return skipped_row(r.id, r.network, expect,
+                       fmt::format("{}: the curvature block is 0 (dead group), the damping has nothing "
+                                   "to compare with", r.id));
+  const double lambda = mean_eig / (rho * rho);
+  const double eff = scaled ? lambda * rho * rho : lambda;
+  const Mat<double> I = Mat<double>::Identity(n, n);
+  auto grad_of = [&](const Params& p) {
+    const auto fw = ref::forward(pb.spec, p, pb.X);
+    return gather(ref::backward(pb.spec, p, fw, cross_entropy_cotangent(fw.output(), pb.labels)).flatten(), idx);
+  };
+  const Vec<double> step = (C + lambda * I).ldlt().solve(grad_of(pb.params));
+  const Vec<double> step_hat = (C_hat + eff * I).ldlt().solve(grad_of(p_hat));
+  if (!(step.norm() > 0))
+    return skipped_row(r.id, r.network, expect, r.id + ": the gradient of the group is 0");
+  const auto e = eta2_sequence(
+      rho / step.norm(), [&](double eta) -> Vec<double> { return theta - eta * step; },
+      [&](double eta) -> Vec<double> { return th - eta * step_hat; });
   return eta2_record(r, e);
 }
 
@@ -159,6 +320,7 @@ CheckRecord eq8_invariance(const Problem& pb, int layer, double alpha) {
 
 CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
   require_bn_layer(pb, layer, "eq8.gradient_scaling");
+  require_layer_matters(pb, layer, "eq8.gradient_scaling");
   const Vec<double> lhs = alpha * layer_grad(pb, pb.params.scaled_layer(layer, alpha), layer);
   const Vec<double> rhs = layer_grad(pb, pb.params, layer);
   CheckRecord r{.id = "eq8.gradient_scaling", .paper_ref = "Eq. 8 (consequence)",
@@ -169,6 +331,7 @@ CheckRecord eq8_gradient_scaling(const Problem& pb, int layer, double alpha) {
 
 CheckRecord eq8_gradient_orthogonal(const Problem& pb, int layer) {
   require_bn_layer(pb, layer, "eq8.gradient_scaling");
+  require_layer_matters(pb, layer, "eq8.gradient_scaling");
   const Vec<double> theta = layer_theta(pb.spec, pb.params, layer);
   const Vec<double> g = layer_grad(pb, pb.params, layer);
   CheckRecord r{.id = "eq8.gradient_scaling", .paper_ref = "Eq. 8 (consequence)",
@@ -189,11 +352,19 @@ CheckRecord eq9_wrong_power_control(const Problem& pb, int layer) {
 
 CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, double scale) {
   require_bn_layer(pb, layer, "eq15.curvature_scaling");
-  const Mat<double> lhs =
-      scale * scale * curvature_block(pb, pb.params.scaled_layer(layer, scale), layer, c);
-  const Mat<double> rhs = curvature_block(pb, pb.params, layer, c);
+  require_layer_matters(pb, layer, "eq15.curvature_scaling");
+  // Quadratic forms of the layer block along a few random directions of the layer (and θ_l's
+  // own direction): c² vᵀC(cθ_l)v against vᵀC(θ_l)v; the block itself is never formed.
+  const Params scaled = pb.params.scaled_layer(layer, scale);
+  const Eigen::Index n = pb.spec.layer_param_count(layer);
+  constexpr int n_dirs = 3;
+  std::vector<Vec<double>> vs;
+  for (int i = 0; i < n_dirs; ++i)
+    vs.push_back(random_direction(pb.spec, pb.seed, 20 + i, layer).flatten().segment(pb.spec.param_offset(layer), n));
+  const Vec<double> lhs = scale * scale * block_quadratics(pb, scaled, layer, c, vs);
+  const Vec<double> rhs = block_quadratics(pb, pb.params, layer, c, vs);
   CheckRecord r{.id = "eq15.curvature_scaling", .paper_ref = "Eq. 13 (v1) / 15 (CR)",
-                .statement = "c^2 C(c theta_l) = C(theta_l), layer block",
+                .statement = "c^2 v^T C(c theta_l) v = v^T C(theta_l) v, layer block, random v",
                 .network = fmt::format("{} layer {} {} c={}", pb.spec.describe(), layer + 1,
                                        to_string(c), scale)};
   return finish_vectors(r, lhs, rhs);

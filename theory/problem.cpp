@@ -15,7 +15,14 @@
 
 namespace wdlab::theory {
 
-std::string to_string(Outcome o) { return o == Outcome::holds ? "holds" : "fails"; }
+std::string to_string(Outcome o) {
+  switch (o) {
+    case Outcome::holds: return "holds";
+    case Outcome::fails: return "fails";
+    case Outcome::skipped: return "skipped";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -126,8 +133,24 @@ void require_whitened(const Mat<double>& X, const std::string& check) {
 }
 
 double rel_error(const Mat<double>& a, const Mat<double>& b) {
-  const double nb = b.norm();
-  return nb > 0 ? (a - b).norm() / nb : (a - b).norm();
+  const double nb = b.norm(), na = a.norm();
+  if (nb > 0) return (a - b).norm() / nb;
+  return na > 0 ? 1.0 : 0.0;  // both exactly 0: a match; only b = 0: ‖a − b‖/‖a‖ = 1
+}
+
+double rel_scalar(double a, double b) {
+  if (b != 0) return std::abs(a - b) / std::abs(b);
+  return a != 0 ? 1.0 : 0.0;
+}
+
+CheckRecord skipped_row(std::string id, std::string network, Outcome expect, std::string reason) {
+  CheckRecord r;
+  r.id = std::move(id);
+  r.network = std::move(network);
+  r.expect = expect;
+  r.outcome = Outcome::skipped;
+  r.reason = std::move(reason);
+  return r;
 }
 
 CheckRecord finish_vectors(CheckRecord r, const Eigen::MatrixXd& lhs, const Eigen::MatrixXd& rhs) {
@@ -138,7 +161,12 @@ CheckRecord finish_vectors(CheckRecord r, const Eigen::MatrixXd& lhs, const Eige
 }
 
 CheckRecord finish(CheckRecord r) {
-  r.tol = tol::of(r.tol_kind);
+  if (r.expect == Outcome::fails && r.lhs == 0 && r.rhs == 0)
+    return skipped_row(r.id, r.network, r.expect,
+                       r.id + ": both sides are exactly 0 (the network's output is identically 0, every "
+                              "path through a ReLU is dead): a control has nothing to show");
+  r.tol = r.derived_tol > 0 ? r.derived_tol : tol::of(r.tol_kind);
+  if (r.tol_basis.empty()) r.tol_basis = "table";
   r.outcome = (r.rel_err <= r.tol) ? Outcome::holds : Outcome::fails;  // NaN compares false
   return r;
 }

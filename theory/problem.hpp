@@ -43,7 +43,7 @@ void require_linear(const MlpSpec& s, const std::string& check);
 /// Throws PreconditionError unless ‖mean x‖ and ‖(1/N)XXᵀ − I‖ are at rounding level.
 void require_whitened(const Mat<double>& X, const std::string& check);
 
-/// Relative error ‖a − b‖/‖b‖ (‖a − b‖ when b = 0).
+/// Relative error ‖a − b‖/‖b‖; 0 when both are exactly 0, 1 when only b is (never NaN).
 double rel_error(const Mat<double>& a, const Mat<double>& b);
 
 /// Central differences ∂f/∂θ_q ≈ (f(θ + h e_q) − f(θ − h e_q)) / 2h for every q.

@@ -16,13 +16,46 @@ TEST_CASE("wdlab theory --format json: an array of rows with the documented keys
   CHECK(rows.size() > 100);
   int controls = 0;
   for (const auto& row : rows) {
-    for (const char* key : {"id", "paper_ref", "lhs", "rhs", "rel_err", "tol", "expect", "outcome", "pass"})
+    for (const char* key : {"id", "paper_ref", "lhs", "rhs", "rel_err", "tol", "tol_basis", "expect",
+                            "outcome", "pass", "reason"})
       CHECK(row.contains(key));
     CHECK(row["pass"] == (row["expect"] == row["outcome"]));
     CHECK(row["pass"] == true);
     controls += row["expect"] == "fails";
   }
   CHECK(controls >= 3);
+}
+
+TEST_CASE("wdlab theory on the issue's tiny network: exit 0, JSON parses, no null, skipped rows say why") {
+  const auto r = run_wdlab("theory --seeds 3 --depths 1,3,6 --widths 2 --format json");
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  const auto rows = nlohmann::json::parse(r.out);
+  REQUIRE(rows.is_array());
+  int skipped = 0;
+  for (const auto& row : rows) {
+    for (const char* key : {"lhs", "rhs", "rel_err", "tol"}) CHECK(row[key].is_number());
+    if (row["outcome"] == "skipped") {
+      ++skipped;
+      CHECK(row["reason"].get<std::string>().size() > 20);
+    } else {
+      CHECK(row["pass"] == true);
+    }
+  }
+  CHECK(20 * skipped < int(rows.size()));
+  CHECK(r.err.find("skipped") != std::string::npos);
+}
+
+TEST_CASE("wdlab theory --random 20: every random network passes, --list has the ext ids") {
+  const auto r = run_wdlab("theory --random 20 --seed 3");
+  INFO(r.out, r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("20 random networks (seed 3): 20 passed, 0 failed") != std::string::npos);
+  CHECK(r.out.find("wdlab theory --seeds ") != std::string::npos);  // each network's command
+  const auto l = run_wdlab("theory --list");
+  for (const char* id : {"ext.exp_lr_equivalence", "ext.angular_equilibrium", "ext.grad_weight_ratio",
+                         "ext.exp_lr_non_invariant", "ext.angular_other_form", "ext.grad_ratio_no_wd"})
+    CHECK(l.out.find(id) != std::string::npos);
 }
 
 TEST_CASE("wdlab theory table: one row per check and a summary line") {
@@ -38,7 +71,8 @@ TEST_CASE("wdlab theory table: one row per check and a summary line") {
 
 TEST_CASE("bad options and values: one-line error naming the option, then the usage, exit 2") {
   for (const char* args : {"theory --depths -1", "theory --widths 0", "theory --depths 1,x",
-                           "theory --bogus", "theory --format xml", "theory --batch"}) {
+                           "theory --bogus", "theory --format xml", "theory --batch",
+                           "theory --random -1", "theory --random x", "theory --seed -3"}) {
     const auto r = run_wdlab(args);
     INFO(args, "\nstderr: ", r.err);
     CHECK(r.rc == 2);

@@ -4,6 +4,8 @@
 
 #include "../support/small_mlp.hpp"
 
+#include <cmath>
+
 #include "common/errors.hpp"
 #include "theory/checks.hpp"
 
@@ -15,7 +17,7 @@ using namespace wdlab::theory;
 namespace {
 
 void expect_holds(const CheckRecord& r) {
-  INFO(r.id, " ", r.network, " lhs=", r.lhs, " rhs=", r.rhs, " rel_err=", r.rel_err, " tol=", r.tol);
+  INFO(r.id, " ", r.network, " lhs=", r.lhs, " rhs=", r.rhs, " rel_err=", r.rel_err, " tol=", r.tol, " ", r.reason);
   CHECK(r.expect == Outcome::holds);
   CHECK(r.outcome == Outcome::holds);
   CHECK(r.rel_err <= r.tol);
@@ -23,7 +25,7 @@ void expect_holds(const CheckRecord& r) {
 }
 
 void expect_control_fails(const CheckRecord& r) {
-  INFO(r.id, " ", r.network, " lhs=", r.lhs, " rhs=", r.rhs, " rel_err=", r.rel_err, " tol=", r.tol);
+  INFO(r.id, " ", r.network, " lhs=", r.lhs, " rhs=", r.rhs, " rel_err=", r.rel_err, " tol=", r.tol, " ", r.reason);
   CHECK(r.expect == Outcome::fails);
   CHECK(r.outcome == Outcome::fails);
   CHECK(r.rel_err > 100 * r.tol);  // fails by a wide margin, not by rounding
@@ -82,13 +84,40 @@ TEST_CASE("theorem1: GN and K-FAC GN norms are Jacobian norms for whitened input
                   PreconditionError);
 }
 
-TEST_CASE("appE: gradient of the GN norm is 2(L+1) G theta, refuses inputs at a ReLU kink") {
+TEST_CASE("appE: gradient of the GN norm is 2(L+1) G theta, skipped on inputs at a ReLU kink") {
   for (int depth : {1, 2})
-    for (Activation a : {Activation::linear, Activation::relu})
+    for (Activation a : {Activation::linear, Activation::relu}) {
       expect_holds(appE_gradient(make_problem(small_mlp(depth, a), 3, 8, InputKind::kink_free)));
+      // Plain Gaussian inputs: the step is chosen from the distance to the nearest kink.
+      expect_holds(appE_gradient(make_problem(small_mlp(depth, a), 3, 8, InputKind::gaussian)));
+    }
   auto pb = make_problem(small_mlp(2, Activation::relu), 3, 8, InputKind::kink_free);
-  pb.X.col(0).setZero();  // every pre-activation of example 0 sits exactly on the kink
-  CHECK_THROWS_AS(appE_gradient(pb), PreconditionError);
+  // Example 0 projected onto the null space of W_1's first row: its first pre-activation is 0
+  // up to rounding, and moves with the weights: no step keeps it on one side.
+  const Eigen::VectorXd w = pb.params.W[0].row(0).transpose();
+  pb.X.col(0) -= w * (w.dot(pb.X.col(0)) / w.squaredNorm());
+  const auto r = appE_gradient(pb);
+  CHECK(r.skipped());
+  CHECK(r.reason.find("kink") != std::string::npos);
+  CHECK_FALSE(r.pass());
+  // An example of zeros is harmless: its pre-activations are exactly 0 and stay 0 (pinned).
+  auto zero = make_problem(small_mlp(2, Activation::relu), 3, 8, InputKind::kink_free);
+  zero.X.col(0).setZero();
+  expect_holds(appE_gradient(zero));
+}
+
+TEST_CASE("both sides exactly 0 is a match, never NaN") {
+  // A ReLU network whose output layer is 0: f = 0, so θᵀGθ = (L+1)²E‖f‖² = 0 on both sides.
+  auto pb = gaussian(small_mlp(2, Activation::relu));
+  pb.params.W.back().setZero();
+  const auto r = lemma2_gn(pb);
+  CHECK(r.lhs == 0);
+  CHECK(r.rhs == 0);
+  CHECK(r.rel_err == 0);
+  CHECK(r.pass());
+  CHECK(rel_scalar(0, 0) == 0);
+  CHECK(rel_scalar(1e-300, 0) == 1);
+  CHECK(rel_error(Mat<double>::Zero(2, 2), Mat<double>::Zero(2, 2)) == 0);
 }
 
 TEST_CASE("eq8: BN scale invariance, gradient scaling and orthogonality") {
@@ -149,8 +178,10 @@ TEST_CASE("fisher: F = GGN for CE, F = G for squared error, MC Fisher converges 
 }
 
 TEST_CASE("eq7: the weight-decay update is a preconditioned step on the C-norm") {
-  for (Activation a : {Activation::linear, Activation::relu})
+  for (Activation a : {Activation::linear, Activation::relu}) {
     expect_holds(eq7_wd_c_norm(make_problem(small_mlp(2, a), 6, 8, InputKind::kink_free)));
+    expect_holds(eq7_wd_c_norm(make_problem(small_mlp(3, a), 6, 16, InputKind::gaussian)));
+  }
 }
 
 TEST_CASE("make_problem: whitened inputs are exactly whitened, correlated ones are not") {
@@ -159,4 +190,59 @@ TEST_CASE("make_problem: whitened inputs are exactly whitened, correlated ones a
   CHECK_THROWS_AS(require_whitened(make_problem(s, 1, 10, InputKind::correlated).X, "t"),
                   PreconditionError);
   CHECK_THROWS_AS(make_problem(s, 1, 3, InputKind::whitened), PreconditionError);  // N < d
+}
+
+TEST_CASE("ext.exp_lr_equivalence: WD = exponentially growing LR on BN layers, a trained output layer breaks it") {
+  // x solves x² − (1+γ−ηλ)x + γ = 0, checked by substitution; γ = 0 gives 1 − ηλ.
+  for (double gamma : {0.0, 0.5, 0.9}) {
+    const double x = momentum_rate(0.1, 0.01, gamma);
+    CHECK(std::abs(x * x - (1 + gamma - 0.001) * x + gamma) < 1e-14);
+    CHECK(x > 0.98);  // ≈ 1 − ηλ/(1 − γ)
+    CHECK(x < 1.0);
+  }
+  CHECK(momentum_rate(0.1, 0.01, 0.0) == doctest::Approx(0.999).epsilon(1e-15));
+  for (std::uint64_t seed : {1u, 2u}) {
+    const auto pb = ext_problem(seed, 2);
+    for (double gamma : {0.0, 0.9}) expect_holds(ext_exp_lr_equivalence(pb, gamma, ExpLrTrained::scale_invariant_only));
+    expect_control_fails(ext_exp_lr_equivalence(pb, 0.9, ExpLrTrained::with_output_layer));
+    expect_control_fails(ext_exp_lr_equivalence(pb, 0.0, ExpLrTrained::with_output_layer));
+  }
+  CHECK_THROWS_AS(ext_exp_lr_equivalence(gaussian(small_mlp(2, Activation::relu)), 0.0,
+                                         ExpLrTrained::scale_invariant_only),
+                  PreconditionError);
+}
+
+TEST_CASE("ext.angular_equilibrium: SGDM angle sqrt(2 eta lambda/(1+alpha)) coupled, (1-alpha) factor decoupled") {
+  for (std::uint64_t seed : {1u, 4u}) {
+    const auto pb = ext_problem(seed, 2);
+    const auto coupled = ext_angular_equilibrium(pb, EqOptimizer::sgd_coupled);
+    const auto decoupled = ext_angular_equilibrium(pb, EqOptimizer::sgd_decoupled);
+    expect_holds(coupled);
+    expect_holds(decoupled);
+    // Independent of the code: the coupled constant sqrt(2*0.05*0.05/1.9).
+    CHECK(coupled.rhs == doctest::Approx(std::sqrt(0.005 / 1.9)).epsilon(1e-12));
+    // The decoupled constant is within O(eta lambda) of sqrt(2 eta lambda (1-alpha)/(1+alpha)).
+    CHECK(decoupled.rhs == doctest::Approx(std::sqrt(0.005 * 0.1 / 1.9)).epsilon(0.02));
+    // The two forms' constants differ by a factor sqrt(1 - alpha) = 0.32 (relative gaps 0.68 and
+    // 2.2); the tolerances stay well below the smaller one.
+    CHECK(coupled.tol < 0.3);
+    CHECK(decoupled.tol < 0.3);
+    for (EqOptimizer o : {EqOptimizer::sgd_coupled, EqOptimizer::sgd_decoupled}) {
+      const auto c = ext_angular_equilibrium(pb, o, AngularCase::other_form_constant);
+      INFO(c.network, " rel_err=", c.rel_err, " tol=", c.tol);
+      CHECK(c.expect == Outcome::fails);
+      CHECK(c.outcome == Outcome::fails);
+      CHECK(c.rel_err > 2 * c.tol);
+    }
+  }
+}
+
+TEST_CASE("ext.grad_weight_ratio: |g|/|w| = sqrt(2 lambda/eta) at equilibrium, without WD it keeps falling") {
+  const auto pb = ext_problem(3, 1);
+  const auto r = ext_grad_weight_ratio(pb, GradRatioCase::weight_decay);
+  expect_holds(r);
+  CHECK(r.rhs == doctest::Approx(std::sqrt((2 * 0.1 - 0.1 * 0.01) / 0.1)));
+  const auto c = ext_grad_weight_ratio(pb, GradRatioCase::no_weight_decay);
+  expect_control_fails(c);
+  CHECK(c.lhs < r.lhs);
 }
