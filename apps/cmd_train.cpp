@@ -85,12 +85,16 @@ int cmd_train(const Args& args) {
       "schedule.{kind,gamma,every_epochs,every_iterations,warmup_iterations}, epochs,\n"
       "batch_size, eval_batch_size, seed, backend (reference|cuda), precision (float|double),\n"
       "math (fp32 | tf32: cuda only, TF32 tensor-core convolutions and GEMMs),\n"
-      "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution},\n"
+      "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution,probe_split,\n"
+      "curvature_bn},\n"
       "wn.{scope (none|conv|fc|all),norms_from (a run directory)}.\n\n"
       "Metric groups (--metrics / metrics.groups, comma-separated; 'all', 'default', 'none'):\n" +
       train::metric_groups_help() +
-      "The probe set is the first metrics.probe (256) test examples; curvature metrics use BN in\n"
-      "evaluation mode.\n\noptions");
+      "The probe set of the curvature groups is the first metrics.probe (256) examples of\n"
+      "metrics.probe_split (train: the training split, default | test); metrics.curvature_bn is\n"
+      "batch (default: BN with the probe batch's statistics, as K-FAC sees it) | eval (running\n"
+      "statistics). Runs started before these keys existed keep test and eval on resume.\n"
+      "Row 0 (epoch 0) holds the initial state before the first step.\n\noptions");
   desc.add_options()
       ("help,h", "this text")
       ("config,c", po::value(&config_file), "experiment config (JSON)")
@@ -124,7 +128,7 @@ int cmd_train(const Args& args) {
     cfg = parse_config(resolved);
   }))
     return 0;
-  const nlohmann::ordered_json cfg_json = cfg.to_json();
+  nlohmann::ordered_json cfg_json = cfg.to_json();
   if (dry_run) {
     // The input shape comes from the data set's name alone; nothing is loaded.
     const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0;
@@ -156,7 +160,18 @@ int cmd_train(const Args& args) {
   if (fs::exists(run_dir / "config.json")) {
     if (resume_mode == "never")
       throw UsageError("--out", fmt::format("{} holds a run (--resume never); choose another --out", run_dir.string()));
-    const auto old = io::read_json_file(run_dir / "config.json");
+    auto old = io::read_json_file(run_dir / "config.json");
+    if (apply_legacy_metric_keys(old)) {
+      // A run from before metrics.probe_split/curvature_bn: it keeps its old meaning (test, eval)
+      // unless this command sets the keys (which the comparison below then reports as a change).
+      const auto user_set = [&](const char* key) {
+        return resolved.contains("metrics") && resolved["metrics"].is_object() && resolved["metrics"].contains(key);
+      };
+      for (const char* key : {"probe_split", "curvature_bn"})
+        if (!user_set(key)) resolved["metrics"][key] = old["metrics"][key];
+      cfg = parse_config(resolved);
+      cfg_json = cfg.to_json();
+    }
     const bool changed = refuse_changed(old, (run_dir / "config.json").string());
     if (fs::exists(run_dir / "DONE")) {
       if (!changed) {
@@ -175,6 +190,7 @@ int cmd_train(const Args& args) {
         } catch (const nlohmann::json::exception&) {
           throw DataError(from->path.string(), "metadata \"config\" is not JSON");
         }
+        apply_legacy_metric_keys(ck);
         refuse_changed(ck, from->path.string());
       }
       // Said even with --quiet: which state a run continues from is not progress chatter.
