@@ -129,7 +129,7 @@ class CudaBackend final : public train::Backend {
     train::CurvatureBn mode = train::CurvatureBn::eval;
     std::uint64_t seed = 0, step = 0;
   };
-  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn, const CurvatureBnPass& bn = {});
+  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn, const CurvatureBnPass& bn);
   std::vector<double> jacobian_estimates(Activations& a, const train::MeasureRequest& req);
   train::NamedValues optimizer_metrics(const train::MeasureRequest& req,
                                        const std::vector<std::pair<std::string, double>>& norms) const;

@@ -349,7 +349,7 @@ train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const tra
     Curvature ep;
     if (batch) {
       forward(a, false);
-      if (jac || gn) ep = output_pass(a, false, jac, gn);
+      if (jac || gn) ep = output_pass(a, false, jac, gn, CurvatureBnPass{});  // eval mode
     }
     const Curvature& per_example = batch ? ep : gp;
     if (jac) out.emplace_back("jac_norm", per_example.jac_norm);
