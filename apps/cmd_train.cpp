@@ -157,18 +157,24 @@ int cmd_train(const Args& args) {
     return !diffs.empty();
   };
   std::optional<train::ResumePoint> from;
+  bool legacy_run = false;  // started before metrics.probe_split/curvature_bn existed
   if (fs::exists(run_dir / "config.json")) {
     if (resume_mode == "never")
       throw UsageError("--out", fmt::format("{} holds a run (--resume never); choose another --out", run_dir.string()));
     auto old = io::read_json_file(run_dir / "config.json");
-    if (apply_legacy_metric_keys(old)) {
-      // A run from before metrics.probe_split/curvature_bn: it keeps its old meaning (test, eval)
-      // unless this command sets the keys (which the comparison below then reports as a change).
-      const auto user_set = [&](const char* key) {
-        return resolved.contains("metrics") && resolved["metrics"].is_object() && resolved["metrics"].contains(key);
-      };
-      for (const char* key : {"probe_split", "curvature_bn"})
-        if (!user_set(key)) resolved["metrics"][key] = old["metrics"][key];
+    legacy_run = apply_legacy_metric_keys(old);
+    if (legacy_run) {
+      // A run from before metrics.probe_split/curvature_bn keeps its old meaning (test, eval)
+      // whatever the config says: a sweep's config file spells the new defaults out, and its
+      // old points must resume. Its rows keep their columns (trainer.cpp); a run in the new
+      // meaning is a new run.
+      for (const char* key : {"probe_split", "curvature_bn"}) {
+        const auto& was = old["metrics"][key];
+        if (resolved.contains("metrics") && resolved["metrics"].contains(key) && resolved["metrics"][key] != was)
+          fmt::print(stderr, "note: {} was started before metrics.{} existed; it keeps {} (a new run measures the "
+                     "new way)\n", run_dir.string(), key, was.get<std::string>());
+        resolved["metrics"][key] = was;
+      }
       cfg = parse_config(resolved);
       cfg_json = cfg.to_json();
     }
@@ -214,7 +220,12 @@ int cmd_train(const Args& args) {
                                              from->file.metadata.at("dataset_hash"), from->path.string()));
   fs::create_directories(run_dir);
   io::remove_stale_temporaries(run_dir);
-  io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
+  // A run from before the probe keys is written without them again, so that every later resume
+  // (and `wdlab measure`) reads it with its old meaning, whatever config it is resumed with.
+  nlohmann::ordered_json written = cfg_json;
+  if (legacy_run)
+    for (const char* key : {"probe_split", "curvature_bn"}) written["metrics"].erase(key);
+  io::write_file_atomic(run_dir / "config.json", written.dump(2) + "\n");
   nlohmann::ordered_json meta;
   meta["wdlab_version"] = build::version;
   meta["build_type"] = build::build_type;
@@ -233,7 +244,7 @@ int cmd_train(const Args& args) {
   if (!quiet) fmt::print(stderr, "{}\n{}\nrun directory: {}\n", backend->describe(), data.train.describe(), run_dir.string());
 
   nlohmann::json ckpt_meta;
-  ckpt_meta["config"] = cfg_json.dump();
+  ckpt_meta["config"] = written.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
   const auto sum = train::train(*backend, data, tc, run_dir, from, ckpt_meta);
   // DONE summarizes the last epoch row, so a run resumed after its final checkpoint (a kill

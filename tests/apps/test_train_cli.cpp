@@ -272,17 +272,35 @@ TEST_CASE("a run from before metrics.probe_split resumes with its old meaning (t
   const auto r = run_wdlab("train " + args + "--set epochs=2 --reset epochs --out " + a.string());
   INFO(r.err);
   REQUIRE(r.rc == 0);
+  // It stays a run of the old kind: written again without the keys (config and checkpoint).
   const auto now = nlohmann::json::parse(std::ifstream(a / "config.json"));
-  CHECK(now["metrics"]["probe_split"] == "test");
-  CHECK(now["metrics"]["curvature_bn"] == "eval");
+  CHECK_FALSE(now["metrics"].contains("probe_split"));
+  CHECK_FALSE(now["metrics"].contains("curvature_bn"));
+  const auto m = run_wdlab("measure --run " + a.string() + " --metrics trace --format json");
+  REQUIRE(m.rc == 0);
+  CHECK(nlohmann::json::parse(m.out)["probe_split"] == "test");
+  CHECK(nlohmann::json::parse(m.out)["curvature_bn"] == "eval");
   const auto rows = metric_rows(a);
   REQUIRE(rows.size() == 3);
   CHECK_FALSE(rows[2].contains("probe_split"));  // the run keeps the columns it started with
   CHECK(rows[2].contains("fisher_trace.fc0.weight"));
-  // Asking for the new meaning is a change of the run's config, refused without --reset.
+  // A config that spells out the new defaults (as a sweep's config files do) resumes it too,
+  // with its old meaning and a note.
   fs::remove(a / "DONE");
-  const auto changed = run_wdlab("train " + args + "--set epochs=2 --set metrics.probe_split=train --out " + a.string());
-  CHECK(changed.rc == 2);
-  CHECK(changed.err.find("metrics.probe_split") != std::string::npos);
+  const auto spelled = run_wdlab("train " + args + "--set epochs=3 --reset epochs --set metrics.probe_split=train "
+                                 "--set metrics.curvature_bn=batch --out " + a.string());
+  INFO(spelled.err);
+  CHECK(spelled.rc == 0);
+  CHECK(spelled.err.find("keeps test") != std::string::npos);
+  CHECK(spelled.err.find("keeps eval") != std::string::npos);
+  const auto rows3 = metric_rows(a);
+  REQUIRE(rows3.size() == 4);
+  CHECK_FALSE(rows3[3].contains("probe_split"));
+  CHECK_FALSE(nlohmann::json::parse(std::ifstream(a / "config.json"))["metrics"].contains("probe_split"));
+  // The trace of the last row is the test probe's in eval mode: measure of its checkpoint agrees.
+  const auto m3 = run_wdlab("measure --run " + a.string() + " --metrics trace --format json");
+  REQUIRE(m3.rc == 0);
+  CHECK(nlohmann::json::parse(m3.out)["metrics"]["fisher_trace.fc0.weight"].get<double>() ==
+        doctest::Approx(rows3[3]["fisher_trace.fc0.weight"].get<double>()).epsilon(1e-9));
   fs::remove_all(a);
 }
