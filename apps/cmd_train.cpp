@@ -87,12 +87,16 @@ int cmd_train(const Args& args) {
       "schedule.{kind,gamma,every_epochs,every_iterations,warmup_iterations}, epochs,\n"
       "batch_size, eval_batch_size, seed, backend (reference|cuda), precision (float|double),\n"
       "math (fp32 | tf32: cuda only, TF32 tensor-core convolutions and GEMMs),\n"
-      "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution},\n"
+      "checkpoint.{every,keep}, metrics.{groups,probe,jac_probes,probe_distribution,probe_split,\n"
+      "curvature_bn},\n"
       "wn.{scope (none|conv|fc|all),norms_from (a run directory)}.\n\n"
       "Metric groups (--metrics / metrics.groups, comma-separated; 'all', 'default', 'none'):\n" +
       train::metric_groups_help() +
-      "The probe set is the first metrics.probe (256) test examples; curvature metrics use BN in\n"
-      "evaluation mode.\n\noptions");
+      "The probe set of the curvature groups is the first metrics.probe (256) examples of\n"
+      "metrics.probe_split (train: the training split, default | test); metrics.curvature_bn is\n"
+      "batch (default: BN with the probe batch's statistics, as K-FAC sees it) | eval (running\n"
+      "statistics). Runs started before these keys existed keep test and eval on resume.\n"
+      "Row 0 (epoch 0) holds the initial state before the first step.\n\noptions");
   desc.add_options()
       ("help,h", "this text")
       ("config,c", po::value(&config_file), "experiment config (JSON)")
@@ -126,7 +130,7 @@ int cmd_train(const Args& args) {
     cfg = parse_config(resolved);
   }))
     return 0;
-  const nlohmann::ordered_json cfg_json = cfg.to_json();
+  nlohmann::ordered_json cfg_json = cfg.to_json();
   if (dry_run) {
     // The input shape comes from the data set's name alone; nothing is loaded.
     const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0;
@@ -155,10 +159,27 @@ int cmd_train(const Args& args) {
     return !diffs.empty();
   };
   std::optional<train::ResumePoint> from;
+  bool legacy_run = false;  // started before metrics.probe_split/curvature_bn existed
   if (fs::exists(run_dir / "config.json")) {
     if (resume_mode == "never")
       throw UsageError("--out", fmt::format("{} holds a run (--resume never); choose another --out", run_dir.string()));
-    const auto old = io::read_json_file(run_dir / "config.json");
+    auto old = io::read_json_file(run_dir / "config.json");
+    legacy_run = apply_legacy_metric_keys(old);
+    if (legacy_run) {
+      // A run from before metrics.probe_split/curvature_bn keeps its old meaning (test, eval)
+      // whatever the config says: a sweep's config file spells the new defaults out, and its
+      // old points must resume. Its rows keep their columns (trainer.cpp); a run in the new
+      // meaning is a new run.
+      for (const char* key : {"probe_split", "curvature_bn"}) {
+        const auto& was = old["metrics"][key];
+        if (resolved.contains("metrics") && resolved["metrics"].contains(key) && resolved["metrics"][key] != was)
+          fmt::print(stderr, "note: {} was started before metrics.{} existed; it keeps {} (a new run measures the "
+                     "new way)\n", run_dir.string(), key, was.get<std::string>());
+        resolved["metrics"][key] = was;
+      }
+      cfg = parse_config(resolved);
+      cfg_json = cfg.to_json();
+    }
     const bool changed = refuse_changed(old, (run_dir / "config.json").string());
     if (fs::exists(run_dir / "DONE")) {
       if (!changed) {
@@ -177,6 +198,7 @@ int cmd_train(const Args& args) {
         } catch (const nlohmann::json::exception&) {
           throw DataError(from->path.string(), "metadata \"config\" is not JSON");
         }
+        apply_legacy_metric_keys(ck);
         refuse_changed(ck, from->path.string());
       }
       // Said even with --quiet: which state a run continues from is not progress chatter.
@@ -201,7 +223,12 @@ int cmd_train(const Args& args) {
                                              from->file.metadata.at("dataset_hash"), from->path.string()));
   fs::create_directories(run_dir);
   io::remove_stale_temporaries(run_dir);
-  io::write_file_atomic(run_dir / "config.json", cfg_json.dump(2) + "\n");
+  // A run from before the probe keys is written without them again, so that every later resume
+  // (and `wdlab measure`) reads it with its old meaning, whatever config it is resumed with.
+  nlohmann::ordered_json written = cfg_json;
+  if (legacy_run)
+    for (const char* key : {"probe_split", "curvature_bn"}) written["metrics"].erase(key);
+  io::write_file_atomic(run_dir / "config.json", written.dump(2) + "\n");
   nlohmann::ordered_json meta;
   meta["wdlab_version"] = build::version;
   meta["build_type"] = build::build_type;
@@ -227,7 +254,7 @@ int cmd_train(const Args& args) {
   if (!quiet) fmt::print(stderr, "{}\n{}\nrun directory: {}\n", backend->describe(), data.train.describe(), run_dir.string());
 
   nlohmann::json ckpt_meta;
-  ckpt_meta["config"] = cfg_json.dump();
+  ckpt_meta["config"] = written.dump();
   ckpt_meta["dataset_hash"] = meta["dataset_hash"];
   ckpt_meta["input_pipeline"] = meta["input_pipeline"];  // README "Use a checkpoint in PyTorch"
   ckpt_meta["network"] = network_json(spec);

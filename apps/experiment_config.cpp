@@ -117,6 +117,10 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     c.metrics.jac_probes = m.get<int>("jac_probes", 16, io::positive());
     c.metrics.probe_distribution = train::parse_probe_distribution(
         "metrics.probe_distribution", m.get_enum("probe_distribution", {"rademacher", "gaussian"}, "rademacher"));
+    c.metrics.probe_split =
+        train::parse_probe_split("metrics.probe_split", m.get_enum("probe_split", {"train", "test"}, "train"));
+    c.metrics.curvature_bn =
+        train::parse_curvature_bn("metrics.curvature_bn", m.get_enum("curvature_bn", {"eval", "batch"}, "batch"));
     m.finish();
   }
   {
@@ -208,9 +212,20 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
   j["metrics"] = {{"groups", train::to_string(metrics.groups)},
                   {"probe", metrics.probe},
                   {"jac_probes", metrics.jac_probes},
-                  {"probe_distribution", train::to_string(metrics.probe_distribution)}};
+                  {"probe_distribution", train::to_string(metrics.probe_distribution)},
+                  {"probe_split", train::to_string(metrics.probe_split)},
+                  {"curvature_bn", train::to_string(metrics.curvature_bn)}};
   j["wn"] = {{"scope", wn.scope}, {"norms_from", wn.norms_from}};
   return j;
+}
+
+bool apply_legacy_metric_keys(nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("metrics") || !j["metrics"].is_object()) return false;
+  nlohmann::json& m = j["metrics"];
+  if (!m.contains("probe") || m.contains("probe_split") || m.contains("curvature_bn")) return false;
+  m["probe_split"] = "test";
+  m["curvature_bn"] = "eval";
+  return true;
 }
 
 bool is_official_config(const nlohmann::json& j) {

@@ -55,12 +55,19 @@ struct ExperimentConfig {
   int keep_checkpoints = 2;
   train::NonfinitePolicy on_nonfinite = train::NonfinitePolicy::abort;
   double divergence_factor = 10;  // 0: off
-  train::MetricsOptions metrics;  // metrics.{groups,probe,jac_probes,probe_distribution}
+  train::MetricsOptions metrics;  // metrics.{groups,probe,jac_probes,probe_distribution,probe_split,curvature_bn}
   WnConfig wn;
 
   nlohmann::ordered_json to_json() const;
   void validate() const;
 };
+
+/// A resolved config written before metrics.probe_split and metrics.curvature_bn existed (a run's
+/// config.json or a checkpoint's metadata: a "metrics" object without either key) measured the
+/// curvature groups on the test split with BN in evaluation mode. Adds those two values, so the
+/// run resumes and is measured with its old meaning; returns whether it did. Anything else is
+/// left as it is (a user's config without the keys gets the new defaults, train and batch).
+bool apply_legacy_metric_keys(nlohmann::json& j);
 
 /// Whether a JSON object looks like the official repository's config (model_name, use_kfac, ...).
 bool is_official_config(const nlohmann::json& j);

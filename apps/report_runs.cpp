@@ -89,6 +89,11 @@ double RunRecord::first(const std::string& key) const {
   return kNaN;
 }
 
+int RunRecord::epochs() const {
+  const double e = last("epoch");
+  return std::isnan(e) ? 0 : int(e);
+}
+
 std::vector<double> RunRecord::series(const std::string& key) const {
   std::vector<double> v;
   for (const auto& r : rows) v.push_back(r.contains(key) && r[key].is_number() ? r[key].get<double>() : kNaN);

@@ -36,6 +36,9 @@ struct RunRecord {
   /// The value at the last row, or NaN when absent or not a number.
   double last(const std::string& key) const;
   double first(const std::string& key) const;
+  /// Epochs trained: the last row's "epoch" (rows start at epoch 0, the initial state, in runs
+  /// written since that row exists; at epoch 1 before), 0 without rows.
+  int epochs() const;
   std::vector<double> series(const std::string& key) const;
   /// The first metric key in the rows beginning with prefix (e.g. "elr."), or "".
   std::string first_key(const std::string& prefix) const;

@@ -55,7 +55,7 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
     const double an = 100 * none->test_acc(), aw = 100 * wd->test_acc();
     std::string wn_text;
     nlohmann::ordered_json j{{"setting", what(*none)}, {"layer", key.substr(4)}, {"elr_fall_none", fn},
-                             {"elr_fall_wd", fw}, {"acc_none", an}, {"acc_wd", aw}, {"epochs", none->rows.size()}};
+                             {"elr_fall_wd", fw}, {"acc_none", an}, {"acc_wd", aw}, {"epochs", none->epochs()}};
     for (const char* sk : {"wd-conv", "wd-fc"}) {  // Fig. 2: decay on the BN layers vs on the top layer only
       if (!m.count(sk)) continue;
       const double a = 100 * m.at(sk)->test_acc();
@@ -75,7 +75,7 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
     md += fmt::format(
         "| I (ELR) | {} ({} epochs), layer {} | η/‖θ‖² (schedule removed) falls ×{:.2f} without WD, ×{:.2f} with WD; "
         "test acc {:.2f} % → {:.2f} % with WD{} | {} |\n",
-        what(*none), none->rows.size(), key.substr(4), fn, fw, an, aw, wn_text,
+        what(*none), none->epochs(), key.substr(4), fn, fw, an, aw, wn_text,
         std::isnan(fn) || std::isnan(fw) ? "not measured"
         : fn >= 1.5 * fw                 ? "shows"
         : fn > fw                        ? "weak (less than 1.5x apart)"
@@ -139,18 +139,30 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
     const auto F = r.series(fkey), G = r.series("gn_trace." + layer);
     if (F.size() < 2) continue;
     any_iii = true;
+    // From the first row (epoch 0, the initial state, in runs that have it) to the last and to
+    // the minimum ("falls ×10 from initialization").
     const double ffall = F.front() / F.back();
+    double fmin = kNaN;
+    for (double f : F)
+      if (!std::isnan(f)) fmin = std::isnan(fmin) ? f : std::min(fmin, f);
+    const double ffall_min = F.front() / fmin;
     double gmin = kNaN, gmax = kNaN;
     for (double g : G)
       if (!std::isnan(g)) gmin = std::isnan(gmin) ? g : std::min(gmin, g), gmax = std::isnan(gmax) ? g : std::max(gmax, g);
     const double gspan = gmax / gmin, gchange = G.back() / G.front();
+    const int first_epoch = int(r.first("epoch"));
+    // Where the traces were measured (rows of runs from before these columns: the test probe, eval BN).
+    const std::string split = r.rows.front().value("probe_split", std::string("test")),
+                      bn_mode = r.rows.front().value("curvature_bn", std::string("eval"));
     s.json["III"].push_back({{"setting", what(r)}, {"run", r.name}, {"reg", r.reg_class()}, {"layer", layer},
-                             {"fisher_fall", ffall}, {"gn_change", gchange}, {"gn_span", gspan}});
+                             {"first_epoch", first_epoch}, {"probe_split", split}, {"curvature_bn", bn_mode},
+                             {"fisher_fall", ffall}, {"fisher_fall_to_min", ffall_min}, {"gn_change", gchange},
+                             {"gn_span", gspan}});
     md += fmt::format(
-        "| III (traces) | {}, {} ({}), layer {}, {} epochs | ‖F(θ̂)‖ first/last epoch ×{:.3g} ({:.1f} decades); ‖G(θ̂)‖ "
-        "last/first ×{:.2f}, max/min ×{:.2f} | {} |\n",
-        what(r), r.name, r.reg_class(), layer, F.size(), ffall, std::log10(ffall), gchange, gspan,
-        verdict(!std::isnan(ffall) && !std::isnan(gspan), ffall > 10 * gspan));
+        "| III (traces) | {}, {} ({}), layer {}, epochs {}–{}, {} probe, BN {} | ‖F(θ̂)‖ first/last ×{:.3g} ({:.1f} "
+        "decades), first/min ×{:.3g}; ‖G(θ̂)‖ last/first ×{:.2f}, max/min ×{:.2f} | {} |\n",
+        what(r), r.name, r.reg_class(), layer, first_epoch, r.epochs(), split, bn_mode, ffall, std::log10(ffall),
+        ffall_min, gchange, gspan, verdict(!std::isnan(ffall) && !std::isnan(gspan), ffall > 10 * gspan));
   }
   for (const auto& [fk, m] : fams) {
     if (!m.count("wd") || !m.begin()->second->bn() || m.begin()->second->optimizer() != "kfac-f") continue;

@@ -204,7 +204,7 @@ std::string runs_table_md(const std::vector<RunRecord>& runs) {
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} |\n",
                       r.group, r.name, r.dataset_label(), r.network_label(), check(r.bn()), check(r.augment()),
                       r.optimizer(), r.cfg_num("batch_size", 0), r.reg_class(), fmt_sci(r.cfg_num("lr")),
-                      fmt_sci(r.cfg_num("weight_decay")), r.rows.size(), r.done.is_null() ? " (unfinished)" : "",
+                      fmt_sci(r.cfg_num("weight_decay")), r.epochs(), r.done.is_null() ? " (unfinished)" : "",
                       fmt_num(100 * r.test_acc()), fmt_num(100 * r.last("val_acc")), fmt_sci(r.last("train_loss")),
                       fmt_sci(gap), fmt_num(secs, 0));
   }

@@ -32,6 +32,13 @@ void flatten(const nlohmann::json& j, const std::string& prefix, nlohmann::order
 std::string config_id(const nlohmann::ordered_json& resolved) {
   nlohmann::ordered_json c = resolved;
   c.erase("name");
+  // Keys added later leave the ids of configs that keep their defaults as they were, so a sweep
+  // started before them finds its points again (metrics.probe_split train, curvature_bn batch).
+  if (c.contains("metrics") && c["metrics"].is_object()) {
+    auto& m = c["metrics"];
+    if (m.value("probe_split", "") == "train") m.erase("probe_split");
+    if (m.value("curvature_bn", "") == "batch") m.erase("curvature_bn");
+  }
   return fmt::format("{:016x}", fnv1a(c.dump())).substr(0, 12);
 }
 

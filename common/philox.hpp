@@ -25,6 +25,7 @@ enum class Purpose : std::uint32_t {
   split = 8,         // held-out validation split
   jacobian_probe = 9, // random projections of the Jacobian-norm estimator (step = epoch·2³² + probe,
                       // index = example·K + k)
+  curvature_sign = 10, // per-example signs of the batch-BN curvature passes (step = epoch, index = example)
 };
 
 struct Block { std::uint32_t v[4]; };

@@ -123,7 +123,13 @@ class CudaBackend final : public train::Backend {
   void name_nonfinite(train::StepStats& s) const;
   // backend_measure.cpp
   struct Curvature;  // one output pass's per-layer factor traces and scalars
-  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn);
+  /// BN of an output pass: the running statistics, or (batch) the statistics of the forward
+  /// pass in `a` (forward(a, true)) with per-example signs on the cotangents (measure.hpp).
+  struct CurvatureBnPass {
+    train::CurvatureBn mode = train::CurvatureBn::eval;
+    std::uint64_t seed = 0, step = 0;
+  };
+  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn, const CurvatureBnPass& bn);
   std::vector<double> jacobian_estimates(Activations& a, const train::MeasureRequest& req);
   train::NamedValues optimizer_metrics(const train::MeasureRequest& req,
                                        const std::vector<std::pair<std::string, double>>& norms) const;

@@ -3,7 +3,9 @@
 // wn-conv's rescaling.
 //
 // The curvature groups run the backend's own forward (BN in evaluation mode) and backward (BN
-// through its running statistics, BnPass::running) with output cotangents set at the logits:
+// through its running statistics, BnPass::running; with curvature_bn batch the forward uses the
+// probe batch's statistics, the backward BnPass::batch, and each example's cotangent is
+// multiplied by its Philox sign s_n, kernels::SignColumns) with output cotangents set at the logits:
 // column j of B_n for the exact passes (Gauss-Newton: e_j; Fisher: √p_j(e_j − p)), Philox probe
 // vectors for jac_norm_est. Per layer l (weight layer, output o = W̄ā, cotangent g_j):
 //   tr(A_l)      = Σ_t ‖ā_t‖² / (N·T)        (dense: input, +1 with a bias; conv: KFC patches)
@@ -97,7 +99,9 @@ struct CudaBackend::Curvature {
   double theta_norm = 0, jac_norm = 0;
 };
 
-CudaBackend::Curvature CudaBackend::output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn) {
+CudaBackend::Curvature CudaBackend::output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn,
+                                                const CurvatureBnPass& bn) {
+  const bool batch = bn.mode == train::CurvatureBn::batch;
   const cudaStream_t st = ctx_->stream();
   const int N = a.N;
   const Index K = spec_.classes;
@@ -189,7 +193,8 @@ CudaBackend::Curvature CudaBackend::output_pass(Activations& a, bool fisher, boo
       launch_device(st, N, kernels::FisherColumnCotangent{a.out[last].data(), cot, K, j});
     else
       launch_device(st, Index(N) * K, kernels::OneHotCotangent{cot, K, j});
-    backward(a, BnPass::running);
+    if (batch) launch_device(st, N, kernels::SignColumns{cot, K, bn.seed, bn.step});
+    backward(a, batch ? BnPass::batch : BnPass::running);
     if (want_jac) {
       WDLAB_CHECK(a.dinput_written, "measure: the input gradient was not written");
       segment_dots(st, a.dinput.data(), a.dinput.data(), 1, Index(a.dinput.size()), 1.0,
@@ -332,18 +337,29 @@ train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const tra
   if (!curvature) return out;
   Activations& a = activations(probe.n);
   upload(a, probe);
-  forward(a, false);
+  // The K-FAC-block metrics take BN as req.curvature_bn says (batch: the probe batch's
+  // statistics); jac_norm, gn_norm and jac_norm_est are per-example and take eval mode, as the
+  // reference (common/train/measure.hpp).
+  const bool batch = req.curvature_bn == train::CurvatureBn::batch;
+  const CurvatureBnPass bn{req.curvature_bn, req.seed, req.rng_step};
+  forward(a, batch);
   if (jac || gn || tr) {
-    const Curvature gp = output_pass(a, false, jac, gn);
-    if (jac) out.emplace_back("jac_norm", gp.jac_norm);
+    const Curvature gp = output_pass(a, false, jac && !batch, gn, bn);
+    const Curvature fp = tr ? output_pass(a, true, false, false, bn) : Curvature{};
+    Curvature ep;
+    if (batch) {
+      forward(a, false);
+      if (jac || gn) ep = output_pass(a, false, jac, gn, CurvatureBnPass{});  // eval mode
+    }
+    const Curvature& per_example = batch ? ep : gp;
+    if (jac) out.emplace_back("jac_norm", per_example.jac_norm);
     if (gn) {
       double total = 0;
       for (const auto& c : gp.layers) total += c.kfac_norm;
       out.emplace_back("kfac_gn_norm", total);
-      out.emplace_back("gn_norm", gp.theta_norm);
+      out.emplace_back("gn_norm", per_example.theta_norm);
     }
     if (tr) {
-      const Curvature fp = output_pass(a, true, false, false);
       std::map<std::string, double> norm_of(norms.begin(), norms.end());
       for (std::size_t b = 0; b < gp.layers.size(); ++b) {
         const double n2 = norm_of.at(gp.layers[b].weight) * norm_of.at(gp.layers[b].weight);  // Eq. 15
@@ -357,6 +373,7 @@ train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const tra
     }
   }
   if (g.has(MetricGroup::jacobian_est)) {
+    if (batch && !(jac || gn || tr)) forward(a, false);  // eval mode (the passes above end in it)
     const auto est = jacobian_estimates(a, req);
     double mean = 0;
     for (const double e : est) mean += e / double(est.size());

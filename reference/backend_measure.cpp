@@ -51,14 +51,24 @@ train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, c
     if (probe.n < 1) throw UsageError("metrics", "the curvature metrics need a probe set of at least one example");
     const Mat<T> x = to_matrix(probe);
     if (jac || gn || tr) {
-      const auto gp = output_pass(spec_, params_, x, OutputMetric::gauss_newton, jac ? InputGrad::compute : InputGrad::skip);
-      if (jac) out.emplace_back("jac_norm", gp.jac_norm);
+      // The K-FAC-block metrics take BN as req.curvature_bn says; jac_norm and gn_norm are
+      // properties of the per-example function and take eval mode (common/train/measure.hpp).
+      const CurvatureBnPass bn{req.curvature_bn, req.seed, req.rng_step};
+      const bool batch = req.curvature_bn == train::CurvatureBn::batch;
+      const auto gp = output_pass(spec_, params_, x, OutputMetric::gauss_newton,
+                                  jac && !batch ? InputGrad::compute : InputGrad::skip, bn);
+      const auto ep = batch && (jac || gn)
+                          ? output_pass(spec_, params_, x, OutputMetric::gauss_newton,
+                                        jac ? InputGrad::compute : InputGrad::skip)
+                          : OutputPass<T>{};
+      const auto& per_example = batch ? ep : gp;
+      if (jac) out.emplace_back("jac_norm", per_example.jac_norm);
       if (gn) {
         out.emplace_back("kfac_gn_norm", kfac_norm(spec_, params_, gp.layers));
-        out.emplace_back("gn_norm", gp.theta_norm);
+        out.emplace_back("gn_norm", per_example.theta_norm);
       }
       if (tr) {
-        const auto fp = output_pass(spec_, params_, x, OutputMetric::fisher, InputGrad::skip);
+        const auto fp = output_pass(spec_, params_, x, OutputMetric::fisher, InputGrad::skip, bn);
         for (std::size_t b = 0; b < gp.layers.size(); ++b) {
           const int w = params_.slots[gp.layers[b].factors.layer].weight;
           const double n2 = norm[w] * norm[w];  // C(θ̂_l) = ‖θ_l‖² C(θ_l) (Eq. 15)

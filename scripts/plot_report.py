@@ -206,7 +206,7 @@ def fig_loss(out, group, runs):
             a2.plot(t, loss, marker="o", ms=2.5, label=label(r))
     for ax in (a1, a2):
         ax.set_yscale("log")
-        ax.set_ylabel("training loss (epoch mean)")
+        ax.set_ylabel("training loss (epoch mean; epoch 0: eval mode)")
     epoch_axis(a1)
     a2.set_xlabel("wall-clock time (s)")
     a1.set_title(f"{group}: training loss per epoch")

@@ -70,6 +70,11 @@ std::unique_ptr<Side> make_perturbed(std::unique_ptr<Side> inner, std::string pr
 /// The metric groups optimizer cases compare after their steps (all that a backend measures on
 /// one batch: norms, elr, damping, jacobian, jacobian_est, gn, trace), η = the case's lr.
 train::MeasureRequest measure_request(const Case& c);
+/// The same for the groups that metrics.curvature_bn changes (gn, trace), with BN in batch mode
+/// (the probe batch's statistics, per-example Philox signs); its metrics are named with the
+/// suffix of_batch_bn so that both modes are compared.
+train::MeasureRequest measure_request_batch_bn(const Case& c);
+inline constexpr const char* of_batch_bn = "bn=batch";
 
 /// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
 /// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running

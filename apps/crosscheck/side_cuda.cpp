@@ -135,6 +135,8 @@ class CudaSide final : public xcheck::Side {
     try {
       for (const auto& [name, v] : be->measure(host(d.batches[0]), xcheck::measure_request(c)))
         out.push_back(Tensor{xcheck::names::metric(name, ""), Quantity::metric, {1}, {v}, ""});
+      for (const auto& [name, v] : be->measure(host(d.batches[0]), xcheck::measure_request_batch_bn(c)))
+        out.push_back(Tensor{xcheck::names::metric(name, xcheck::of_batch_bn), Quantity::metric, {1}, {v}, ""});
     } catch (const Error&) {
       // No metrics from this backend yet: the reference's metric tensors show as MISSING.
     }

@@ -87,6 +87,14 @@ train::MeasureRequest measure_request(const Case& c) {
   return r;
 }
 
+train::MeasureRequest measure_request_batch_bn(const Case& c) {
+  train::MeasureRequest r = measure_request(c);
+  r.groups = train::MetricGroups{};
+  r.groups.add(train::MetricGroup::gn).add(train::MetricGroup::trace);
+  r.curvature_bn = train::CurvatureBn::batch;
+  return r;
+}
+
 namespace {
 
 /// ‖(Σ_{n,t} |dy_{k,n,t}|)_k‖: the magnitude the bias gradient Σ_{n,t} dy sums (tensors.hpp).
@@ -313,6 +321,8 @@ class ReferenceSide final : public Side {
     // backend computes; the probe set is the first batch).
     const auto values = be.measure(host(d.batches[0], images), measure_request(c));
     for (const auto& [name, v] : values) out.push_back(scalar(names::metric(name, ""), Quantity::metric, v));
+    for (const auto& [name, v] : be.measure(host(d.batches[0], images), measure_request_batch_bn(c)))
+      out.push_back(scalar(names::metric(name, of_batch_bn), Quantity::metric, v));
     return out;
   }
 };

@@ -84,6 +84,27 @@ ProbeDistribution parse_probe_distribution(const std::string& field, const std::
   throw UsageError(field, fmt::format("expected rademacher or gaussian, got '{}'", s));
 }
 
+std::string to_string(ProbeSplit s) { return s == ProbeSplit::train ? "train" : "test"; }
+
+ProbeSplit parse_probe_split(const std::string& field, const std::string& s) {
+  if (s == "train") return ProbeSplit::train;
+  if (s == "test") return ProbeSplit::test;
+  throw UsageError(field, fmt::format("expected train or test, got '{}'", s));
+}
+
+std::string to_string(CurvatureBn m) { return m == CurvatureBn::eval ? "eval" : "batch"; }
+
+CurvatureBn parse_curvature_bn(const std::string& field, const std::string& s) {
+  if (s == "eval") return CurvatureBn::eval;
+  if (s == "batch") return CurvatureBn::batch;
+  throw UsageError(field, fmt::format("expected eval or batch, got '{}'", s));
+}
+
+bool uses_probe(MetricGroups g) {
+  return g.has(MetricGroup::jacobian) || g.has(MetricGroup::jacobian_est) || g.has(MetricGroup::gn) ||
+         g.has(MetricGroup::trace);
+}
+
 void MetricsOptions::validate() const {
   if (probe < 1) throw UsageError("metrics.probe", fmt::format("must be >= 1, got {}", probe));
   if (jac_probes < 1) throw UsageError("metrics.jac_probes", fmt::format("must be >= 1, got {}", jac_probes));
@@ -115,12 +136,20 @@ void apply_norm_transfer(Backend& backend, const NormTransfer& t, int epoch) {
   if (t.active()) backend.rescale_weights(norm_targets(t, epoch));
 }
 
+const data::Dataset& probe_source(const Datasets& data, ProbeSplit split) {
+  return split == ProbeSplit::train ? data.train : data.test;
+}
+
+int probe_size(const data::Dataset& probe_set, const MetricsOptions& opts) {
+  return int(std::min<std::size_t>(std::size_t(opts.probe), probe_set.size()));
+}
+
 NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, const MetricsOptions& opts,
                              double lr, std::uint64_t seed, std::uint64_t rng_step) {
   MetricGroups backend_groups = opts.groups;  // gap and train_eval are the trainer's
   backend_groups.bits &= ~(unsigned(MetricGroup::gap) | unsigned(MetricGroup::train_eval));
   if (backend_groups.bits == 0) return {};
-  const std::size_t n = std::min<std::size_t>(std::size_t(opts.probe), probe_set.size());
+  const std::size_t n = std::size_t(probe_size(probe_set, opts));
   const std::size_t sz = probe_set.image_size();
   std::vector<float> images(n * sz);
   std::vector<std::int32_t> labels(n);
@@ -130,6 +159,7 @@ NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, c
   }
   MeasureRequest req;
   req.groups = backend_groups;
+  req.curvature_bn = opts.curvature_bn;
   req.lr = lr;
   req.jac_probes = opts.jac_probes;
   req.probe_distribution = opts.probe_distribution;
@@ -139,9 +169,15 @@ NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, c
 }
 
 void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConfig& cfg, double lr, int epoch,
-                       nlohmann::ordered_json& row) {
+                       nlohmann::ordered_json& row, ProbeColumns columns) {
   const MetricsOptions& m = cfg.metrics;
-  for (const auto& [name, value] : measure_on_probe(backend, data.test, m, lr, cfg.seed, std::uint64_t(epoch)))
+  const data::Dataset& probe_set = probe_source(data, m.probe_split);
+  if (uses_probe(m.groups) && columns == ProbeColumns::record) {
+    row["probe_split"] = to_string(m.probe_split);
+    row["probe_n"] = probe_size(probe_set, m);
+    row["curvature_bn"] = to_string(m.curvature_bn);
+  }
+  for (const auto& [name, value] : measure_on_probe(backend, probe_set, m, lr, cfg.seed, std::uint64_t(epoch)))
     row[name] = value;
   double train_loss = row["train_loss"].get<double>();
   if (m.groups.has(MetricGroup::train_eval)) {

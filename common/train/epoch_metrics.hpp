@@ -21,7 +21,9 @@ struct Datasets;
 
 struct MetricsOptions {
   MetricGroups groups = default_metric_groups();
-  int probe = 256;      // N: the probe set is the first N test examples
+  int probe = 256;      // N: the probe set is the first N examples of probe_split
+  ProbeSplit probe_split = ProbeSplit::train;  // training split (after the validation split)
+  CurvatureBn curvature_bn = CurvatureBn::batch;  // BN as K-FAC sees it (docs/curvature-probes.md)
   int jac_probes = 16;  // M random projections for jac_norm_est
   ProbeDistribution probe_distribution = ProbeDistribution::rademacher;
   void validate() const;  // UsageError naming metrics.probe / metrics.jac_probes
@@ -46,16 +48,29 @@ NamedValues norm_targets(const NormTransfer& t, int epoch);
 /// wn after epoch `epoch`: backend.rescale_weights(norm_targets(t, epoch)); nothing when inactive.
 void apply_norm_transfer(Backend& backend, const NormTransfer& t, int epoch);
 
+/// The set that opts.probe_split names: data.train (the training split, validation examples
+/// already held out) or data.test.
+const data::Dataset& probe_source(const Datasets& data, ProbeSplit split);
+
+/// The probe set's size: min(opts.probe, the size of its source).
+int probe_size(const data::Dataset& probe_set, const MetricsOptions& opts);
+
 /// The metrics of opts.groups that the backend computes, the curvature ones on the first
-/// opts.probe examples of `probe_set`; rng_step keys the random projections (e.g. the epoch).
+/// opts.probe examples of `probe_set` with BN as opts.curvature_bn says; rng_step keys the
+/// random projections and signs (e.g. the epoch).
 NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, const MetricsOptions& opts,
                              double lr, std::uint64_t seed, std::uint64_t rng_step);
 
-/// Fills an epoch's row (which already holds train_loss and test_loss): the backend's metrics,
+/// Whether a row records its probe set (probe_split, probe_n, curvature_bn): yes for every run
+/// started since those keys exist; a run resumed from before keeps the columns it started with.
+enum class ProbeColumns { record, omit };
+
+/// Fills an epoch's row (which already holds train_loss and test_loss): the backend's metrics
+/// (with a probe group, probe_split, probe_n and curvature_bn first, unless `columns` is omit),
 /// then with group train_eval the training set in evaluation mode (train_eval_loss,
 /// train_eval_acc), and with group gap gen_gap = test_loss − train_eval_loss if measured, else
 /// test_loss − train_loss (the epoch's running mean, which lags the end-of-epoch model).
 void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConfig& cfg, double lr, int epoch,
-                       nlohmann::ordered_json& row);
+                       nlohmann::ordered_json& row, ProbeColumns columns = ProbeColumns::record);
 
 }  // namespace wdlab::train

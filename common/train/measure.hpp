@@ -23,9 +23,22 @@
 //   gap          gen_gap = test_loss − train_loss (computed by the trainer, not the backend)
 //   train_eval   train_eval_loss, train_eval_acc: the training set in evaluation mode; gen_gap
 //                then uses train_eval_loss instead of the epoch's running mean (trainer side)
-// Curvature metrics (jacobian, gn, trace) take BN in evaluation mode (running statistics), so
-// each example's output depends on that example alone; without BN (Mechanism II, Table 2,
-// Fig. 5) the two modes coincide.
+// Probe set (metrics.probe_split, docs/curvature-probes.md): the curvature groups (jacobian,
+// jacobian_est, gn, trace) run on the first N examples of the training split (train, the default:
+// the curvature the optimizer sees) or of the test split (test, the meaning before the key
+// existed). BN during those passes (metrics.curvature_bn):
+//   eval   running statistics: example n's output depends on x_n alone, every expectation is an
+//          exact average over the N examples.
+//   batch  the probe batch's own statistics, as K-FAC estimates its factors in training mode
+//          (MATH.md §9.6): the backward runs through the batch-statistics coupling. The output
+//          cotangent of example n in pass j is s_n·B_n e_j with Rademacher signs s_n (Philox
+//          purpose curvature_sign, step = rng_step, index = n), so E_s[g gᵀ] keeps only the terms
+//          of independent per-example cotangents, Σ_m B_nm H_m B_nmᵀ (what sampled targets give in
+//          expectation); the cross terms left by one draw are O(1/N). Affects the K-FAC-block
+//          metrics: kfac_gn_norm, gn_trace, fisher_trace and their _exact forms.
+//          jac_norm, jac_norm_est and gn_norm are properties of the per-example function f(x) and
+//          always use eval mode.
+// Without BN (Mechanism II, Table 2, Fig. 5) the two modes coincide.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -69,8 +82,23 @@ enum class ProbeDistribution { rademacher, gaussian };
 std::string to_string(ProbeDistribution d);
 ProbeDistribution parse_probe_distribution(const std::string& field, const std::string& s);
 
+/// Which split the curvature groups' probe set comes from (metrics.probe_split).
+enum class ProbeSplit { train, test };
+std::string to_string(ProbeSplit s);
+ProbeSplit parse_probe_split(const std::string& field, const std::string& s);
+
+/// BN during the curvature passes (metrics.curvature_bn): running statistics or the probe
+/// batch's own (see the top of this file).
+enum class CurvatureBn { eval, batch };
+std::string to_string(CurvatureBn m);
+CurvatureBn parse_curvature_bn(const std::string& field, const std::string& s);
+
+/// Whether g holds a group computed on the probe set (jacobian, jacobian_est, gn, trace).
+bool uses_probe(MetricGroups g);
+
 struct MeasureRequest {
   MetricGroups groups;
+  CurvatureBn curvature_bn = CurvatureBn::eval;  // for kfac_gn_norm and the traces
   double lr = 0;           // the scheduled η, for elr / elr_opt
   int jac_probes = 16;     // M, for jac_norm_est
   ProbeDistribution probe_distribution = ProbeDistribution::rademacher;

@@ -18,8 +18,8 @@ class MetricsLog {
  public:
   explicit MetricsLog(std::filesystem::path run_dir);
   /// Keeps the epoch rows whose "epoch" ≤ epoch and the event rows whose "step" < iteration
-  /// (all rows are dropped for epoch 0, iteration 0). A torn last line (a kill during an append)
-  /// is dropped too.
+  /// (epoch −1, iteration 0 drops every row). A torn last line (a kill during an append) is
+  /// dropped too.
   void truncate_after(int epoch, std::int64_t iteration);
   /// Appends an epoch row; its keys must equal the CSV header once one exists.
   void append(const nlohmann::ordered_json& row);

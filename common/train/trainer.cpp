@@ -151,7 +151,9 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   const char* fault = std::getenv("WDLAB_FAULT_SIGTERM_AT");
   const std::int64_t sigterm_at = fault ? std::atoll(fault) : -1;
   MetricsLog log(run_dir);
-  log.truncate_after(start.epoch, start.iteration);
+  // At the start (fresh, or the epoch-0 checkpoint) every row goes, row 0 is written again below.
+  const bool at_start = start.epoch == 0 && start.batch == 0;
+  log.truncate_after(at_start ? -1 : start.epoch, start.iteration);
   double initial_loss = start.initial_loss;
   std::int64_t skipped = start.skipped_steps, skipped_in_a_row = 0;
 
@@ -163,7 +165,8 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
   std::vector<std::int64_t> ids64;  // the resident path's batch ids
   ProgressLine progress(cfg.progress);
 
-  if (start.epoch == 0 && start.batch == 0 && backend.wants_factor_init()) {
+  // A checkpoint at epoch 0 (written below) already holds the initialized factors.
+  if (!from && start.epoch == 0 && start.batch == 0 && backend.wants_factor_init()) {
     // One pass over the training set in data order, no augmentation (roger_init).
     std::vector<std::uint32_t> ids(std::size_t(cfg.batch_size));
     for (std::int64_t b = 0; b < per_epoch; ++b) {
@@ -176,6 +179,46 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
       }
     }
     backend.finish_factor_init();
+  }
+
+  // Rows record their probe set, unless this run started before those columns existed.
+  ProbeColumns columns = ProbeColumns::record;
+  for (const auto& r : log.rows(MetricsLog::Tail::tolerate_torn))
+    if (!r.contains("event")) {
+      if (uses_probe(cfg.metrics.groups) && !r.contains("probe_split")) columns = ProbeColumns::omit;
+      break;
+    }
+
+  if (at_start) {
+    // The epoch-0 row: the initial state (K-FAC's factor pass done), before the first step, and
+    // its checkpoint, so that `wdlab measure` of it gives the same numbers. No running mean of
+    // the training loss exists yet: train_loss/train_acc are the training set in evaluation mode.
+    const auto te = Clock::now();
+    nlohmann::ordered_json row;
+    row["epoch"] = 0;
+    row["iteration"] = 0;
+    row["lr"] = cfg.lr(0, per_epoch);
+    summary.train = evaluate(backend, data.train, DataSplit::train, cfg.eval_batch_size);
+    row["train_loss"] = summary.train.loss();
+    row["train_acc"] = summary.train.accuracy();
+    row["skipped_steps"] = 0;
+    if (data.val.size() > 0) {
+      summary.val = evaluate(backend, data.val, DataSplit::val, cfg.eval_batch_size);
+      row["val_loss"] = summary.val.loss();
+      row["val_acc"] = summary.val.accuracy();
+    }
+    summary.test = evaluate(backend, data.test, DataSplit::test, cfg.eval_batch_size);
+    row["test_loss"] = summary.test.loss();
+    row["test_acc"] = summary.test.accuracy();
+    row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
+    add_epoch_metrics(backend, data, cfg, row["lr"].get<double>(), 0, row, columns);
+    log.append(row);
+    progress.end_epoch(fmt::format("epoch 0 (initial state): train loss {:.4f} acc {:.4f} (eval mode) | test loss "
+                                   "{:.4f} acc {:.4f}",
+                                   summary.train.loss(), summary.train.accuracy(), summary.test.loss(),
+                                   summary.test.accuracy()));
+    save_checkpoint(backend, run_dir, Position{}, checkpoint_metadata, cfg.keep_checkpoints);
+    if (const int sig = signals.pending(); sig != 0) throw Interrupted{sig};
   }
 
   for (int epoch = start.epoch + 1; epoch <= cfg.epochs; ++epoch) {
@@ -279,7 +322,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["test_loss"] = summary.test.loss();
     row["test_acc"] = summary.test.accuracy();
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
-    add_epoch_metrics(backend, data, cfg, lr, epoch, row);  // norm.*, elr.*, ... (measure.hpp)
+    add_epoch_metrics(backend, data, cfg, lr, epoch, row, columns);  // norm.*, elr.*, ... (measure.hpp)
     log.append(row);
     progress.end_epoch(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | {}test loss {:.4f} acc {:.4f} | {:.1f} s",
                                    epoch, cfg.epochs, double(row["train_loss"]), double(row["train_acc"]),

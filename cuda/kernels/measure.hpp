@@ -55,6 +55,18 @@ struct JacobianProbe {
   }
 };
 
+/// Batch-BN curvature passes: v_n ← s_n·v_n with s_n = ±1 from the shared Philox, purpose
+/// curvature_sign, step, index n (uniform < ½ → −1), as ref::curvature_sign. Index space N.
+struct SignColumns {
+  float* v;
+  Index K;
+  std::uint64_t seed, step;
+  WDLAB_HD void operator()(Index n) const {
+    const float s = rng::uniform(seed, rng::Purpose::curvature_sign, step, std::uint64_t(n)) < 0.5 ? -1.0f : 1.0f;
+    for (Index k = 0; k < K; ++k) v[n * K + k] *= s;
+  }
+};
+
 /// Eval-mode BN backward (the statistics are constants): dx (=|+=) γ_c·invstd_c·dy with
 /// invstd_c = 1/√(running_var_c + ε), in float as the reference's float instantiation
 /// (γ = 1 without affine). Index space N·C·HW.

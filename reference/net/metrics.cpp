@@ -29,10 +29,17 @@ Mat<T> wbar(const ParamStore<T>& p, int layer) {
 
 }  // namespace
 
+double curvature_sign(std::uint64_t seed, std::uint64_t step, std::uint64_t n) {
+  return rng::uniform(seed, rng::Purpose::curvature_sign, step, n) < 0.5 ? -1.0 : 1.0;
+}
+
 template <class T>
 OutputPass<T> output_pass(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
-                          OutputMetric metric, InputGrad input) {
-  const auto fw = network_forward(spec, p, x, BnMode::eval);
+                          OutputMetric metric, InputGrad input, const CurvatureBnPass& bn) {
+  const bool batch = bn.mode == train::CurvatureBn::batch;
+  // Batch mode: BN normalizes with the probe batch's statistics (the running ones stay as they
+  // are) and the backward runs through them.
+  const auto fw = network_forward(spec, p, x, batch ? BnMode::train : BnMode::eval);
   const Eigen::Index K = spec.classes, N = x.cols();
   WDLAB_CHECK(N > 0, "empty probe batch");
   OutputPass<T> out;
@@ -76,6 +83,8 @@ OutputPass<T> output_pass(const NetworkSpec& spec, const ParamStore<T>& p, const
         C(j, n) += r;
       }
     }
+    if (batch)  // s_n·B_n e_j: independent signs remove the cross-example terms in expectation
+      for (Eigen::Index n = 0; n < N; ++n) C.col(n) *= T(curvature_sign(bn.seed, bn.step, std::uint64_t(n)));
     const auto bw = network_backward(spec, p, fw, C, input);
     if (input == InputGrad::compute) jac += double(bw.d_input.template cast<double>().squaredNorm());
     for (std::size_t b = 0; b < out.layers.size(); ++b) {
@@ -188,7 +197,7 @@ void rescale_weight(const NetworkSpec& spec, ParamStore<T>& p, const std::string
 
 #define WDLAB_INSTANTIATE(T)                                                                     \
   template OutputPass<T> output_pass<T>(const NetworkSpec&, const ParamStore<T>&, const Mat<T>&, \
-                                        OutputMetric, InputGrad);                                \
+                                        OutputMetric, InputGrad, const CurvatureBnPass&);        \
   template double kfac_norm<T>(const NetworkSpec&, const ParamStore<T>&,                          \
                                const std::vector<LayerCurvature<T>>&);                            \
   template double kfac_trace<T>(const FactorStats<T>&);                                          \

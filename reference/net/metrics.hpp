@@ -1,8 +1,8 @@
 #pragma once
 // The mechanism metrics of a NetworkSpec network on a probe batch (columns = examples), the
-// reference oracle for every backend (common/train/measure.hpp names them). BN runs in
-// evaluation mode (running statistics), so example n's logits f_n depend on x_n alone and the
-// expectations below are exact averages over the N probe examples:
+// reference oracle for every backend (common/train/measure.hpp names them). With BN in
+// evaluation mode (running statistics) example n's logits f_n depend on x_n alone and the
+// expectations below are exact averages over the N probe examples (batch mode: CurvatureBnPass):
 //   E‖J_x‖²_F       = (1/N) Σ_n Σ_k ‖∇_x f_{k,n}‖²                     (K backward passes)
 //   θᵀCθ            = (1/N) Σ_n (J_n θ)ᵀ H_n (J_n θ)                    (same passes)
 //   K-FAC block     = T_l·(A_l ⊗ S_l), A = E[ā āᵀ], S = E_n[G_n H_n G_nᵀ]  (MATH.md §9.1, §9.5)
@@ -39,11 +39,24 @@ struct OutputPass {
   double jac_norm = 0;    // (1/N) Σ_n ‖B_nᵀ J_x(x_n)‖²_F when asked (GN: E‖J_x‖²_F), else 0
 };
 
-/// K backward passes with the cotangents B_n e_j (eval-mode BN); the input gradient only when
-/// `input` is InputGrad::compute.
+/// BN during an output pass (common/train/measure.hpp): eval (running statistics, the
+/// default), or batch: the probe batch's statistics, and example n's cotangent multiplied by the
+/// Rademacher sign s_n = ±1 (Philox purpose curvature_sign, step, index n), so that the
+/// batch-statistics coupling keeps only E_s[g gᵀ] = Σ_m B_nm H_m B_nmᵀ up to O(1/N) cross terms.
+struct CurvatureBnPass {
+  train::CurvatureBn mode = train::CurvatureBn::eval;
+  std::uint64_t seed = 0, step = 0;
+};
+
+/// s_n of a batch-mode pass: uniform(seed, curvature_sign, step, n) < ½ → −1, else +1.
+double curvature_sign(std::uint64_t seed, std::uint64_t step, std::uint64_t n);
+
+/// K backward passes with the cotangents B_n e_j (s_n·B_n e_j in batch mode); the input
+/// gradient only when `input` is InputGrad::compute. theta_norm and jac_norm are per-example
+/// quantities and are only meaningful in eval mode.
 template <class T>
 OutputPass<T> output_pass(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
-                          OutputMetric metric, InputGrad input);
+                          OutputMetric metric, InputGrad input, const CurvatureBnPass& bn = {});
 
 /// Σ_l T_l·vec(W̄_l)ᵀ(A_l ⊗ S_l)vec(W̄_l) = Σ_l T_l·tr(W̄_lᵀ S_l W̄_l A_l), W̄ = [W b] (MATH.md §6).
 template <class T>

@@ -80,13 +80,14 @@ TEST_CASE("kill -9 at injected points of the durable writes: the restart ends in
   const std::string args = for_optimizer("kfac-g");
   const fs::path straight = fresh_dir("inj_straight");
   REQUIRE(run(args, straight) == 0);
-  // Each point is hit at least once in a run: the checkpoint of epoch 2, the 2nd/3rd `latest`,
-  // the metrics row of epoch 2 between its CSV and JSONL lines, a training step.
+  // Each point is hit at least once in a run: the checkpoint of epoch 2, the 3rd/4th `latest`
+  // (of epochs 2 and 3: epoch 0 writes the first), the metrics row of epoch 2 (the 3rd: epoch 0
+  // has a row) between its CSV and JSONL lines, a training step.
   const std::vector<std::string> points = {
       "atomic.after_temp_write/epoch-0002.safetensors@1", "atomic.before_rename/epoch-0002.safetensors@1",
-      "atomic.after_rename/epoch-0002.safetensors@1",     "atomic.before_rename/latest@2",
-      "atomic.after_rename/latest@3",                     "atomic.after_temp_write/DONE@1",
-      "metrics.between_files/metrics@2",                  "trainer.step/20@1"};
+      "atomic.after_rename/epoch-0002.safetensors@1",     "atomic.before_rename/latest@3",
+      "atomic.after_rename/latest@4",                     "atomic.after_temp_write/DONE@1",
+      "metrics.between_files/metrics@3",                  "trainer.step/20@1"};
   const int rounds = std::getenv("WDLAB_KILL_ROUNDS") ? std::atoi(std::getenv("WDLAB_KILL_ROUNDS")) : 1;
   int kills = 0;
   for (int round = 0; round < rounds; ++round)
@@ -203,7 +204,7 @@ TEST_CASE("resume refuses a changed config naming the keys, accepts it with --re
   INFO(more.err);
   CHECK(more.rc == 0);
   CHECK(fs::exists(d / "checkpoints" / "epoch-0005.safetensors"));
-  CHECK(comparable_rows(d).size() == 5);
+  CHECK(comparable_rows(d).size() == 6);  // epochs 0..5
   fs::remove_all(d);
 }
 
@@ -318,7 +319,7 @@ TEST_CASE("full disk (file size limit) while checkpointing: one-line error namin
   const std::string err = slurp(d.string() + ".err");
   INFO(err);
   CHECK(WEXITSTATUS(status) == 3);
-  CHECK(err.find("epoch-0001.safetensors") != std::string::npos);
+  CHECK(err.find("epoch-0000.safetensors") != std::string::npos);  // the first checkpoint: epoch 0's
   CHECK(err.find("File too large") != std::string::npos);
   int lines = 0;
   for (char c : err) lines += c == '\n';

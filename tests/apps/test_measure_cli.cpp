@@ -34,18 +34,22 @@ TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc 
   INFO(ra.err);
   REQUIRE(ra.rc == 0);
   const auto rows = wdlab::train::MetricsLog(a).rows();
-  REQUIRE(rows.size() == 2);
+  REQUIRE(rows.size() == 3);  // epoch 0 (the initial state), 1, 2
+  CHECK(rows[0]["epoch"] == 0);
+  CHECK(rows[2]["probe_split"] == "train");  // the defaults
+  CHECK(rows[2]["probe_n"] == 32);
+  CHECK(rows[2]["curvature_bn"] == "batch");
   for (const char* key : {"norm.features.0.weight", "elr.features.0.weight", "elr_opt.classifier.weight", "jac_norm",
                           "jac_norm_est", "kfac_gn_norm", "gn_norm", "gn_trace.features.0.weight",
                           "fisher_trace.features.0.weight", "gn_trace_exact.classifier.weight", "train_eval_loss",
                           "gen_gap"}) {
     INFO(key);
-    CHECK(rows[1].contains(key));
+    CHECK(rows[2].contains(key));
   }
-  CHECK_FALSE(rows[1].contains("damping_eff.features.0.weight"));  // K-FAC only
-  CHECK(rows[1]["gen_gap"].get<double>() ==
-        rows[1]["test_loss"].get<double>() - rows[1]["train_eval_loss"].get<double>());
-  CHECK(rows[1]["jac_norm"].get<double>() > 0);
+  CHECK_FALSE(rows[2].contains("damping_eff.features.0.weight"));  // K-FAC only
+  CHECK(rows[2]["gen_gap"].get<double>() ==
+        rows[2]["test_loss"].get<double>() - rows[2]["train_eval_loss"].get<double>());
+  CHECK(rows[2]["jac_norm"].get<double>() > 0);
 
   // measure on the last checkpoint computes the same numbers as the trainer's last row.
   const auto m = run_wdlab("measure --run " + a.string() + " --metrics all --format json");
@@ -56,8 +60,8 @@ TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc 
   CHECK(j["probe"] == 32);
   for (const char* key : {"jac_norm", "jac_norm_est", "gn_norm", "kfac_gn_norm", "fisher_trace.features.3.weight",
                           "norm.features.7.weight", "test_loss"}) {
-    INFO(key << ": measure " << j["metrics"][key] << ", train row " << rows[1][key]);
-    CHECK(near(j["metrics"][key].get<double>(), rows[1][key].get<double>(), 1e-6));
+    INFO(key << ": measure " << j["metrics"][key] << ", train row " << rows[2][key]);
+    CHECK(near(j["metrics"][key].get<double>(), rows[2][key].get<double>(), 1e-6));
   }
   const auto table = run_wdlab("measure --run " + a.string() + " --metrics norms,gn");
   CHECK(table.rc == 0);
@@ -69,16 +73,16 @@ TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc 
   INFO(rb.err);
   REQUIRE(rb.rc == 0);
   const auto brows = wdlab::train::MetricsLog(b).rows();
-  REQUIRE(brows.size() == 2);
+  REQUIRE(brows.size() == 3);
   int convs = 0;
-  for (int e = 0; e < 2; ++e)
+  for (int e = 0; e < 3; ++e)  // epoch 0: the same initialization (same seed) before any transfer
     for (const auto& [key, v] : brows[e].items())
       if (key.rfind("norm.features.", 0) == 0) {
         ++convs;
-        INFO(key << " epoch " << e + 1 << ": " << v << " vs source " << rows[e][key]);
+        INFO(key << " epoch " << e << ": " << v << " vs source " << rows[e][key]);
         CHECK(near(v.get<double>(), rows[e][key].get<double>(), 1e-5));
       }
-  CHECK(convs == 8);  // four conv layers, two epochs
+  CHECK(convs == 12);  // four conv layers, epochs 0, 1, 2
 
   // The dense head is not followed by BN: wn scope all is refused, naming it.
   const auto rc = run_wdlab("train " + kConv + "--set wn.scope=all --set wn.norms_from=" + a.string() + " --out " +
@@ -89,4 +93,59 @@ TEST_CASE("train logs the metric groups, measure reproduces the last row, wd-fc 
   CHECK(bad.rc == 2);
   CHECK(bad.err.find("bogus") != std::string::npos);
   for (const auto& d : {a, b, c}) fs::remove_all(d);
+}
+
+TEST_CASE("the epoch-0 row equals wdlab measure of the epoch-0 checkpoint (K-FAC-F, BN MLP, train probe)") {
+  if (!wdlab::test::have_fashion_mnist()) std::exit(77);
+  const fs::path a = fresh("epoch0");
+  const std::string groups = "norms,elr,damping,gn,trace,jacobian";
+  const auto r = run_wdlab("train --set model=mlp --set arch.depth=1 --set arch.width=16 --set arch.batchnorm=true "
+                           "--set arch.bias=false --set optimizer=kfac-f --set lr=0.001 --set kfac.factor_init=data_pass "
+                           "--set train_subset=256 --set test_subset=128 --set epochs=1 --set batch_size=64 "
+                           "--set metrics.probe=32 --metrics " + groups + " --quiet --out " + a.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const auto rows = wdlab::train::MetricsLog(a).rows();
+  REQUIRE(rows.size() == 2);
+  const auto& row0 = rows[0];
+  CHECK(row0["epoch"] == 0);
+  CHECK(row0["iteration"] == 0);
+  CHECK(row0["probe_split"] == "train");
+  CHECK(row0["probe_n"] == 32);
+  const fs::path ckpt = a / "checkpoints" / "epoch-0000.safetensors";
+  REQUIRE(fs::exists(ckpt));
+  const auto m = run_wdlab("measure --run " + a.string() + " --checkpoint " + ckpt.string() + " --metrics " + groups +
+                           " --format json");
+  INFO(m.err);
+  REQUIRE(m.rc == 0);
+  const auto j = nlohmann::json::parse(m.out);
+  CHECK(j["epoch"] == 0);
+  CHECK(j["probe_split"] == "train");
+  CHECK(j["curvature_bn"] == "batch");
+  int compared = 0;
+  for (const auto& [key, v] : j["metrics"].items()) {
+    INFO(key << ": measure " << v << ", epoch-0 row " << row0.value(key, nlohmann::ordered_json()));
+    REQUIRE(row0.contains(key));
+    CHECK(v.get<double>() == row0[key].get<double>());  // same state, same probe, same signs: bit for bit
+    ++compared;
+  }
+  CHECK(compared >= 12);
+  CHECK(j["metrics"].contains("damping_frac.fc0.weight"));  // the data-pass factors are in the checkpoint
+  CHECK(j["metrics"].contains("fisher_trace.fc0.weight"));
+  // The other split and the other BN mode are other numbers (each enum value reaches the backend).
+  for (const char* other : {"--probe-split test", "--curvature-bn eval"}) {
+    const auto o = run_wdlab("measure --run " + a.string() + " --checkpoint " + ckpt.string() +
+                             " --metrics trace --format json " + other);
+    INFO(other << ": " << o.err);
+    REQUIRE(o.rc == 0);
+    const auto jo = nlohmann::json::parse(o.out);
+    const double x = jo["metrics"]["fisher_trace.fc0.weight"].get<double>();
+    const double y = row0["fisher_trace.fc0.weight"].get<double>();
+    CHECK(std::isfinite(x));
+    CHECK_FALSE(near(x, y, 1e-3));
+  }
+  const auto bad = run_wdlab("measure --run " + a.string() + " --probe-split validation");
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("--probe-split") != std::string::npos);
+  fs::remove_all(a);
 }

@@ -39,14 +39,17 @@ TEST_CASE("train writes a complete run directory, eval reproduces the trainer's 
   for (const char* f : {"config.json", "meta.json", "metrics.jsonl", "metrics.csv", "DONE", "checkpoints/latest"})
     CHECK(fs::exists(run / f));
   const auto rows = metric_rows(run);
-  REQUIRE(rows.size() == 2);
-  CHECK(rows[1]["epoch"] == 2);
-  CHECK(rows[1]["iteration"] == 16);  // 512/64 steps per epoch
-  CHECK(rows[1].contains("norm.fc0.weight"));
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0]["epoch"] == 0);  // the initial state, before the first step
+  CHECK(rows[0]["iteration"] == 0);
+  CHECK(rows[2]["epoch"] == 2);
+  CHECK(rows[2]["iteration"] == 16);  // 512/64 steps per epoch
+  CHECK(rows[2].contains("norm.fc0.weight"));
+  CHECK(rows[0]["norm.fc0.weight"] != rows[1]["norm.fc0.weight"]);
   std::ifstream csv(run / "metrics.csv");
   int lines = 0;
   for (std::string l; std::getline(csv, l);) ++lines;
-  CHECK(lines == 3);  // header + 2 rows
+  CHECK(lines == 4);  // header + 3 rows
 
   const auto ckpt = wdlab::io::load(run / "checkpoints" / "epoch-0002.safetensors");
   CHECK(ckpt.at("fc0.weight").shape == std::vector<std::int64_t>{16, 784});
@@ -60,8 +63,8 @@ TEST_CASE("train writes a complete run directory, eval reproduces the trainer's 
   REQUIRE(e.rc == 0);
   const auto j = nlohmann::json::parse(e.out);
   CHECK(j["examples"] == 256);
-  CHECK(j["accuracy"].get<double>() == doctest::Approx(rows[1]["test_acc"].get<double>()).epsilon(1e-12));
-  CHECK(j["loss"].get<double>() == doctest::Approx(rows[1]["test_loss"].get<double>()).epsilon(1e-9));
+  CHECK(j["accuracy"].get<double>() == doctest::Approx(rows[2]["test_acc"].get<double>()).epsilon(1e-12));
+  CHECK(j["loss"].get<double>() == doctest::Approx(rows[2]["test_loss"].get<double>()).epsilon(1e-9));
   fs::remove_all(run);
 }
 
@@ -90,9 +93,9 @@ TEST_CASE("resume after an interruption reproduces the uninterrupted run bit for
   }
   CHECK(differ_from_epoch1 > 0);  // not vacuous: epoch 2 changed the state
   const auto ra = metric_rows(a), rb = metric_rows(b);
-  REQUIRE(ra.size() == 2);
-  REQUIRE(rb.size() == 2);  // no duplicated row for epoch 1
-  for (std::size_t i = 0; i < 2; ++i)
+  REQUIRE(ra.size() == 3);
+  REQUIRE(rb.size() == 3);  // no duplicated row for epoch 1
+  for (std::size_t i = 0; i < 3; ++i)
     for (const char* k : {"train_loss", "test_loss", "test_acc", "norm.fc1.weight"}) CHECK(ra[i][k] == rb[i][k]);
   fs::remove_all(a);
   fs::remove_all(b);
@@ -174,7 +177,7 @@ TEST_CASE("SIGTERM inside an epoch: checkpoint, exit 143, resume reproduces the 
   CHECK(stopped.rc == 143);
   CHECK(fs::exists(b / "checkpoints" / "epoch-0002-partial-000000005.safetensors"));
   CHECK_FALSE(fs::exists(b / "DONE"));
-  CHECK(metric_rows(b).size() == 1);
+  CHECK(metric_rows(b).size() == 2);  // epochs 0 and 1
   const auto r = run_wdlab("train " + args + "--resume --out " + b.string());
   INFO(r.err);
   REQUIRE(r.rc == 0);
@@ -185,9 +188,119 @@ TEST_CASE("SIGTERM inside an epoch: checkpoint, exit 143, resume reproduces the 
     CHECK(t.data == fb.at(name).data);
   }
   const auto ra = metric_rows(a), rb = metric_rows(b);
-  REQUIRE(rb.size() == 2);
-  for (std::size_t i = 0; i < 2; ++i)
+  REQUIRE(rb.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i)
     for (const char* k : {"train_loss", "train_acc", "test_loss", "test_acc"}) CHECK(ra[i][k] == rb[i][k]);
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+TEST_CASE("resume from the epoch-0 checkpoint (K-FAC-F, data-pass factors, BN) reproduces the straight run bit for bit") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const std::string args = kTiny +
+                           "--precision double --set optimizer=kfac-f --set lr=0.001 --set arch.batchnorm=true "
+                           "--set kfac.factor_init=data_pass --set kfac.t_inv=4 --set checkpoint.keep=5 "
+                           "--metrics norms,elr,gap,damping,trace --set metrics.probe=32 ";
+  const fs::path a = fresh_dir("e0_straight"), b = fresh_dir("e0_resumed");
+  REQUIRE(run_wdlab("train " + args + "--out " + a.string()).rc == 0);
+  REQUIRE(run_wdlab("train " + args + "--out " + b.string()).rc == 0);
+  // Leave b as a kill right after the epoch-0 checkpoint would.
+  fs::remove(b / "DONE");
+  fs::remove(b / "checkpoints" / "epoch-0001.safetensors");
+  fs::remove(b / "checkpoints" / "epoch-0002.safetensors");
+  std::ofstream(b / "checkpoints" / "latest") << "epoch-0000.safetensors\n";
+  const auto r = run_wdlab("train " + args + "--resume --out " + b.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.err.find("epoch-0000.safetensors") != std::string::npos);
+  const auto fa = wdlab::io::load(a / "checkpoints" / "epoch-0002.safetensors");
+  const auto fb = wdlab::io::load(b / "checkpoints" / "epoch-0002.safetensors");
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  for (const auto& [name, t] : fa.tensors) {
+    INFO(name);
+    CHECK(t.data == fb.at(name).data);  // the factor pass is not run twice
+  }
+  const auto ra = metric_rows(a), rb = metric_rows(b);
+  REQUIRE(ra.size() == 3);
+  REQUIRE(rb.size() == 3);  // the epoch-0 row written once
+  int compared = 0;
+  for (std::size_t i = 0; i < 3; ++i)
+    for (const auto& [k, v] : ra[i].items())
+      if (k != "epoch_seconds") {
+        INFO(i << " " << k);
+        CHECK(v == rb[i][k]);
+        ++compared;
+      }
+  CHECK(compared > 30);
+  CHECK(ra[0].contains("fisher_trace.fc0.weight"));
+  CHECK(ra[0].contains("damping_frac.fc0.weight"));
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("a run from before metrics.probe_split resumes with its old meaning (test probe, eval BN)") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const fs::path a = fresh_dir("legacy");
+  const std::string args = kTiny + "--metrics norms,trace --set metrics.probe=16 ";
+  REQUIRE(run_wdlab("train " + args + "--set epochs=1 --set metrics.probe_split=test --set metrics.curvature_bn=eval "
+                    "--out " + a.string()).rc == 0);
+  // What an older wdlab wrote: config.json without the two keys, rows without the probe columns.
+  auto cfg = nlohmann::json::parse(std::ifstream(a / "config.json"));
+  cfg["metrics"].erase("probe_split");
+  cfg["metrics"].erase("curvature_bn");
+  std::ofstream(a / "config.json") << cfg.dump(2) << "\n";
+  std::string jsonl, csv;
+  for (auto row : metric_rows(a)) {
+    for (const char* k : {"probe_split", "probe_n", "curvature_bn"}) row.erase(k);
+    jsonl += row.dump() + "\n";
+    std::string header, line;
+    for (const auto& [k, v] : row.items()) {
+      if (!header.empty()) {
+        header += ',';
+        line += ',';
+      }
+      header += k;
+      line += v.is_string() ? v.get<std::string>() : v.dump();
+    }
+    if (csv.empty()) csv = header + "\n";
+    csv += line + "\n";
+  }
+  std::ofstream(a / "metrics.jsonl") << jsonl;
+  std::ofstream(a / "metrics.csv") << csv;
+  fs::remove(a / "DONE");
+  // Without the keys on the command line the run continues as it was measured.
+  const auto r = run_wdlab("train " + args + "--set epochs=2 --reset epochs --out " + a.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  // It stays a run of the old kind: written again without the keys (config and checkpoint).
+  const auto now = nlohmann::json::parse(std::ifstream(a / "config.json"));
+  CHECK_FALSE(now["metrics"].contains("probe_split"));
+  CHECK_FALSE(now["metrics"].contains("curvature_bn"));
+  const auto m = run_wdlab("measure --run " + a.string() + " --metrics trace --format json");
+  REQUIRE(m.rc == 0);
+  CHECK(nlohmann::json::parse(m.out)["probe_split"] == "test");
+  CHECK(nlohmann::json::parse(m.out)["curvature_bn"] == "eval");
+  const auto rows = metric_rows(a);
+  REQUIRE(rows.size() == 3);
+  CHECK_FALSE(rows[2].contains("probe_split"));  // the run keeps the columns it started with
+  CHECK(rows[2].contains("fisher_trace.fc0.weight"));
+  // A config that spells out the new defaults (as a sweep's config files do) resumes it too,
+  // with its old meaning and a note.
+  fs::remove(a / "DONE");
+  const auto spelled = run_wdlab("train " + args + "--set epochs=3 --reset epochs --set metrics.probe_split=train "
+                                 "--set metrics.curvature_bn=batch --out " + a.string());
+  INFO(spelled.err);
+  CHECK(spelled.rc == 0);
+  CHECK(spelled.err.find("keeps test") != std::string::npos);
+  CHECK(spelled.err.find("keeps eval") != std::string::npos);
+  const auto rows3 = metric_rows(a);
+  REQUIRE(rows3.size() == 4);
+  CHECK_FALSE(rows3[3].contains("probe_split"));
+  CHECK_FALSE(nlohmann::json::parse(std::ifstream(a / "config.json"))["metrics"].contains("probe_split"));
+  // The trace of the last row is the test probe's in eval mode: measure of its checkpoint agrees.
+  const auto m3 = run_wdlab("measure --run " + a.string() + " --metrics trace --format json");
+  REQUIRE(m3.rc == 0);
+  CHECK(nlohmann::json::parse(m3.out)["metrics"]["fisher_trace.fc0.weight"].get<double>() ==
+        doctest::Approx(rows3[3]["fisher_trace.fc0.weight"].get<double>()).epsilon(1e-9));
+  fs::remove_all(a);
 }

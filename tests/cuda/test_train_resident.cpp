@@ -209,12 +209,12 @@ TEST_CASE("trainer resident path: batches by id end bit-identical to host batche
   CHECK(ids.rows == host.rows);
   CHECK(differing(ids.state, host.state).empty());
   // Every step and every evaluation went by id: 2 epochs of 4 steps; per epoch val 9 and test 10
-  // examples in batches of 4 (3 + 3).
+  // examples in batches of 4 (3 + 3); the epoch-0 row also evaluates the 37 training examples (10).
   CHECK(res.calls.id_steps == 8);
   CHECK(res.calls.host_steps == 0);
-  CHECK(res.calls.id_evals == 2 * (3 + 3));
+  CHECK(res.calls.id_evals == 2 * (3 + 3) + (10 + 3 + 3));
   CHECK(res.calls.host_evals == 0);
-  REQUIRE(host.rows.size() == 2);
+  REQUIRE(host.rows.size() == 3);  // epochs 0, 1, 2
 
   // Negative control: the draws of the next step instead of this one.
   auto inner2 = s.backend();
