@@ -92,7 +92,7 @@ TEST_CASE("probe_split: the training-probe Fisher of a network that fits its pro
   }
 }
 
-TEST_CASE("curvature_bn: without BN eval and batch coincide; with BN, batch = signed per-example passes through batch statistics") {
+TEST_CASE("curvature_bn: without BN eval and batch coincide, with BN, batch = signed per-example passes through batch statistics") {
   const train::MetricsOptions base = options(train::ProbeSplit::train, train::CurvatureBn::eval);
   const data::Dataset probe = scaled_set("probe", 1.0);
   for (Norm norm : {Norm::none, Norm::batchnorm}) {
@@ -153,7 +153,7 @@ TEST_CASE("curvature_bn: without BN eval and batch coincide; with BN, batch = si
   }
 }
 
-TEST_CASE("probe_split and curvature_bn spellings; a bad value names the field") {
+TEST_CASE("probe_split and curvature_bn spellings, a bad value names the field") {
   CHECK(train::parse_probe_split("f", "train") == train::ProbeSplit::train);
   CHECK(train::parse_probe_split("f", "test") == train::ProbeSplit::test);
   CHECK(train::parse_curvature_bn("f", "eval") == train::CurvatureBn::eval);
