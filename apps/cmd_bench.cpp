@@ -11,6 +11,7 @@
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "apps/bench_backend.hpp"
@@ -296,8 +297,10 @@ int cmd_bench(const Args& args) {
     if (backend == "reference" && tf32 == "on") throw UsageError("--tf32", "TF32 is a cuda math mode");
     if (!(width_mult > 0)) throw UsageError("--width-mult", "must be > 0");
     if (!(peak_tflops > 0)) throw UsageError("--peak-tflops", "must be > 0");
-    if (std::find(xcheck::network_names().begin(), xcheck::network_names().end(), model) == xcheck::network_names().end())
-      throw UsageError("--model", fmt::format("unknown model '{}'", model));
+    // One list: begin() and end() of two calls would be iterators into two different vectors.
+    const auto models = xcheck::network_names();
+    if (std::find(models.begin(), models.end(), model) == models.end())
+      throw UsageError("--model", fmt::format("unknown model '{}' (one of: {})", model, fmt::join(models, ", ")));
     if (precision != "both" && precision != "float" && precision != "double")
       throw UsageError("--precision", fmt::format("expected both, float or double, got '{}'", precision));
     if (format != "table" && format != "json") throw UsageError("--format", "expected table or json");

@@ -56,9 +56,9 @@ struct Options {
     s.input = exact ? xcheck::InputKind::small_integer : xcheck::InputKind::gaussian;
     s.networks = split(networks, xcheck::network_names());
     s.optimizers = split(optimizers, xcheck::optimizer_names());
+    const auto known = xcheck::optimizer_names();  // one list: iterators of two calls never meet
     for (const auto& o : s.optimizers)
-      if (std::find(xcheck::optimizer_names().begin(), xcheck::optimizer_names().end(), o) ==
-          xcheck::optimizer_names().end())
+      if (std::find(known.begin(), known.end(), o) == known.end())
         throw UsageError("--optimizer", fmt::format("unknown optimizer '{}' (sgd, adam, kfac-f, kfac-g, all)", o));
     if (!s.optimizers.empty() && s.networks.empty()) s.networks = {"mlp"};
     // No mode given: every layer kind alone.

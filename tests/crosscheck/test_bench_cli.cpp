@@ -49,3 +49,20 @@ TEST_CASE("bench --backend cuda where it cannot run: one line, exit 2, before an
   CHECK(run_wdlab("bench --backend nope").rc == 2);
   CHECK(run_wdlab("bench --model vgg16 --tf32 on").rc == 2);  // TF32 is a cuda math mode
 }
+
+TEST_CASE("bench and crosscheck name their own option for an unknown model or optimizer") {
+  // Before: the name was searched between begin() of one temporary list and end() of another
+  // (undefined behaviour, never a rejection), and a later check reported another option's name.
+  const auto bench = run_wdlab("bench --model nonsense");
+  CHECK(bench.rc == 2);
+  CHECK(bench.err.find("--model: unknown model 'nonsense'") != std::string::npos);
+  const auto xc = run_wdlab("crosscheck --optimizer nonsense");
+  CHECK(xc.rc == 2);
+  CHECK(xc.err.find("--optimizer: unknown optimizer 'nonsense' (sgd, adam, kfac-f, kfac-g, all)") != std::string::npos);
+  // Every known name still passes the check (the command then runs: --params-only is instant).
+  for (const char* m : {"mlp-bn", "convnet-bn", "vgg16", "resnet32x4-bn"}) {
+    const auto ok = run_wdlab(std::string("bench --params-only --model ") + m);
+    INFO(m, ok.err);
+    CHECK(ok.rc == 0);
+  }
+}
