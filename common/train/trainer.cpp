@@ -118,6 +118,24 @@ EvalStats evaluate(Backend& backend, const data::Dataset& d, DataSplit split, in
   return total;
 }
 
+namespace {
+
+/// The held-out columns of an epoch row (the epoch-0 row too): validation where a split is held
+/// out, then test, both in evaluation mode.
+void evaluate_held_out(Backend& backend, const Datasets& data, const TrainerConfig& cfg, RunSummary& summary,
+                       nlohmann::ordered_json& row) {
+  if (data.val.size() > 0) {
+    summary.val = evaluate(backend, data.val, DataSplit::val, cfg.eval_batch_size);
+    row["val_loss"] = summary.val.loss();
+    row["val_acc"] = summary.val.accuracy();
+  }
+  summary.test = evaluate(backend, data.test, DataSplit::test, cfg.eval_batch_size);
+  row["test_loss"] = summary.test.loss();
+  row["test_acc"] = summary.test.accuracy();
+}
+
+}  // namespace
+
 RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cfg,
                  const fs::path& run_dir, const std::optional<ResumePoint>& from,
                  const nlohmann::json& checkpoint_metadata) {
@@ -202,14 +220,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["train_loss"] = summary.train.loss();
     row["train_acc"] = summary.train.accuracy();
     row["skipped_steps"] = 0;
-    if (data.val.size() > 0) {
-      summary.val = evaluate(backend, data.val, DataSplit::val, cfg.eval_batch_size);
-      row["val_loss"] = summary.val.loss();
-      row["val_acc"] = summary.val.accuracy();
-    }
-    summary.test = evaluate(backend, data.test, DataSplit::test, cfg.eval_batch_size);
-    row["test_loss"] = summary.test.loss();
-    row["test_acc"] = summary.test.accuracy();
+    evaluate_held_out(backend, data, cfg, summary, row);
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
     add_epoch_metrics(backend, data, cfg, row["lr"].get<double>(), 0, row, columns);
     log.append(row);
@@ -313,14 +324,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["train_acc"] = seen ? double(correct) / double(seen) : std::nan("");
     row["skipped_steps"] = skipped;
     summary.train = EvalStats{loss_sum, correct, seen};
-    if (data.val.size() > 0) {
-      summary.val = evaluate(backend, data.val, DataSplit::val, cfg.eval_batch_size);
-      row["val_loss"] = summary.val.loss();
-      row["val_acc"] = summary.val.accuracy();
-    }
-    summary.test = evaluate(backend, data.test, DataSplit::test, cfg.eval_batch_size);
-    row["test_loss"] = summary.test.loss();
-    row["test_acc"] = summary.test.accuracy();
+    evaluate_held_out(backend, data, cfg, summary, row);
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
     add_epoch_metrics(backend, data, cfg, lr, epoch, row, columns);  // norm.*, elr.*, ... (measure.hpp)
     log.append(row);

@@ -23,14 +23,12 @@ inline std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// `args` is appended to the binary's path as-is (the caller quotes); `env` is "NAME=value ...".
-inline Run run_wdlab(const std::string& args, const std::string& env = "") {
+/// Runs `cmd` with /bin/sh; exit code (128+signal when killed) and both outputs.
+inline Run run_sh(const std::string& cmd) {
   const auto dir = std::filesystem::temp_directory_path();
   const std::string tag = std::to_string(::getpid());
   const auto out = dir / ("wdlab_test_out_" + tag), err = dir / ("wdlab_test_err_" + tag);
-  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(WDLAB_BIN) + " " + args +
-                          " >" + out.string() + " 2>" + err.string();
-  const int status = std::system(cmd.c_str());
+  const int status = std::system(("( " + cmd + " ) >" + out.string() + " 2>" + err.string()).c_str());
   Run r;
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = slurp(out);
@@ -38,6 +36,11 @@ inline Run run_wdlab(const std::string& args, const std::string& env = "") {
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return r;
+}
+
+/// `args` is appended to the binary's path as-is (the caller quotes); `env` is "NAME=value ...".
+inline Run run_wdlab(const std::string& args, const std::string& env = "") {
+  return run_sh((env.empty() ? "" : "env " + env + " ") + std::string(WDLAB_BIN) + " " + args);
 }
 
 /// A path under the temporary directory, unique to this process, removed if it exists.

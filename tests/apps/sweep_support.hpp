@@ -54,19 +54,4 @@ inline nlohmann::json manifest(const std::filesystem::path& out) {
   return nlohmann::json::parse(slurp(out / "manifest.json"));
 }
 
-/// Runs `cmd` with /bin/sh; exit code (128+signal when killed) and both outputs.
-inline Run run_sh(const std::string& cmd) {
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string tag = std::to_string(::getpid());
-  const auto out = dir / ("wdlab_test_sh_out_" + tag), err = dir / ("wdlab_test_sh_err_" + tag);
-  const int status = std::system(("( " + cmd + " ) >" + out.string() + " 2>" + err.string()).c_str());
-  Run r;
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  std::filesystem::remove(out);
-  std::filesystem::remove(err);
-  return r;
-}
-
 }  // namespace wdlab::test
