@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/fault.hpp"
 #include "theory/checks.hpp"
 
 namespace wdlab::theory {
@@ -81,6 +82,11 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
                                  e.what()));
     }
     rows.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (fault::theory_fail(id, net.spec.depth, net.spec.width)) {  // test-only (common/fault.hpp)
+      CheckRecord& r = rows.back();
+      r.outcome = r.expect == Outcome::holds ? Outcome::fails : Outcome::holds;
+      r.reason = "injected by WDLAB_FAULT_THEORY_FAIL";
+    }
     if (progress) progress(rows.back());
   };
   for (std::uint64_t seed : opt.seeds) {
