@@ -36,10 +36,12 @@ std::vector<Mat<double>> per_layer_reverse(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const int K = pb.spec.output_dim, N = int(pb.X.cols());
   std::vector<Mat<double>> M(pb.spec.num_layers(), Mat<double>(K, N));
+  const std::vector<Params> theta{pb.params};
+  const ReverseDots reverse(pb.spec, pb.params, fw, theta);
   for (int k = 0; k < K; ++k) {
     Mat<double> U = Mat<double>::Zero(K, N);
     U.row(k).setOnes();
-    const Mat<double> d = reverse_dots(pb.spec, pb.params, fw, U, pb.params);
+    const Mat<double> d = reverse(U)[0];
     for (int l = 0; l < pb.spec.num_layers(); ++l) M[l].row(k) = d.row(l);
   }
   return M;

@@ -13,58 +13,148 @@
 
 namespace wdlab::theory {
 
-Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
-  return ref::jvp<double>(s, p, fw, v, Mat<double>::Zero(fw.a[0].rows(), fw.a[0].cols()));
-}
-
 namespace {
 
-/// Per layer, per example: ds_{l,n}ᵀ V_l a_{l−1,n} (+ ds_{l,n}ᵀ dv_b) from one backward pass's
-/// layer cotangents; valid per example only when the examples are independent (no BN).
-Mat<double> layer_dots(const MlpSpec& s, const Forward& fw, const ref::MlpGrads<double>& g,
-                       const Params& v) {
-  const Eigen::Index N = fw.a[0].cols();
-  Mat<double> out(s.num_layers(), N);
-  for (int l = 0; l < s.num_layers(); ++l) {
-    Mat<double> t = v.W[l] * fw.a[l];  // V_l a_{l−1}, out_l×N
-    if (s.bias == Bias::on) t.colwise() += v.b[l];
-    out.row(l) = g.ds[l].cwiseProduct(t).colwise().sum();
-  }
-  return out;
+/// BN's forward-mode (and backward) projector, as in the reference (reference/mlp.cpp), per unit
+/// over the batch: P(d) = (d − mean_n d − z ⊙ mean_n(z ⊙ d)) / σ.
+template <class Block>
+void bn_project_inplace(const Mat<double>& z, const Vec<double>& sigma, Block&& d) {
+  const Vec<double> mean_d = d.rowwise().mean();
+  const Vec<double> mean_zd = (z.array() * d.array()).rowwise().mean();
+  d.colwise() -= mean_d;
+  d -= (z.array().colwise() * mean_zd.array()).matrix();
+  d = (d.array().colwise() / sigma.array()).matrix();
+}
+
+/// One layer of forward mode above the tangent ds_m of s_m (m < L+1 hidden): BN's projection,
+/// then the ReLU's mask, giving the tangent of a_m. In place, on one direction's N columns.
+template <class Block>
+void hidden_tangent(const MlpSpec& s, const Forward& fw, int m, Block&& d) {
+  if (s.has_bn(m)) bn_project_inplace(fw.z[m], fw.sigma[m], d);
+  if (s.activation == Activation::relu) d = d.cwiseProduct((fw.z[m].array() > 0.0).cast<double>().matrix());
 }
 
 }  // namespace
 
-std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,
-                                            const Mat<double>& U, const std::vector<Params>& vs,
-                                            const std::vector<int>& examples) {
-  const int N = int(U.cols());
-  std::vector<int> ex = examples;
-  if (ex.empty())
-    for (int n = 0; n < N; ++n) ex.push_back(n);
-  std::vector<Mat<double>> out(vs.size(), Mat<double>(s.num_layers(), Eigen::Index(ex.size())));
-  if (s.norm != Norm::batchnorm) {
-    const auto g = ref::backward(s, p, fw, U);
-    for (std::size_t j = 0; j < vs.size(); ++j) {
-      const Mat<double> all = layer_dots(s, fw, g, vs[j]);
-      for (std::size_t i = 0; i < ex.size(); ++i) out[j].col(Eigen::Index(i)) = all.col(ex[i]);
+Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
+  // ds_l = V_l a_{l−1} + W_l da_{l−1} (+ dv_b), as ref::jvp with dX = 0, leaving out the products
+  // with a zero factor: below the first layer where v is nonzero the tangent is 0 (no W_l da),
+  // and V_l a_{l−1} where V_l = 0 (a direction confined to one layer costs one product per layer).
+  Mat<double> da;  // tangent of a_{l−1}; empty while it is exactly 0
+  for (int l = 0; l < s.num_layers(); ++l) {
+    const bool v_here = !(v.W[l].array() == 0.0).all() || (s.bias == Bias::on && !(v.b[l].array() == 0.0).all());
+    if (!v_here && da.size() == 0) {
+      if (l == s.depth) return Mat<double>::Zero(s.output_dim, fw.a[0].cols());
+      continue;
     }
+    Mat<double> ds;
+    if (v_here && da.size() > 0) ds = v.W[l] * fw.a[l] + p.W[l] * da;
+    else if (v_here) ds = v.W[l] * fw.a[l];
+    else ds = p.W[l] * da;
+    if (s.bias == Bias::on && v_here) ds.colwise() += v.b[l];
+    if (l == s.depth) return ds;
+    hidden_tangent(s, fw, l, ds);
+    da = std::move(ds);
+  }
+  throw InternalError("jvp_theta: unreachable");
+}
+
+Mat<double> propagate_tangents(const MlpSpec& s, const Params& p, const Forward& fw, int l, Mat<double> D) {
+  const Eigen::Index N = fw.a[0].cols();
+  WDLAB_CHECK(D.rows() == s.out_dim(l) && D.cols() % N == 0, "propagate_tangents: tangent shape");
+  const Eigen::Index m_dirs = D.cols() / N;
+  for (int m = l;; ++m) {
+    if (m > l) D = p.W[m] * D;  // ds_m = W_m da_{m−1}, every direction in one product
+    if (m == s.depth) return D;
+    for (Eigen::Index j = 0; j < m_dirs; ++j) hidden_tangent(s, fw, m, D.middleCols(j * N, N));
+  }
+}
+
+Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, int l, const std::vector<int>& idx) {
+  const Eigen::Index N = fw.a[0].cols(), n = Eigen::Index(idx.size());
+  const int off = s.param_offset(l), out = s.out_dim(l), in = s.in_dim(l);
+  // Direction e_q: ds_l = E_rc a_{l−1} (row r = a_{l−1}'s row c; W_l column-major, q − off = r + c·out),
+  // or e_r 1ᵀ for the bias entry r.
+  Mat<double> D = Mat<double>::Zero(out, n * N);
+  for (Eigen::Index j = 0; j < n; ++j) {
+    const int k = idx[std::size_t(j)] - off;
+    WDLAB_CHECK(k >= 0 && k < s.layer_param_count(l), "jvp_columns: index outside the layer");
+    if (k < out * in) D.block(k % out, j * N, 1, N) = fw.a[l].row(k / out);
+    else D.block(k - out * in, j * N, 1, N).setOnes();
+  }
+  return propagate_tangents(s, p, fw, l, std::move(D)).reshaped(Eigen::Index(s.output_dim) * N, n);
+}
+
+namespace {
+
+/// ds_l of every layer for the cotangent U, without BN: ds_L = U, ds_{l−1} = φ'(z_{l−1}) ⊙ W_lᵀ ds_l
+/// (ref::backward without the weight gradients, which the dots below do not need).
+std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw,
+                                          const Mat<double>& U) {
+  std::vector<Mat<double>> ds(std::size_t(s.num_layers()));
+  ds.back() = U;
+  for (int l = s.num_layers() - 1; l > 0; --l) {
+    Mat<double> da = p.W[l].transpose() * ds[std::size_t(l)];
+    if (s.activation == Activation::relu) da = da.cwiseProduct((fw.z[l - 1].array() > 0.0).cast<double>().matrix());
+    ds[std::size_t(l - 1)] = std::move(da);
+  }
+  return ds;
+}
+
+}  // namespace
+
+ReverseDots::ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, const std::vector<Params>& vs,
+                         const std::vector<int>& examples)
+    : s_(s), p_(p), fw_(fw), vs_(vs), ex_(examples) {
+  if (ex_.empty())
+    for (int n = 0; n < int(fw.a[0].cols()); ++n) ex_.push_back(n);
+  if (s.norm == Norm::batchnorm) return;
+  // Without BN: V_l a_{l−1} (+ v_b), out_l×N, per direction and layer, once for every cotangent.
+  for (const Params& v : vs) {
+    std::vector<Mat<double>> t;
+    for (int l = 0; l < s.num_layers(); ++l) {
+      t.push_back(v.W[l] * fw.a[l]);
+      if (s.bias == Bias::on) t.back().colwise() += v.b[l];
+    }
+    va_.push_back(std::move(t));
+  }
+}
+
+std::vector<Mat<double>> ReverseDots::operator()(const Mat<double>& U) const {
+  const Eigen::Index m = Eigen::Index(ex_.size());
+  std::vector<Mat<double>> out(vs_.size(), Mat<double>(s_.num_layers(), m));
+  if (s_.norm != Norm::batchnorm) {
+    // Per layer, per example: ds_{l,n}ᵀ V_l a_{l−1,n} (+ ds_{l,n}ᵀ dv_b); the examples are
+    // independent, so one pass's layer cotangents give every example's dot.
+    const auto ds = layer_cotangents(s_, p_, fw_, U);
+    for (std::size_t j = 0; j < vs_.size(); ++j)
+      for (int l = 0; l < s_.num_layers(); ++l) {
+        const Eigen::RowVectorXd all = ds[std::size_t(l)].cwiseProduct(va_[j][std::size_t(l)]).colwise().sum();
+        for (Eigen::Index i = 0; i < m; ++i) out[j](l, i) = all(ex_[std::size_t(i)]);
+      }
     return out;
   }
   // BN couples the examples: one backward pass per example, its cotangent alone, and the
   // per-layer dot of the whole gradient with each v.
-  for (std::size_t i = 0; i < ex.size(); ++i) {
+  for (Eigen::Index i = 0; i < m; ++i) {
+    const int n = ex_[std::size_t(i)];
     Mat<double> Un = Mat<double>::Zero(U.rows(), U.cols());
-    Un.col(ex[i]) = U.col(ex[i]);
-    const auto g = ref::backward(s, p, fw, Un);
-    for (std::size_t j = 0; j < vs.size(); ++j)
-      for (int l = 0; l < s.num_layers(); ++l) {
-        double d = g.dW[l].cwiseProduct(vs[j].W[l]).sum();
-        if (s.bias == Bias::on) d += g.db[l].dot(vs[j].b[l]);
-        out[j](l, Eigen::Index(i)) = d;
+    Un.col(n) = U.col(n);
+    const auto g = ref::backward(s_, p_, fw_, Un);
+    for (std::size_t j = 0; j < vs_.size(); ++j)
+      for (int l = 0; l < s_.num_layers(); ++l) {
+        double d = g.dW[l].cwiseProduct(vs_[j].W[l]).sum();
+        if (s_.bias == Bias::on) d += g.db[l].dot(vs_[j].b[l]);
+        out[j](l, i) = d;
       }
   }
   return out;
+}
+
+std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,
+                                            const Mat<double>& U, const std::vector<Params>& vs,
+                                            const std::vector<int>& examples) {
+  return ReverseDots(s, p, fw, vs, examples)(U);
 }
 
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,

@@ -168,9 +168,11 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
         for (Curvature c : {Curvature::fisher, Curvature::gauss_newton,
                             Curvature::kfac_gauss_newton, Curvature::kfac_fisher})
           run("eq15.curvature_scaling", bn, [&] { return eq15_curvature_scaling(bn, l, c, 2.5); });
+        DampingColumns columns;  // Eq. 16's Jacobian columns, computed once for its three rows
         for (Curvature c : {Curvature::fisher, Curvature::gauss_newton})
-          run("eq16.effective_damping", bn, [&] { return eq16_effective_damping(bn, l, c); });
-        run("eq16.plain_damping", bn, [&] { return eq16_plain_damping_control(bn, l, Curvature::fisher); });
+          run("eq16.effective_damping", bn, [&] { return eq16_effective_damping(bn, l, c, &columns); });
+        run("eq16.plain_damping", bn, [&] {
+          return eq16_plain_damping_control(bn, l, Curvature::fisher, &columns); });
         run("fisher.ggn", bn, [&] { return fisher_ggn(bn); });
       }
     }
