@@ -87,29 +87,38 @@ Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, in
 
 namespace {
 
-/// ds_l of every layer for the cotangent U, without BN: ds_L = U, ds_{l−1} = φ'(z_{l−1}) ⊙ W_lᵀ ds_l
-/// (ref::backward without the weight gradients, which the dots below do not need).
-std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw,
-                                          const Mat<double>& U) {
+}  // namespace
+
+std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
+                                          int down_to) {
+  const Eigen::Index N = fw.a[0].cols();
+  WDLAB_CHECK(U.rows() == s.output_dim && U.cols() % N == 0, "layer_cotangents: cotangent shape");
+  const Eigen::Index m = U.cols() / N;
   std::vector<Mat<double>> ds(std::size_t(s.num_layers()));
-  ds.back() = U;
-  for (int l = s.num_layers() - 1; l > 0; --l) {
-    Mat<double> da = p.W[l].transpose() * ds[std::size_t(l)];
-    if (s.activation == Activation::relu) da = da.cwiseProduct((fw.z[l - 1].array() > 0.0).cast<double>().matrix());
-    ds[std::size_t(l - 1)] = std::move(da);
+  ds.back() = std::move(U);
+  for (int l = s.num_layers() - 1; l > down_to; --l) {
+    // da_{l−1} = W_lᵀ ds_l (every cotangent in one product); ds_{l−1} = P_BN(φ'(z_{l−1}) ⊙ da),
+    // BN's projector (self-adjoint: the same as in forward mode) per cotangent's block.
+    const int h = l - 1;
+    Mat<double> d = p.W[l].transpose() * ds[std::size_t(l)];
+    const Mat<double> mask = (fw.z[h].array() > 0.0).cast<double>().matrix();
+    for (Eigen::Index j = 0; j < m; ++j) {
+      auto blk = d.middleCols(j * N, N);
+      if (s.activation == Activation::relu) blk = blk.cwiseProduct(mask);
+      if (s.has_bn(h)) bn_project_inplace(fw.z[h], fw.sigma[h], blk);
+    }
+    ds[std::size_t(h)] = std::move(d);
   }
   return ds;
 }
-
-}  // namespace
 
 ReverseDots::ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, const std::vector<Params>& vs,
                          const std::vector<int>& examples)
     : s_(s), p_(p), fw_(fw), vs_(vs), ex_(examples) {
   if (ex_.empty())
     for (int n = 0; n < int(fw.a[0].cols()); ++n) ex_.push_back(n);
-  if (s.norm == Norm::batchnorm) return;
-  // Without BN: V_l a_{l−1} (+ v_b), out_l×N, per direction and layer, once for every cotangent.
+  // V_l a_{l−1} (+ v_b), out_l×N, per direction and layer, once for every cotangent:
+  // (J_{θ_l,n}ᵀ u)·v_l = Σ_n' ds_{l,n'}ᵀ V_l a_{l−1,n'} (+ ds·v_b) for the cotangent u of example n.
   for (const Params& v : vs) {
     std::vector<Mat<double>> t;
     for (int l = 0; l < s.num_layers(); ++l) {
@@ -121,11 +130,11 @@ ReverseDots::ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, c
 }
 
 std::vector<Mat<double>> ReverseDots::operator()(const Mat<double>& U) const {
-  const Eigen::Index m = Eigen::Index(ex_.size());
+  const Eigen::Index m = Eigen::Index(ex_.size()), N = U.cols();
   std::vector<Mat<double>> out(vs_.size(), Mat<double>(s_.num_layers(), m));
   if (s_.norm != Norm::batchnorm) {
-    // Per layer, per example: ds_{l,n}ᵀ V_l a_{l−1,n} (+ ds_{l,n}ᵀ dv_b); the examples are
-    // independent, so one pass's layer cotangents give every example's dot.
+    // The examples are independent: one pass's layer cotangents give every example's dot,
+    // column n' = n only.
     const auto ds = layer_cotangents(s_, p_, fw_, U);
     for (std::size_t j = 0; j < vs_.size(); ++j)
       for (int l = 0; l < s_.num_layers(); ++l) {
@@ -134,20 +143,15 @@ std::vector<Mat<double>> ReverseDots::operator()(const Mat<double>& U) const {
       }
     return out;
   }
-  // BN couples the examples: one backward pass per example, its cotangent alone, and the
-  // per-layer dot of the whole gradient with each v.
-  for (Eigen::Index i = 0; i < m; ++i) {
-    const int n = ex_[std::size_t(i)];
-    Mat<double> Un = Mat<double>::Zero(U.rows(), U.cols());
-    Un.col(n) = U.col(n);
-    const auto g = ref::backward(s_, p_, fw_, Un);
-    for (std::size_t j = 0; j < vs_.size(); ++j)
-      for (int l = 0; l < s_.num_layers(); ++l) {
-        double d = g.dW[l].cwiseProduct(vs_[j].W[l]).sum();
-        if (s_.bias == Bias::on) d += g.db[l].dot(vs_[j].b[l]);
-        out[j](l, i) = d;
-      }
-  }
+  // BN couples the examples: example n's cotangent alone (column n of U, zeros elsewhere) gets
+  // its own pass, all of them side by side in one layer_cotangents; the dot sums every column.
+  Mat<double> Us = Mat<double>::Zero(U.rows(), m * N);
+  for (Eigen::Index i = 0; i < m; ++i) Us.col(i * N + ex_[std::size_t(i)]) = U.col(ex_[std::size_t(i)]);
+  const auto ds = layer_cotangents(s_, p_, fw_, std::move(Us));
+  for (std::size_t j = 0; j < vs_.size(); ++j)
+    for (int l = 0; l < s_.num_layers(); ++l)
+      for (Eigen::Index i = 0; i < m; ++i)
+        out[j](l, i) = ds[std::size_t(l)].middleCols(i * N, N).cwiseProduct(va_[j][std::size_t(l)]).sum();
   return out;
 }
 
@@ -228,22 +232,24 @@ std::vector<ref::KfacFactors<double>> kfac_factors_batched(const MlpSpec& s, con
     out[l].S = Mat<double>::Zero(s.out_dim(l), s.out_dim(l));
   }
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  // The K cotangents side by side (block k: e_k in every column, or √p_k (p − e_k)), one
+  // layer_cotangents for all: S_l = (1/N) Σ_k D_k D_kᵀ = (1/N) D Dᵀ.
+  Mat<double> U(K, Eigen::Index(K) * N);
   for (int k = 0; k < K; ++k) {
-    Mat<double> U;
+    auto Uk = U.middleCols(Eigen::Index(k) * N, N);
     if (c == ref::KfacCurvature::gn_exact) {
-      U = Mat<double>::Zero(K, N);
-      U.row(k).setOnes();  // e_k for every example
+      Uk.setZero();
+      Uk.row(k).setOnes();  // e_k for every example
     } else if (c == ref::KfacCurvature::fisher_exact) {
-      U = probs;  // class k: √p_k (p − e_k), so that Σ_k of D Dᵀ carries the weight p_k
-      U.row(k).array() -= 1.0;
-      U = U * probs.row(k).cwiseSqrt().asDiagonal();
+      Uk = probs;  // class k: √p_k (p − e_k), so that Σ_k of D Dᵀ carries the weight p_k
+      Uk.row(k).array() -= 1.0;
+      Uk = Uk * probs.row(k).cwiseSqrt().asDiagonal();
     } else {
       throw InternalError("kfac_factors_batched: exact curvatures only");
     }
-    const auto g = ref::backward(s, p, fw, U);
-    for (int l = 0; l < s.num_layers(); ++l) out[l].S.noalias() += g.ds[l] * g.ds[l].transpose();
   }
-  for (auto& f : out) f.S /= double(N);
+  const auto ds = layer_cotangents(s, p, fw, std::move(U));
+  for (int l = 0; l < s.num_layers(); ++l) out[l].S.noalias() = ds[std::size_t(l)] * ds[std::size_t(l)].transpose() / double(N);
   return out;
 }
 
@@ -252,21 +258,30 @@ Mat<double> kfac_S_partial(const MlpSpec& s, const Params& p, const Mat<double>&
   const auto fw = ref::forward(s, p, X);
   const int K = s.output_dim, N = int(X.cols());
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
-  Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
-  for (int n = 0; n < std::min(examples, N); ++n)
+  // One cotangent per (n, k), alone in column n, all side by side: S = Σ w_{nk} D_{nk} D_{nk}ᵀ with
+  // D_{nk} the layer's cotangent block, w = 1 (GN: e_k) or p_k(x_n) (Fisher: p_n − e_k).
+  const int m = std::min(examples, N);
+  Mat<double> U = Mat<double>::Zero(K, Eigen::Index(m) * K * N);
+  std::vector<double> w;
+  for (int n = 0; n < m; ++n)
     for (int k = 0; k < K; ++k) {
-      Mat<double> U = Mat<double>::Zero(K, N);
-      double w = 1;
+      const Eigen::Index col = (Eigen::Index(n) * K + k) * N + n;
       if (c == ref::KfacCurvature::gn_exact) {
-        U(k, n) = 1;
+        U(k, col) = 1;
+        w.push_back(1);
       } else {
-        U.col(n) = probs.col(n);
-        U(k, n) -= 1;
-        w = probs(k, n);
+        U.col(col) = probs.col(n);
+        U(k, col) -= 1;
+        w.push_back(probs(k, n));
       }
-      const auto g = ref::backward(s, p, fw, U);
-      S.noalias() += w * g.ds[layer] * g.ds[layer].transpose();
     }
+  const auto ds = layer_cotangents(s, p, fw, std::move(U), layer);
+  const Mat<double>& D = ds[std::size_t(layer)];
+  Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
+  for (std::size_t b = 0; b < w.size(); ++b) {
+    const auto Db = D.middleCols(Eigen::Index(b) * N, N);
+    S.noalias() += w[b] * Db * Db.transpose();
+  }
   return S;
 }
 

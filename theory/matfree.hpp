@@ -36,10 +36,16 @@ Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, in
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
                          const Params& v, const std::vector<int>& examples = {});
 
+/// Reverse mode for m cotangents side by side: U is K × (m·N) (cotangent j in columns
+/// jN..jN+N−1); returns the layer cotangents ds_l (out_l × (m·N)) of the layers >= down_to
+/// (lower ones empty), BN's projection over each block's batch; no weight gradients. The
+/// products of ref::backward that the checks need, one product per layer for all m.
+std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
+                                          int down_to = 0);
+
 /// reverse_dots for several directions and many cotangents: the per-direction, per-layer
-/// products V_l a_{l−1} are formed once (no BN), and each call does the backward pass(es) of one
-/// U (without BN only the layer cotangents ds_l, no weight gradients). The references must
-/// outlive the object.
+/// products V_l a_{l−1} are formed once, and each call does the backward pass of one U (with BN
+/// one per example, side by side) by layer_cotangents. The references must outlive the object.
 class ReverseDots {
  public:
   ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, const std::vector<Params>& vs,
