@@ -60,7 +60,7 @@ Mat<double> jx_reverse(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const int K = pb.spec.output_dim, N = int(pb.X.cols());
   Mat<double> J(K, pb.spec.input_dim);
-  const auto ds0 = layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N))[0];
+  const auto ds0 = layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N), 0, KeepLayers::lowest)[0];
   for (int k = 0; k < K; ++k)  // the input cotangent W_1ᵀ ds_1 of block k, example 0's column
     J.row(k) = (pb.params.W[0].transpose() * ds0.col(Eigen::Index(k) * N)).transpose();
   return J;
@@ -118,7 +118,7 @@ CheckRecord lemma1_jx(const Problem& pb) {
   Mat<double> lhs(K, N);
   // The K passes side by side; the input cotangent of pass k is W_1ᵀ ds_1 (its block).
   const Mat<double> dX = pb.params.W[0].transpose() *
-                         layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N))[0];
+                         layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N), 0, KeepLayers::lowest)[0];
   for (int k = 0; k < K; ++k) lhs.row(k) = dX.middleCols(Eigen::Index(k) * N, N).cwiseProduct(pb.X).colwise().sum();
   const Mat<double> rhs = fw.output();
   CheckRecord r{.id = "lemma1.jx", .paper_ref = "Lemma 1, Eq. 10",

@@ -90,7 +90,7 @@ namespace {
 }  // namespace
 
 std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
-                                          int down_to) {
+                                          int down_to, KeepLayers keep) {
   const Eigen::Index N = fw.a[0].cols();
   WDLAB_CHECK(U.rows() == s.output_dim && U.cols() % N == 0, "layer_cotangents: cotangent shape");
   const Eigen::Index m = U.cols() / N;
@@ -108,6 +108,7 @@ std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, con
       if (s.has_bn(h)) bn_project_inplace(fw.z[h], fw.sigma[h], blk);
     }
     ds[std::size_t(h)] = std::move(d);
+    if (keep == KeepLayers::lowest) ds[std::size_t(l)] = Mat<double>();  // free what is not wanted
   }
   return ds;
 }
@@ -275,7 +276,7 @@ Mat<double> kfac_S_partial(const MlpSpec& s, const Params& p, const Mat<double>&
         w.push_back(probs(k, n));
       }
     }
-  const auto ds = layer_cotangents(s, p, fw, std::move(U), layer);
+  const auto ds = layer_cotangents(s, p, fw, std::move(U), layer, KeepLayers::lowest);
   const Mat<double>& D = ds[std::size_t(layer)];
   Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
   for (std::size_t b = 0; b < w.size(); ++b) {

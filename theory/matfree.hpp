@@ -36,12 +36,14 @@ Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, in
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
                          const Params& v, const std::vector<int>& examples = {});
 
+enum class KeepLayers { all, lowest };
 /// Reverse mode for m cotangents side by side: U is K × (m·N) (cotangent j in columns
 /// jN..jN+N−1); returns the layer cotangents ds_l (out_l × (m·N)) of the layers >= down_to
-/// (lower ones empty), BN's projection over each block's batch; no weight gradients. The
+/// (lower ones empty; with KeepLayers::lowest only layer down_to's, so that many blocks stay
+/// within memory), BN's projection over each block's batch; no weight gradients. The
 /// products of ref::backward that the checks need, one product per layer for all m.
 std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
-                                          int down_to = 0);
+                                          int down_to = 0, KeepLayers keep = KeepLayers::all);
 
 /// reverse_dots for several directions and many cotangents: the per-direction, per-layer
 /// products V_l a_{l−1} are formed once, and each call does the backward pass of one U (with BN
