@@ -54,7 +54,7 @@ void print_row(const theory::CheckRecord& r) {
   fmt::print("{:<22} {:<30} {:<62} {:<44} {:>13.6g} {:>13.6g} {:>9.2e} {:>7.2g} {:<6} {:<6} {}\n",
              r.id, r.paper_ref, r.statement, r.network, r.lhs, r.rhs, r.rel_err, r.tol,
              theory::to_string(r.expect), theory::to_string(r.outcome),
-             r.pass() ? "ok" : "UNEXPECTED");
+             r.pass() ? "ok" : "UNEXPECTED" + (r.reason.empty() ? "" : " (" + r.reason + ")"));
 }
 
 /// A number, or null where it is not finite (JSON has no NaN/Inf; the checks never produce one
@@ -104,8 +104,8 @@ int run_random(const TheoryOptions& opt) {
     if (sum.unexpected > 0) {
       for (const auto& r : rows)
         if (!r.skipped() && !r.pass())
-          fmt::print(stderr, "  unexpected: {} {} rel_err {:.3g} tol {:.3g}\n", r.id, r.network,
-                     r.rel_err, r.tol);
+          fmt::print(stderr, "  unexpected: {} {} rel_err {:.3g} tol {:.3g}{}\n", r.id, r.network,
+                     r.rel_err, r.tol, r.reason.empty() ? "" : " (" + r.reason + ")");
       if (failed++ == 0) {
         const auto small = theory::shrink(o, theory::suite_fails);
         fmt::print(stderr, "smallest failing network found by shrinking: {}\n",

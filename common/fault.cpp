@@ -35,4 +35,16 @@ bool pause_at(long long step) {
   return v != nullptr && *v != '\0' && std::atoll(v) == step;
 }
 
+bool theory_fail(std::string_view id, int depth, int width) {
+  const char* v = std::getenv("WDLAB_FAULT_THEORY_FAIL");
+  if (v == nullptr || *v == '\0') return false;
+  const std::string_view spec(v);
+  const std::size_t at = spec.rfind('@');
+  if (at == std::string_view::npos || !id.starts_with(spec.substr(0, at))) return false;
+  const std::string size(spec.substr(at + 1));
+  const std::size_t x = size.find('x');
+  if (x == std::string::npos) return false;
+  return depth >= std::atoi(size.substr(0, x).c_str()) && width >= std::atoi(size.substr(x + 1).c_str());
+}
+
 }  // namespace wdlab::fault

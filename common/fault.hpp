@@ -26,4 +26,11 @@ bool nan_at(long long step);
 /// 2 minutes without a signal it stops as on SIGTERM (an abandoned test leaves no process behind).
 bool pause_at(long long step);
 
+/// WDLAB_FAULT_THEORY_FAIL=<id prefix>@<min depth>x<min width>: whether `wdlab theory` should
+/// report the row of check `id` on a network of this depth and width as unexpected (its outcome
+/// the opposite of the expected one), so that a test can make a known set of networks fail (here:
+/// depth >= min depth and width >= min width) and check what --random's shrinking prints.
+/// "lemma1.jx@3x4" fails lemma1.jx on every network with at least 3 hidden layers of width >= 4.
+bool theory_fail(std::string_view id, int depth, int width);
+
 }  // namespace wdlab::fault

@@ -82,17 +82,6 @@ bool is_kfac(Curvature c) {
   return c == Curvature::kfac_gauss_newton || c == Curvature::kfac_fisher;
 }
 
-/// C_ll x for the exact curvatures: the layer-l part of C·(x in layer l, 0 elsewhere), with
-/// C v = (1/N)Σ Jᵀ H J v by a JVP and one backward pass (H = I for GN; diag p − ppᵀ for the
-/// Fisher of softmax CE, which equals the GGN: fisher.ggn). Exact through BN.
-Vec<double> block_times(const Problem& pb, const Params& p, const Forward& fw, int l,
-                        Curvature c, const Vec<double>& x) {
-  const Params v = layer_only(pb.spec, l, x);
-  const Vec<double> Cv = c == Curvature::gauss_newton ? gn_times(pb.spec, p, fw, v)
-                                                      : ggn_times(pb.spec, p, fw, v);
-  return Cv.segment(pb.spec.param_offset(l), pb.spec.layer_param_count(l));
-}
-
 /// vᵀ C_ll v for each v (a direction of layer l) and any of the four curvatures. Exact blocks:
 /// E‖J v‖² (GN) or E (Jv)ᵀ(diag p − ppᵀ)(Jv) (Fisher = GGN), one JVP each. K-FAC: tr(Vᵀ S V Ā),
 /// the factors computed once (S over the first max(1, 48/K) examples' output coordinates: BN
@@ -124,42 +113,23 @@ Vec<double> block_quadratics(const Problem& pb, const Params& p, int l, Curvatur
     return out;
   }
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  // J v for every v in one forward-mode pass from layer l: the tangents V a_{l−1} side by side.
+  const Eigen::Index N = pb.X.cols();
+  Mat<double> D(pb.spec.out_dim(l), Eigen::Index(vs.size()) * N);
   for (std::size_t i = 0; i < vs.size(); ++i) {
-    const Mat<double> Jv = jvp_theta(pb.spec, p, fw, layer_only(pb.spec, l, vs[i]));
+    const Params V = layer_only(pb.spec, l, vs[i]);
+    auto Di = D.middleCols(Eigen::Index(i) * N, N);
+    Di = V.W[l] * fw.a[l];
+    if (pb.spec.bias == Bias::on) Di.colwise() += V.b[l];
+  }
+  const Mat<double> JV = propagate_tangents(pb.spec, p, fw, l, std::move(D));
+  for (std::size_t i = 0; i < vs.size(); ++i) {
+    const Mat<double> Jv = JV.middleCols(Eigen::Index(i) * N, N);
     out(Eigen::Index(i)) = c == Curvature::gauss_newton
-                               ? Jv.squaredNorm() / double(Jv.cols())
-                               : Jv.cwiseProduct(softmax_hessian_times(probs, Jv)).sum() / double(Jv.cols());
+                               ? Jv.squaredNorm() / double(N)
+                               : Jv.cwiseProduct(softmax_hessian_times(probs, Jv)).sum() / double(N);
   }
   return out;
-}
-
-double block_quadratic(const Problem& pb, const Params& p, int l, Curvature c, const Vec<double>& v) {
-  return block_quadratics(pb, p, l, c, {v})(0);
-}
-
-/// Conjugate gradients for (C_ll + μI) x = b with the matrix-free block; the relative residual
-/// reached is returned in `residual`.
-Vec<double> solve_damped(const Problem& pb, const Params& p, int l, Curvature c, double mu,
-                         const Vec<double>& b, double& residual) {
-  const auto fw = ref::forward(pb.spec, p, pb.X);
-  auto A = [&](const Vec<double>& x) -> Vec<double> { return block_times(pb, p, fw, l, c, x) + mu * x; };
-  Vec<double> x = Vec<double>::Zero(b.size()), r = b, d = b;
-  double rr = r.squaredNorm();
-  const double bb = b.squaredNorm();
-  residual = 0;
-  if (bb == 0) return x;
-  const int max_iter = 4 * int(b.size()) + 50;
-  for (int it = 0; it < max_iter && rr > 1e-28 * bb; ++it) {
-    const Vec<double> Ad = A(d);
-    const double alpha = rr / d.dot(Ad);
-    x += alpha * d;
-    r -= alpha * Ad;
-    const double rr_new = r.squaredNorm();
-    d = r + (rr_new / rr) * d;
-    rr = rr_new;
-  }
-  residual = (b - A(x)).norm() / std::sqrt(bb);  // the true residual, not the recurrence's
-  return x;
 }
 
 /// Shared shape of Eq. 9 and Eq. 16: the true normalized step vs a first-order prediction at
@@ -224,10 +194,11 @@ std::vector<int> damping_group(const MlpSpec& s, int l) {
   return idx;
 }
 
-/// The group block of C at p as a dense n×n matrix: exact curvatures from the n JVPs J e_q
-/// (forward mode, G = E[JᵀJ], F = E[Jᵀ(diag p − ppᵀ)J]); K-FAC from the reference factors
-/// (S_ii·Ā for one unit, Ā ⊗ S for the whole layer).
-Mat<double> group_block(const Problem& pb, const Params& p, int l, const std::vector<int>& idx, Curvature c) {
+/// The group block of C at p as a dense n×n matrix. K-FAC from the reference factors (S_ii·Ā for
+/// one unit, Ā ⊗ S for the whole layer); exact curvatures from the n JVPs J e_q (`J`, the
+/// columns of jvp_columns at p): G = E[JᵀJ], F = E[Jᵀ(diag p − ppᵀ)J].
+Mat<double> group_block(const Problem& pb, const Params& p, int l, const std::vector<int>& idx, Curvature c,
+                        const Mat<double>& J) {
   const int n = int(idx.size());
   if (is_kfac(c)) {
     const Mat<double> B = kfac_curvature_block(pb, p, l, c);
@@ -237,20 +208,15 @@ Mat<double> group_block(const Problem& pb, const Params& p, int l, const std::ve
       for (int j = 0; j < n; ++j) out(i, j) = B(idx[i] - off, idx[j] - off);
     return out;
   }
+  const double N = double(pb.X.cols());
+  if (c == Curvature::gauss_newton) return J.transpose() * J / N;  // C_ij = E (J e_i)·(J e_j)
   const auto fw = ref::forward(pb.spec, p, pb.X);
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
-  std::vector<Mat<double>> J, HJ;
-  for (int q = 0; q < n; ++q) {
-    Vec<double> e = Vec<double>::Zero(pb.spec.num_params());
-    e(idx[q]) = 1;
-    J.push_back(jvp_theta(pb.spec, p, fw, Params::unflatten(pb.spec, e)));
-    HJ.push_back(c == Curvature::gauss_newton ? J.back() : softmax_hessian_times(probs, J.back()));
-  }
-  Mat<double> C(n, n);
-  const double N = double(pb.X.cols());
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) C(i, j) = J[i].cwiseProduct(HJ[j]).sum() / N;
-  return C;
+  const Eigen::Index K = pb.spec.output_dim;
+  Mat<double> HJ(J.rows(), n);
+  for (int q = 0; q < n; ++q)
+    HJ.col(q) = softmax_hessian_times(probs, J.col(q).reshaped(K, pb.X.cols())).reshaped();
+  return J.transpose() * HJ / N;  // C_ij = E (J e_i)ᵀ H (J e_j)
 }
 
 Vec<double> gather(const Vec<double>& v, const std::vector<int>& idx) {
@@ -260,7 +226,7 @@ Vec<double> gather(const Vec<double>& v, const std::vector<int>& idx) {
 }
 
 CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool scaled,
-                              std::string id, Outcome expect) {
+                              std::string id, Outcome expect, DampingColumns* shared) {
   require_bn_layer(pb, layer, id);
   require_layer_matters(pb, layer, id);
   const auto idx = damping_group(pb.spec, layer);
@@ -279,8 +245,19 @@ CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool sc
                 .network = fmt::format("{} layer {}{} {} |theta|={:.3g}", pb.spec.describe(), layer + 1,
                                        whole ? "" : " unit 1", to_string(c), rho),
                 .expect = expect};
-  const Mat<double> C = group_block(pb, pb.params, layer, idx, c);
-  const Mat<double> C_hat = group_block(pb, p_hat, layer, idx, c);
+  // The exact blocks' Jacobian columns at θ and θ̂: from `shared` when an earlier row of this
+  // network and layer computed them (K-FAC needs none).
+  DampingColumns local;
+  DampingColumns& cols = shared != nullptr ? *shared : local;
+  if (cols.network != pb.spec.describe() || cols.seed != pb.seed || cols.layer != layer ||
+      cols.theta.size() != theta_all.size() || cols.theta != theta_all)
+    cols = DampingColumns{.network = pb.spec.describe(), .seed = pb.seed, .theta = theta_all, .layer = layer};
+  if (!is_kfac(c) && cols.at_theta.size() == 0) {
+    cols.at_theta = jvp_columns(pb.spec, pb.params, ref::forward(pb.spec, pb.params, pb.X), layer, idx);
+    cols.at_theta_hat = jvp_columns(pb.spec, p_hat, ref::forward(pb.spec, p_hat, pb.X), layer, idx);
+  }
+  const Mat<double> C = group_block(pb, pb.params, layer, idx, c, cols.at_theta);
+  const Mat<double> C_hat = group_block(pb, p_hat, layer, idx, c, cols.at_theta_hat);
   // λ comparable to the curvature so that both terms of C(θ̂) + λρ²I matter: C(θ̂)'s mean
   // eigenvalue.
   const double mean_eig = C_hat.trace() / double(n);
@@ -370,11 +347,11 @@ CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, do
   return finish_vectors(r, lhs, rhs);
 }
 
-CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c) {
-  return effective_damping(pb, layer, c, true, "eq16.effective_damping", Outcome::holds);
+CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c, DampingColumns* shared) {
+  return effective_damping(pb, layer, c, true, "eq16.effective_damping", Outcome::holds, shared);
 }
-CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c) {
-  return effective_damping(pb, layer, c, false, "eq16.plain_damping", Outcome::fails);
+CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c, DampingColumns* shared) {
+  return effective_damping(pb, layer, c, false, "eq16.plain_damping", Outcome::fails, shared);
 }
 
 }  // namespace wdlab::theory

@@ -7,6 +7,8 @@
 // dead network for a control) returns a skipped row itself. Everything is matrix-free
 // (theory/matfree.hpp). The *_control functions are negative controls: the same computation
 // where an assumption is broken, expected to fail.
+#include <cstdint>
+#include <string>
 #include <utility>
 
 #include "theory/problem.hpp"
@@ -66,12 +68,27 @@ std::string to_string(Curvature c);
 /// Eq. 13/15: C(cθ_l) = C(θ_l)/c², for the layer-l block of C, as quadratic forms vᵀC_ll v.
 CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, double scale);
 
+/// Eq. 16's expensive part, the forward-mode columns J e_q of the checked group at θ and at θ̂
+/// (the dense exact Fisher and GN group blocks are formed from them), computed by the first row
+/// that needs them and reused by the other rows on the same network and layer (the Fisher and GN
+/// rows and the control use the same columns). run_suite keeps one per BN network.
+struct DampingColumns {
+  // What they were computed for: another network, data seed, θ or layer recomputes them.
+  std::string network;
+  std::uint64_t seed = 0;
+  Vec<double> theta;
+  int layer = -1;
+  Mat<double> at_theta, at_theta_hat;  // (K·N)×|group|, empty until computed
+};
+
 /// Eq. 14/16: after θ_l ← θ_l − η(C(θ_l)+λI)⁻¹∇L, θ̂_l moves by
 /// −η (C(θ̂_l) + λ‖θ_l‖² I)⁻¹ ∇_θ̂ L(θ̂) + O(η²). Checked on the whole layer when it has at most
 /// 64 weights, else on unit 1's incoming weights (a scale-invariant group of its own under BN).
-CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c);
+/// `shared` (optional) carries the Jacobian columns between the rows of one network.
+CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c, DampingColumns* shared = nullptr);
 /// Negative control: the prediction with damping λ in place of λ‖θ_l‖².
-CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c);
+CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c,
+                                       DampingColumns* shared = nullptr);
 
 // --- Curvature matrices (MATH.md §3) and the update rules (§4) ----------------------------------
 

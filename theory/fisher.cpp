@@ -50,14 +50,15 @@ CheckRecord fisher_ggn(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
   const auto ex = reverse_examples(pb);
-  const int K = pb.spec.output_dim, N = int(pb.X.cols());
+  const int K = pb.spec.output_dim;
   Vec<double> lhs = Vec<double>::Zero(n_dirs), rhs = Vec<double>::Zero(n_dirs);
   std::vector<Params> vs;
   for (int i = 0; i < n_dirs; ++i) vs.push_back(random_direction(pb.spec, pb.seed, i));
+  const ReverseDots reverse(pb.spec, pb.params, fw, vs, ex);
   for (int y = 0; y < K; ++y) {  // one reverse pass per class serves every direction
     Mat<double> U = -probs;        // ∇_f log p(y|x) = e_y − p
     U.row(y).array() += 1.0;
-    const auto d = reverse_dots_multi(pb.spec, pb.params, fw, U, vs, ex);
+    const auto d = reverse(U);
     for (int i = 0; i < n_dirs; ++i) {
       const Vec<double> gv = d[i].colwise().sum();
       for (std::size_t j = 0; j < ex.size(); ++j)
@@ -84,12 +85,13 @@ CheckRecord fisher_squared_loss(const Problem& pb) {
   Vec<double> lhs = Vec<double>::Zero(n_dirs), rhs = Vec<double>::Zero(n_dirs);
   std::vector<Params> vs;
   for (int i = 0; i < n_dirs; ++i) vs.push_back(random_direction(pb.spec, pb.seed, i));
+  const ReverseDots reverse(pb.spec, pb.params, fw, vs, ex);
   for (int k = 0; k < K; ++k) {
     // The sigma points ±√K e_k, weight 1/2K each; the score of −√K e_k is minus that of +√K e_k
     // (the reverse pass is linear in its cotangent), so one pass gives both squares.
     Mat<double> U = Mat<double>::Zero(K, N);
     U.row(k).setConstant(std::sqrt(double(K)));
-    const auto d = reverse_dots_multi(pb.spec, pb.params, fw, U, vs, ex);
+    const auto d = reverse(U);
     for (int i = 0; i < n_dirs; ++i) lhs(i) += 2 * d[i].colwise().sum().squaredNorm() / (2.0 * K);
   }
   for (int i = 0; i < n_dirs; ++i) {

@@ -36,13 +36,22 @@ std::vector<Mat<double>> per_layer_reverse(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const int K = pb.spec.output_dim, N = int(pb.X.cols());
   std::vector<Mat<double>> M(pb.spec.num_layers(), Mat<double>(K, N));
+  const std::vector<Params> theta{pb.params};
+  const ReverseDots reverse(pb.spec, pb.params, fw, theta);
   for (int k = 0; k < K; ++k) {
     Mat<double> U = Mat<double>::Zero(K, N);
     U.row(k).setOnes();
-    const Mat<double> d = reverse_dots(pb.spec, pb.params, fw, U, pb.params);
+    const Mat<double> d = reverse(U)[0];
     for (int l = 0; l < pb.spec.num_layers(); ++l) M[l].row(k) = d.row(l);
   }
   return M;
+}
+
+/// The K cotangents e_k (in every column) side by side, K × (K·N), for layer_cotangents.
+Mat<double> ones_cotangents(int K, int N) {
+  Mat<double> U = Mat<double>::Zero(K, Eigen::Index(K) * N);
+  for (int k = 0; k < K; ++k) U.block(k, Eigen::Index(k) * N, 1, N).setOnes();
+  return U;
 }
 
 /// J_x (K×d) of a linear network by reverse mode: row k is the input cotangent of e_k
@@ -51,11 +60,9 @@ Mat<double> jx_reverse(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const int K = pb.spec.output_dim, N = int(pb.X.cols());
   Mat<double> J(K, pb.spec.input_dim);
-  for (int k = 0; k < K; ++k) {
-    Mat<double> U = Mat<double>::Zero(K, N);
-    U.row(k).setOnes();
-    J.row(k) = ref::backward(pb.spec, pb.params, fw, U).dX.col(0).transpose();
-  }
+  const auto ds0 = layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N), 0, KeepLayers::lowest)[0];
+  for (int k = 0; k < K; ++k)  // the input cotangent W_1ᵀ ds_1 of block k, example 0's column
+    J.row(k) = (pb.params.W[0].transpose() * ds0.col(Eigen::Index(k) * N)).transpose();
   return J;
 }
 
@@ -109,11 +116,10 @@ CheckRecord lemma1_jx(const Problem& pb) {
   const auto fw = ref::forward(pb.spec, pb.params, pb.X);
   const int K = pb.spec.output_dim, N = int(pb.X.cols());
   Mat<double> lhs(K, N);
-  for (int k = 0; k < K; ++k) {
-    Mat<double> U = Mat<double>::Zero(K, N);
-    U.row(k).setOnes();
-    lhs.row(k) = ref::backward(pb.spec, pb.params, fw, U).dX.cwiseProduct(pb.X).colwise().sum();
-  }
+  // The K passes side by side; the input cotangent of pass k is W_1ᵀ ds_1 (its block).
+  const Mat<double> dX = pb.params.W[0].transpose() *
+                         layer_cotangents(pb.spec, pb.params, fw, ones_cotangents(K, N), 0, KeepLayers::lowest)[0];
+  for (int k = 0; k < K; ++k) lhs.row(k) = dX.middleCols(Eigen::Index(k) * N, N).cwiseProduct(pb.X).colwise().sum();
   const Mat<double> rhs = fw.output();
   CheckRecord r{.id = "lemma1.jx", .paper_ref = "Lemma 1, Eq. 10",
                 .statement = "f(x) = J_x x", .network = pb.spec.describe()};

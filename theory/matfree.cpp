@@ -13,58 +13,153 @@
 
 namespace wdlab::theory {
 
-Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
-  return ref::jvp<double>(s, p, fw, v, Mat<double>::Zero(fw.a[0].rows(), fw.a[0].cols()));
-}
-
 namespace {
 
-/// Per layer, per example: ds_{l,n}ᵀ V_l a_{l−1,n} (+ ds_{l,n}ᵀ dv_b) from one backward pass's
-/// layer cotangents; valid per example only when the examples are independent (no BN).
-Mat<double> layer_dots(const MlpSpec& s, const Forward& fw, const ref::MlpGrads<double>& g,
-                       const Params& v) {
-  const Eigen::Index N = fw.a[0].cols();
-  Mat<double> out(s.num_layers(), N);
-  for (int l = 0; l < s.num_layers(); ++l) {
-    Mat<double> t = v.W[l] * fw.a[l];  // V_l a_{l−1}, out_l×N
-    if (s.bias == Bias::on) t.colwise() += v.b[l];
-    out.row(l) = g.ds[l].cwiseProduct(t).colwise().sum();
-  }
-  return out;
+/// BN's forward-mode (and backward) projector, as in the reference (reference/mlp.cpp), per unit
+/// over the batch: P(d) = (d − mean_n d − z ⊙ mean_n(z ⊙ d)) / σ.
+template <class Block>
+void bn_project_inplace(const Mat<double>& z, const Vec<double>& sigma, Block&& d) {
+  const Vec<double> mean_d = d.rowwise().mean();
+  const Vec<double> mean_zd = (z.array() * d.array()).rowwise().mean();
+  d.colwise() -= mean_d;
+  d -= (z.array().colwise() * mean_zd.array()).matrix();
+  d = (d.array().colwise() / sigma.array()).matrix();
+}
+
+/// One layer of forward mode above the tangent ds_m of s_m (m < L+1 hidden): BN's projection,
+/// then the ReLU's mask, giving the tangent of a_m. In place, on one direction's N columns.
+template <class Block>
+void hidden_tangent(const MlpSpec& s, const Forward& fw, int m, Block&& d) {
+  if (s.has_bn(m)) bn_project_inplace(fw.z[m], fw.sigma[m], d);
+  if (s.activation == Activation::relu) d = d.cwiseProduct((fw.z[m].array() > 0.0).cast<double>().matrix());
 }
 
 }  // namespace
 
+Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v) {
+  // ds_l = V_l a_{l−1} + W_l da_{l−1} (+ dv_b), as ref::jvp with dX = 0, leaving out the products
+  // with a zero factor: below the first layer where v is nonzero the tangent is 0 (no W_l da),
+  // and V_l a_{l−1} where V_l = 0 (a direction confined to one layer costs one product per layer).
+  Mat<double> da;  // tangent of a_{l−1}; empty while it is exactly 0
+  for (int l = 0; l < s.num_layers(); ++l) {
+    const bool v_here = !(v.W[l].array() == 0.0).all() || (s.bias == Bias::on && !(v.b[l].array() == 0.0).all());
+    if (!v_here && da.size() == 0) {
+      if (l == s.depth) return Mat<double>::Zero(s.output_dim, fw.a[0].cols());
+      continue;
+    }
+    Mat<double> ds;
+    if (v_here && da.size() > 0) ds = v.W[l] * fw.a[l] + p.W[l] * da;
+    else if (v_here) ds = v.W[l] * fw.a[l];
+    else ds = p.W[l] * da;
+    if (s.bias == Bias::on && v_here) ds.colwise() += v.b[l];
+    if (l == s.depth) return ds;
+    hidden_tangent(s, fw, l, ds);
+    da = std::move(ds);
+  }
+  throw InternalError("jvp_theta: unreachable");
+}
+
+Mat<double> propagate_tangents(const MlpSpec& s, const Params& p, const Forward& fw, int l, Mat<double> D) {
+  const Eigen::Index N = fw.a[0].cols();
+  WDLAB_CHECK(D.rows() == s.out_dim(l) && D.cols() % N == 0, "propagate_tangents: tangent shape");
+  const Eigen::Index m_dirs = D.cols() / N;
+  for (int m = l;; ++m) {
+    if (m > l) D = p.W[m] * D;  // ds_m = W_m da_{m−1}, every direction in one product
+    if (m == s.depth) return D;
+    for (Eigen::Index j = 0; j < m_dirs; ++j) hidden_tangent(s, fw, m, D.middleCols(j * N, N));
+  }
+}
+
+Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, int l, const std::vector<int>& idx) {
+  const Eigen::Index N = fw.a[0].cols(), n = Eigen::Index(idx.size());
+  const int off = s.param_offset(l), out = s.out_dim(l), in = s.in_dim(l);
+  // Direction e_q: ds_l = E_rc a_{l−1} (row r = a_{l−1}'s row c; W_l column-major, q − off = r + c·out),
+  // or e_r 1ᵀ for the bias entry r.
+  Mat<double> D = Mat<double>::Zero(out, n * N);
+  for (Eigen::Index j = 0; j < n; ++j) {
+    const int k = idx[std::size_t(j)] - off;
+    WDLAB_CHECK(k >= 0 && k < s.layer_param_count(l), "jvp_columns: index outside the layer");
+    if (k < out * in) D.block(k % out, j * N, 1, N) = fw.a[l].row(k / out);
+    else D.block(k - out * in, j * N, 1, N).setOnes();
+  }
+  return propagate_tangents(s, p, fw, l, std::move(D)).reshaped(Eigen::Index(s.output_dim) * N, n);
+}
+
+namespace {
+
+}  // namespace
+
+std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
+                                          int down_to, KeepLayers keep) {
+  const Eigen::Index N = fw.a[0].cols();
+  WDLAB_CHECK(U.rows() == s.output_dim && U.cols() % N == 0, "layer_cotangents: cotangent shape");
+  const Eigen::Index m = U.cols() / N;
+  std::vector<Mat<double>> ds(std::size_t(s.num_layers()));
+  ds.back() = std::move(U);
+  for (int l = s.num_layers() - 1; l > down_to; --l) {
+    // da_{l−1} = W_lᵀ ds_l (every cotangent in one product); ds_{l−1} = P_BN(φ'(z_{l−1}) ⊙ da),
+    // BN's projector (self-adjoint: the same as in forward mode) per cotangent's block.
+    const int h = l - 1;
+    Mat<double> d = p.W[l].transpose() * ds[std::size_t(l)];
+    const Mat<double> mask = (fw.z[h].array() > 0.0).cast<double>().matrix();
+    for (Eigen::Index j = 0; j < m; ++j) {
+      auto blk = d.middleCols(j * N, N);
+      if (s.activation == Activation::relu) blk = blk.cwiseProduct(mask);
+      if (s.has_bn(h)) bn_project_inplace(fw.z[h], fw.sigma[h], blk);
+    }
+    ds[std::size_t(h)] = std::move(d);
+    if (keep == KeepLayers::lowest) ds[std::size_t(l)] = Mat<double>();  // free what is not wanted
+  }
+  return ds;
+}
+
+ReverseDots::ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, const std::vector<Params>& vs,
+                         const std::vector<int>& examples)
+    : s_(s), p_(p), fw_(fw), vs_(vs), ex_(examples) {
+  if (ex_.empty())
+    for (int n = 0; n < int(fw.a[0].cols()); ++n) ex_.push_back(n);
+  // V_l a_{l−1} (+ v_b), out_l×N, per direction and layer, once for every cotangent:
+  // (J_{θ_l,n}ᵀ u)·v_l = Σ_n' ds_{l,n'}ᵀ V_l a_{l−1,n'} (+ ds·v_b) for the cotangent u of example n.
+  for (const Params& v : vs) {
+    std::vector<Mat<double>> t;
+    for (int l = 0; l < s.num_layers(); ++l) {
+      t.push_back(v.W[l] * fw.a[l]);
+      if (s.bias == Bias::on) t.back().colwise() += v.b[l];
+    }
+    va_.push_back(std::move(t));
+  }
+}
+
+std::vector<Mat<double>> ReverseDots::operator()(const Mat<double>& U) const {
+  const Eigen::Index m = Eigen::Index(ex_.size()), N = U.cols();
+  std::vector<Mat<double>> out(vs_.size(), Mat<double>(s_.num_layers(), m));
+  if (s_.norm != Norm::batchnorm) {
+    // The examples are independent: one pass's layer cotangents give every example's dot,
+    // column n' = n only.
+    const auto ds = layer_cotangents(s_, p_, fw_, U);
+    for (std::size_t j = 0; j < vs_.size(); ++j)
+      for (int l = 0; l < s_.num_layers(); ++l) {
+        const Eigen::RowVectorXd all = ds[std::size_t(l)].cwiseProduct(va_[j][std::size_t(l)]).colwise().sum();
+        for (Eigen::Index i = 0; i < m; ++i) out[j](l, i) = all(ex_[std::size_t(i)]);
+      }
+    return out;
+  }
+  // BN couples the examples: example n's cotangent alone (column n of U, zeros elsewhere) gets
+  // its own pass, all of them side by side in one layer_cotangents; the dot sums every column.
+  Mat<double> Us = Mat<double>::Zero(U.rows(), m * N);
+  for (Eigen::Index i = 0; i < m; ++i) Us.col(i * N + ex_[std::size_t(i)]) = U.col(ex_[std::size_t(i)]);
+  const auto ds = layer_cotangents(s_, p_, fw_, std::move(Us));
+  for (std::size_t j = 0; j < vs_.size(); ++j)
+    for (int l = 0; l < s_.num_layers(); ++l)
+      for (Eigen::Index i = 0; i < m; ++i)
+        out[j](l, i) = ds[std::size_t(l)].middleCols(i * N, N).cwiseProduct(va_[j][std::size_t(l)]).sum();
+  return out;
+}
+
 std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,
                                             const Mat<double>& U, const std::vector<Params>& vs,
                                             const std::vector<int>& examples) {
-  const int N = int(U.cols());
-  std::vector<int> ex = examples;
-  if (ex.empty())
-    for (int n = 0; n < N; ++n) ex.push_back(n);
-  std::vector<Mat<double>> out(vs.size(), Mat<double>(s.num_layers(), Eigen::Index(ex.size())));
-  if (s.norm != Norm::batchnorm) {
-    const auto g = ref::backward(s, p, fw, U);
-    for (std::size_t j = 0; j < vs.size(); ++j) {
-      const Mat<double> all = layer_dots(s, fw, g, vs[j]);
-      for (std::size_t i = 0; i < ex.size(); ++i) out[j].col(Eigen::Index(i)) = all.col(ex[i]);
-    }
-    return out;
-  }
-  // BN couples the examples: one backward pass per example, its cotangent alone, and the
-  // per-layer dot of the whole gradient with each v.
-  for (std::size_t i = 0; i < ex.size(); ++i) {
-    Mat<double> Un = Mat<double>::Zero(U.rows(), U.cols());
-    Un.col(ex[i]) = U.col(ex[i]);
-    const auto g = ref::backward(s, p, fw, Un);
-    for (std::size_t j = 0; j < vs.size(); ++j)
-      for (int l = 0; l < s.num_layers(); ++l) {
-        double d = g.dW[l].cwiseProduct(vs[j].W[l]).sum();
-        if (s.bias == Bias::on) d += g.db[l].dot(vs[j].b[l]);
-        out[j](l, Eigen::Index(i)) = d;
-      }
-  }
-  return out;
+  return ReverseDots(s, p, fw, vs, examples)(U);
 }
 
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
@@ -138,22 +233,24 @@ std::vector<ref::KfacFactors<double>> kfac_factors_batched(const MlpSpec& s, con
     out[l].S = Mat<double>::Zero(s.out_dim(l), s.out_dim(l));
   }
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
+  // The K cotangents side by side (block k: e_k in every column, or √p_k (p − e_k)), one
+  // layer_cotangents for all: S_l = (1/N) Σ_k D_k D_kᵀ = (1/N) D Dᵀ.
+  Mat<double> U(K, Eigen::Index(K) * N);
   for (int k = 0; k < K; ++k) {
-    Mat<double> U;
+    auto Uk = U.middleCols(Eigen::Index(k) * N, N);
     if (c == ref::KfacCurvature::gn_exact) {
-      U = Mat<double>::Zero(K, N);
-      U.row(k).setOnes();  // e_k for every example
+      Uk.setZero();
+      Uk.row(k).setOnes();  // e_k for every example
     } else if (c == ref::KfacCurvature::fisher_exact) {
-      U = probs;  // class k: √p_k (p − e_k), so that Σ_k of D Dᵀ carries the weight p_k
-      U.row(k).array() -= 1.0;
-      U = U * probs.row(k).cwiseSqrt().asDiagonal();
+      Uk = probs;  // class k: √p_k (p − e_k), so that Σ_k of D Dᵀ carries the weight p_k
+      Uk.row(k).array() -= 1.0;
+      Uk = Uk * probs.row(k).cwiseSqrt().asDiagonal();
     } else {
       throw InternalError("kfac_factors_batched: exact curvatures only");
     }
-    const auto g = ref::backward(s, p, fw, U);
-    for (int l = 0; l < s.num_layers(); ++l) out[l].S.noalias() += g.ds[l] * g.ds[l].transpose();
   }
-  for (auto& f : out) f.S /= double(N);
+  const auto ds = layer_cotangents(s, p, fw, std::move(U));
+  for (int l = 0; l < s.num_layers(); ++l) out[l].S.noalias() = ds[std::size_t(l)] * ds[std::size_t(l)].transpose() / double(N);
   return out;
 }
 
@@ -162,21 +259,30 @@ Mat<double> kfac_S_partial(const MlpSpec& s, const Params& p, const Mat<double>&
   const auto fw = ref::forward(s, p, X);
   const int K = s.output_dim, N = int(X.cols());
   const Mat<double> probs = ref::softmax_fprop<double>(fw.output());
-  Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
-  for (int n = 0; n < std::min(examples, N); ++n)
+  // One cotangent per (n, k), alone in column n, all side by side: S = Σ w_{nk} D_{nk} D_{nk}ᵀ with
+  // D_{nk} the layer's cotangent block, w = 1 (GN: e_k) or p_k(x_n) (Fisher: p_n − e_k).
+  const int m = std::min(examples, N);
+  Mat<double> U = Mat<double>::Zero(K, Eigen::Index(m) * K * N);
+  std::vector<double> w;
+  for (int n = 0; n < m; ++n)
     for (int k = 0; k < K; ++k) {
-      Mat<double> U = Mat<double>::Zero(K, N);
-      double w = 1;
+      const Eigen::Index col = (Eigen::Index(n) * K + k) * N + n;
       if (c == ref::KfacCurvature::gn_exact) {
-        U(k, n) = 1;
+        U(k, col) = 1;
+        w.push_back(1);
       } else {
-        U.col(n) = probs.col(n);
-        U(k, n) -= 1;
-        w = probs(k, n);
+        U.col(col) = probs.col(n);
+        U(k, col) -= 1;
+        w.push_back(probs(k, n));
       }
-      const auto g = ref::backward(s, p, fw, U);
-      S.noalias() += w * g.ds[layer] * g.ds[layer].transpose();
     }
+  const auto ds = layer_cotangents(s, p, fw, std::move(U), layer, KeepLayers::lowest);
+  const Mat<double>& D = ds[std::size_t(layer)];
+  Mat<double> S = Mat<double>::Zero(s.out_dim(layer), s.out_dim(layer));
+  for (std::size_t b = 0; b < w.size(); ++b) {
+    const auto Db = D.middleCols(Eigen::Index(b) * N, N);
+    S.noalias() += w[b] * Db * Db.transpose();
+  }
   return S;
 }
 

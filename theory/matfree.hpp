@@ -18,13 +18,51 @@ namespace wdlab::theory {
 using Params = ref::MlpParams<double>;
 using Forward = ref::MlpForward<double>;
 
-/// J_θ v for every example (forward mode), K×N.
+/// J_θ v for every example (forward mode), K×N. The products of ref::jvp, less those with a
+/// zero factor (layers below v's first nonzero layer, layers where v is 0).
 Mat<double> jvp_theta(const MlpSpec& s, const Params& p, const Forward& fw, const Params& v);
+
+/// Forward mode from layer l up for m directions side by side: D holds the tangents of s_l,
+/// out_l × (m·N) (direction j in columns jN..jN+N−1); returns the output tangents K × (m·N). BN
+/// projects each direction's block over its own batch; one product per layer serves all m.
+Mat<double> propagate_tangents(const MlpSpec& s, const Params& p, const Forward& fw, int l, Mat<double> D);
+
+/// J e_q for every θ index q in idx (all in layer l), as the columns of a (K·N)×|idx| matrix
+/// (column j: the K×N JVP of e_{idx[j]}, flattened column-major), by one propagate_tangents.
+Mat<double> jvp_columns(const MlpSpec& s, const Params& p, const Forward& fw, int l, const std::vector<int>& idx);
 
 /// Per layer l and example n: (J_{θ_l,n}ᵀ u_n)·v_l by reverse mode, (L+1)×|examples|.
 /// `examples` lists the examples (all when empty). Each column of U is one example's cotangent.
 Mat<double> reverse_dots(const MlpSpec& s, const Params& p, const Forward& fw, const Mat<double>& U,
                          const Params& v, const std::vector<int>& examples = {});
+
+enum class KeepLayers { all, lowest };
+/// Reverse mode for m cotangents side by side: U is K × (m·N) (cotangent j in columns
+/// jN..jN+N−1); returns the layer cotangents ds_l (out_l × (m·N)) of the layers >= down_to
+/// (lower ones empty; with KeepLayers::lowest only layer down_to's, so that many blocks stay
+/// within memory), BN's projection over each block's batch; no weight gradients. The
+/// products of ref::backward that the checks need, one product per layer for all m.
+std::vector<Mat<double>> layer_cotangents(const MlpSpec& s, const Params& p, const Forward& fw, Mat<double> U,
+                                          int down_to = 0, KeepLayers keep = KeepLayers::all);
+
+/// reverse_dots for several directions and many cotangents: the per-direction, per-layer
+/// products V_l a_{l−1} are formed once, and each call does the backward pass of one U (with BN
+/// one per example, side by side) by layer_cotangents. The references must outlive the object.
+class ReverseDots {
+ public:
+  ReverseDots(const MlpSpec& s, const Params& p, const Forward& fw, const std::vector<Params>& vs,
+              const std::vector<int>& examples = {});
+  /// One matrix per v, (L+1)×|examples|: (J_{θ_l,n}ᵀ u_n)·v_l.
+  std::vector<Mat<double>> operator()(const Mat<double>& U) const;
+
+ private:
+  const MlpSpec& s_;
+  const Params& p_;
+  const Forward& fw_;
+  const std::vector<Params>& vs_;
+  std::vector<int> ex_;
+  std::vector<std::vector<Mat<double>>> va_;  // [direction][layer]: V_l a_{l−1} (+ v_b), no BN
+};
 
 /// reverse_dots for several directions from the same backward pass(es): one matrix per v.
 std::vector<Mat<double>> reverse_dots_multi(const MlpSpec& s, const Params& p, const Forward& fw,

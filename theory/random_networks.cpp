@@ -35,8 +35,9 @@ SuiteOptions draw_network(std::uint64_t seed, int index) {
 }
 
 std::string reproduce_command(const SuiteOptions& o) {
-  return fmt::format("wdlab theory --seeds {} --depths {} --widths {} --input-dim {} --classes {} --batch {}",
-                     o.seeds.at(0), o.depths.at(0), o.widths.at(0), o.input_dim, o.classes, o.batch);
+  return fmt::format("wdlab theory --seeds {} --depths {} --widths {} --input-dim {} --classes {} --batch {}{}",
+                     o.seeds.at(0), o.depths.at(0), o.widths.at(0), o.input_dim, o.classes, o.batch,
+                     o.only.empty() ? "" : " --only " + o.only);
 }
 
 SuiteOptions shrink(const SuiteOptions& failing, const std::function<bool(const SuiteOptions&)>& fails) {

@@ -15,7 +15,8 @@ namespace wdlab::theory {
 /// then runs every check on the linear, ReLU and BN variants of that network.
 SuiteOptions draw_network(std::uint64_t seed, int index);
 
-/// The exact `wdlab theory` command line that runs these (single-valued) options.
+/// The exact `wdlab theory` command line that runs these (single-valued) options, with --only
+/// when they have it.
 std::string reproduce_command(const SuiteOptions& o);
 
 /// Greedy shrinking: repeatedly tries fewer layers, a narrower width, fewer inputs, classes and

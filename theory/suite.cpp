@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/fault.hpp"
 #include "theory/checks.hpp"
 
 namespace wdlab::theory {
@@ -81,6 +82,11 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
                                  e.what()));
     }
     rows.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (fault::theory_fail(id, net.spec.depth, net.spec.width)) {  // test-only (common/fault.hpp)
+      CheckRecord& r = rows.back();
+      r.outcome = r.expect == Outcome::holds ? Outcome::fails : Outcome::holds;
+      r.reason = "injected by WDLAB_FAULT_THEORY_FAIL";
+    }
     if (progress) progress(rows.back());
   };
   for (std::uint64_t seed : opt.seeds) {
@@ -162,9 +168,11 @@ std::vector<CheckRecord> run_suite(const SuiteOptions& opt,
         for (Curvature c : {Curvature::fisher, Curvature::gauss_newton,
                             Curvature::kfac_gauss_newton, Curvature::kfac_fisher})
           run("eq15.curvature_scaling", bn, [&] { return eq15_curvature_scaling(bn, l, c, 2.5); });
+        DampingColumns columns;  // Eq. 16's Jacobian columns, computed once for its three rows
         for (Curvature c : {Curvature::fisher, Curvature::gauss_newton})
-          run("eq16.effective_damping", bn, [&] { return eq16_effective_damping(bn, l, c); });
-        run("eq16.plain_damping", bn, [&] { return eq16_plain_damping_control(bn, l, Curvature::fisher); });
+          run("eq16.effective_damping", bn, [&] { return eq16_effective_damping(bn, l, c, &columns); });
+        run("eq16.plain_damping", bn, [&] {
+          return eq16_plain_damping_control(bn, l, Curvature::fisher, &columns); });
         run("fisher.ggn", bn, [&] { return fisher_ggn(bn); });
       }
     }

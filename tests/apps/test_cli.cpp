@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <sstream>
+#include <string>
 
 #include "run_command.hpp"
 
@@ -56,6 +58,62 @@ TEST_CASE("wdlab theory --random 20: every random network passes, --list has the
   for (const char* id : {"ext.exp_lr_equivalence", "ext.angular_equilibrium", "ext.grad_weight_ratio",
                          "ext.exp_lr_non_invariant", "ext.angular_other_form", "ext.grad_ratio_no_wd"})
     CHECK(l.out.find(id) != std::string::npos);
+}
+
+namespace {
+
+/// The value after `--name ` in a printed `wdlab theory` command line (-1 if absent).
+int option_value(const std::string& cmd, const std::string& name) {
+  const std::size_t at = cmd.find("--" + name + " ");
+  return at == std::string::npos ? -1 : std::stoi(cmd.substr(at + name.size() + 3));
+}
+
+}  // namespace
+
+TEST_CASE("wdlab theory --random with an injected failure: the shrunk network and its command reproduce it") {
+  // The hook fails lemma1.jx on every network with >= 3 hidden layers of width >= 4, so the
+  // smallest failing network is depth 3, width 4 and the smallest input dim, classes and batch
+  // (1, 2, 2), with the failing network's seed, whatever network of the stream fails first.
+  const std::string fault = "WDLAB_FAULT_THEORY_FAIL=lemma1.jx@3x4";
+  const auto r = run_wdlab("theory --random 4 --seed 2 --only lemma1.jx", fault);
+  INFO(r.out, r.err);
+  CHECK(r.rc == 1);
+  // Every network line: FAILED exactly when the hook applies to its depth and width.
+  std::string first_failing;
+  int networks = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("network ", 0) != 0) continue;
+    ++networks;
+    const bool failed = line.find("FAILED") != std::string::npos;
+    CHECK(failed == (option_value(line, "depths") >= 3 && option_value(line, "widths") >= 4));
+    if (failed && first_failing.empty()) first_failing = line;
+  }
+  CHECK(networks == 4);
+  REQUIRE_FALSE(first_failing.empty());
+  // The first failing network is larger than the smallest one, so there was shrinking to do.
+  CHECK(option_value(first_failing, "depths") + option_value(first_failing, "widths") +
+            option_value(first_failing, "batch") > 3 + 4 + 2);
+  const int seed = option_value(first_failing, "seeds");
+  const std::string expected = "wdlab theory --seeds " + std::to_string(seed) +
+                               " --depths 3 --widths 4 --input-dim 1 --classes 2 --batch 2 --only lemma1.jx";
+  const std::string prefix = "smallest failing network found by shrinking: ";
+  const std::size_t at = r.err.find(prefix);
+  REQUIRE(at != std::string::npos);
+  const std::string printed = r.err.substr(at + prefix.size(), r.err.find('\n', at) - at - prefix.size());
+  CHECK(printed == expected);
+  // The printed command, run (its "wdlab " replaced by the binary), fails again: exit 1 and the
+  // row marked UNEXPECTED; one layer fewer or one unit narrower passes, and without the hook the
+  // shrunk network passes (the injected fault, nothing else, made it fail).
+  const std::string args = printed.substr(std::string("wdlab ").size());
+  const auto again = run_wdlab(args, fault);
+  CHECK(again.rc == 1);
+  CHECK(again.out.find("UNEXPECTED") != std::string::npos);
+  const std::string tail = " --input-dim 1 --classes 2 --batch 2 --only lemma1.jx";
+  const std::string s = "theory --seeds " + std::to_string(seed);
+  CHECK(run_wdlab(s + " --depths 2 --widths 4" + tail, fault).rc == 0);
+  CHECK(run_wdlab(s + " --depths 3 --widths 3" + tail, fault).rc == 0);
+  CHECK(run_wdlab(args).rc == 0);
 }
 
 TEST_CASE("wdlab theory table: one row per check and a summary line") {

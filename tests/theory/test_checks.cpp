@@ -155,10 +155,22 @@ TEST_CASE("eq15: curvature of a BN layer scales as 1/c^2 for every curvature") {
 TEST_CASE("eq16: effective damping lambda |theta|^2, and plain lambda fails") {
   for (int depth : {1, 3}) {
     const auto pb = bn_problem(depth);
+    DampingColumns shared;  // the Jacobian columns carried between rows, as run_suite does
     for (Curvature c : {Curvature::fisher, Curvature::gauss_newton}) {
-      expect_holds(eq16_effective_damping(pb, 0, c));
+      const auto alone = eq16_effective_damping(pb, 0, c);
+      expect_holds(alone);
       expect_control_fails(eq16_plain_damping_control(pb, 0, c));
+      // Sharing the columns changes nothing: the same numbers as computed afresh.
+      const auto with_shared = eq16_effective_damping(pb, 0, c, &shared);
+      CHECK(with_shared.lhs == alone.lhs);
+      CHECK(with_shared.rhs == alone.rhs);
+      CHECK(eq16_plain_damping_control(pb, 0, c, &shared).rel_err == eq16_plain_damping_control(pb, 0, c).rel_err);
     }
+    CHECK(shared.at_theta.size() > 0);
+    // Columns of another network are not reused: the rows equal those computed afresh.
+    const auto other = bn_problem(depth, 5);
+    CHECK(eq16_effective_damping(other, 0, Curvature::fisher, &shared).lhs ==
+          eq16_effective_damping(other, 0, Curvature::fisher).lhs);
     // Finding, not a failure of the paper: App. D needs C(θ_l)θ_l = 0 so that ‖θ_l‖ moves only
     // at O(η²). The exact blocks satisfy it (J_{θ_l}θ_l = 0); the K-FAC block Ā⊗S does not
     // (S W Ā ≠ 0 once a and g are decoupled), so with K-FAC Eq. 16 carries an O(η) error.
