@@ -212,6 +212,7 @@ command -v stdbuf >/dev/null 2>&1 && linebuf=(stdbuf -oL -eL)
 fake_stub() {  # STAGE
   local mode=ok w
   for w in ${WDLAB_GPU_CHECK_FAKE:-}; do [[ ${w%%=*} == "$1" ]] && mode=${w#*=}; done
+  echo "fake $1: LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}"
   echo "fake $1: partial result 1"
   echo "fake $1: partial result 2"
   case $mode in
@@ -233,8 +234,13 @@ start_stage() {
     echo "[plan] $stage (limit ${stage_limit[${stage%%:*}]}s, log $log): $*"
     started_pid=""; return 0
   fi
-  # `timeout` runs programs, not functions: the stub goes to a bash of its own.
-  if [[ $fake == yes ]]; then set -- bash -c "$(declare -f fake_stub); fake_stub \"\$1\"" fake_stub "$stage"; fi
+  # `timeout` runs programs, not functions: the stub goes to a bash of its own, behind the
+  # command's `env LD_LIBRARY_PATH=...` prefix where it has one (the stub prints what it got).
+  if [[ $fake == yes ]]; then
+    local prefix=()
+    if [[ $1 == env ]]; then prefix=(env); shift; while [[ $1 == *=* ]]; do prefix+=("$1"); shift; done; fi
+    set -- "${prefix[@]}" bash -c "$(declare -f fake_stub); fake_stub \"\$1\"" fake_stub "$stage"
+  fi
   if [[ $err == "$log" ]]; then
     timeout -k 5 "$(limit "${stage%%:*}")" "$@" >"$logs/$log" 2>&1 &
   else

@@ -77,6 +77,21 @@ check "summary: a passing stage's log is not copied in" not grep -q '| fake cros
 check "summary: the plan total is printed" grep -q "^plan: stage limits total ${sum} s <= budget 420 s" "$out/summary.txt"
 check "summary: the run ends with a verdict" grep -q '^verdict: FAIL' "$out/summary.txt"
 
+# --- run-time libraries: PyTorch's nvidia/*/lib for wdlab and the tests, never for python ------
+# A site-packages folder whose `nvidia` package fails to import: the script falls back to a find.
+sp="$work/site-packages"
+mkdir -p "$sp/nvidia/cublas/lib" "$sp/nvidia/cudnn/lib"
+echo 'raise ImportError("not importable on purpose")' >"$sp/nvidia/__init__.py"
+out="$work/libs"
+env -u LD_LIBRARY_PATH PYTHONPATH="$sp" WDLAB_GPU_CHECK_FAKE_LIMIT_S=1 OUT="$out" \
+  bash "$script" --fake-device >"$work/libs.stdout" 2>&1
+mkdir -p "$work/unpacked-libs"
+tar -xzf "$out/logs.tgz" -C "$work/unpacked-libs"
+check "libraries: found by the find fallback when import nvidia fails" grep -q '^libraries: nvidia wheels (find): .*nvidia/cublas/lib' "$out/summary.txt"
+check "libraries: wdlab crosscheck gets nvidia/*/lib on LD_LIBRARY_PATH" grep -q "LD_LIBRARY_PATH=.*$sp/nvidia/cudnn/lib" "$work/unpacked-libs/crosscheck-layers.log"
+check "libraries: the GPU tests get nvidia/*/lib on LD_LIBRARY_PATH" grep -q "LD_LIBRARY_PATH=.*$sp/nvidia/cublas/lib" "$work/unpacked-libs/ctest-gpu.log"
+check "libraries: python (bench_pytorch) gets no LD_LIBRARY_PATH" grep -q 'LD_LIBRARY_PATH=unset' "$work/unpacked-libs/bench-pytorch-vgg16-bn.json"
+
 # --- the whole script stopped (SIGTERM) while a stage hangs: the trap packs --------------------
 out="$work/term"
 WDLAB_GPU_CHECK_FAKE="gpu-tests=hang" WDLAB_GPU_CHECK_FAKE_LIMIT_S=60 OUT="$out" \
