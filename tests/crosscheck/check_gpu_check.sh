@@ -7,6 +7,8 @@
 #   - a hung stage killed by its (1 s) limit and a failed stage: $OUT holds summary.txt and
 #     logs.tgz only (the GPU tool returns at most 8 files); both stages' partial lines are in
 #     logs.tgz and their last lines in summary.txt;
+#   - an `nvidia` package that does not import: the nvidia/*/lib folders found by the find
+#     fallback reach the wdlab and ctest calls' LD_LIBRARY_PATH, and python gets none;
 #   - the whole script stopped by SIGTERM while a stage hangs: the trap still packs logs.tgz with
 #     that stage's partial output and puts its last lines into summary.txt.
 # Usage: check_gpu_check.sh [path/to/gpu-check.sh]   (default: the one beside this checkout)
