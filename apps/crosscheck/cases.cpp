@@ -238,10 +238,10 @@ double integer_sum_bound(const Case& c) {
 
 std::vector<MetricInfo> metric_catalog() {
   return {
-      // Network cases (the reference side computes them from the pass; tensor_names.hpp).
+      // Network cases (norm, elr: each side's own Backend::measure; the others computed from the
+      // pass; tensor_names.hpp). damping_eff is compared in the K-FAC optimizer cases below.
       {"norm", ""},
       {"elr", ""},
-      {"eff_damping", ""},
       {"kfac_gn_quadratic", ""},
       {"kfac_f_trace", ""},
       {"kfac_g_trace", ""},
