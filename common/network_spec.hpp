@@ -2,6 +2,8 @@
 // NetworkSpec: the layer graph both backends consume (DESIGN.md, "One network description").
 // Plain data: layers in topological order, each reading the outputs of earlier layers (or the
 // network input, index −1). Parameters are named like PyTorch's state_dict.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +14,12 @@
 namespace wdlab {
 
 enum class LayerKind { dense, conv2d, batchnorm, relu, maxpool, global_avgpool, flatten, residual_add };
+/// Every LayerKind, in declaration order (the crosscheck registry and tests loop over it).
+inline constexpr std::array<LayerKind, 8> all_layer_kinds{
+    LayerKind::dense,   LayerKind::conv2d,         LayerKind::batchnorm, LayerKind::relu,
+    LayerKind::maxpool, LayerKind::global_avgpool, LayerKind::flatten,   LayerKind::residual_add};
+static_assert(all_layer_kinds.size() == std::size_t(LayerKind::residual_add) + 1,
+              "all_layer_kinds must list every LayerKind");
 std::string to_string(LayerKind k);
 
 enum class Affine { off, on };  // BN γ/β (the paper and the official code: off)

@@ -5,11 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define WDLAB_HD __host__ __device__
-#else
-#define WDLAB_HD
-#endif
+#include "common/hd.hpp"
 
 namespace wdlab::rng {
 

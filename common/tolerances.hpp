@@ -2,6 +2,7 @@
 // The one tolerance table of wdlab. Every comparison looks its tolerance up here by kind; each
 // entry says why it has the value it has. Tests and checks never write tolerances as literals.
 #include <array>
+#include <cstddef>
 #include <string_view>
 
 namespace wdlab::tol {
@@ -22,6 +23,14 @@ enum class Kind {
   float32_steps,       // crosscheck: parameters and optimizer state after N steps (float32)
   float32_backward_bn, // crosscheck: gradients/curvature of a whole network with BN (float32)
 };
+
+/// Every Kind, in declaration order (tests loop over it; the count is checked against the last one).
+inline constexpr std::array<Kind, 14> all_kinds{
+    Kind::exact_double,     Kind::exact_integer,     Kind::finite_difference, Kind::order_eta2,
+    Kind::monte_carlo_slope, Kind::float_forward,    Kind::monte_carlo_z,     Kind::float_kernel,
+    Kind::float32_op,       Kind::float32_network,   Kind::float32_curvature, Kind::float32_inverse,
+    Kind::float32_steps,    Kind::float32_backward_bn};
+static_assert(all_kinds.size() == std::size_t(Kind::float32_backward_bn) + 1, "all_kinds must list every Kind");
 
 struct Entry {
   Kind kind;
@@ -99,11 +108,36 @@ constexpr std::string_view name(Kind k) {
   return "?";
 }
 
-constexpr const Entry& entry(Kind k) {
-  for (const auto& e : table)
-    if (e.kind == k) return e;
-  return table[0];  // unreachable: every Kind has an entry (tests enumerate them)
+/// The position of k's entry in `table`: a switch without default, so -Wswitch names a Kind
+/// added to the enum and not here, and the static_assert below one whose entry is missing.
+constexpr std::size_t slot(Kind k) {
+  switch (k) {
+    case Kind::exact_double: return 0;
+    case Kind::exact_integer: return 1;
+    case Kind::finite_difference: return 2;
+    case Kind::order_eta2: return 3;
+    case Kind::monte_carlo_slope: return 4;
+    case Kind::float_forward: return 5;
+    case Kind::monte_carlo_z: return 6;
+    case Kind::float_kernel: return 7;
+    case Kind::float32_op: return 8;
+    case Kind::float32_network: return 9;
+    case Kind::float32_curvature: return 10;
+    case Kind::float32_inverse: return 11;
+    case Kind::float32_steps: return 12;
+    case Kind::float32_backward_bn: return 13;
+  }
+  return table.size();  // not a Kind (a cast integer): entry() does not compile in a constant
 }
+
+constexpr bool every_kind_has_its_entry() {
+  for (Kind k : all_kinds)
+    if (slot(k) >= table.size() || table[slot(k)].kind != k) return false;
+  return table.size() == all_kinds.size();
+}
+static_assert(every_kind_has_its_entry(), "tol::table must hold one entry per Kind, at slot(kind)");
+
+constexpr const Entry& entry(Kind k) { return table.at(slot(k)); }
 constexpr double of(Kind k) { return entry(k).value; }
 
 }  // namespace wdlab::tol

@@ -5,6 +5,7 @@
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "apps/crosscheck/side.hpp"
 #include "apps/crosscheck/tensor_names.hpp"
 #include "common/errors.hpp"
 
@@ -207,7 +208,7 @@ std::vector<std::string> coverage() {
       "A and S of the given cotangent (CudaBackend::capture_kfac)",
       "side cuda loss cases:      loss, softmax, output gradient (the backend's loss kernels)",
       "side cuda network cases:   every layer's output and cotangent, loss, input and parameter gradients, BN "
-      "statistics, norm/elr/eff_damping from the device's weight norms",
+      "statistics, norm/elr from the backend's measure() (damping_eff: optimizer cases)",
       "side cuda network cases:   K-FAC-F (same sampled targets) and K-FAC-G (same probes) per dense/conv block: "
       "factors A and S, damped inverses, preconditioned gradients (CudaBackend::capture_kfac: CudaKfac's syrk, "
       "cuSOLVER and GEMMs, the case's seed, RNG step 0, damping 1e-2); kfac_*_trace and kfac_gn_quadratic computed "
@@ -257,7 +258,7 @@ Tensors layer_tensors(const Case& c, const cuda::Capture& cap) {
 }
 
 Tensors network_tensors(const Case& c, const cuda::Capture& cap,
-                        const std::vector<std::pair<std::string, double>>& weight_norms) {
+                        const std::vector<std::pair<std::string, double>>& weight_metrics) {
   check_layers(c, cap);
   const NetworkSpec& spec = c.spec;
   Tensors out;
@@ -275,19 +276,8 @@ Tensors network_tensors(const Case& c, const cuda::Capture& cap,
                            cap.dout[std::size_t(i)]));
   out.push_back(tensor(names::input_grad(), Quantity::activation_grad, nchw(cap.n, spec.input), cap.dinput));
   append_grads(out, c, cap);
-  // ‖θ_l‖ as the device reduced it; η/‖θ_l‖² and λ‖θ_l‖² follow from it as in append_metrics.
-  const double lambda = crosscheck_optim(ref::OptimizerKind::kfac_f).kfac.damping;
-  const auto info = spec.params();
-  for (const auto& [name, norm] : weight_norms) {
-    const ParamInfo* p = nullptr;
-    for (const auto& x : info)
-      if (x.name == name) p = &x;
-    if (!p) throw InternalError("cuda capture: weight norm of an unknown tensor " + name);
-    out.push_back(Tensor{names::metric("norm", name), Quantity::metric, {1}, {norm}, ""});
-    out.push_back(Tensor{names::metric("elr", name), Quantity::metric, {1}, {c.lr / (norm * norm)}, ""});
-    if (spec.followed_by_bn(p->layer))
-      out.push_back(Tensor{names::metric("eff_damping", name), Quantity::metric, {1}, {lambda * norm * norm}, ""});
-  }
+  // ‖θ_l‖ and η/‖θ_l‖² as the CUDA backend's measure() returned them (side.hpp).
+  xcheck::append_weight_metrics(out, weight_metrics);
   append_kfac(out, c, cap, "kfac_f", cap.kfac_fisher);
   append_kfac(out, c, cap, "kfac_g", cap.kfac_gauss_newton);
   append_bn(out, c, cap);

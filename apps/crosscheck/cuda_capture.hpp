@@ -34,10 +34,10 @@ cuda::CaptureRequest request(const Case& c, const CaseData& d, std::vector<float
 /// cap.kfac_given).
 Tensors layer_tensors(const Case& c, const cuda::Capture& cap);
 /// A network case's tensors (as run_network; the K-FAC factors, inverses, updates and metrics
-/// from cap.kfac_fisher, cap.kfac_gauss_newton and cap.params). `weight_norms`: (name, ‖θ‖) of
-/// every weight, as Backend::weight_norms.
+/// from cap.kfac_fisher, cap.kfac_gauss_newton and cap.params). `weight_metrics`: the backend's
+/// own Backend::measure(weight_metrics_request(c)) rows (norm.<w>, elr.<w>; side.hpp).
 Tensors network_tensors(const Case& c, const cuda::Capture& cap,
-                        const std::vector<std::pair<std::string, double>>& weight_norms);
+                        const std::vector<std::pair<std::string, double>>& weight_metrics);
 /// A loss case's tensors (as run_loss).
 Tensors loss_tensors(const Case& c, const cuda::LossCapture& cap);
 

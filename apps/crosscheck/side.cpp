@@ -100,4 +100,19 @@ std::unique_ptr<Side> make_perturbed(std::unique_ptr<Side> inner, std::string pr
   return std::make_unique<Perturbed>(std::move(inner), std::move(prefix), rel);
 }
 
+train::MeasureRequest weight_metrics_request(const Case& c) {
+  train::MeasureRequest r;
+  r.groups.add(train::MetricGroup::norms).add(train::MetricGroup::elr);
+  r.lr = c.lr;
+  r.seed = c.seed;
+  return r;
+}
+
+void append_weight_metrics(Tensors& out, const train::NamedValues& rows) {
+  for (const auto& [name, v] : rows)
+    for (const char* group : {"norm", "elr"})
+      if (name.rfind(std::string(group) + ".", 0) == 0)
+        out.push_back(Tensor{names::metric(group, name.substr(std::string(group).size() + 1)), Quantity::metric, {1}, {v}, ""});
+}
+
 }  // namespace wdlab::xcheck

@@ -76,6 +76,14 @@ train::MeasureRequest measure_request(const Case& c);
 train::MeasureRequest measure_request_batch_bn(const Case& c);
 inline constexpr const char* of_batch_bn = "bn=batch";
 
+/// The weight metrics a network case compares: ‖θ_l‖ and η/‖θ_l‖² (η = the case's lr) as each
+/// side's own backend measures them (Backend::measure, groups norms and elr), so a wrong elr on
+/// one side fails on its own instead of following from the norm.
+train::MeasureRequest weight_metrics_request(const Case& c);
+/// The norm.<w> and elr.<w> rows of a measure() result as tensors `metric norm <w>` and
+/// `metric elr <w>` (other rows, such as elr_opt.<w>, are left out: network cases have no steps).
+void append_weight_metrics(Tensors& out, const train::NamedValues& rows);
+
 /// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
 /// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running
 /// statistics and "optim." state as they are ("after <name>").

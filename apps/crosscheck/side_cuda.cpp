@@ -99,7 +99,7 @@ class CudaSide final : public xcheck::Side {
     }
     cap.kfac_fisher = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
     cap.kfac_gauss_newton = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_g));
-    return xcheck::cuda_side::network_tensors(c, cap, be->weight_norms());
+    return xcheck::cuda_side::network_tensors(c, cap, be->measure(train::HostBatch{}, xcheck::weight_metrics_request(c)));
   }
 
   Tensors run_loss(const Case& c, const CaseData& d) {

@@ -235,7 +235,9 @@ class ReferenceSide final : public Side {
     out.push_back(activation(names::input_grad(), Quantity::activation_grad, bw.d_input, spec.input));
     append_grads(out, spec, p, bw);
     append_curvature(out, c, p, x, bw.grads);
-    append_metrics(out, c, p);
+    // ‖θ_l‖ and η/‖θ_l‖² as the reference backend measures them (side.hpp).
+    ref::ReferenceBackend<T> be(spec, p, c.optim, c.seed);
+    append_weight_metrics(out, be.measure(train::HostBatch{}, weight_metrics_request(c)));
     auto q = p;
     append_bn(out, spec, q, fw, x);
     return out;
@@ -282,19 +284,6 @@ class ReferenceSide final : public Side {
       }
       if (kind == ref::CurvatureKind::gauss_newton)
         out.push_back(scalar(names::metric("kfac_gn_quadratic", ""), Quantity::metric, gn_quadratic));
-    }
-  }
-
-  /// ‖θ_l‖, η/‖θ_l‖² (η = the case's learning rate) and, for layers followed by BN, λ‖θ_l‖².
-  void append_metrics(Tensors& out, const Case& c, const ref::ParamStore<T>& p) const {
-    const double lambda = crosscheck_optim(ref::OptimizerKind::kfac_f).kfac.damping;
-    for (std::size_t i = 0; i < p.info.size(); ++i) {
-      if (p.info[i].role != ParamRole::weight) continue;
-      const double n2 = double(p.values[i].squaredNorm());
-      out.push_back(scalar(names::metric("norm", p.info[i].name), Quantity::metric, std::sqrt(n2)));
-      out.push_back(scalar(names::metric("elr", p.info[i].name), Quantity::metric, c.lr / n2));
-      if (c.spec.followed_by_bn(p.info[i].layer))
-        out.push_back(scalar(names::metric("eff_damping", p.info[i].name), Quantity::metric, lambda * n2));
     }
   }
 

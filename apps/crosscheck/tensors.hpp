@@ -6,6 +6,8 @@
 //   K-FAC factors and inverses: square, rows in the reference's order (conv A: (c·R + r)·S + s,
 //   then the homogeneous coordinate when the layer has a bias),
 //   scalars (loss, metrics): shape [1].
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,12 +31,13 @@ enum class Quantity {
   optimizer_state, // optimizer state after N steps (momentum, moments, K-FAC factors)
   metric,          // mechanism metrics (norms, effective learning rate, effective damping, ...)
 };
-inline constexpr Quantity kAllQuantities[] = {
+inline constexpr std::array<Quantity, 13> kAllQuantities{
     Quantity::preactivation, Quantity::bn_output,      Quantity::activation,
     Quantity::bn_statistic,  Quantity::loss,           Quantity::activation_grad,
     Quantity::param_grad,    Quantity::kfac_factor,    Quantity::damped_inverse,
     Quantity::preconditioned, Quantity::params_after,  Quantity::optimizer_state,
     Quantity::metric};
+static_assert(kAllQuantities.size() == std::size_t(Quantity::metric) + 1, "kAllQuantities must list every Quantity");
 std::string to_string(Quantity q);
 
 /// The quantity of a layer's output: pre-activation (dense, conv), BN output, or activation.

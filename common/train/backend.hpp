@@ -105,8 +105,13 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string describe() const = 0;
-  /// Under skip the backend must be able to undo a step (it may keep a copy of its state).
-  virtual void set_nonfinite_policy(NonfinitePolicy policy) { (void)policy; }
+  /// Under skip the backend must be able to undo a step (it may keep a copy of its state). The
+  /// default accepts abort and refuses skip with UsageError: a backend that cannot undo a step
+  /// must not let `--on-nonfinite skip` pass silently as abort-without-stopping.
+  virtual void set_nonfinite_policy(NonfinitePolicy policy) {
+    if (policy == NonfinitePolicy::skip)
+      throw UsageError("--on-nonfinite", describe() + " cannot undo a step, so it does not support skip (use abort)");
+  }
   /// One optimizer step with learning rate lr at iteration k (completed steps so far).
   virtual StepStats train_step(const HostBatch& batch, double lr, std::int64_t iteration) = 0;
   /// K-FAC's factor initialization by a pass over the data (the official roger_init).

@@ -7,13 +7,7 @@
 // These headers include no CUDA header and no std:: container: plain pointers and sizes only.
 #include <cstdint>
 
-#ifndef WDLAB_HD
-#if defined(__CUDACC__)
-#define WDLAB_HD __host__ __device__
-#else
-#define WDLAB_HD
-#endif
-#endif
+#include "common/hd.hpp"
 
 namespace wdlab::cuda::kernels {
 

@@ -3,7 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "common/compare.hpp"
@@ -79,4 +83,28 @@ TEST_CASE("compare reports relative Frobenius error, the worst element and non-f
   const auto c = compare("nan", nan, ref, 1e9);
   CHECK_FALSE(c.pass);  // a NaN never passes, whatever the tolerance
   CHECK(c.nonfinite == 1);
+}
+
+TEST_CASE("WDLAB_HD is defined in one header only (common/hd.hpp)") {
+  // Two definitions (common/philox.hpp and cuda/kernels/hd.hpp once) can drift apart; every
+  // header-only host/device file includes common/hd.hpp instead. Scans the library sources.
+  namespace fs = std::filesystem;
+  const fs::path root(WDLAB_SOURCE_DIR);
+  std::string defining;  // the files with a definition, space-separated
+  std::size_t scanned = 0;
+  for (const char* dir : {"common", "cuda", "reference", "theory", "apps"}) {
+    if (!fs::exists(root / dir)) continue;
+    for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
+      const auto ext = e.path().extension().string();
+      if (!e.is_regular_file() || (ext != ".hpp" && ext != ".cpp" && ext != ".cu" && ext != ".cuh")) continue;
+      ++scanned;
+      std::ifstream in(e.path());
+      std::stringstream text;
+      text << in.rdbuf();
+      if (text.str().find("#define WDLAB_HD") != std::string::npos)
+        defining += (defining.empty() ? "" : " ") + fs::relative(e.path(), root).generic_string();
+    }
+  }
+  CHECK(scanned > 50);  // the scan saw the source tree
+  CHECK(defining == "common/hd.hpp");
 }

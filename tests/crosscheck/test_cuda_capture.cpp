@@ -105,9 +105,11 @@ cuda::KfacBlockCapture fake_block(const NetworkSpec& spec, const ref::ParamStore
   return k;
 }
 
-/// A capture of a layer or network case as the device would return it, from the float engine.
+/// A capture of a layer or network case as the device would return it, from the float engine;
+/// `measured` gets the rows CudaBackend::measure(weight_metrics_request(c)) would return:
+/// norm.<w> = ‖θ_l‖ and elr.<w> = η/‖θ_l‖² (Eq. 9), written out here.
 cuda::Capture fake_capture(const Case& c, const CaseData& d, Layout layout,
-                           std::vector<std::pair<std::string, double>>* norms = nullptr) {
+                           std::vector<std::pair<std::string, double>>* measured = nullptr) {
   const NetworkSpec& spec = c.spec;
   const int N = c.batch;
   auto p = ref::ParamStore<float>::zeros(spec);
@@ -150,8 +152,11 @@ cuda::Capture fake_capture(const Case& c, const CaseData& d, Layout layout,
     if (!p.info[i].trainable()) continue;
     cap.grads[i] = layout == Layout::internal_weight_order ? flat(bw.grads.values[i])
                                                            : ref::to_pytorch_order(p.info[i], bw.grads.values[i]);
-    if (norms && p.info[i].role == ParamRole::weight)
-      norms->emplace_back(p.info[i].name, double(p.values[i].norm()));
+    if (measured && p.info[i].role == ParamRole::weight) {
+      const double n = double(p.values[i].norm());
+      measured->emplace_back("norm." + p.info[i].name, n);
+      measured->emplace_back("elr." + p.info[i].name, c.lr / (n * n));
+    }
   }
   for (std::size_t i = 0; i < p.info.size(); ++i)
     cap.params.push_back(layout == Layout::internal_weight_order ? flat(p.values[i])
@@ -211,10 +216,10 @@ cuda::LossCapture fake_loss(const Case& c, const CaseData& d) {
 
 Tensors converted(const Case& c, const CaseData& d, Layout layout) {
   if (c.kind == CaseKind::loss) return cuda_side::loss_tensors(c, fake_loss(c, d));
-  std::vector<std::pair<std::string, double>> norms;
-  const auto cap = fake_capture(c, d, layout, &norms);
+  std::vector<std::pair<std::string, double>> measured;
+  const auto cap = fake_capture(c, d, layout, &measured);
   if (c.kind == CaseKind::layer) return cuda_side::layer_tensors(c, cap);
-  return cuda_side::network_tensors(c, cap, norms);
+  return cuda_side::network_tensors(c, cap, measured);
 }
 
 bool kfac_line(const std::string& tensor, Quantity q) {
@@ -257,7 +262,7 @@ TEST_CASE("cuda capture conversion: every layer and loss case gives the referenc
     if (c.kind == CaseKind::layer) kinds.insert(c.layer);
     losses += c.kind == CaseKind::loss;
   }
-  CHECK(kinds.size() == 8);
+  CHECK(kinds.size() == all_layer_kinds.size());
   CHECK(losses == 2);
 }
 
@@ -324,6 +329,37 @@ TEST_CASE("cuda capture conversion negative controls: K-FAC factors in another p
   cap = fake_capture(c, d, Layout::device, &norms);
   cap.kfac_fisher.at(0).S_inv.pop_back();
   CHECK_THROWS_AS(cuda_side::network_tensors(c, cap, norms), InternalError);
+}
+
+TEST_CASE("cuda capture conversion negative control: a wrong elr from the backend's measure() fails on its own") {
+  // elr used to be recomputed from the norm on both sides, so only a wrong norm could fail it.
+  Selection s;
+  s.networks = {"mlp-bn"};
+  s.width_mult = 0.0625;
+  s.batch = 2;
+  const Case c = registry(s).at(0);
+  const auto d = make_case_data(c);
+  const auto a = make_side("reference-float")->run(c, d);
+  std::vector<std::pair<std::string, double>> measured;
+  const auto cap = fake_capture(c, d, Layout::device, &measured);
+  std::string wrong;
+  for (auto& [name, v] : measured)
+    if (wrong.empty() && name.rfind("elr.", 0) == 0) {
+      wrong = name.substr(4);
+      v *= 1.1;  // above the metric tolerance (3e-2 in BN networks); the norm row stays right
+    }
+  REQUIRE(!wrong.empty());
+  int fails = 0, elr_lines = 0;
+  for (const auto& l : compare_tensors(c, a, cuda_side::network_tensors(c, cap, measured), Precision::float32,
+                                       Precision::float32)) {
+    INFO(format_line(l));
+    fails += l.status != Status::pass;
+    elr_lines += l.tensor.rfind(names::metric("elr", ""), 0) == 0;
+    if (l.tensor == names::metric("elr", wrong)) CHECK(l.status == Status::fail);
+    if (l.tensor == names::metric("norm", wrong)) CHECK(l.status == Status::pass);
+  }
+  CHECK(fails == 1);
+  CHECK(elr_lines >= 2);
 }
 
 TEST_CASE("cuda capture conversion negative controls: wrong orders fail, wrong sizes are refused") {

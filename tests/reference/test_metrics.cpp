@@ -371,6 +371,15 @@ class NormsOnlyBackend final : public train::Backend {
 
 }  // namespace
 
+TEST_CASE("Backend::set_nonfinite_policy's default accepts abort and refuses skip") {
+  // A backend without its own override cannot undo a step; --on-nonfinite skip must not pass
+  // silently (before this check the default was a no-op and skip was ignored).
+  NormsOnlyBackend be;
+  CHECK_NOTHROW(be.set_nonfinite_policy(train::NonfinitePolicy::abort));
+  CHECK_THROWS_WITH_AS(be.set_nonfinite_policy(train::NonfinitePolicy::skip),
+                       doctest::Contains("--on-nonfinite"), UsageError);
+}
+
 TEST_CASE("Backend::measure's default serves norms and elr from weight_norms and refuses the other groups") {
   NormsOnlyBackend be;
   train::MeasureRequest req;
