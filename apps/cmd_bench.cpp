@@ -262,7 +262,7 @@ int cmd_bench(const Args& args) {
   double width_mult = 1, peak_tflops = 67;
   bool params_only = false;
   po::options_description desc(
-      "wdlab bench [--backend reference] [--precision both|float|double] [--batch 128]\n\n"
+      "wdlab bench [--backend reference|cuda] [--precision both|float|double] [--batch 128]\n\n"
       "Times one training step of SGD, Adam, K-FAC-F and K-FAC-G (T_cov=10, T_inv=100: the\n"
       "K-FAC mean includes its amortized factor and inverse work) on an MLP 784-W-...-10 with\n"
       "a fixed random batch; reports medians, means, the ratio of each mean to SGD's, the step's\n"

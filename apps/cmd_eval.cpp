@@ -97,7 +97,7 @@ int cmd_eval(const Args& args) {
       "--weights evaluates a PyTorch state dict saved as safetensors (PyTorch's names and shapes,\n"
       "F32 or F64; num_batches_tracked ignored) in the network of --checkpoint or of an experiment\n"
       "--config. --dump-logits writes the logits (\"logits\" [N, K] F64, \"labels\" [N] I64) as\n"
-      "safetensors (reference backend).\n\noptions");
+      "safetensors, from either backend.\n\noptions");
   desc.add_options()
       ("help,h", "this text")
       ("checkpoint", po::value(&checkpoint), "a .safetensors checkpoint written by wdlab train")

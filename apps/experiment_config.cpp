@@ -1,7 +1,10 @@
 #include "apps/experiment_config.hpp"
 
+#include <optional>
+
 #include <fmt/format.h>
 
+#include "apps/config_fields.hpp"
 #include "common/errors.hpp"
 #include "common/io/json_config.hpp"
 
@@ -9,23 +12,10 @@ namespace wdlab::app {
 
 namespace {
 
-std::string init_name(ref::Init i) { return i == ref::Init::glorot_uniform ? "glorot_uniform" : "he_normal"; }
-
-std::string optimizer_name(ref::OptimizerKind k) {
-  switch (k) {
-    case ref::OptimizerKind::sgd: return "sgd";
-    case ref::OptimizerKind::adam: return "adam";
-    case ref::OptimizerKind::kfac_f: return "kfac-f";
-    case ref::OptimizerKind::kfac_g: return "kfac-g";
-  }
-  return "?";
-}
-
-ref::OptimizerKind parse_optimizer(const std::string& s) {
-  if (s == "sgd") return ref::OptimizerKind::sgd;
-  if (s == "adam") return ref::OptimizerKind::adam;
-  if (s == "kfac-f") return ref::OptimizerKind::kfac_f;
-  return ref::OptimizerKind::kfac_g;  // the reader already restricted the value
+/// "kfac" for "kfac.damping", "" for a top-level key.
+std::string object_of(const std::string& key) {
+  const auto dot = key.find('.');
+  return dot == std::string::npos ? "" : key.substr(0, dot);
 }
 
 }  // namespace
@@ -42,180 +32,51 @@ void ExperimentConfig::validate() const {
 }
 
 ExperimentConfig parse_config(const nlohmann::json& j) {
-  io::ConfigReader r(j);
-  ExperimentConfig c;
-  c.name = r.get<std::string>("name", "");
-  c.data.dataset = r.get_enum("dataset", {"fashion-mnist", "mnist", "cifar10", "cifar100"}, "fashion-mnist");
-  c.data.data_dir = r.get<std::string>("data_dir", "");
-  c.data.validation = r.get<int>("validation", 0, io::non_negative());
-  c.data.train_subset = r.get<int>("train_subset", 0, io::non_negative());
-  c.data.test_subset = r.get<int>("test_subset", 0, io::non_negative());
-  c.data.augment = r.get<bool>("augment", false) ? train::Augment::on : train::Augment::off;
-
-  c.model.name = r.get<std::string>("model", "mlp");
-  {
-    auto a = r.child("arch");
-    c.model.mlp.depth = a.get<int>("depth", 2, io::non_negative());
-    c.model.mlp.width = a.get<int>("width", 1000, io::positive());
-    c.model.mlp.activation = a.get_enum("activation", {"relu", "linear"}, "relu") == "relu" ? Activation::relu : Activation::linear;
-    const bool bias = a.get<bool>("bias", true);
-    const bool bn = a.get<bool>("batchnorm", c.model.name != "mlp");
-    c.model.mlp.bias = c.model.conv.bias = bias ? Bias::on : Bias::off;
-    c.model.mlp.norm = c.model.conv.norm = bn ? Norm::batchnorm : Norm::none;
-    c.model.conv.affine = a.get<bool>("bn_affine", false) ? Affine::on : Affine::off;
-    c.model.conv.width_mult = a.get<double>("width_mult", 1.0, io::positive());
-    c.model.widen = a.get<int>("widen", 1, io::positive());
-    c.model.base_width = a.get<int>("base_width", 32, io::positive());
-    c.init = a.get_enum("init", {"glorot_uniform", "he_normal"}, "glorot_uniform") == "glorot_uniform"
-                 ? ref::Init::glorot_uniform : ref::Init::he_normal;
-    a.finish();
+  io::ConfigReader top(j);
+  ExperimentConfig c;  // its member initializers are the defaults
+  // The fields of one object are adjacent in the table: its reader is finished (unknown keys
+  // rejected) when the table leaves it.
+  std::optional<io::ConfigReader> object;
+  std::string object_name;
+  for (const auto& f : config_fields()) {
+    const std::string obj = object_of(f.key);
+    if (object && obj != object_name) {
+      object->finish();
+      object.reset();
+    }
+    if (obj.empty()) {
+      f.read(top, f.key, c);
+      continue;
+    }
+    if (!object) {
+      object.emplace(top.child(obj));
+      object_name = obj;
+    }
+    f.read(*object, f.key.substr(obj.size() + 1), c);
   }
-
-  c.optim.kind = parse_optimizer(r.get_enum("optimizer", {"sgd", "adam", "kfac-f", "kfac-g"}, "sgd"));
-  c.schedule.lr = r.get<double>("lr", 0.1, io::positive());
-  const double momentum = r.get<double>("momentum", 0.9, io::in_range(0, 1));
-  c.optim.sgd.momentum = c.optim.kfac.momentum = momentum;
-  c.optim.sgd.kind = r.get<bool>("nesterov", false) ? ref::MomentumKind::nesterov : ref::MomentumKind::heavy_ball;
-  c.optim.reg.kind = ref::parse_regularization("regularization", r.get_enum("regularization", {"none", "l2", "wd"}, "none"));
-  c.optim.reg.weight_decay = r.get<double>("weight_decay", 0.0, io::non_negative());
-  c.optim.reg.scope = ref::parse_wd_scope("wd_scope", r.get_enum("wd_scope", {"all", "conv", "fc", "list"}, "all"));
-  c.optim.reg.wd_params = r.get<std::vector<std::string>>("wd_params", {});
-  c.optim.reg.biases = r.get<bool>("decay_biases", true) ? ref::DecayBiases::yes : ref::DecayBiases::no;
-  c.optim.reg.bn = r.get<bool>("decay_bn", true) ? ref::DecayBn::yes : ref::DecayBn::no;
-  {
-    auto a = r.child("adam");
-    c.optim.adam.beta1 = a.get<double>("beta1", 0.9, io::in_range(0, 1));
-    c.optim.adam.beta2 = a.get<double>("beta2", 0.999, io::in_range(0, 1));
-    c.optim.adam.eps = a.get<double>("eps", 1e-8, io::positive());
-    a.finish();
-  }
-  {
-    auto k = r.child("kfac");
-    c.optim.kfac.damping = k.get<double>("damping", 1e-3, io::positive());
-    c.optim.kfac.t_cov = k.get<int>("t_cov", 10, io::positive());
-    c.optim.kfac.t_inv = k.get<int>("t_inv", 100, io::positive());
-    c.optim.kfac.cov_ema_decay = k.get<double>("cov_ema_decay", 0.95, io::in_range(0, 1));
-    c.optim.kfac.kl_clip = k.get<double>("kl_clip", 0.0, io::non_negative());
-    c.optim.kfac.inverse = ref::parse_inverse_method("kfac.inverse", k.get_enum("inverse", {"cholesky", "eig"}, "cholesky"));
-    c.optim.kfac.factor_init = ref::parse_factor_init("kfac.factor_init", k.get_enum("factor_init", {"identity", "data_pass"}, "identity"));
-    c.optim.kfac.gn_probe_variance = k.get<double>("gn_probe_variance", 1.0, io::positive());
-    k.finish();
-  }
-  {
-    auto s = r.child("schedule");
-    c.schedule.kind = ref::parse_schedule_kind("schedule.kind", s.get_enum("kind", {"constant", "step_epochs", "step_iterations"}, "constant"));
-    c.schedule.gamma = s.get<double>("gamma", 0.1, io::positive());
-    c.schedule.every_epochs = s.get<int>("every_epochs", 60, io::positive());
-    c.schedule.every_iterations = s.get<std::int64_t>("every_iterations", 16000, io::positive());
-    c.schedule.warmup_iterations = s.get<std::int64_t>("warmup_iterations", 0, io::non_negative());
-    s.finish();
-  }
-  {
-    auto m = r.child("metrics");
-    c.metrics.groups = train::parse_metric_groups("metrics.groups", m.get<std::string>("groups", "default"));
-    c.metrics.probe = m.get<int>("probe", 256, io::positive());
-    c.metrics.jac_probes = m.get<int>("jac_probes", 16, io::positive());
-    c.metrics.probe_distribution = train::parse_probe_distribution(
-        "metrics.probe_distribution", m.get_enum("probe_distribution", {"rademacher", "gaussian"}, "rademacher"));
-    c.metrics.probe_split =
-        train::parse_probe_split("metrics.probe_split", m.get_enum("probe_split", {"train", "test"}, "train"));
-    c.metrics.curvature_bn =
-        train::parse_curvature_bn("metrics.curvature_bn", m.get_enum("curvature_bn", {"eval", "batch"}, "batch"));
-    m.finish();
-  }
-  {
-    auto w = r.child("wn");
-    c.wn.scope = w.get_enum("scope", {"none", "conv", "fc", "all"}, "none");
-    c.wn.norms_from = w.get<std::string>("norms_from", "");
-    w.finish();
-  }
-  c.epochs = r.get<int>("epochs", 10, io::positive());
-  c.batch_size = r.get<int>("batch_size", 128, io::at_least(2));
-  c.eval_batch_size = r.get<int>("eval_batch_size", 1000, io::positive());
-  c.seed = r.get<std::uint64_t>("seed", 1);
-  c.backend = r.get_enum("backend", {"reference", "cuda"}, "reference") == "cuda" ? BackendKind::cuda : BackendKind::reference;
-  c.precision = r.get_enum("precision", {"float", "double"}, "float") == "double" ? Precision::float64 : Precision::float32;
-  c.math = r.get_enum("math", {"fp32", "tf32"}, "fp32") == "tf32" ? MathMode::tf32 : MathMode::fp32;
+  if (object) object->finish();
+  top.finish();
   if (c.math == MathMode::tf32 && c.backend != BackendKind::cuda)
     throw UsageError("math", "tf32 is a math mode of the cuda backend; the reference computes in float or double");
-  {
-    auto k = r.child("checkpoint");
-    c.checkpoint_every = k.get<int>("every", 1, io::positive());
-    c.keep_checkpoints = k.get<int>("keep", 2, io::positive());
-    k.finish();
-  }
-  c.on_nonfinite = r.get_enum("on_nonfinite", {"abort", "skip"}, "abort") == "skip" ? train::NonfinitePolicy::skip
-                                                                                   : train::NonfinitePolicy::abort;
-  c.divergence_factor = r.get<double>("divergence_factor", 10.0, io::non_negative());
-  r.finish();
   if (c.name.empty())
-    c.name = fmt::format("{}-{}-{}-{}", c.data.dataset, c.model.name, optimizer_name(c.optim.kind),
-                         ref::to_string(c.optim.reg.kind));
+    c.name = fmt::format("{}-{}-{}-{}", c.data.dataset, c.model.name, config_field("optimizer").write(c).get<std::string>(),
+                         config_field("regularization").write(c).get<std::string>());
   c.validate();
   return c;
 }
 
 nlohmann::ordered_json ExperimentConfig::to_json() const {
+  const ExperimentConfig defaults;
   nlohmann::ordered_json j;
-  j["name"] = name;
-  j["dataset"] = data.dataset;
-  j["data_dir"] = data.data_dir;
-  j["validation"] = data.validation;
-  j["train_subset"] = data.train_subset;
-  j["test_subset"] = data.test_subset;
-  j["augment"] = data.augment == train::Augment::on;
-  j["model"] = model.name;
-  j["arch"] = {{"depth", model.mlp.depth},
-               {"width", model.mlp.width},
-               {"activation", to_string(model.mlp.activation)},
-               {"bias", model.mlp.bias == Bias::on},
-               {"batchnorm", model.mlp.norm == Norm::batchnorm},
-               {"bn_affine", model.conv.affine == Affine::on},
-               {"width_mult", model.conv.width_mult},
-               {"widen", model.widen},
-               {"base_width", model.base_width},
-               {"init", init_name(init)}};
-  j["optimizer"] = optimizer_name(optim.kind);
-  j["lr"] = schedule.lr;
-  j["momentum"] = optim.sgd.momentum;
-  j["nesterov"] = optim.sgd.kind == ref::MomentumKind::nesterov;
-  j["regularization"] = ref::to_string(optim.reg.kind);
-  j["weight_decay"] = optim.reg.weight_decay;
-  j["wd_scope"] = ref::to_string(optim.reg.scope);
-  j["wd_params"] = optim.reg.wd_params;
-  j["decay_biases"] = optim.reg.biases == ref::DecayBiases::yes;
-  j["decay_bn"] = optim.reg.bn == ref::DecayBn::yes;
-  j["adam"] = {{"beta1", optim.adam.beta1}, {"beta2", optim.adam.beta2}, {"eps", optim.adam.eps}};
-  j["kfac"] = {{"damping", optim.kfac.damping},
-               {"t_cov", optim.kfac.t_cov},
-               {"t_inv", optim.kfac.t_inv},
-               {"cov_ema_decay", optim.kfac.cov_ema_decay},
-               {"kl_clip", optim.kfac.kl_clip},
-               {"inverse", ref::to_string(optim.kfac.inverse)},
-               {"factor_init", ref::to_string(optim.kfac.factor_init)},
-               {"gn_probe_variance", optim.kfac.gn_probe_variance}};
-  j["schedule"] = {{"kind", ref::to_string(schedule.kind)},
-                   {"gamma", schedule.gamma},
-                   {"every_epochs", schedule.every_epochs},
-                   {"every_iterations", schedule.every_iterations},
-                   {"warmup_iterations", schedule.warmup_iterations}};
-  j["epochs"] = epochs;
-  j["batch_size"] = batch_size;
-  j["eval_batch_size"] = eval_batch_size;
-  j["seed"] = seed;
-  j["backend"] = backend == BackendKind::cuda ? "cuda" : "reference";
-  j["precision"] = precision == Precision::float64 ? "double" : "float";
-  j["math"] = to_string(math);
-  j["checkpoint"] = {{"every", checkpoint_every}, {"keep", keep_checkpoints}};
-  j["on_nonfinite"] = on_nonfinite == train::NonfinitePolicy::skip ? "skip" : "abort";
-  j["divergence_factor"] = divergence_factor;
-  j["metrics"] = {{"groups", train::to_string(metrics.groups)},
-                  {"probe", metrics.probe},
-                  {"jac_probes", metrics.jac_probes},
-                  {"probe_distribution", train::to_string(metrics.probe_distribution)},
-                  {"probe_split", train::to_string(metrics.probe_split)},
-                  {"curvature_bn", train::to_string(metrics.curvature_bn)}};
-  j["wn"] = {{"scope", wn.scope}, {"norms_from", wn.norms_from}};
+  for (const auto& f : config_fields()) {
+    nlohmann::ordered_json v = f.write(*this);
+    if (f.record == Record::when_changed && v == f.write(defaults)) continue;
+    const std::string obj = object_of(f.key);
+    if (obj.empty())
+      j[f.key] = std::move(v);
+    else
+      j[obj][f.key.substr(obj.size() + 1)] = std::move(v);
+  }
   return j;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // An experiment: data, model, optimizer, schedule and training loop, read from JSON (unknown
 // keys are errors) with --set key=value overrides, or mapped from the official repository's
-// config files. to_json() gives the resolved config written to a run's config.json.
+// config files. to_json() gives the resolved config written to a run's config.json. Both read
+// the field table (apps/config_fields.hpp); the member initializers below are the defaults.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -72,7 +73,8 @@ bool apply_legacy_metric_keys(nlohmann::json& j);
 /// Whether a JSON object looks like the official repository's config (model_name, use_kfac, ...).
 bool is_official_config(const nlohmann::json& j);
 
-/// Reads our format; throws UsageError naming the key path at fault.
+/// Reads our format, field by field from the table; throws UsageError naming the key path at
+/// fault (an unknown key, a value of the wrong type or out of bounds).
 ExperimentConfig parse_config(const nlohmann::json& j);
 
 /// Maps an official config to ours; each line of `mapping` says what became of one key.

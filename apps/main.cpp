@@ -6,6 +6,7 @@
 #endif
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include <boost/program_options/errors.hpp>
 #include <fmt/format.h>
@@ -17,44 +18,45 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: wdlab <command> [options]      (wdlab <command> --help for its options)
+using wdlab::app::Args;
 
-commands:
-  theory     check the paper's statements numerically on random MLPs (double precision)
-  train      train one experiment on the CPU reference backend into a run directory
-  eval       loss and accuracy of a checkpoint
-  measure    mechanism metrics of a checkpoint (norms, effective LR and damping, Jacobian, GN norms, traces)
-  bench      step times of SGD, Adam, K-FAC-F, K-FAC-G (reference backend) as ratios to SGD
-  info       version, build, Eigen, CUDA build and whether a GPU is usable now
-  crosscheck compare two backends (reference double/float, cuda) quantity by quantity
-  sweep      run a grid of configs, pick the best by validation, retrain it on train+validation
-  reproduce  run a suite of the paper's experiments (laptop, demo or paper scale), then report
-  report     the paper's tables beside ours, the mechanism signatures and figures, from runs
+/// The subcommands: dispatch, the usage text and the unknown-command error all read this table.
+struct Command {
+  std::string_view name;
+  std::string_view summary;  // one line of `wdlab --help`
+  int (*run)(const Args&);
+};
 
-options:
-  -h, --help     this text
-  --version      print the version
-)";
+constexpr Command kCommands[] = {
+    {"theory", "check the paper's statements numerically on random MLPs (double precision)", &wdlab::app::cmd_theory},
+    {"train", "train one experiment on --backend reference|cuda into a run directory", &wdlab::app::cmd_train},
+    {"eval", "loss and accuracy of a checkpoint", &wdlab::app::cmd_eval},
+    {"measure", "mechanism metrics of a checkpoint (norms, effective LR and damping, Jacobian, GN norms, traces)",
+     &wdlab::app::cmd_measure},
+    {"bench", "step times of SGD, Adam, K-FAC-F, K-FAC-G on --backend reference|cuda as ratios to SGD",
+     &wdlab::app::cmd_bench},
+    {"info", "version, build, Eigen, CUDA build and whether a GPU is usable now", &wdlab::app::cmd_info},
+    {"crosscheck", "compare two backends (reference double/float, cuda) quantity by quantity",
+     &wdlab::app::cmd_crosscheck},
+    {"sweep", "run a grid of configs, pick the best by validation, retrain it on train+validation",
+     &wdlab::app::cmd_sweep},
+    {"reproduce", "run a suite of the paper's experiments (laptop, demo or paper scale), then report",
+     &wdlab::app::cmd_reproduce},
+    {"report", "the paper's tables beside ours, the mechanism signatures and figures, from runs",
+     &wdlab::app::cmd_report},
+};
 
-int dispatch(const std::string& cmd, const wdlab::app::Args& rest) {
-  if (cmd == "theory") return wdlab::app::cmd_theory(rest);
-  if (cmd == "info") return wdlab::app::cmd_info(rest);
-  if (cmd == "train") return wdlab::app::cmd_train(rest);
-  if (cmd == "eval") return wdlab::app::cmd_eval(rest);
-  if (cmd == "bench") return wdlab::app::cmd_bench(rest);
-  if (cmd == "measure") return wdlab::app::cmd_measure(rest);
-  if (cmd == "sweep") return wdlab::app::cmd_sweep(rest);
-  if (cmd == "reproduce") return wdlab::app::cmd_reproduce(rest);
-  if (cmd == "report") return wdlab::app::cmd_report(rest);
-  if (cmd == "crosscheck") return wdlab::app::cmd_crosscheck(rest);
-  throw wdlab::InternalError("dispatch: '" + cmd + "' is not a command");
+std::string usage() {
+  std::string u = "usage: wdlab <command> [options]      (wdlab <command> --help for its options)\n\ncommands:\n";
+  for (const auto& c : kCommands) u += fmt::format("  {:<10} {}\n", c.name, c.summary);
+  u += "\noptions:\n  -h, --help     this text\n  --version      print the version\n";
+  return u;
 }
 
-bool is_command(const std::string& cmd) {
-  for (const char* c : {"theory", "info", "train", "eval", "measure", "crosscheck", "bench",
-                        "sweep", "report", "reproduce"})
-    if (cmd == c) return true;
-  return false;
+const Command* find_command(const std::string& name) {
+  for (const auto& c : kCommands)
+    if (c.name == name) return &c;
+  return nullptr;
 }
 
 }  // namespace
@@ -71,11 +73,11 @@ int main(int argc, char** argv) {
 #endif
   wdlab::app::Args args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::fputs(kUsage, stderr);
+    std::fputs(usage().c_str(), stderr);
     return int(wdlab::ExitCode::usage);
   }
   if (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::fputs(kUsage, stdout);
+    std::fputs(usage().c_str(), stdout);
     return 0;
   }
   if (args[0] == "--version") {
@@ -83,13 +85,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string cmd = args[0];
-  if (!is_command(cmd)) {
+  const Command* command = find_command(cmd);
+  if (!command) {
     fmt::print(stderr, "wdlab: unknown command '{}'\n", cmd);
-    std::fputs(kUsage, stderr);
+    std::fputs(usage().c_str(), stderr);
     return int(wdlab::ExitCode::usage);
   }
   try {
-    return dispatch(cmd, wdlab::app::Args(args.begin() + 1, args.end()));
+    return command->run(Args(args.begin() + 1, args.end()));
   } catch (const wdlab::train::Interrupted& i) {
     fmt::print(stderr, "wdlab {}: stopped by signal {}; the run can continue with --resume\n", cmd, i.signal);
     return 128 + i.signal;

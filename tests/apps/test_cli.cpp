@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "run_command.hpp"
 
@@ -162,6 +163,33 @@ TEST_CASE("--help prints the usage and exits 0") {
   const auto top = run_wdlab("--help");
   CHECK(top.rc == 0);
   CHECK(top.out.find("theory") != std::string::npos);
+}
+
+TEST_CASE("wdlab --help lists the commands, each listed one runs its --help, an unknown one gets the list") {
+  const auto top = run_wdlab("--help");
+  REQUIRE(top.rc == 0);
+  // The lines of the "commands:" section: two spaces, the name, the summary.
+  const auto from = top.out.find("commands:\n");
+  REQUIRE(from != std::string::npos);
+  std::istringstream lines(top.out.substr(from + 10));
+  std::vector<std::string> names;
+  for (std::string line; std::getline(lines, line) && !line.empty();) {
+    REQUIRE(line.rfind("  ", 0) == 0);
+    names.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  CHECK(names.size() >= 10);
+  for (const auto& n : names) {
+    const auto r = run_wdlab(n + " --help");
+    INFO(n, "\n", r.err);
+    CHECK(r.rc == 0);
+    CHECK(r.out.find("wdlab " + n) != std::string::npos);  // its own usage, not the top-level one
+  }
+  const auto u = run_wdlab("frobnicate");
+  CHECK(u.rc == 2);
+  for (const auto& n : names) CHECK(u.err.find("\n  " + n + " ") != std::string::npos);
+  // The summaries say which backends a command runs on.
+  CHECK(top.out.find("CPU reference backend") == std::string::npos);
+  CHECK(top.out.find("--backend reference|cuda") != std::string::npos);
 }
 
 TEST_CASE("every shipped config parses and builds its network (--dry-run)") {
