@@ -38,7 +38,7 @@ void write(const std::filesystem::path& p, const std::string& text) { std::ofstr
 
 }  // namespace
 
-TEST_CASE("run directory: an empty one starts; config.json and meta.json are written as given") {
+TEST_CASE("run directory: an empty one starts, config.json and meta.json are written as given") {
   test::TempDir tmp;
   const RunDirectory dir(tmp / "run", ResumeMode::never, {});
   const Json cfg = Json::parse(R"({"lr": 0.05, "epochs": 2})");
@@ -82,7 +82,7 @@ TEST_CASE("run directory: a changed config key is refused naming it, unless a --
   CHECK(usage_error(partial, changed).find("epochs") != std::string::npos);
 }
 
-TEST_CASE("run directory: DONE with the same config is complete; extended with --reset it continues") {
+TEST_CASE("run directory: DONE with the same config is complete, extended with --reset it continues") {
   test::TempDir tmp;
   const Json cfg = Json::parse(R"({"epochs": 2})");
   const RunDirectory dir(tmp.path(), ResumeMode::continue_run, {"epochs"});
