@@ -76,12 +76,19 @@ void CudaBackend::kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKf
   const KfacSettings& cfg = kfac.settings();
   forward(a, true);
   // The cotangent of the summed surrogate loss at the logits (no 1/N: kfac_statistics).
-  if (kind == OptimizerKind::kfac_f)
-    kernels::launch_device(s, N, kernels::FisherCotangent{a.out[last].data(), a.dout[last].data(), nullptr, K,
-                                                          cfg.seed, rng_step});
-  else
-    kernels::launch_device(s, N * K, kernels::GaussianProbes{a.dout[last].data(), std::sqrt(cfg.gn_probe_variance),
-                                                             cfg.seed, rng_step});
+  switch (kind) {  // no default: a new kind must say whether it has statistics
+    case OptimizerKind::kfac_f:
+      kernels::launch_device(s, N, kernels::FisherCotangent{a.out[last].data(), a.dout[last].data(), nullptr, K,
+                                                            cfg.seed, rng_step});
+      break;
+    case OptimizerKind::kfac_g:
+      kernels::launch_device(s, N * K, kernels::GaussianProbes{a.dout[last].data(),
+                                                               std::sqrt(cfg.gn_probe_variance), cfg.seed, rng_step});
+      break;
+    case OptimizerKind::sgd:
+    case OptimizerKind::adam:
+      throw InternalError("kfac_statistics: " + to_string(kind) + " has no curvature statistics");
+  }
   backward(a);
   std::vector<CudaKfac::BlockInput> in;
   for (const KfacBlockLayout& b : kfac.blocks())

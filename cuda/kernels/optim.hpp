@@ -1,6 +1,7 @@
 #pragma once
 // Optimizer update bodies, one tensor at a time, elementwise (reference/optim/sgd.hpp,
-// adam.hpp). The same float operations in the same order as the reference's float
+// adam.hpp). Each body is listed in WDLAB_OPTIM_UPDATE_BODIES at the end, which
+// instantiate_loss_optim.cu expands into its device launcher. The same float operations in the same order as the reference's float
 // instantiation; `skip` (device flag, may be null) turns the step off after a non-finite loss,
 // as the reference returns before stepping.
 #include <cmath>
@@ -62,3 +63,9 @@ struct AdamUpdate {
 };
 
 }  // namespace wdlab::cuda::kernels
+
+/// Every update body above: instantiate_loss_optim.cu instantiates launch_device for each, so a
+/// new rule's body is added here and nowhere else in cuda/kernels/.
+#define WDLAB_OPTIM_UPDATE_BODIES(X) \
+  X(SgdUpdate)                       \
+  X(AdamUpdate)
