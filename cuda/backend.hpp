@@ -132,7 +132,7 @@ class CudaBackend final : public train::Backend {
   /// forward on that batch, a backward of the sampled cotangents, the factor estimates).
   train::StepStats kfac_step(Activations& a, double lr, std::int64_t iteration);
   void kfac_statistics(Activations& a, std::uint64_t rng_step);
-  void kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac, OptimizerKind kind);
+  void kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac);
   /// The data-pass statistics of batch `index` (in `a`), added to the running sum.
   void kfac_init_batch(Activations& a, std::int64_t index);
 

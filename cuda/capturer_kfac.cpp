@@ -58,7 +58,7 @@ std::vector<KfacBlockCapture> Capturer::capture_kfac(const CaptureRequest& r, co
       in.push_back(CudaKfac::BlockInput{be.input_of(a, b.layer), a.dout[std::size_t(b.layer)].data()});
     kfac.estimate(in, N);
   } else {
-    be.kfac_statistics(a, 0, kfac, settings.kind);  // RNG step 0, as the reference side's
+    be.kfac_statistics(a, 0, kfac);  // RNG step 0, as the reference side's
   }
   std::vector<KfacDampingRaise> raises;
   KfacFailure fail;

@@ -72,9 +72,8 @@ T* grow(DeviceBuffer<T>& b, std::size_t n) {
 
 CudaKfac::CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim)
     : ctx_(ctx), spec_(spec), info_(spec.params()), optim_(optim), cfg_(optim.kfac),
+      statistics_(kfac_statistics_of(optim.kind)),  // InternalError unless a K-FAC kind
       blocks_(kfac_blocks(spec)) {
-  if (optim.kind != OptimizerKind::kfac_f && optim.kind != OptimizerKind::kfac_g)
-    throw InternalError("CudaKfac: optimizer " + to_string(optim.kind) + " is not K-FAC");
   const cudaStream_t s = ctx_.stream();
   solver_ = std::make_unique<Solver>(s);
   block_of_.assign(info_.size(), -1);

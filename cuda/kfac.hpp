@@ -55,6 +55,8 @@ class CudaKfac final : public CudaOptimizer {
   ~CudaKfac() override;
   OptimizerKind kind() const override { return optim_.kind; }
   CudaKfac* kfac() override { return this; }
+  /// Fisher (kfac_f) or Gauss-Newton (kfac_g) statistics.
+  KfacStatistics statistics() const { return statistics_; }
 
   const std::vector<KfacBlockLayout>& blocks() const { return blocks_; }
   const KfacSettings& settings() const { return cfg_; }
@@ -132,6 +134,7 @@ class CudaKfac final : public CudaOptimizer {
   std::vector<ParamInfo> info_;
   OptimSettings optim_;
   KfacSettings cfg_;
+  KfacStatistics statistics_;
   std::vector<KfacBlockLayout> blocks_;
   std::vector<BlockState> blocks_state_;
   std::vector<int> block_of_;            // per tensor: its block, −1 without one

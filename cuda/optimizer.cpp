@@ -25,6 +25,16 @@ std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSp
   throw InternalError(fmt::format("make_cuda_optimizer: kind {} out of range", int(settings.kind)));
 }
 
+KfacStatistics kfac_statistics_of(OptimizerKind kind) {
+  switch (kind) {  // no default, as above
+    case OptimizerKind::kfac_f: return KfacStatistics::fisher;
+    case OptimizerKind::kfac_g: return KfacStatistics::gauss_newton;
+    case OptimizerKind::sgd:
+    case OptimizerKind::adam: break;
+  }
+  throw InternalError("optimizer " + to_string(kind) + " is not K-FAC");
+}
+
 namespace {
 
 void copy_tensors(DeviceTensors& dst, const DeviceTensors& src, cudaStream_t s) {

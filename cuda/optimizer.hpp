@@ -22,6 +22,7 @@
 #include "cuda/context.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/optim.hpp"
+#include "cuda/kfac_policy.hpp"
 #include "cuda/optim_config.hpp"
 
 namespace wdlab::cuda {
@@ -110,6 +111,10 @@ class CudaFirstOrder : public CudaOptimizer {
   std::vector<DeviceTensors> state_, before_;  // per slot, per tensor (before_: the snapshot)
   std::int64_t t_ = 0, t_before_ = 0;
 };
+
+/// K-FAC's statistics for kind (kfac_f: Fisher, kfac_g: Gauss-Newton); InternalError for a kind
+/// that is not K-FAC. Beside make_cuda_optimizer: the two switches over every kind.
+KfacStatistics kfac_statistics_of(OptimizerKind kind);
 
 /// The optimizer `settings.kind` for `spec` (settings validated by the caller).
 std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSpec& spec,
