@@ -9,6 +9,7 @@
 #include "common/errors.hpp"
 #include "cuda/kfac.hpp"
 #include "cuda/optim_adam.hpp"
+#include "cuda/optim_lion.hpp"
 #include "cuda/optim_sgd.hpp"
 #include "cuda/state_layout.hpp"
 
@@ -21,6 +22,7 @@ std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSp
     case OptimizerKind::adam: return std::make_unique<CudaAdam>(ctx, spec, settings);
     case OptimizerKind::kfac_f:
     case OptimizerKind::kfac_g: return std::make_unique<CudaKfac>(ctx, spec, settings);
+    case OptimizerKind::lion: return std::make_unique<CudaLion>(ctx, spec, settings);
   }
   throw InternalError(fmt::format("make_cuda_optimizer: kind {} out of range", int(settings.kind)));
 }
@@ -30,7 +32,8 @@ KfacStatistics kfac_statistics_of(OptimizerKind kind) {
     case OptimizerKind::kfac_f: return KfacStatistics::fisher;
     case OptimizerKind::kfac_g: return KfacStatistics::gauss_newton;
     case OptimizerKind::sgd:
-    case OptimizerKind::adam: break;
+    case OptimizerKind::adam:
+    case OptimizerKind::lion: break;
   }
   throw InternalError("optimizer " + to_string(kind) + " is not K-FAC");
 }
