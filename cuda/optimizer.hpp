@@ -56,8 +56,6 @@ class CudaOptimizer {
   /// The step path: exactly one of these is non-null.
   virtual CudaFirstOrder* first_order() { return nullptr; }
   virtual CudaKfac* kfac() { return nullptr; }
-  const CudaFirstOrder* first_order() const { return const_cast<CudaOptimizer*>(this)->first_order(); }
-  const CudaKfac* kfac() const { return const_cast<CudaOptimizer*>(this)->kfac(); }
 
  protected:
   CudaOptimizer() = default;
