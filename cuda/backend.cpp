@@ -1,5 +1,5 @@
 // CudaBackend: construction, steps, evaluation, checkpoints. The layer switch is in
-// backend_net.cpp.
+// backend_net.cpp, the optimizers in cuda/optimizer.hpp.
 #include "cuda/backend.hpp"
 
 #include <cublas_v2.h>
@@ -11,15 +11,12 @@
 #include "common/train/optim_layout.hpp"
 #include "cuda/backend_activations.hpp"
 #include "cuda/kernels/launch.hpp"
-#include "cuda/kernels/optim.hpp"
 #include "cuda/kfac.hpp"
 #include "cuda/reductions.hpp"
-#include "cuda/state_layout.hpp"
 
 namespace wdlab::cuda {
 
 using kernels::Index;
-using kernels::launch_device;
 
 namespace {
 
@@ -76,12 +73,13 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
     params_.push_back(upload_vector(params[i], s));
     const std::size_t n = p.trainable() ? params[i].size() : 0;
     grads_.push_back(zeros(n, s));
-    state1_.push_back(zeros(n, s));
-    state2_.push_back(zeros(optim_.kind == OptimizerKind::adam ? n : 0, s));
   }
   scalars_ = DeviceBuffer<kernels::StepScalars>(1);
-  if (optim_.kind == OptimizerKind::kfac_f || optim_.kind == OptimizerKind::kfac_g)
-    kfac_ = std::make_unique<CudaKfac>(*ctx_, spec_, optim_);
+  optimizer_ = make_cuda_optimizer(*ctx_, spec_, optim_);
+  first_order_ = optimizer_->first_order();
+  kfac_ = optimizer_->kfac();
+  if ((first_order_ == nullptr) == (kfac_ == nullptr))
+    throw InternalError("CudaBackend: an optimizer is either first-order or K-FAC");
   ctx_->synchronize();
 }
 
@@ -137,7 +135,7 @@ train::StepStats CudaBackend::run_step(Activations& a, double lr) {
   s.loss = h.loss_sum / double(a.N);
   s.correct = std::int64_t(h.correct);
   s.finite = std::isfinite(s.loss) && h.param_stats[2] == 0.0;
-  if (h.skip && optim_.kind == OptimizerKind::adam) --adam_t_;  // the step did not happen
+  if (h.skip) first_order_->step_skipped();  // the device flag turned the update off
   if (!std::isfinite(s.loss)) {
     s.nonfinite_tensor = "loss";  // the device flag kept every tensor as it was
   } else if (!s.finite) {
@@ -161,36 +159,8 @@ train::EvalStats CudaBackend::run_eval(Activations& a) {
 }
 
 void CudaBackend::optimizer_step(double lr) {
-  if (kfac_) throw InternalError("optimizer_step: a K-FAC step goes through kfac_step (backend_kfac.cpp)");
-  const cudaStream_t s = ctx_->stream();
-  const std::uint32_t* skip = &scalars_.data()->skip;
-  const float beta = float(optim_.weight_decay);
-  double c1 = 1, c2 = 1;
-  if (optim_.kind == OptimizerKind::adam) {
-    ++adam_t_;
-    c1 = 1 - std::pow(optim_.beta1, double(adam_t_));  // bias corrections, in double
-    c2 = 1 - std::pow(optim_.beta2, double(adam_t_));
-  }
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!info_[i].trainable()) continue;
-    const kernels::Decay d = !optim_.decays[i]                     ? kernels::Decay::none
-                             : optim_.reg == Regularization::l2 ? kernels::Decay::l2
-                             : optim_.reg == Regularization::wd ? kernels::Decay::wd
-                                                                : kernels::Decay::none;
-    const Index n = Index(params_[i].size());
-    if (optim_.kind == OptimizerKind::sgd) {
-      launch_device(s, n, kernels::SgdUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(), skip,
-                                             float(lr), float(optim_.momentum), beta, d,
-                                             optim_.momentum_kind == MomentumKind::nesterov
-                                                 ? kernels::Momentum::nesterov
-                                                 : kernels::Momentum::heavy_ball});
-    } else {
-      launch_device(s, n, kernels::AdamUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(),
-                                              state2_[i].data(), skip, float(lr), float(optim_.beta1),
-                                              float(optim_.beta2), float(optim_.eps), float(c1),
-                                              float(c2), beta, d});
-    }
-  }
+  if (!first_order_) throw InternalError("optimizer_step: a K-FAC step goes through kfac_step (backend_kfac.cpp)");
+  first_order_->step(params_, grads_, lr, &scalars_.data()->skip);
 }
 
 void CudaBackend::parameter_stats() {
@@ -224,19 +194,13 @@ void copy_buffers(std::vector<DeviceBuffer<float>>& dst, const std::vector<Devic
 void CudaBackend::snapshot_state() {
   // Device to device, queued before the step on the same stream: no host round trip.
   // (K-FAC steps keep a host copy of their whole state instead: backend_kfac.cpp.)
-  const cudaStream_t s = ctx_->stream();
-  copy_buffers(before_.params, params_, s);
-  copy_buffers(before_.state1, state1_, s);
-  copy_buffers(before_.state2, state2_, s);
-  before_.adam_t = adam_t_;
+  copy_buffers(params_before_, params_, ctx_->stream());
+  first_order_->snapshot();
 }
 
 void CudaBackend::restore_state() {
-  const cudaStream_t s = ctx_->stream();
-  copy_buffers(params_, before_.params, s);
-  copy_buffers(state1_, before_.state1, s);
-  copy_buffers(state2_, before_.state2, s);
-  adam_t_ = before_.adam_t;
+  copy_buffers(params_, params_before_, ctx_->stream());
+  first_order_->restore();
   ctx_->synchronize();
 }
 
@@ -293,18 +257,9 @@ std::vector<std::vector<float>> CudaBackend::parameters() const {
 io::SafetensorsFile CudaBackend::state() const {
   io::SafetensorsFile f;
   const cudaStream_t s = ctx_->stream();
-  for (std::size_t i = 0; i < info_.size(); ++i) {
+  for (std::size_t i = 0; i < info_.size(); ++i)
     f.tensors[info_[i].name] = io::Tensor::from_f32(info_[i].shape, download(params_[i], s));
-    if (!info_[i].trainable() || kfac_) continue;
-    if (optim_.kind == OptimizerKind::sgd) {
-      f.tensors["optim.momentum." + info_[i].name] = optimizer_state_tensor(info_[i], download(state1_[i], s));
-    } else {
-      f.tensors["optim.adam.m." + info_[i].name] = optimizer_state_tensor(info_[i], download(state1_[i], s));
-      f.tensors["optim.adam.v." + info_[i].name] = optimizer_state_tensor(info_[i], download(state2_[i], s));
-    }
-  }
-  if (optim_.kind == OptimizerKind::adam) f.tensors["optim.adam.t"] = scalar_state_tensor(float(adam_t_));
-  if (kfac_) kfac_->write_state(f, info_);
+  optimizer_->write_state(f);
   train::mark_optim_layout(f);
   f.metadata["backend"] = "cuda";
   f.metadata["precision"] = "float";  // same as the float reference: checkpoints interchange
@@ -318,35 +273,15 @@ void CudaBackend::load_state(const io::SafetensorsFile& file) {
     throw DataError(f.source, fmt::format("precision is {}, the cuda backend uses float",
                                           f.metadata.at("precision")));
   // Read everything on the host first; commit only when all of it is there and well-formed.
-  std::vector<std::vector<float>> p(info_.size()), s1(info_.size()), s2(info_.size());
+  std::vector<std::vector<float>> p(info_.size());
   std::size_t optim_taken = 0;
   for (std::size_t i = 0; i < info_.size(); ++i) {
     const io::Tensor& t = f.at(info_[i].name);
     if (t.shape != info_[i].shape)
       throw DataError(f.source, fmt::format("tensor \"{}\" has the wrong shape", info_[i].name));
     p[i] = f.f32(info_[i].name);
-    if (!info_[i].trainable() || kfac_) continue;
-    auto take = [&](const std::string& name) {
-      ++optim_taken;
-      return optimizer_state_values(info_[i], f.at(name), name);
-    };
-    if (optim_.kind == OptimizerKind::sgd) {
-      s1[i] = take("optim.momentum." + info_[i].name);
-    } else {
-      s1[i] = take("optim.adam.m." + info_[i].name);
-      s2[i] = take("optim.adam.v." + info_[i].name);
-    }
   }
-  std::int64_t t = adam_t_;
-  if (optim_.kind == OptimizerKind::adam) {
-    const auto tv = f.f32("optim.adam.t");
-    ++optim_taken;
-    if (tv.size() != 1 || !(tv[0] >= 0 && tv[0] == std::floor(tv[0]) && tv[0] < 16777216.0f))
-      throw DataError("optim.adam.t", "must be a step count");
-    t = std::int64_t(tv[0]);
-  }
-  std::shared_ptr<const CudaKfac::Staged> kstate;
-  if (kfac_) kstate = kfac_->stage_state(f, info_, &optim_taken);
+  const auto staged = optimizer_->stage_state(f, &optim_taken);
   std::size_t optim_present = 0;
   for (const auto& [name, tensor] : f.tensors)
     if (name.rfind("optim.", 0) == 0) ++optim_present;
@@ -355,14 +290,8 @@ void CudaBackend::load_state(const io::SafetensorsFile& file) {
                                           "optimizer's checkpoint?)",
                                           optim_present, to_string(optim_.kind), optim_taken));
   const cudaStream_t st = ctx_->stream();
-  for (std::size_t i = 0; i < info_.size(); ++i) {
-    params_[i].copy_from_host(p[i], st);
-    if (!info_[i].trainable() || kfac_) continue;
-    state1_[i].copy_from_host(s1[i], st);
-    if (optim_.kind == OptimizerKind::adam) state2_[i].copy_from_host(s2[i], st);
-  }
-  adam_t_ = t;
-  if (kfac_) kfac_->commit_state(*kstate);
+  for (std::size_t i = 0; i < info_.size(); ++i) params_[i].copy_from_host(p[i], st);
+  optimizer_->commit_state(*staged);
 }
 
 }  // namespace wdlab::cuda

@@ -13,8 +13,12 @@
 // data set once; a step then sends only its example ids (pinned, asynchronous) and one kernel
 // gathers and augments the input (kernels/gather.hpp, the host path's Philox draws) and one the
 // labels. Host batches (train_step, evaluate) are still taken, with one copy per call.
-// K-FAC-F/G (cuda/kfac.hpp, backend_kfac.cpp): a K-FAC step reads the loss back before stepping
-// (the reference returns before the optimizer on a non-finite loss), then once more at the end.
+// The optimizer is one of cuda/optimizer.hpp's classes (make_cuda_optimizer): a first-order rule
+// (SGD, Adam: an elementwise update queued in the step) or K-FAC-F/G (cuda/kfac.hpp,
+// backend_kfac.cpp: a K-FAC step reads the loss back before stepping, as the reference returns
+// before the optimizer on a non-finite loss, then once more at the end).
+// The crosscheck's entry points (one pass with every buffer downloaded) are a friend,
+// cuda::Capturer (cuda/capturer.hpp), not members.
 #include <array>
 #include <cstdint>
 #include <map>
@@ -25,17 +29,18 @@
 
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
-#include "cuda/capture.hpp"
 #include "cuda/context.hpp"
 #include "cuda/conv.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/loss.hpp"
 #include "cuda/optim_config.hpp"
+#include "cuda/optimizer.hpp"
 #include "cuda/pinned_buffer.hpp"
 
 namespace wdlab::cuda {
 
 class CudaKfac;
+class Capturer;
 
 struct BackendOptions {
   int device = 0;
@@ -76,8 +81,8 @@ class CudaBackend final : public train::Backend {
   bool wants_factor_init() const override;
   void accumulate_factor_init(const train::HostBatch& batch, std::int64_t index) override;
   void finish_factor_init() override;
-  /// The K-FAC optimizer (null for SGD/Adam): factors, inverses, damping metrics.
-  const CudaKfac* kfac() const { return kfac_.get(); }
+  /// The K-FAC optimizer (null for first-order rules): factors, inverses, damping metrics.
+  const CudaKfac* kfac() const { return kfac_; }
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;
 
@@ -87,20 +92,8 @@ class CudaBackend final : public train::Backend {
   std::vector<std::vector<float>> parameters() const;
   /// The one stream all work is queued on (bench times steps with CUDA events on it).
   cudaStream_t stream() const { return ctx_->stream(); }
-  /// Crosscheck entry point (backend_capture.cpp): one pass on a batch, every per-layer buffer
-  /// downloaded (cuda/capture.hpp). Parameters and optimizer state are not touched; a train pass
-  /// leaves the running statistics updated once, as a train step would.
-  Capture capture(const CaptureRequest& request);
-  /// Crosscheck entry point (backend_kfac_capture.cpp): the K-FAC quantities of one batch at the
-  /// current parameters under `kfac` (kind kfac_f or kfac_g, its damping, inverse method and
-  /// seed; this backend's own optimizer is not used): the gradient of the request's pass, the
-  /// statistics of a train-mode pass with the given cotangent or, without one, the cotangents
-  /// sampled at RNG step 0, their damped inverses and the preconditioned gradient, per block in
-  /// layer order. Parameters, running statistics and optimizer state are not touched.
-  /// NumericError when a factor stays indefinite.
-  std::vector<KfacBlockCapture> capture_kfac(const CaptureRequest& request, const OptimSettings& kfac);
-
  private:
+  friend class Capturer;  // the crosscheck's passes (cuda/capturer.hpp)
   struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
   Activations& activations(int N);
   void upload(Activations& a, const train::HostBatch& batch);
@@ -139,7 +132,7 @@ class CudaBackend final : public train::Backend {
   /// forward on that batch, a backward of the sampled cotangents, the factor estimates).
   train::StepStats kfac_step(Activations& a, double lr, std::int64_t iteration);
   void kfac_statistics(Activations& a, std::uint64_t rng_step);
-  void kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac, OptimizerKind kind);
+  void kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKfac& kfac);
   /// The data-pass statistics of batch `index` (in `a`), added to the running sum.
   void kfac_init_batch(Activations& a, std::int64_t index);
 
@@ -155,19 +148,16 @@ class CudaBackend final : public train::Backend {
   std::vector<Slots> slots_;                  // per layer
   std::vector<DeviceBuffer<float>> params_;   // per tensor, PyTorch order
   std::vector<DeviceBuffer<float>> grads_;    // trainable tensors (empty for running stats)
-  std::vector<DeviceBuffer<float>> state1_;   // SGD momentum v / Adam m
-  std::vector<DeviceBuffer<float>> state2_;   // Adam v
-  std::int64_t adam_t_ = 0;
   DeviceBuffer<kernels::StepScalars> scalars_;
   mutable DeviceBuffer<double> stats_scratch_;  // weight_norms partials
   std::map<int, std::unique_ptr<Activations>> acts_;
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
-  struct Snapshot {  // under skip: the state before the step (parameters include running stats)
-    std::vector<DeviceBuffer<float>> params, state1, state2;
-    std::int64_t adam_t = 0;
-  };
-  Snapshot before_;
-  std::unique_ptr<CudaKfac> kfac_;  // K-FAC-F/G only
+  // Under skip: the parameters (running statistics included) before a first-order step; the
+  // optimizer keeps a copy of its own state (CudaFirstOrder::snapshot).
+  std::vector<DeviceBuffer<float>> params_before_;
+  std::unique_ptr<CudaOptimizer> optimizer_;
+  CudaFirstOrder* first_order_ = nullptr;  // optimizer_->first_order(): SGD, Adam
+  CudaKfac* kfac_ = nullptr;               // optimizer_->kfac(): K-FAC-F/G
   struct ResidentSet {
     DeviceBuffer<float> images;          // n·C·H·W, normalized, not augmented
     DeviceBuffer<std::int32_t> labels;   // n
@@ -177,11 +167,5 @@ class CudaBackend final : public train::Backend {
   PinnedBuffer<std::int64_t> ids_staging_;       // the current batch's ids on the host
   DeviceBuffer<std::int64_t> ids_;               // and on the device
 };
-
-/// A loss alone on host outputs through the backend's loss kernels (backend_capture.cpp): the
-/// crosscheck's loss cases. `labels` for the cross-entropy, `targets` (N×K) for squared error.
-LossCapture capture_loss(CaptureLoss kind, std::span<const float> outputs,
-                         std::span<const std::int32_t> labels, std::span<const float> targets,
-                         int classes, int n, int device = 0);
 
 }  // namespace wdlab::cuda

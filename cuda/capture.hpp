@@ -1,5 +1,5 @@
 #pragma once
-// What CudaBackend::capture (cuda/backend_capture.cpp) brings back to the host for the
+// What cuda::Capturer::capture (cuda/capturer.cpp) brings back to the host for the
 // crosscheck: every per-layer buffer of one pass, downloaded as the device holds it. Plain C++
 // (no CUDA header), so the host-side conversion into crosscheck tensors
 // (apps/crosscheck/cuda_capture.hpp) is built and unit-tested without a GPU.
@@ -32,7 +32,7 @@ struct CaptureRequest {
   CapturePass pass = CapturePass::train;
 };
 
-/// One Kronecker block (a dense or conv layer) as CudaBackend::capture_kfac downloads it: the
+/// One Kronecker block (a dense or conv layer) as Capturer::capture_kfac downloads it: the
 /// factor estimates of one statistics pass taken as the factors (no moving average), their
 /// π-split damped inverses, and the preconditioned gradient U = S̃⁻¹ [dW db] Ã⁻¹ / T.
 /// Matrices are column-major as the device holds them (which is the reference's Eigen storage);
@@ -73,7 +73,7 @@ struct Capture {
   std::vector<std::string> algorithms;
   /// Per entry of spec.params(): the parameters the pass ran with (PyTorch order).
   std::vector<std::vector<float>> params;
-  /// K-FAC quantities, filled by the caller from CudaBackend::capture_kfac (empty where not
+  /// K-FAC quantities, filled by the caller from Capturer::capture_kfac (empty where not
   /// captured): network cases K-FAC-F (sampled targets) and K-FAC-G (Gaussian probes); layer
   /// cases the factors of the given cotangent.
   std::vector<KfacBlockCapture> kfac_fisher, kfac_gauss_newton, kfac_given;

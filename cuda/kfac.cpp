@@ -34,7 +34,7 @@ struct CudaKfac::Solver {
   Solver& operator=(const Solver&) = delete;
 };
 
-struct CudaKfac::Staged {
+struct CudaKfac::StagedState : CudaOptimizer::Staged {
   std::vector<std::array<std::vector<float>, 4>> mats;  // A, S, A_inv, S_inv per block
   std::vector<SplitDamping> damping;
   std::vector<std::vector<float>> v;  // PyTorch order
@@ -72,9 +72,8 @@ T* grow(DeviceBuffer<T>& b, std::size_t n) {
 
 CudaKfac::CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim)
     : ctx_(ctx), spec_(spec), info_(spec.params()), optim_(optim), cfg_(optim.kfac),
+      statistics_(kfac_statistics_of(optim.kind)),  // InternalError unless a K-FAC kind
       blocks_(kfac_blocks(spec)) {
-  if (optim.kind != OptimizerKind::kfac_f && optim.kind != OptimizerKind::kfac_g)
-    throw InternalError("CudaKfac: optimizer " + to_string(optim.kind) + " is not K-FAC");
   const cudaStream_t s = ctx_.stream();
   solver_ = std::make_unique<Solver>(s);
   block_of_.assign(info_.size(), -1);
@@ -444,7 +443,8 @@ std::vector<float> CudaKfac::download(int b, char which) const {
   return h;
 }
 
-void CudaKfac::write_state(io::SafetensorsFile& f, const std::vector<ParamInfo>& info) const {
+void CudaKfac::write_state(io::SafetensorsFile& f) const {
+  const std::vector<ParamInfo>& info = info_;
   for (std::size_t b = 0; b < blocks_.size(); ++b) {
     const KfacBlockLayout& blk = blocks_[b];
     const int a = blk.a_dim(), o = blk.out;
@@ -464,10 +464,10 @@ void CudaKfac::write_state(io::SafetensorsFile& f, const std::vector<ParamInfo>&
   f.tensors["optim.kfac.inverses_ready"] = scalar_state_tensor(inverses_ready_ ? 1.0f : 0.0f);
 }
 
-std::shared_ptr<const CudaKfac::Staged> CudaKfac::stage_state(const io::SafetensorsFile& f,
-                                                        const std::vector<ParamInfo>& info,
-                                                        std::size_t* taken) const {
-  auto st = std::make_shared<Staged>();
+std::shared_ptr<const CudaOptimizer::Staged> CudaKfac::stage_state(const io::SafetensorsFile& f,
+                                                                   std::size_t* taken) const {
+  const std::vector<ParamInfo>& info = info_;
+  auto st = std::make_shared<StagedState>();
   for (const KfacBlockLayout& blk : blocks_) {
     const int a = blk.a_dim(), o = blk.out;
     std::array<std::vector<float>, 4> m;
@@ -494,7 +494,10 @@ std::shared_ptr<const CudaKfac::Staged> CudaKfac::stage_state(const io::Safetens
   return st;
 }
 
-void CudaKfac::commit_state(const Staged& s) {
+void CudaKfac::commit_state(const Staged& staged) {
+  const auto* ss = dynamic_cast<const StagedState*>(&staged);
+  if (!ss) throw InternalError("CudaKfac::commit_state: state staged by another optimizer");
+  const StagedState& s = *ss;
   const cudaStream_t st = ctx_.stream();
   for (std::size_t b = 0; b < blocks_.size(); ++b) {
     BlockState& bs = blocks_state_[b];

@@ -27,6 +27,7 @@
 #include "cuda/device_buffer.hpp"
 #include "cuda/kfac_policy.hpp"
 #include "cuda/optim_config.hpp"
+#include "cuda/optimizer.hpp"
 
 namespace wdlab::cuda {
 
@@ -47,13 +48,15 @@ struct KfacFailure {
   std::string tensor, layer, detail;
 };
 
-class CudaKfac {
+class CudaKfac final : public CudaOptimizer {
  public:
   /// Throws InternalError when optim is not a K-FAC kind.
   CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim);
-  ~CudaKfac();
-  CudaKfac(const CudaKfac&) = delete;
-  CudaKfac& operator=(const CudaKfac&) = delete;
+  ~CudaKfac() override;
+  OptimizerKind kind() const override { return optim_.kind; }
+  CudaKfac* kfac() override { return this; }
+  /// Fisher (kfac_f) or Gauss-Newton (kfac_g) statistics.
+  KfacStatistics statistics() const { return statistics_; }
 
   const std::vector<KfacBlockLayout>& blocks() const { return blocks_; }
   const KfacSettings& settings() const { return cfg_; }
@@ -82,13 +85,11 @@ class CudaKfac {
   void accumulate_init();
   void finish_init();
 
-  /// Checkpoint entries under the reference's names and layouts (kfac_policy.hpp).
-  void write_state(io::SafetensorsFile& f, const std::vector<ParamInfo>& info) const;
-  /// Everything a load needs, read and checked on the host before anything changes.
-  struct Staged;
-  std::shared_ptr<const Staged> stage_state(const io::SafetensorsFile& f, const std::vector<ParamInfo>& info,
-                                      std::size_t* taken) const;
-  void commit_state(const Staged& s);
+  /// Checkpoint entries under the reference's names and layouts (kfac_policy.hpp): factors,
+  /// inverses, damping, momentum, flags.
+  void write_state(io::SafetensorsFile& f) const override;
+  std::shared_ptr<const Staged> stage_state(const io::SafetensorsFile& f, std::size_t* taken) const override;
+  void commit_state(const Staged& s) override;
 
   /// The 'damping' metric group, in the reference's order (blocks in layer order):
   /// damping_eff.<w> = λ‖θ_l‖², damping_frac.<w> (the fraction of Kronecker eigenvalue pairs
@@ -98,7 +99,7 @@ class CudaKfac {
   /// elr_opt.<w> = η/((1 − μ)·λ·‖θ_l‖²), K-FAC's own effective learning rate.
   double elr_opt(double lr, double weight_norm) const;
 
-  /// Crosscheck (CudaBackend::capture_kfac): the last estimates become the factors as they are
+  /// Crosscheck (Capturer::capture_kfac): the last estimates become the factors as they are
   /// (no moving average), then the damped inverses as a step computes them and U = S̃⁻¹ Ḡ Ã⁻¹ / T
   /// of `grads` (no L2, no KL clip, nothing stepped; download_update reads U). False, with
   /// `failure` set, when a factor is not finite or stays indefinite.
@@ -112,6 +113,7 @@ class CudaKfac {
   SplitDamping damping(int b) const { return blocks_state_[std::size_t(b)].damping; }
 
  private:
+  struct StagedState;
   struct BlockState {
     DeviceBuffer<float> A, S, A_inv, S_inv, est_A, est_S, init_A, init_S;
     SplitDamping damping;
@@ -132,6 +134,7 @@ class CudaKfac {
   std::vector<ParamInfo> info_;
   OptimSettings optim_;
   KfacSettings cfg_;
+  KfacStatistics statistics_;
   std::vector<KfacBlockLayout> blocks_;
   std::vector<BlockState> blocks_state_;
   std::vector<int> block_of_;            // per tensor: its block, −1 without one

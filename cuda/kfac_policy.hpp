@@ -19,6 +19,10 @@ namespace wdlab::cuda {
 /// One Kronecker block: a dense or conv layer with weight tensor w (out × in in the compute
 /// layout, in = C·R·S for conv) and optional bias b; A is a × a (a = in + 1 with a bias), S is
 /// out × out; T = P·Q output locations for conv, 1 for dense.
+/// Which curvature K-FAC's factors estimate: the Fisher (K-FAC-F: targets sampled from the
+/// model's predictive distribution) or the Gauss-Newton matrix (K-FAC-G: Gaussian probes).
+enum class KfacStatistics { fisher, gauss_newton };
+
 struct KfacBlockLayout {
   int layer = 0;
   std::string name;  // layer name ("features.0")

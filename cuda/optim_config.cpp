@@ -14,6 +14,7 @@ std::string to_string(OptimizerKind k) {
     case OptimizerKind::adam: return "adam";
     case OptimizerKind::kfac_f: return "kfac-f";
     case OptimizerKind::kfac_g: return "kfac-g";
+    case OptimizerKind::lion: return "lion";
   }
   return "unknown";
 }

@@ -2,7 +2,7 @@
 // The CUDA backend's optimizer settings: plain data, filled by the apps from the experiment's
 // reference OptimConfig (cuda/ and reference/ never include each other, DESIGN.md), with the
 // per-tensor regularization decided there by ref::decays() so both backends decay the same
-// tensors. Formulas as reference/optim/{sgd,adam,kfac}.hpp.
+// tensors. Formulas as reference/optim/{sgd,adam,kfac,lion}.hpp.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,7 +11,7 @@
 
 namespace wdlab::cuda {
 
-enum class OptimizerKind { sgd, adam, kfac_f, kfac_g };
+enum class OptimizerKind { sgd, adam, kfac_f, kfac_g, lion };
 enum class Regularization { none, l2, wd };
 enum class MomentumKind { heavy_ball, nesterov };
 /// The damped factor inverse (reference/optim/damped_inverse.hpp): cuSOLVER potrf+potri, or
@@ -46,6 +46,10 @@ struct OptimSettings {
   /// Per entry of spec.params(): whether that tensor is regularized (running statistics: no).
   std::vector<char> decays;
   KfacSettings kfac;  // kfac_f / kfac_g only
+  /// Lion (Chen et al. 2023): c = β₁m + (1−β₁)g steps, m ← β₂m + (1−β₂)g.
+  struct LionSettings {
+    double beta1 = 0.9, beta2 = 0.99;
+  } lion;
   /// Throws UsageError for a bad K-FAC setting and InternalError when `decays` does not have
   /// one entry per tensor of `spec` or marks a running statistic.
   void validate(const NetworkSpec& spec) const;

@@ -5,11 +5,11 @@
 // Every backend runs from the case's parameters (the same float32-rounded numbers the
 // reference side gets), float32 math (no TF32), cuDNN under the deterministic algorithm policy;
 // the algorithms chosen are the notes of the lines.
-//   layer and network cases: CudaBackend::capture (cuda/backend_capture.cpp), one train pass:
+//   layer and network cases: cuda::Capturer::capture (cuda/capturer.cpp), one train pass:
 //     forward with batch statistics, the layer case's given cotangent or the softmax
 //     cross-entropy, backward with the input gradient, one running-statistics update and the BN
 //     layers in eval mode; apps/crosscheck/cuda_capture.cpp turns the downloaded buffers into
-//     the reference side's tensors. Then CudaBackend::capture_kfac (cuda/backend_kfac_capture.cpp)
+//     the reference side's tensors. Then Capturer::capture_kfac (cuda/capturer_kfac.cpp)
 //     with crosscheck_optim's K-FAC settings and the case's seed, as the reference side's
 //     append_curvature: network cases K-FAC-F (targets sampled from the same Philox stream at
 //     RNG step 0) and K-FAC-G (the same probes): factors A and S of that one pass, their π-split
@@ -32,6 +32,7 @@
 #include "apps/crosscheck/tensor_names.hpp"
 #include "apps/cuda_setup.hpp"
 #include "cuda/backend.hpp"
+#include "cuda/capturer.hpp"
 
 namespace wdlab::app {
 
@@ -90,15 +91,16 @@ class CudaSide final : public xcheck::Side {
     auto be = backend(c, d);
     std::vector<float> images, cotangent;
     const auto req = xcheck::cuda_side::request(c, d, images, cotangent);
-    auto cap = be->capture(req);
+    cuda::Capturer capturer(*be);
+    auto cap = capturer.capture(req);
     if (c.kind == xcheck::CaseKind::layer) {
       const LayerKind k = c.spec.layers.at(0).kind;
       if (k == LayerKind::dense || k == LayerKind::conv2d)
-        cap.kfac_given = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
+        cap.kfac_given = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
       return xcheck::cuda_side::layer_tensors(c, cap);
     }
-    cap.kfac_fisher = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
-    cap.kfac_gauss_newton = be->capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_g));
+    cap.kfac_fisher = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
+    cap.kfac_gauss_newton = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_g));
     return xcheck::cuda_side::network_tensors(c, cap, be->measure(train::HostBatch{}, xcheck::weight_metrics_request(c)));
   }
 

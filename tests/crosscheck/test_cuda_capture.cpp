@@ -1,5 +1,5 @@
 // The host half of the CUDA side (apps/crosscheck/cuda_capture.hpp) without a GPU: a capture
-// filled the way CudaBackend::capture and capture_kfac fill it (flat buffers in the device's
+// filled the way cuda::Capturer::capture and capture_kfac fill it (flat buffers in the device's
 // orders: NCHW activations, PyTorch-order gradients and K-FAC updates, double BN statistics,
 // column-major K-FAC factors and inverses), but computed by the float reference engine, must
 // convert into exactly the reference side's tensors for every layer, loss and network case:

@@ -131,7 +131,7 @@ TEST_CASE("gpu: softmax cross-entropy, samplers and augmentation against the hos
   CHECK(to_host(od, ctx) == oh);  // bit for bit: a copy driven by the same Philox draws
 }
 
-TEST_CASE("gpu: SGD/Adam updates and deterministic reductions against the host launcher") {
+TEST_CASE("gpu: SGD/Adam/Lion updates and deterministic reductions against the host launcher") {
   require_gpu_or_skip();
   Context ctx;
   const std::size_t n = 100003;
@@ -155,6 +155,17 @@ TEST_CASE("gpu: SGD/Adam updates and deterministic reductions against the host l
   vad.fill_zero(ctx.stream());
   launch_device(ctx.stream(), Index(n), AdamUpdate{tad.data(), gd.data(), mad.data(), vad.data(), flag.data(), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, Decay::wd});
   WDLAB_EXPECT_PASS(compare_kernel("gpu adam theta", to_d(to_host(tad, ctx)), to_d(ta)));
+
+  std::vector<float> tl = theta, ml(n, 0.0f);
+  for (int k = 0; k < 2; ++k)  // two steps: the second one's sign reads the momentum
+    launch_host(Index(n), LionUpdate{tl.data(), grad.data(), ml.data(), &go, 1e-3f, 0.9f, 0.99f, 0.01f, Decay::wd});
+  auto tld = to_device(theta, ctx);
+  DeviceBuffer<float> mld(n);
+  mld.fill_zero(ctx.stream());
+  for (int k = 0; k < 2; ++k)
+    launch_device(ctx.stream(), Index(n), LionUpdate{tld.data(), gd.data(), mld.data(), flag.data(), 1e-3f, 0.9f, 0.99f, 0.01f, Decay::wd});
+  WDLAB_EXPECT_PASS(compare_kernel("gpu lion theta", to_d(to_host(tld, ctx)), to_d(tl)));
+  WDLAB_EXPECT_PASS(compare_kernel("gpu lion m", to_d(to_host(mld, ctx)), to_d(ml)));
 
   // Channel sums (BN statistics, bias gradients) and flat statistics.
   const Index N = 16, C = 8, HW = 1000;

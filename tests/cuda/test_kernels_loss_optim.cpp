@@ -1,8 +1,10 @@
 // Kernel bodies of the CUDA backend run on the CPU by the host launcher: softmax cross-entropy,
 // squared error, the K-FAC output samplers (Fisher targets, Gauss-Newton probes), the CIFAR
-// augmentation, SGD (heavy ball, Nesterov) and Adam with none/L2/WD, against the reference.
+// augmentation, SGD (heavy ball, Nesterov) and Adam with none/L2/WD, against the reference;
+// Lion against the paper's rule written out here.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -226,4 +228,79 @@ TEST_CASE("kernel optimizer updates: the skip flag leaves state alone - a wrong 
     CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-6));  // one step: θ − η(μv + g + βθ) either way
     CHECK(va[i] != doctest::Approx(vb[i]).epsilon(1e-3));  // the momentum buffers differ
   }
+}
+
+namespace {
+
+/// Lion written out in double from the paper (Chen et al. 2023, Algorithm 2), independently of
+/// kernels::LionUpdate: g ← g + βθ (L2); c = β₁m + (1−β₁)g; θ ← θ − η(sign(c) [+ βθ under WD]);
+/// m ← β₂m + (1−β₂)g. `sign_of_zero` is 0 in Lion; the negative control sets it to 1.
+void lion_scalar(std::vector<double>& theta, std::vector<double>& m, const std::vector<double>& grad, double lr,
+                 double b1, double b2, double beta, Decay d, double sign_of_zero = 0.0) {
+  for (std::size_t i = 0; i < theta.size(); ++i) {
+    double g = grad[i];
+    if (d == Decay::l2) g += beta * theta[i];
+    const double c = b1 * m[i] + (1 - b1) * g;
+    double step = c > 0 ? 1.0 : c < 0 ? -1.0 : sign_of_zero;
+    if (d == Decay::wd) step += beta * theta[i];
+    theta[i] -= lr * step;
+    m[i] = b2 * m[i] + (1 - b2) * g;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("kernel Lion update: two steps against the paper's rule, sign(0) = 0, L2 differs from WD") {
+  // Entry 2 has g = 0 at both steps, so c = 0 (θ moves only by WD); entry 0's second step takes
+  // the sign of c = β₁m + (1−β₁)g with m = (1−β₂)g₁: it flips when m is updated with β₁ instead
+  // of β₂. Every other |c| is above 1e-3, far from the float/double rounding of the sign.
+  const std::vector<float> theta0{1.0f, -2.0f, 0.5f, 3.0f, 0.25f, -0.75f};
+  const std::vector<std::vector<float>> grads{{1.0f, -0.5f, 0.0f, 0.3f, -2.0f, 0.7f},
+                                              {-0.5f, 0.2f, 0.0f, -0.01f, 1.0f, 0.7f}};
+  const double lrs[2] = {0.1, 0.05}, b1 = 0.9, b2 = 0.99, beta = 0.1;  // Lion's default β₁, β₂
+  const std::uint32_t go = 0;
+  std::vector<std::vector<float>> theta_by_decay;
+  for (const Decay d : {Decay::none, Decay::l2, Decay::wd}) {
+    CAPTURE(int(d));
+    std::vector<float> theta = theta0, m(theta0.size(), 0.0f);
+    std::vector<double> th_ref = to_d(theta0), m_ref(theta0.size(), 0.0), th_b1 = th_ref, m_b1 = m_ref,
+                        th_s1 = th_ref, m_s1 = m_ref;
+    for (int k = 0; k < 2; ++k) {
+      launch_host(Index(theta.size()), LionUpdate{theta.data(), grads[std::size_t(k)].data(), m.data(), &go,
+                                                  float(lrs[k]), float(b1), float(b2), float(beta), d});
+      const auto g = to_d(grads[std::size_t(k)]);
+      lion_scalar(th_ref, m_ref, g, lrs[k], b1, b2, beta, d);
+      lion_scalar(th_b1, m_b1, g, lrs[k], b1, b1, beta, d);             // control: m with β₁
+      lion_scalar(th_s1, m_s1, g, lrs[k], b1, b2, beta, d, 1.0);        // control: sign(0) = 1
+    }
+    WDLAB_EXPECT_PASS(compare_kernel("lion theta", to_d(theta), th_ref));
+    WDLAB_EXPECT_PASS(compare_kernel("lion m", to_d(m), m_ref));
+    CHECK_FALSE(compare_kernel("lion theta, m with beta1 (control)", to_d(theta), th_b1).pass);
+    if (d != Decay::l2)  // under L2 g = βθ ≠ 0 at entry 2, so c ≠ 0 there
+      CHECK_FALSE(compare_kernel("lion theta, sign(0) = 1 (control)", to_d(theta), th_s1).pass);
+    if (d == Decay::none) CHECK(theta[2] == theta0[2]);  // c = 0 twice: θ unchanged
+    theta_by_decay.push_back(theta);
+  }
+  // L2 enters the momentum and the sign, WD only θ: after two steps they differ.
+  CHECK_FALSE(compare_kernel("lion l2 vs wd (control)", to_d(theta_by_decay[1]), to_d(theta_by_decay[2])).pass);
+}
+
+TEST_CASE("kernel Lion update: c = 0 exactly keeps θ, the skip flag keeps everything, a NaN gradient reaches θ") {
+  // β₁ = 0.5, m = 0.25, g = −0.25: c = 0.125 − 0.125 = 0 exactly in float.
+  std::vector<float> theta{2.0f, 2.0f}, m{0.25f, 0.25f};
+  const std::vector<float> g{-0.25f, 0.25f};
+  const std::uint32_t go = 0, skip = 1;
+  launch_host(2, LionUpdate{theta.data(), g.data(), m.data(), &go, 0.5f, 0.5f, 0.75f, 0.0f, Decay::none});
+  CHECK(theta[0] == 2.0f);                         // sign(0) = 0
+  CHECK(theta[1] == 1.5f);                         // c = 0.25 > 0: θ − η
+  CHECK(m[0] == doctest::Approx(0.125));           // 0.75·0.25 + 0.25·(−0.25)
+  CHECK(m[1] == doctest::Approx(0.25));            // 0.75·0.25 + 0.25·0.25
+  const auto theta1 = theta, m1 = m;
+  launch_host(2, LionUpdate{theta.data(), g.data(), m.data(), &skip, 0.5f, 0.5f, 0.75f, 0.1f, Decay::wd});
+  CHECK(theta == theta1);
+  CHECK(m == m1);
+  const std::vector<float> bad{std::numeric_limits<float>::quiet_NaN(), 1.0f};
+  launch_host(2, LionUpdate{theta.data(), bad.data(), m.data(), &go, 0.5f, 0.5f, 0.75f, 0.0f, Decay::none});
+  CHECK(std::isnan(theta[0]));  // not sign(NaN) = 0, which would hide the non-finite gradient
+  CHECK(std::isfinite(theta[1]));
 }

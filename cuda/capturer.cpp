@@ -1,13 +1,14 @@
-// The crosscheck's entry points into the CUDA backend: one pass (the same forward, loss,
-// backward and running-statistics code a train step runs, backend_net.cpp) with every per-layer
-// buffer downloaded, and a loss alone through the loss kernels. Slow by design (a synchronous
-// copy per buffer); never on the training path.
+// Capturer::capture, the crosscheck's pass through the CUDA backend: the same forward, loss,
+// backward and running-statistics code a train step runs (backend_net.cpp) with every per-layer
+// buffer downloaded; and capture_loss, a loss alone through the loss kernels. Slow by design (a
+// synchronous copy per buffer); never on the training path.
+#include "cuda/capturer.hpp"
+
 #include <fmt/format.h>
 
 #include <cmath>
 
 #include "common/errors.hpp"
-#include "cuda/backend.hpp"
 #include "cuda/backend_activations.hpp"
 #include "cuda/kernels/launch.hpp"
 
@@ -24,18 +25,19 @@ std::vector<T> download(const DeviceBuffer<T>& b, cudaStream_t s) {
 
 }  // namespace
 
-Capture CudaBackend::capture(const CaptureRequest& r) {
+Capture Capturer::capture(const CaptureRequest& r) {
+  CudaBackend& b = be_;
   const int N = r.n;
   WDLAB_CHECK(N >= 1, "capture: empty batch");
-  Activations& a = activations(N);
-  const cudaStream_t s = ctx_->stream();
+  CudaBackend::Activations& a = b.activations(N);
+  const cudaStream_t s = b.ctx_->stream();
   WDLAB_CHECK(r.images.size() == a.input.size(),
               fmt::format("capture: {} input values for a batch of {} ({} expected)", r.images.size(), N,
                           a.input.size()));
   WDLAB_CHECK(r.labels.size() == std::size_t(N), "capture: one label per example");
   for (const std::int32_t y : r.labels)
-    WDLAB_CHECK(y >= 0 && y < spec_.classes, fmt::format("capture: label {} outside [0, {})", y, spec_.classes));
-  const std::size_t L = spec_.layers.size();
+    WDLAB_CHECK(y >= 0 && y < b.spec_.classes, fmt::format("capture: label {} outside [0, {})", y, b.spec_.classes));
+  const std::size_t L = b.spec_.layers.size();
   const bool given_cotangent = !r.cotangent.empty();
   if (given_cotangent)
     WDLAB_CHECK(r.cotangent.size() == a.dout[L - 1].size(),
@@ -45,7 +47,7 @@ Capture CudaBackend::capture(const CaptureRequest& r) {
   a.labels.copy_from_host(r.labels, s);
   // skip = 0: with a given cotangent there is no loss to find non-finite; otherwise LossTotals
   // sets it, and the running-statistics update obeys it as in a step.
-  scalars_.fill_zero(s);
+  b.scalars_.fill_zero(s);
 
   Capture c;
   c.n = N;
@@ -54,47 +56,47 @@ Capture CudaBackend::capture(const CaptureRequest& r) {
   c.bn_mean.resize(L);
   c.bn_var.resize(L);
   c.bn_eval_out.resize(L);
-  c.grads.resize(info_.size());
-  c.running.resize(info_.size());
-  for (std::size_t p = 0; p < info_.size(); ++p) c.params.push_back(download(params_[p], s));
+  c.grads.resize(b.info_.size());
+  c.running.resize(b.info_.size());
+  for (std::size_t p = 0; p < b.info_.size(); ++p) c.params.push_back(download(b.params_[p], s));
   const bool train = r.pass == CapturePass::train;
-  forward(a, train);
+  b.forward(a, train);
   if (given_cotangent) {
     if (train) a.dout[L - 1].copy_from_host(r.cotangent, s);
   } else {
-    loss_and_gradient(a, train);
+    b.loss_and_gradient(a, train);
   }
   for (std::size_t i = 0; i < L; ++i) c.out[i] = download(a.out[i], s);
-  if (!given_cotangent) c.loss = read_scalars().loss_sum / double(N);
+  if (!given_cotangent) c.loss = b.read_scalars().loss_sum / double(N);
   if (train) {
     a.dinput = DeviceBuffer<float>(a.input.size());
-    backward(a);
+    b.backward(a);
     if (a.dinput_written) c.dinput = download(a.dinput, s);
     a.dinput = DeviceBuffer<float>();  // steps after this capture skip the input gradient again
     for (std::size_t i = 0; i < L; ++i) {
       if (a.dout_written[i]) c.dout[i] = download(a.dout[i], s);
-      if (spec_.layers[i].kind != LayerKind::batchnorm) continue;
+      if (b.spec_.layers[i].kind != LayerKind::batchnorm) continue;
       const std::vector<double> st = download(a.bn[i], s);  // mean[C], var[C], invstd[C]
-      const std::size_t C = std::size_t(spec_.layers[i].out.C);
+      const std::size_t C = std::size_t(b.spec_.layers[i].out.C);
       c.bn_mean[i].assign(st.begin(), st.begin() + std::ptrdiff_t(C));
       c.bn_var[i].assign(st.begin() + std::ptrdiff_t(C), st.begin() + std::ptrdiff_t(2 * C));
     }
-    for (std::size_t p = 0; p < info_.size(); ++p)
-      if (info_[p].trainable()) c.grads[p] = download(grads_[p], s);
-    running_stats_update(a);
+    for (std::size_t p = 0; p < b.info_.size(); ++p)
+      if (b.info_[p].trainable()) c.grads[p] = download(b.grads_[p], s);
+    b.running_stats_update(a);
     bool has_bn = false;
-    for (std::size_t p = 0; p < info_.size(); ++p)
-      if (!info_[p].trainable()) {
-        c.running[p] = download(params_[p], s);
+    for (std::size_t p = 0; p < b.info_.size(); ++p)
+      if (!b.info_[p].trainable()) {
+        c.running[p] = download(b.params_[p], s);
         has_bn = true;
       }
     if (has_bn) {
-      forward(a, false);
+      b.forward(a, false);
       for (std::size_t i = 0; i < L; ++i)
-        if (spec_.layers[i].kind == LayerKind::batchnorm) c.bn_eval_out[i] = download(a.out[i], s);
+        if (b.spec_.layers[i].kind == LayerKind::batchnorm) c.bn_eval_out[i] = download(a.out[i], s);
     }
   }
-  c.algorithms = algorithm_choices();
+  c.algorithms = b.algorithm_choices();
   return c;
 }
 

@@ -1,5 +1,5 @@
-// The crosscheck's K-FAC entry point: the quantities the reference side derives from
-// ref::kfac_statistics at the case's parameters (apps/crosscheck/side_reference.cpp,
+// Capturer::capture_kfac, the crosscheck's K-FAC entry point: the quantities the reference side
+// derives from ref::kfac_statistics at the case's parameters (apps/crosscheck/side_reference.cpp,
 // append_curvature), computed by the code a K-FAC step runs: the statistics pass of
 // backend_kfac.cpp (same Philox draws for the seed and RNG step), CudaKfac's syrk estimates,
 // its cuSOLVER damped inverses with the π-split, and its preconditioning GEMMs. Slow by design
@@ -7,45 +7,47 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
-#include "cuda/backend.hpp"
 #include "cuda/backend_activations.hpp"
+#include "cuda/capturer.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kfac.hpp"
 
 namespace wdlab::cuda {
 
-std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r, const OptimSettings& settings) {
+std::vector<KfacBlockCapture> Capturer::capture_kfac(const CaptureRequest& r, const OptimSettings& settings) {
+  CudaBackend& be = be_;
   const int N = r.n;
   WDLAB_CHECK(N >= 1, "capture_kfac: empty batch");
   WDLAB_CHECK(r.pass == CapturePass::train, "capture_kfac: K-FAC statistics come from train passes");
-  Activations& a = activations(N);
-  const cudaStream_t s = ctx_->stream();
+  CudaBackend::Activations& a = be.activations(N);
+  const cudaStream_t s = be.ctx_->stream();
   WDLAB_CHECK(r.images.size() == a.input.size() && r.labels.size() == std::size_t(N),
               "capture_kfac: the batch does not match its size");
   for (const std::int32_t y : r.labels)
-    WDLAB_CHECK(y >= 0 && y < spec_.classes, fmt::format("capture_kfac: label {} outside [0, {})", y, spec_.classes));
-  const std::size_t L = spec_.layers.size();
+    WDLAB_CHECK(y >= 0 && y < be.spec_.classes,
+                fmt::format("capture_kfac: label {} outside [0, {})", y, be.spec_.classes));
+  const std::size_t L = be.spec_.layers.size();
   const bool given_cotangent = !r.cotangent.empty();
   if (given_cotangent)
     WDLAB_CHECK(r.cotangent.size() == a.dout[L - 1].size(), "capture_kfac: the cotangent does not fit the last layer");
-  CudaKfac kfac(*ctx_, spec_, settings);  // throws unless settings.kind is K-FAC
+  CudaKfac kfac(*be.ctx_, be.spec_, settings);  // throws unless settings.kind is K-FAC
   a.input.copy_from_host(r.images, s);
   a.labels.copy_from_host(r.labels, s);
-  scalars_.fill_zero(s);
+  be.scalars_.fill_zero(s);
 
   // The gradient the update preconditions: the pass capture() runs (mean cross-entropy, or the
   // given cotangent), kept aside because the statistics pass's backward overwrites grads_.
-  forward(a, true);
+  be.forward(a, true);
   if (given_cotangent)
     a.dout[L - 1].copy_from_host(r.cotangent, s);
   else
-    loss_and_gradient(a, true);
-  backward(a);
-  std::vector<DeviceBuffer<float>> grads(info_.size());
-  for (std::size_t p = 0; p < info_.size(); ++p) {
-    if (!info_[p].trainable()) continue;
-    grads[p] = DeviceBuffer<float>(grads_[p].size());
-    WDLAB_CUDA_CHECK(cudaMemcpyAsync(grads[p].data(), grads_[p].data(), grads_[p].size() * sizeof(float),
+    be.loss_and_gradient(a, true);
+  be.backward(a);
+  std::vector<DeviceBuffer<float>> grads(be.info_.size());
+  for (std::size_t p = 0; p < be.info_.size(); ++p) {
+    if (!be.info_[p].trainable()) continue;
+    grads[p] = DeviceBuffer<float>(be.grads_[p].size());
+    WDLAB_CUDA_CHECK(cudaMemcpyAsync(grads[p].data(), be.grads_[p].data(), be.grads_[p].size() * sizeof(float),
                                      cudaMemcpyDeviceToDevice, s));
   }
   if (given_cotangent) {
@@ -53,10 +55,10 @@ std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r,
     // buffers of the pass just run.
     std::vector<CudaKfac::BlockInput> in;
     for (const KfacBlockLayout& b : kfac.blocks())
-      in.push_back(CudaKfac::BlockInput{input_of(a, b.layer), a.dout[std::size_t(b.layer)].data()});
+      in.push_back(CudaKfac::BlockInput{be.input_of(a, b.layer), a.dout[std::size_t(b.layer)].data()});
     kfac.estimate(in, N);
   } else {
-    kfac_statistics(a, 0, kfac, settings.kind);  // RNG step 0, as the reference side's
+    be.kfac_statistics(a, 0, kfac);  // RNG step 0, as the reference side's
   }
   std::vector<KfacDampingRaise> raises;
   KfacFailure fail;

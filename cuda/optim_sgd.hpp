@@ -1,0 +1,31 @@
+#pragma once
+// SGD with heavy-ball or Nesterov momentum on the device (reference/optim/sgd.hpp; the update
+// body kernels::SgdUpdate). State: "optim.momentum.<param>". Built by make_cuda_optimizer.
+#include "cuda/kernels/launch.hpp"
+#include "cuda/optimizer.hpp"
+
+namespace wdlab::cuda {
+
+class CudaSgd final : public CudaFirstOrder {
+ public:
+  CudaSgd(Context& ctx, const NetworkSpec& spec, const OptimSettings& s)
+      : CudaFirstOrder(ctx, spec, s, {"optim.momentum."}) {}
+  OptimizerKind kind() const override { return OptimizerKind::sgd; }
+
+ private:
+  void update(std::size_t i, kernels::Index n, float* theta, const float* grad, kernels::Decay decay, float lr,
+              const std::uint32_t* skip) override {
+    const kernels::Momentum momentum = [&] {
+      switch (settings().momentum_kind) {
+        case MomentumKind::heavy_ball: return kernels::Momentum::heavy_ball;
+        case MomentumKind::nesterov: return kernels::Momentum::nesterov;
+      }
+      throw InternalError("CudaSgd: momentum kind out of range");
+    }();
+    kernels::launch_device(stream(), n,
+                           kernels::SgdUpdate{theta, grad, state(0, i), skip, lr, float(settings().momentum),
+                                              float(settings().weight_decay), decay, momentum});
+  }
+};
+
+}  // namespace wdlab::cuda
