@@ -31,7 +31,7 @@
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/loss.hpp"
 #include "cuda/optim_config.hpp"
-#include "cuda/pinned_buffer.hpp"
+#include "cuda/staging_buffer.hpp"
 
 namespace wdlab::cuda {
 
@@ -174,7 +174,7 @@ class CudaBackend final : public train::Backend {
     std::int64_t n = 0;
   };
   std::array<ResidentSet, 3> resident_;          // by train::DataSplit
-  PinnedBuffer<std::int64_t> ids_staging_;       // the current batch's ids on the host
+  StagingBuffer<std::int64_t> ids_staging_;      // the current batch's ids on the host (waits per upload)
   DeviceBuffer<std::int64_t> ids_;               // and on the device
 };
 

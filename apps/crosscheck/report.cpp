@@ -167,6 +167,12 @@ Line unsupported_line(const Case& c, const std::string& why) {
   return l;
 }
 
+Line error_line(const Case& c, const std::string& what) {
+  Line l = unsupported_line(c, fmt::format("error: {}", what));
+  l.status = Status::fail;
+  return l;
+}
+
 std::string format_line(const Line& l) {
   std::string s = fmt::format("{:<11} {:<44} {:<40} {:<16}", to_string(l.status), l.case_name, l.tensor, l.shape);
   if (l.status == Status::pass || (l.status == Status::fail && l.message.empty()))

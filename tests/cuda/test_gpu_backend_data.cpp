@@ -14,6 +14,9 @@
 #include "common/philox.hpp"
 #include "common/train/batching.hpp"
 #include "cuda/backend.hpp"
+#include "cuda/check.hpp"
+#include "cuda/context.hpp"
+#include "cuda/staging_buffer.hpp"
 #include "gpu_guard.hpp"
 #include "reference/init.hpp"
 #include "reference/net/params.hpp"
@@ -117,4 +120,33 @@ TEST_CASE("gpu: CudaBackend on resident data matches host batches bit for bit (3
   cuda::CudaBackend shifted_be = net.backend();
   const Trace shifted = run(train::DataPath::resident, 1, shifted_be);
   CHECK(shifted.loss != host.loss);
+}
+
+TEST_CASE("gpu: back-to-back staged uploads each deliver their own ids while the stream is busy") {
+  require_gpu_or_skip();
+  // The factor pass stages batch after batch with no read-back between them. A slow copy queued
+  // first keeps the stream busy, so without the staging's wait every later copy would read the
+  // pinned buffer after the host had already overwritten it with the last batch's ids.
+  cuda::Context ctx(0);
+  const cudaStream_t s = ctx.stream();
+  cuda::DeviceBuffer<float> big(std::size_t(1) << 28), big2(std::size_t(1) << 28);  // 2 × 1 GiB
+  WDLAB_CUDA_CHECK(cudaMemsetAsync(big.data(), 0, big.size() * sizeof(float), s));
+  WDLAB_CUDA_CHECK(cudaMemcpyAsync(big2.data(), big.data(), big.size() * sizeof(float), cudaMemcpyDeviceToDevice, s));
+  cuda::StagingBuffer<std::int64_t> staging;
+  constexpr int kBatches = 16, kIds = 512;
+  std::vector<cuda::DeviceBuffer<std::int64_t>> dst;
+  for (int k = 0; k < kBatches; ++k) {
+    dst.emplace_back(std::size_t(kIds));
+    std::vector<std::int64_t> ids(kIds);
+    for (int i = 0; i < kIds; ++i) ids[std::size_t(i)] = std::int64_t(k) * 100000 + i;
+    staging.upload(ids, dst.back().data(), s);
+  }
+  WDLAB_CUDA_CHECK(cudaStreamSynchronize(s));
+  for (int k = 0; k < kBatches; ++k) {
+    std::vector<std::int64_t> got(kIds);
+    WDLAB_CUDA_CHECK(cudaMemcpy(got.data(), dst[std::size_t(k)].data(), kIds * sizeof(std::int64_t), cudaMemcpyDeviceToHost));
+    CAPTURE(k);
+    CHECK(got.front() == std::int64_t(k) * 100000);
+    CHECK(got.back() == std::int64_t(k) * 100000 + kIds - 1);
+  }
 }
