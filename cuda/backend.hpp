@@ -101,8 +101,13 @@ class CudaBackend final : public train::Backend {
   std::vector<KfacBlockCapture> capture_kfac(const CaptureRequest& request, const OptimSettings& kfac);
 
  private:
-  struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
-  Activations& activations(int N);
+  struct Activations;  // one batch size's layer outputs, cotangents, BN statistics, scratch
+  /// train: everything a training pass, a capture or a metric's backward needs; eval: the
+  /// forward only (no cotangents, x̂, BN batch statistics). One set per use: a new batch size
+  /// frees the old set of that use first, so memory is one training and one evaluation set
+  /// whatever sizes a run sees (common/train/device_memory_plan.hpp counts exactly these).
+  enum class ActivationUse { train, eval };
+  Activations& activations(int N, ActivationUse use = ActivationUse::train);
   void upload(Activations& a, const train::HostBatch& batch);
   void gather(Activations& a, const train::IdBatch& batch);  // backend_data.cpp
   /// The step (eval) on the batch already in a.input/a.labels; ends with the one read-back.
@@ -160,7 +165,7 @@ class CudaBackend final : public train::Backend {
   std::int64_t adam_t_ = 0;
   DeviceBuffer<kernels::StepScalars> scalars_;
   mutable DeviceBuffer<double> stats_scratch_;  // weight_norms partials
-  std::map<int, std::unique_ptr<Activations>> acts_;
+  std::array<std::unique_ptr<Activations>, 2> acts_;  // by ActivationUse
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
   struct Snapshot {  // under skip: the state before the step (parameters include running stats)
     std::vector<DeviceBuffer<float>> params, state1, state2;

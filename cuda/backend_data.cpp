@@ -81,7 +81,7 @@ void CudaBackend::accumulate_factor_init_ids(const train::IdBatch& batch, std::i
 }
 
 train::EvalStats CudaBackend::evaluate_ids(const train::IdBatch& batch) {
-  Activations& a = activations(batch.n());
+  Activations& a = activations(batch.n(), ActivationUse::eval);
   gather(a, batch);
   return run_eval(a);
 }

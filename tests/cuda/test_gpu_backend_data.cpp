@@ -13,6 +13,7 @@
 #include "common/model_zoo.hpp"
 #include "common/philox.hpp"
 #include "common/train/batching.hpp"
+#include "common/train/device_memory_plan.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/check.hpp"
 #include "cuda/context.hpp"
@@ -149,4 +150,44 @@ TEST_CASE("gpu: back-to-back staged uploads each deliver their own ids while the
     CHECK(got.front() == std::int64_t(k) * 100000);
     CHECK(got.back() == std::int64_t(k) * 100000 + kIds - 1);
   }
+}
+
+TEST_CASE("gpu: evaluation sets hold no cotangents and a new size frees the old set (device memory)") {
+  require_gpu_or_skip();
+  // A convnet wide enough that one activation set is tens of MiB, so cudaMemGetInfo sees it
+  // above the allocator's granularity.
+  const NetworkSpec spec = zoo::small_convnet(Shape{3, 32, 32}, 10, 32, zoo::ConvOptions{});
+  std::vector<std::vector<float>> params;
+  const auto p = ref::init_params<float>(spec, 5, ref::Init::glorot_uniform);
+  for (std::size_t i = 0; i < p.info.size(); ++i) params.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
+  cuda::OptimSettings optim;
+  for (const auto& info : spec.params()) optim.decays.push_back(0);
+  cuda::CudaBackend be(spec, params, optim, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
+  data::Dataset d = random_set(512, 10, 7);
+  d.channels = 3;
+  d.height = d.width = 32;
+  d.images.assign(std::size_t(512) * 3 * 32 * 32, 0.25f);
+  be.set_resident_data(train::DataSplit::test, train::view_of(d));
+  const auto used = [] {
+    std::size_t free = 0, total = 0;
+    WDLAB_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return double(total - free);
+  };
+  const auto eval_at = [&](int n) {
+    std::vector<std::int64_t> ids(std::size_t(n));
+    for (int i = 0; i < n; ++i) ids[std::size_t(i)] = i;
+    CHECK(be.evaluate_ids(train::IdBatch{train::DataSplit::test, ids, {}}).n == n);
+    WDLAB_CUDA_CHECK(cudaDeviceSynchronize());
+    return used();
+  };
+  const double base = used();
+  const double at512 = eval_at(512) - base;
+  const double at256 = eval_at(256) - base;  // the 512 set is freed before the 256 one is made
+  const double again = eval_at(512) - base;
+  const double plan512 = double(train::activation_bytes(spec, 512, false));
+  MESSAGE("eval set 512: " << at512 / (1 << 20) << " MiB (plan " << plan512 / (1 << 20) << " MiB), then 256: "
+                           << at256 / (1 << 20) << " MiB, then 512: " << again / (1 << 20) << " MiB");
+  CHECK(at256 < 0.75 * at512);          // not both sets at once
+  CHECK(again < 1.1 * at512);           // and nothing kept from the 256 set
+  CHECK(at512 > 0.7 * plan512);         // the set is there (cuDNN's workspace comes on top)
 }
