@@ -165,7 +165,7 @@ int bench_networks(const NetBenchOptions& o) {
   if (o.params_only) {  // what scripts/bench_pytorch.py compares its models with
     const NetworkSpec spec = xcheck::network_spec(o.model, o.width_mult);
     nlohmann::ordered_json j{{"model", o.model}, {"params", spec.num_trainable()}};
-    if (o.format == "json") fmt::print("{}\n", j.dump(2));
+    if (o.format != "table") fmt::print("{}\n", j.dump(o.format == "json" ? 2 : -1));
     else fmt::print("{}: {} trainable parameters\n", o.model, spec.num_trainable());
     return 0;
   }
@@ -187,6 +187,22 @@ int bench_networks(const NetBenchOptions& o) {
   out["warmup"] = o.warmup;
   out["peak_tflops"] = o.peak_tflops;
   out["results"] = nlohmann::ordered_json::array();
+  // jsonl: the header, then each row on its own line as soon as it is measured (flushed), so a
+  // call stopped by a time limit keeps every row it finished (scripts/gpu-check.sh).
+  const bool stream = o.format == "jsonl";
+  if (stream) {
+    nlohmann::ordered_json header = out;
+    header.erase("results");
+    fmt::print("{}\n", header.dump());
+    std::fflush(stdout);
+  }
+  const auto add_row = [&](nlohmann::ordered_json row) {
+    if (stream) {
+      fmt::print("{}\n", row.dump());
+      std::fflush(stdout);
+    }
+    out["results"].push_back(std::move(row));
+  };
   std::vector<std::string> precisions;
   if (o.backend == "cuda") precisions = {"float"};
   else if (o.precision == "both") precisions = {"float", "double"};
@@ -215,7 +231,7 @@ int bench_networks(const NetBenchOptions& o) {
                                    : make_reference_bench_backend(
                                          spec, oc, prec == "double" ? BenchPrecision::float64 : BenchPrecision::float32, 1);
         } catch (const UsageError& e) {  // the backend refuses this optimizer: a row that says so
-          out["results"].push_back({{"precision", prec}, {"optimizer", name}, {"batch", batch}, {"error", e.what()}});
+          add_row({{"precision", prec}, {"optimizer", name}, {"batch", batch}, {"error", e.what()}});
           if (o.format == "table") fmt::print("{:<7} {:<7} {:>6} not run: {}\n", prec, name, batch, e.what());
           continue;
         }
@@ -241,7 +257,7 @@ int bench_networks(const NetBenchOptions& o) {
         row["tflops"] = flops / med / 1e12;
         row["fraction_fp32_peak"] = flops / med / 1e12 / o.peak_tflops;
         row["timer"] = be.timer->name();
-        out["results"].push_back(row);
+        add_row(row);
         if (o.format == "table")
           fmt::print("{:<7} {:<7} {:>6} {:>11.3f} {:>11.3f} {:>10.1f} {:>9} {:>9.3f} {:>7.1f}%\n", be.precision, name,
                      batch, med * 1e3, mean * 1e3, batch / med,
@@ -282,7 +298,8 @@ int cmd_bench(const Args& args) {
       ("warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")
       ("width", po::value(&width)->default_value(width), "MLP hidden width")
       ("depth", po::value(&depth)->default_value(depth), "MLP hidden layers")
-      ("format", po::value(&format)->default_value(format), "table | json")
+      ("format", po::value(&format)->default_value(format),
+       "table | json | jsonl (networks: a header line, then one line per row as it is measured)")
       ("model", po::value(&model)->default_value(model), "mlp | vgg16 | vgg16-bn | resnet32x4 | resnet32x4-bn | mlp-bn | convnet-bn")
       ("batches", po::value(&batches), "batch sizes, e.g. 128,640,2000 (default: --batch)")
       ("optimizers", po::value(&optimizers)->default_value(optimizers), "which optimizers (--model/--batches/cuda runs)")
@@ -303,7 +320,8 @@ int cmd_bench(const Args& args) {
       throw UsageError("--model", fmt::format("unknown model '{}' (one of: {})", model, fmt::join(models, ", ")));
     if (precision != "both" && precision != "float" && precision != "double")
       throw UsageError("--precision", fmt::format("expected both, float or double, got '{}'", precision));
-    if (format != "table" && format != "json") throw UsageError("--format", "expected table or json");
+    if (format != "table" && format != "json" && format != "jsonl")
+      throw UsageError("--format", "expected table, json or jsonl");
     if (batch < 2) throw UsageError("--batch", "must be >= 2");
     if (steps < 1) throw UsageError("--steps", "must be >= 1");
     if (warmup < 0) throw UsageError("--warmup", "must be >= 0");
@@ -359,8 +377,8 @@ int cmd_bench(const Args& args) {
   };
   if (precision != "double") run(float{});
   if (precision != "float") run(double{});
-  if (format == "json") {
-    fmt::print("{}\n", out.dump(2));
+  if (format == "json" || format == "jsonl") {  // the MLP bench: one object (one line for jsonl)
+    fmt::print("{}\n", out.dump(format == "json" ? 2 : -1));
     return 0;
   }
   fmt::print("{} batch {}, {} timed steps each\n", std::string(out["model"]), batch, steps);

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/command.hpp"
+#include "common/errors.hpp"
+#include "common/fault.hpp"
 #include "apps/crosscheck/case_data.hpp"
 #include "apps/crosscheck/cases.hpp"
 #include "apps/crosscheck/cuda_capture.hpp"
@@ -176,6 +178,8 @@ int cmd_crosscheck(const Args& args) {
     } else {
       const auto data = xcheck::make_case_data(c);
       try {
+        if (fault::crosscheck_error(c.name))  // test-only (common/fault.hpp)
+          throw DeviceError("injected: cuDNN status 3 (CUDNN_STATUS_BAD_PARAM) in " + c.name);
         const auto ta = a->run(c, data);
         const auto tb = b->run(c, data);
         lines = xcheck::compare_tensors(c, ta, tb, a->precision(), b->precision());
@@ -187,6 +191,10 @@ int cmd_crosscheck(const Args& args) {
         }
       } catch (const xcheck::CaseUnsupported& e) {
         lines = {xcheck::unsupported_line(c, e.what())};
+      } catch (const Error& e) {
+        // Any error inside one case (cuDNN, cuSOLVER, a numeric failure, a setting a side
+        // refuses mid-case) fails that case with its message; the other cases still run.
+        lines = {xcheck::error_line(c, e.what())};
       }
     }
     for (const auto& l : lines) {

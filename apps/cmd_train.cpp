@@ -109,6 +109,9 @@ int cmd_train(const Args& args) {
     const Shape input = cifar ? Shape{3, 32, 32} : Shape{1, 28, 28};
     const NetworkSpec spec = zoo::build(cfg.model, input, cfg.data.dataset == "cifar100" ? 100 : 10);
     fmt::print("{}\n{}", cfg.to_json().dump(2), spec.describe());
+    if (cfg.backend == BackendKind::cuda)
+      fmt::print("device memory of the cuda backend (resident data not counted: its size is known once loaded):\n{}",
+                 device_memory_plan(cfg, spec, 0).describe());
     return 0;
   }
   check_backend_usable(cfg);  // --backend cuda without a GPU: one line, exit 2, no run directory
@@ -129,6 +132,7 @@ int cmd_train(const Args& args) {
   data::ChannelStats stats;
   const auto data = load_datasets(cfg.data, cfg.seed, &stats);
   const NetworkSpec spec = build_network(cfg, data.train);
+  check_device_memory(cfg, spec, std::int64_t(data.train.size() + data.val.size() + data.test.size()));
   auto backend = make_backend(cfg, spec);
   train::TrainerConfig tc = trainer_config(cfg);
   if (quiet) tc.progress = train::Progress::quiet;

@@ -41,6 +41,41 @@ void use_backend(ExperimentConfig& c, BackendKind kind) {
   check_backend_usable(c);
 }
 
+train::DeviceMemoryPlan device_memory_plan(const ExperimentConfig& c, const NetworkSpec& spec,
+                                           std::int64_t resident_examples) {
+  train::DeviceMemoryInput in;
+  in.train_batch = c.batch_size;
+  in.eval_batch = c.eval_batch_size;
+  switch (c.optim.kind) {
+    case ref::OptimizerKind::sgd: in.optimizer = train::PlanOptimizer::sgd; break;
+    case ref::OptimizerKind::adam: in.optimizer = train::PlanOptimizer::adam; break;
+    case ref::OptimizerKind::kfac_f:
+    case ref::OptimizerKind::kfac_g: in.optimizer = train::PlanOptimizer::kfac; break;
+  }
+  in.snapshot = c.on_nonfinite == train::NonfinitePolicy::skip;
+  in.resident_examples = resident_examples;
+  return train::plan_device_memory(spec, in);
+}
+
+void check_device_memory(const ExperimentConfig& c, const NetworkSpec& spec, std::int64_t resident_examples) {
+  if (c.backend != BackendKind::cuda) return;
+#if defined(WDLAB_HAVE_CUDA)
+  const cuda::DeviceStatus st = cuda::query_devices();
+  if (st.devices.empty()) return;  // check_backend_usable has refused already
+  const auto plan = device_memory_plan(c, spec, resident_examples);
+  const std::int64_t reserve = std::int64_t(1) << 30;
+  const std::int64_t have = std::int64_t(st.devices.front().total_memory_bytes) - reserve;
+  if (plan.total() > have)
+    throw UsageError("batch_size",
+                     fmt::format("the run needs {:.2f} GiB of device memory, device 0 has {:.2f} GiB (total less 1 GiB); "
+                                 "lower batch_size or eval_batch_size. The plan:\n{}",
+                                 double(plan.total()) / (1 << 30), double(have) / (1 << 30), plan.describe()));
+#else
+  static_cast<void>(spec);
+  static_cast<void>(resident_examples);
+#endif
+}
+
 #if defined(WDLAB_HAVE_CUDA)
 
 cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec) {

@@ -11,6 +11,7 @@
 #include "apps/experiment_config.hpp"
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
+#include "common/train/device_memory_plan.hpp"
 
 #if defined(WDLAB_HAVE_CUDA)
 #include "cuda/backend.hpp"
@@ -32,6 +33,17 @@ BackendKind backend_option(const std::string& name);
 /// A run's config switched to `kind` for eval/measure: for cuda, float32 (a double checkpoint is
 /// then refused by load_state, naming its precision) and check_backend_usable (K-FAC, device).
 void use_backend(ExperimentConfig& c, BackendKind kind);
+
+/// The cuda backend's device memory for this config (train and eval batch sizes, optimizer,
+/// --on-nonfinite skip) and `resident_examples` images on the device; host arithmetic only.
+train::DeviceMemoryPlan device_memory_plan(const ExperimentConfig& c, const NetworkSpec& spec,
+                                           std::int64_t resident_examples);
+
+/// For c.backend == cuda: UsageError("batch_size", the plan and what the device has) when the
+/// plan exceeds device 0's memory less 1 GiB (CUDA context, cuBLAS/cuDNN handles). Call it once
+/// the data are loaded, before the backend is built, so the run fails at once and in one line
+/// rather than with cudaErrorMemoryAllocation after the first epochs.
+void check_device_memory(const ExperimentConfig& c, const NetworkSpec& spec, std::int64_t resident_examples);
 
 /// check_backend_usable, then a CudaBackend with the config's network, optimizer and seed.
 std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec);

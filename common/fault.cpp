@@ -48,3 +48,12 @@ bool theory_fail(std::string_view id, int depth, int width) {
 }
 
 }  // namespace wdlab::fault
+
+namespace wdlab::fault {
+
+bool crosscheck_error(std::string_view case_name) {
+  const char* v = std::getenv("WDLAB_FAULT_CROSSCHECK_ERROR");
+  return v != nullptr && *v != '\0' && case_name.find(v) != std::string_view::npos;
+}
+
+}  // namespace wdlab::fault

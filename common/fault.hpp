@@ -33,4 +33,9 @@ bool pause_at(long long step);
 /// "lemma1.jx@3x4" fails lemma1.jx on every network with at least 3 hidden layers of width >= 4.
 bool theory_fail(std::string_view id, int depth, int width);
 
+/// WDLAB_FAULT_CROSSCHECK_ERROR=<substring>: whether `wdlab crosscheck` should throw a
+/// DeviceError inside every case whose name contains the substring, as a cuDNN or cuSOLVER call
+/// failing mid-case would, so a test can check that the run reports that case and goes on.
+bool crosscheck_error(std::string_view case_name);
+
 }  // namespace wdlab::fault

@@ -79,8 +79,9 @@ inline constexpr std::array<Entry, 14> table{{
      "~(trace/dim)/d ~ 1e2-1e3 for lambda = 1e-3..1e-2 and the pi split (measured 3e-4 on the MLP's "
      "preconditioned bias gradient, float32 against double)"},
     {Kind::float32_steps, 1e-4,
-     "N optimizer steps in float32: parameters move by lr*update per step, errors of the "
-     "update (up to the inverse's) enter scaled by lr, momentum and K-FAC state accumulate them"},
+     "N SGD/Adam steps in float32: the update is the gradient (or Adam's ratio of its moments), "
+     "so a step's delta and the momentum carry the gradient's relative error (float32_network); "
+     "K-FAC's deltas and momentum are preconditioned updates and take float32_inverse"},
     {Kind::float32_backward_bn, 3e-2,
      "backward through 13-31 BN layers with 8-32 entries per channel statistic (batch 8, 2x2 "
      "and 1x1 maps) removes most of each cotangent (dy - mean - xhat*mean(dy*xhat)): float32 "

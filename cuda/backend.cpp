@@ -146,7 +146,7 @@ train::StepStats CudaBackend::run_step(Activations& a, double lr) {
 }
 
 train::EvalStats CudaBackend::evaluate(const train::HostBatch& batch) {
-  Activations& a = activations(batch.n);
+  Activations& a = activations(batch.n, ActivationUse::eval);
   upload(a, batch);
   return run_eval(a);
 }
@@ -167,7 +167,9 @@ void CudaBackend::parameter_stats() {
   // Σθ, Σθ², #non-finite over every tensor after the step (running statistics too: the
   // reference checks them as well), into the step's scalars.
   double* out = scalars_.data()->param_stats;
-  Activations& a = *acts_.begin()->second;  // any scratch: all hold the parameter partials
+  // Either set's scratch holds the parameters' partials; a step has made the training set.
+  Activations& a = acts_[std::size_t(ActivationUse::train)] ? *acts_[std::size_t(ActivationUse::train)]
+                                                           : *acts_[std::size_t(ActivationUse::eval)];
   bool first = true;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     flat_stats(ctx_->stream(), params_[i].data(), Index(params_[i].size()), out,

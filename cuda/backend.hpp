@@ -35,7 +35,7 @@
 #include "cuda/kernels/loss.hpp"
 #include "cuda/optim_config.hpp"
 #include "cuda/optimizer.hpp"
-#include "cuda/pinned_buffer.hpp"
+#include "cuda/staging_buffer.hpp"
 
 namespace wdlab::cuda {
 
@@ -94,8 +94,13 @@ class CudaBackend final : public train::Backend {
   cudaStream_t stream() const { return ctx_->stream(); }
  private:
   friend class Capturer;  // the crosscheck's passes (cuda/capturer.hpp)
-  struct Activations;  // per batch size: layer outputs, cotangents, BN statistics, scratch
-  Activations& activations(int N);
+  struct Activations;  // one batch size's layer outputs, cotangents, BN statistics, scratch
+  /// train: everything a training pass, a capture or a metric's backward needs; eval: the
+  /// forward only (no cotangents, x̂, BN batch statistics). One set per use: a new batch size
+  /// frees the old set of that use first, so memory is one training and one evaluation set
+  /// whatever sizes a run sees (common/train/device_memory_plan.hpp counts exactly these).
+  enum class ActivationUse { train, eval };
+  Activations& activations(int N, ActivationUse use = ActivationUse::train);
   void upload(Activations& a, const train::HostBatch& batch);
   void gather(Activations& a, const train::IdBatch& batch);  // backend_data.cpp
   /// The step (eval) on the batch already in a.input/a.labels; ends with the one read-back.
@@ -150,7 +155,7 @@ class CudaBackend final : public train::Backend {
   std::vector<DeviceBuffer<float>> grads_;    // trainable tensors (empty for running stats)
   DeviceBuffer<kernels::StepScalars> scalars_;
   mutable DeviceBuffer<double> stats_scratch_;  // weight_norms partials
-  std::map<int, std::unique_ptr<Activations>> acts_;
+  std::array<std::unique_ptr<Activations>, 2> acts_;  // by ActivationUse
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
   // Under skip: the parameters (running statistics included) before a first-order step; the
   // optimizer keeps a copy of its own state (CudaFirstOrder::snapshot).
@@ -164,7 +169,7 @@ class CudaBackend final : public train::Backend {
     std::int64_t n = 0;
   };
   std::array<ResidentSet, 3> resident_;          // by train::DataSplit
-  PinnedBuffer<std::int64_t> ids_staging_;       // the current batch's ids on the host
+  StagingBuffer<std::int64_t> ids_staging_;      // the current batch's ids on the host (waits per upload)
   DeviceBuffer<std::int64_t> ids_;               // and on the device
 };
 

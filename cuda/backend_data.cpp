@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "common/errors.hpp"
 #include "common/train/batching.hpp"
@@ -54,14 +53,10 @@ void CudaBackend::gather(Activations& a, const train::IdBatch& b) {
   if (mode == kernels::GatherMode::augment && (b.augment.pad < 0 || b.augment.pad > std::min(in.H, in.W)))
     throw UsageError("pad", fmt::format("{}, expected 0..{} (≤ image side)", b.augment.pad, std::min(in.H, in.W)));
   const cudaStream_t s = ctx_->stream();
-  if (ids_staging_.size() < std::size_t(a.N)) {
-    ids_staging_ = PinnedBuffer<std::int64_t>(std::size_t(a.N));
-    ids_ = DeviceBuffer<std::int64_t>(std::size_t(a.N));
-  }
-  // Safe to overwrite: the copy that read the staging last belongs to an earlier call, which
-  // waited for the stream in its read-back.
-  std::memcpy(ids_staging_.data(), b.ids.data(), b.ids.size_bytes());
-  WDLAB_CUDA_CHECK(cudaMemcpyAsync(ids_.data(), ids_staging_.data(), b.ids.size_bytes(), cudaMemcpyHostToDevice, s));
+  if (ids_.size() < std::size_t(a.N)) ids_ = DeviceBuffer<std::int64_t>(std::size_t(a.N));
+  // The staging waits for its previous copy before rewriting the pinned ids: the factor pass and
+  // evaluation call this back to back with no read-back in between (cuda/staging_buffer.hpp).
+  ids_staging_.upload(b.ids, ids_.data(), s);
   launch_device(s, Index(a.input.size()),
                 kernels::GatherImages{r.images.data(), a.input.data(), ids_.data(), nullptr, b.augment.seed,
                                       b.augment.step, in.C, in.H, in.W, b.augment.pad, mode});
@@ -86,7 +81,7 @@ void CudaBackend::accumulate_factor_init_ids(const train::IdBatch& batch, std::i
 }
 
 train::EvalStats CudaBackend::evaluate_ids(const train::IdBatch& batch) {
-  Activations& a = activations(batch.n());
+  Activations& a = activations(batch.n(), ActivationUse::eval);
   gather(a, batch);
   return run_eval(a);
 }

@@ -36,10 +36,12 @@ kernels::PoolShape pool_shape(const Pool2dGeometry& g) {
 
 }  // namespace
 
-CudaBackend::Activations& CudaBackend::activations(int N) {
+CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
   WDLAB_CHECK(N >= 1, "empty batch");
-  auto it = acts_.find(N);
-  if (it != acts_.end()) return *it->second;
+  std::unique_ptr<Activations>& slot = acts_[std::size_t(use)];
+  if (slot && slot->N == N) return *slot;
+  slot.reset();  // free first: the device may not hold the old and the new set together
+  const bool backward = use == ActivationUse::train;
   auto a = std::make_unique<Activations>();
   a->N = N;
   a->input = DeviceBuffer<float>(std::size_t(numel(spec_.input, N)));
@@ -55,9 +57,10 @@ CudaBackend::Activations& CudaBackend::activations(int N) {
     const Layer& l = spec_.layers[i];
     const std::size_t n = std::size_t(numel(l.out, N));
     a->out[i] = DeviceBuffer<float>(n);
-    a->dout[i] = DeviceBuffer<float>(n);
+    if (backward) a->dout[i] = DeviceBuffer<float>(n);
     switch (l.kind) {
       case LayerKind::batchnorm:
+        if (!backward) break;  // evaluation normalizes with the running statistics
         a->bn[i] = DeviceBuffer<double>(std::size_t(3 * l.out.C));
         if (slots_[i].gamma >= 0) a->xhat[i] = DeviceBuffer<float>(n);
         partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
@@ -66,18 +69,19 @@ CudaBackend::Activations& CudaBackend::activations(int N) {
       case LayerKind::maxpool: a->argmax[i] = DeviceBuffer<std::int32_t>(n); break;
       case LayerKind::dense:
       case LayerKind::conv2d:  // bias gradients
-        partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
+        if (backward) partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
         break;
       default: break;
     }
   }
   for (const auto& p : params_) partials = std::max(partials, flat_partials_needed(Index(p.size())));
   a->partial = DeviceBuffer<double>(std::size_t(partials));
-  a->sums = DeviceBuffer<double>(std::size_t(2 * max_c));
+  if (backward) a->sums = DeviceBuffer<double>(std::size_t(2 * max_c));
   a->loss = DeviceBuffer<double>(std::size_t(N));
   a->correct = DeviceBuffer<double>(std::size_t(N));
   a->dout_written.assign(L, 0);
-  return *acts_.emplace(N, std::move(a)).first->second;
+  slot = std::move(a);
+  return *slot;
 }
 
 const float* CudaBackend::input_of(const Activations& a, int layer, int which) const {

@@ -4,6 +4,7 @@
 #include <cudnn.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -94,13 +95,46 @@ void check_output_dims(const Descriptors& d, const Conv2dGeometry& g) {
                                     h, w, g.describe(), g.P(), g.Q()));
 }
 
-template <class Perf>
-AlgoCandidate candidate_of(const Perf& perf) {
-  return AlgoCandidate{int(perf.algo), int(perf.status), perf.memory,
-                       perf.determinism == CUDNN_DETERMINISTIC, perf.mathType != CUDNN_FMA_MATH};
+CandidateMath candidate_math(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_FMA_MATH: return CandidateMath::fma;
+    case CUDNN_DEFAULT_MATH: return CandidateMath::default_math;
+    case CUDNN_TENSOR_OP_MATH:
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return CandidateMath::tensor_op;
+  }
+  return CandidateMath::tensor_op;  // an unknown future type: treated as tensor cores (refused under fp32)
+}
+
+cudnnMathType_t cudnn_math(CandidateMath m) {
+  switch (m) {
+    case CandidateMath::fma: return CUDNN_FMA_MATH;
+    case CandidateMath::default_math: return CUDNN_DEFAULT_MATH;
+    case CandidateMath::tensor_op: return CUDNN_TENSOR_OP_MATH;
+  }
+  return CUDNN_FMA_MATH;
+}
+
+/// One ranked entry, its workspace confirmed by cudnnGetConvolution*WorkspaceSize (`query`
+/// returns the status and the bytes for an algorithm); a failed query refuses the candidate.
+template <class Perf, class Query>
+AlgoCandidate candidate_of(const Perf& perf, Query query) {
+  AlgoCandidate c{int(perf.algo), int(perf.status), perf.memory, perf.determinism == CUDNN_DETERMINISTIC,
+                  candidate_math(perf.mathType)};
+  if (c.status != 0) return c;
+  std::size_t bytes = 0;
+  const cudnnStatus_t s = query(perf.algo, &bytes);
+  if (s != CUDNN_STATUS_SUCCESS) c.status = int(s);
+  else c.workspace_bytes = std::max(c.workspace_bytes, bytes);
+  return c;
 }
 
 constexpr int kMaxAlgos = 16;
+
+/// Under tf32 the descriptor takes the chosen candidate's math type, as cuDNN asks of a ranked
+/// entry; under fp32 it stays CUDNN_FMA_MATH, so no TF32 can run whatever a candidate reported.
+void use_math(const Descriptors& d, MathMode m, const AlgoChoice& a) {
+  if (m == MathMode::tf32) WDLAB_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, cudnn_math(a.math)));
+}
 
 /// The cached choice for (pass, g), asking cuDNN's heuristics the first time.
 const AlgoChoice& algorithm(Context& ctx, ConvSettings& st, ConvPass pass, const Conv2dGeometry& g,
@@ -115,21 +149,30 @@ const AlgoChoice& algorithm(Context& ctx, ConvSettings& st, ConvPass pass, const
       std::array<cudnnConvolutionFwdAlgoPerf_t, kMaxAlgos> perf{};
       WDLAB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
           ctx.cudnn(), d.x.d, d.w.d, d.conv.d, d.y.d, kMaxAlgos, &returned, perf.data()));
-      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      const auto query = [&](cudnnConvolutionFwdAlgo_t a, std::size_t* bytes) {
+        return cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn(), d.x.d, d.w.d, d.conv.d, d.y.d, a, bytes);
+      };
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)], query));
       break;
     }
     case ConvPass::backward_data: {
       std::array<cudnnConvolutionBwdDataAlgoPerf_t, kMaxAlgos> perf{};
       WDLAB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
           ctx.cudnn(), d.w.d, d.y.d, d.conv.d, d.x.d, kMaxAlgos, &returned, perf.data()));
-      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      const auto query = [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* bytes) {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(ctx.cudnn(), d.w.d, d.y.d, d.conv.d, d.x.d, a, bytes);
+      };
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)], query));
       break;
     }
     case ConvPass::backward_filter: {
       std::array<cudnnConvolutionBwdFilterAlgoPerf_t, kMaxAlgos> perf{};
       WDLAB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
           ctx.cudnn(), d.x.d, d.y.d, d.conv.d, d.w.d, kMaxAlgos, &returned, perf.data()));
-      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)]));
+      const auto query = [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* bytes) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx.cudnn(), d.x.d, d.y.d, d.conv.d, d.w.d, a, bytes);
+      };
+      for (int i = 0; i < returned; ++i) ranked.push_back(candidate_of(perf[std::size_t(i)], query));
       break;
     }
   }
@@ -143,6 +186,7 @@ void conv2d_fprop(Context& ctx, ConvSettings& st, const Conv2dGeometry& g, const
                   const float* w, float* y) {
   const Descriptors d(conv_descriptor_params(g, st.math));
   const AlgoChoice& a = algorithm(ctx, st, ConvPass::forward, g, d);
+  use_math(d, st.math, a);
   void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
   const float one = 1.0f, zero = 0.0f;
   WDLAB_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &one, d.x.d, x, d.w.d, w, d.conv.d,
@@ -154,6 +198,7 @@ void conv2d_bprop_data(Context& ctx, ConvSettings& st, const Conv2dGeometry& g, 
                        const float* w, float* dx, kernels::Accumulate mode) {
   const Descriptors d(conv_descriptor_params(g, st.math));
   const AlgoChoice& a = algorithm(ctx, st, ConvPass::backward_data, g, d);
+  use_math(d, st.math, a);
   void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
   const float one = 1.0f, beta = mode == kernels::Accumulate::add ? 1.0f : 0.0f;
   WDLAB_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &one, d.w.d, w, d.y.d, dy, d.conv.d,
@@ -165,6 +210,7 @@ void conv2d_bprop_filter(Context& ctx, ConvSettings& st, const Conv2dGeometry& g
                          const float* dy, float* dw) {
   const Descriptors d(conv_descriptor_params(g, st.math));
   const AlgoChoice& a = algorithm(ctx, st, ConvPass::backward_filter, g, d);
+  use_math(d, st.math, a);
   void* ws = a.workspace_bytes ? ctx.workspace(a.workspace_bytes).data() : nullptr;
   const float one = 1.0f, zero = 0.0f;
   WDLAB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &one, d.x.d, x, d.y.d, dy,

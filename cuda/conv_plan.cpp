@@ -26,6 +26,23 @@ bool transform_free(ConvPass pass, int algo) {
   }
   return false;
 }
+std::string to_string(CandidateMath m) {
+  switch (m) {
+    case CandidateMath::fma: return "fma";
+    case CandidateMath::default_math: return "default";
+    case CandidateMath::tensor_op: return "tensor_op";
+  }
+  return "?";
+}
+
+bool math_allowed(MathMode m, CandidateMath c) {
+  switch (m) {
+    case MathMode::fp32: return c != CandidateMath::tensor_op;
+    case MathMode::tf32: return true;
+  }
+  return false;
+}
+
 std::string to_string(ConvPass p) {
   switch (p) {
     case ConvPass::forward: return "forward";
@@ -70,8 +87,9 @@ AlgoChoice choose_algorithm(ConvPass pass, std::span<const AlgoCandidate> ranked
       why = fmt::format("workspace {} > limit {}", c.workspace_bytes, workspace_limit);
     else if (policy != AlgoPolicy::fastest && !c.deterministic) why = "non-deterministic";
     else if (policy == AlgoPolicy::exact && !transform_free(pass, c.algo)) why = "transform (FFT/Winograd)";
-    else if (math == MathMode::fp32 && c.tensor_ops) why = "tensor ops (TF32) under fp32";
-    if (why.empty()) return AlgoChoice{pass, c.algo, c.workspace_bytes, c.deterministic};
+    else if (!math_allowed(math, c.math))
+      why = fmt::format("math {} under {}", to_string(c.math), to_string(math));
+    if (why.empty()) return AlgoChoice{pass, c.algo, c.workspace_bytes, c.deterministic, c.math};
     refused += fmt::format("{}algo {}: {}", refused.empty() ? "" : "; ", c.algo, why);
   }
   throw DeviceError(fmt::format("cuDNN has no {} algorithm for {} under policy {}, math {}: {}",

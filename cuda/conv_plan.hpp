@@ -27,10 +27,19 @@ enum class MathMode { fp32, tf32 };
 /// transforms round even integer data), for the crosscheck's exact mode.
 enum class AlgoPolicy { fastest, deterministic, exact };
 enum class ConvPass { forward, backward_data, backward_filter };
+/// The math type cuDNN reports for a candidate (cudnnMathType_t): fma (CUDNN_FMA_MATH, plain
+/// float FMA), default_math (CUDNN_DEFAULT_MATH: what cuDNN 9 may report for FP32 candidates of a
+/// descriptor set to FMA; the descriptor's FMA setting is what runs), tensor_op (either
+/// CUDNN_TENSOR_OP_MATH variant: TF32 tensor cores for float data).
+enum class CandidateMath { fma, default_math, tensor_op };
 
 std::string to_string(MathMode m);
 std::string to_string(AlgoPolicy p);
 std::string to_string(ConvPass p);
+std::string to_string(CandidateMath m);
+/// Whether a candidate of math type `c` may run under `m`: fp32 takes fma and default_math (no
+/// tensor cores: the descriptor says FMA), tf32 takes all three.
+bool math_allowed(MathMode m, CandidateMath c);
 
 /// A packed NCHW tensor descriptor: dims and strides in elements.
 struct TensorDims {
@@ -59,9 +68,11 @@ ConvDescriptorParams conv_descriptor_params(const Conv2dGeometry& g, MathMode ma
 struct AlgoCandidate {
   int algo = 0;
   int status = 0;  // cudnnStatus_t; 0 = the algorithm can run this shape
+  /// max(perf.memory, cudnnGetConvolution*WorkspaceSize) for the algorithm: cuda/conv.cpp asks
+  /// both, since a ranked entry's memory field alone has been seen to understate it.
   std::size_t workspace_bytes = 0;
   bool deterministic = false;  // CUDNN_DETERMINISTIC
-  bool tensor_ops = false;     // mathType is not CUDNN_FMA_MATH (TF32 tensor cores)
+  CandidateMath math = CandidateMath::fma;
 };
 
 struct AlgoChoice {
@@ -69,11 +80,12 @@ struct AlgoChoice {
   int algo = 0;
   std::size_t workspace_bytes = 0;
   bool deterministic = false;
+  CandidateMath math = CandidateMath::fma;  // the descriptor's math type when it runs (tf32 only)
   std::string describe() const;  // "forward algo 1 (deterministic, 1.2 MiB workspace)"
 };
 
 /// The first candidate (cuDNN's order) that ran (status 0), fits in workspace_limit, is
-/// deterministic when policy says so, and uses no tensor ops under MathMode::fp32. None: throws
+/// deterministic when policy says so, and whose math type math_allowed() admits. None: throws
 /// DeviceError naming the pass, the shape and why each candidate was refused.
 /// Whether cuDNN's algorithm `algo` (the cudnnConvolution*Algo_t value) of `pass` forms each
 /// output as a plain sum of products (cuda/conv.cpp static_asserts the enum values used here).

@@ -3,8 +3,9 @@
 // move-only. A copy to the device from pinned memory is a DMA queued on the stream, so
 // cudaMemcpyAsync returns at once with no host synchronisation, where pageable memory may make
 // the runtime stage the data and wait. The caller must not rewrite the buffer before the copy
-// that reads it has run (CudaBackend refills its per-step staging only after the previous step's
-// read-back, which waits for the stream). A zero-size buffer makes no CUDA call.
+// that reads it has run: use StagingBuffer (cuda/staging_buffer.hpp), which waits on an event
+// recorded after each copy, for anything uploaded more than once. A zero-size buffer makes no
+// CUDA call.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>

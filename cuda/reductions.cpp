@@ -7,25 +7,23 @@ namespace wdlab::cuda {
 using kernels::Index;
 using kernels::launch_device;
 
-Index channel_partials_needed(Index C, Index m) { return C * kernels::chunk_count(m, kReduceChunk); }
+Index channel_partials_needed(Index C, Index m) { return C * kernels::channel_lanes(m); }
 Index flat_partials_needed(Index n) { return 3 * kernels::chunk_count(n, kReduceChunk); }
 
 void channel_sums(cudaStream_t stream, const float* a, const float* b, const double* mean, Index N,
                   Index C, Index HW, kernels::ChannelTerm term, double scale, double* out,
                   double* partial) {
-  const Index m = N * HW, chunks = kernels::chunk_count(m, kReduceChunk);
-  launch_device(stream, C * chunks,
-                kernels::ChannelPartialSums{a, b, mean, partial, C, HW, m, kReduceChunk, term});
-  launch_device(stream, C, kernels::SumPartials{partial, out, chunks, scale});
+  const Index m = N * HW, lanes = kernels::channel_lanes(m);
+  launch_device(stream, C * lanes, kernels::ChannelPartialSums{a, b, mean, partial, C, HW, m, lanes, term});
+  launch_device(stream, C, kernels::SumPartials{partial, out, lanes, scale});
 }
 
 void channel_sums_to_float(cudaStream_t stream, const float* a, Index N, Index C, Index HW,
                            float* out, kernels::Accumulate mode, double* partial) {
-  const Index m = N * HW, chunks = kernels::chunk_count(m, kReduceChunk);
-  launch_device(stream, C * chunks,
-                kernels::ChannelPartialSums{a, nullptr, nullptr, partial, C, HW, m, kReduceChunk,
-                                            kernels::ChannelTerm::value});
-  launch_device(stream, C, kernels::SumPartialsToFloat{partial, out, chunks, mode});
+  const Index m = N * HW, lanes = kernels::channel_lanes(m);
+  launch_device(stream, C * lanes,
+                kernels::ChannelPartialSums{a, nullptr, nullptr, partial, C, HW, m, lanes, kernels::ChannelTerm::value});
+  launch_device(stream, C, kernels::SumPartialsToFloat{partial, out, lanes, mode});
 }
 
 void flat_stats(cudaStream_t stream, const float* x, Index n, double* out, kernels::Accumulate mode,

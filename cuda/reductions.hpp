@@ -1,7 +1,8 @@
 #pragma once
 // Deterministic reductions on the device, from the two-level bodies of cuda/kernels/reduce.hpp:
-// partial sums over chunks of kReduceChunk entries, then one ordered sum per output. The
-// partial buffer is the caller's scratch (partials_needed elements).
+// per channel, partial sums over kernels::channel_lanes(m) strided lanes; flat, over chunks of
+// kReduceChunk entries; then one ordered sum per output. The partial buffer is the caller's
+// scratch (partials_needed elements).
 #include <cuda_runtime_api.h>
 
 #include "cuda/kernels/reduce.hpp"

@@ -502,11 +502,11 @@ large_opts=sgd,adam
 if [[ $binary_ok == yes ]]; then
   for m in "${models[@]}"; do
     run_stage "bench-$m-128" "bench-$m-128.json" "bench-$m-128.stderr.log" -- "${libenv[@]}" "$wdlab" bench \
-      --backend cuda --model "$m" --batches 128 --steps 100 --warmup 5 --tf32 off --format json
+      --backend cuda --model "$m" --batches 128 --steps 100 --warmup 5 --tf32 off --format jsonl
     for b in 640 2000; do
       run_stage "bench-$m-$b" "bench-$m-$b.json" "bench-$m-$b.stderr.log" -- "${libenv[@]}" "$wdlab" bench \
         --backend cuda --model "$m" --batches "$b" --optimizers "$large_opts" --steps 20 --warmup 3 \
-        --tf32 off --format json
+        --tf32 off --format jsonl
     done
   done
 else
@@ -538,6 +538,28 @@ def load(name):
     except Exception as e:
         print(f"summary: {name}: unreadable ({type(e).__name__})")
         return None
+def load_rows(name):
+    # `wdlab bench --format jsonl`: a header line, then one line per measured row; a call stopped
+    # by its limit keeps the rows it finished (a cut last line is dropped).
+    p = os.path.join(out, name)
+    try:
+        with open(p) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+    except Exception as e:
+        print(f"summary: {name}: unreadable ({type(e).__name__})")
+        return None
+    objs = []
+    for l in lines:
+        try:
+            objs.append(json.loads(l))
+        except ValueError:
+            print(f"summary: {name}: an unfinished line dropped")
+    if not objs or "optimizer" in objs[0]:
+        print(f"summary: {name}: no header line")
+        return None
+    head = objs[0]
+    head["results"] = objs[1:]
+    return head
 pt, torch_params = {}, {}
 for m in models:
     torch = load(f"bench-pytorch-{m}.json")
@@ -553,7 +575,7 @@ def target(ok, text):
 for m in models:
     ours = {}
     for part in ("128", "640", "2000"):
-        j = load(f"bench-{m}-{part}.json")
+        j = load_rows(f"bench-{m}-{part}.json")
         if not j:
             continue
         if part == "128" and m in torch_params:

@@ -41,6 +41,9 @@ tol::Kind tolerance_kind(const Case& c, Quantity q, Precision a, Precision b);
 /// Compares every tensor of `a` (the reference side) with the same-named tensor of `b`; a tensor
 /// of either side without a same-named one on the other is a MISSING line.
 std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors& b, Precision pa, Precision pb);
+/// A case that threw a library error (cuDNN, cuSOLVER, a numeric failure): one FAIL line, its
+/// tensor "*", the message "error: <what>".
+Line error_line(const Case& c, const std::string& what);
 Line unsupported_line(const Case& c, const std::string& why);
 
 /// One line of text per comparison (the table format).

@@ -1,7 +1,7 @@
 #pragma once
-// Deterministic two-level reductions as kernel bodies. Level 1: each index sums one chunk of
-// `chunk` consecutive entries (in a fixed order, in double) into a partial; level 2: one index
-// per output sums its partials in order. No atomics, so the GPU result does not depend on thread
+// Deterministic two-level reductions as kernel bodies. Level 1: each index sums a fixed set of
+// entries (a strided lane per channel, a contiguous chunk for flat sums; in a fixed order, in
+// double) into a partial; level 2: one index per output sums its partials in order. No atomics, so the GPU result does not depend on thread
 // scheduling and equals the host launcher's up to the device's double arithmetic.
 //
 // Per-channel sums over NCHW data: channel c of example n is the run x[(n·C + c)·HW + j],
@@ -13,11 +13,6 @@ namespace wdlab::cuda::kernels {
 /// How many chunks of `chunk` entries cover m entries: ⌈m / chunk⌉ (≥ 1 for m ≥ 1).
 WDLAB_HD inline Index chunk_count(Index m, Index chunk) { return (m + chunk - 1) / chunk; }
 
-/// The entry e of channel c, as an offset into NCHW data.
-WDLAB_HD inline Index channel_offset(Index c, Index e, Index C, Index HW) {
-  return ((e / HW) * C + c) * HW + e % HW;
-}
-
 /// What a channel reduction sums per entry. `a`, `b` are NCHW tensors; `mean` per channel.
 enum class ChannelTerm : std::uint32_t {
   value = 0,         // a
@@ -25,25 +20,44 @@ enum class ChannelTerm : std::uint32_t {
   product,           // a · b            (BN backward: Σ dy ⊙ x̂)
 };
 
-/// partial[c·chunks + k] = Σ_{e in chunk k} term(c, e), in double. Index space C·chunks.
+/// Lanes per channel of a channel reduction over m entries: about 32 entries per lane, at most
+/// 1024 lanes, at least one. VGG16's first BN at batch 128 (64 channels of 131072 entries) gets
+/// 64·1024 lanes: enough threads to fill a GPU, where one lane per 1024-entry chunk gave 8192.
+inline constexpr Index kEntriesPerLane = 32, kMaxLanes = 1024;
+WDLAB_HD inline Index channel_lanes(Index m) {
+  const Index l = (m + kEntriesPerLane - 1) / kEntriesPerLane;
+  return l < 1 ? 1 : (l > kMaxLanes ? kMaxLanes : l);
+}
+
+/// partial[c·lanes + k] = Σ_{e ≡ k (mod lanes), e < m} term(c, e), e ascending, in double.
+/// Index space C·lanes. Lane k of channel c reads entries k, k+lanes, k+2·lanes, ...: on the
+/// device neighbouring lanes read neighbouring addresses (coalesced), where a lane per
+/// contiguous chunk made neighbours read 1024 entries apart. A lane walks its entries
+/// e = n·HW + j by adding lanes = q·HW + r, so there is no division per entry.
 struct ChannelPartialSums {
   const float* a;
   const float* b;       // product only
   const double* mean;   // centred_square only
   double* partial;
-  Index C, HW, m, chunk;  // m = N·HW
+  Index C, HW, m, lanes;  // m = N·HW
   ChannelTerm term;
   WDLAB_HD void operator()(Index i) const {
-    const Index chunks = chunk_count(m, chunk);
-    const Index c = i / chunks, k = i % chunks;
-    const Index e_end = (k + 1) * chunk < m ? (k + 1) * chunk : m;
+    const Index c = i / lanes, k = i % lanes;
+    const Index q = lanes / HW, r = lanes % HW;
+    Index n = k / HW, j = k % HW;
     double s = 0.0;
-    for (Index e = k * chunk; e < e_end; ++e) {
-      const Index o = channel_offset(c, e, C, HW);
+    for (Index e = k; e < m; e += lanes) {
+      const Index o = (n * C + c) * HW + j;
       const double v = double(a[o]);
       if (term == ChannelTerm::value) s += v;
       else if (term == ChannelTerm::centred_square) s += (v - mean[c]) * (v - mean[c]);
       else s += v * double(b[o]);
+      n += q;
+      j += r;
+      if (j >= HW) {
+        j -= HW;
+        ++n;
+      }
     }
     partial[i] = s;
   }

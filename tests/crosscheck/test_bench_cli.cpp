@@ -66,3 +66,29 @@ TEST_CASE("bench and crosscheck name their own option for an unknown model or op
     CHECK(ok.rc == 0);
   }
 }
+
+TEST_CASE("bench --format jsonl: a header line, then one complete JSON row per line, the same rows as json") {
+  const std::string args =
+      "bench --model resnet32x4-bn --width-mult 0.0625 --batches 2,3 --optimizers sgd,adam --steps 2 --warmup 1 "
+      "--precision float --format ";
+  const auto r = run_wdlab(args + "jsonl");
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  std::vector<nlohmann::json> lines;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = r.out.find('\n', start)) != std::string::npos; start = nl + 1)
+    lines.push_back(nlohmann::json::parse(r.out.substr(start, nl - start)));  // each line stands alone
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0]["model"] == "resnet32x4-bn");
+  CHECK_FALSE(lines[0].contains("results"));
+  CHECK_FALSE(lines[0].contains("optimizer"));
+  const auto whole = nlohmann::json::parse(run_wdlab(args + "json").out);
+  CHECK(whole["params"] == lines[0]["params"]);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    CAPTURE(i);
+    CHECK(lines[i]["optimizer"] == whole["results"][i - 1]["optimizer"]);
+    CHECK(lines[i]["batch"] == whole["results"][i - 1]["batch"]);
+    CHECK(lines[i]["median_step_s"].get<double>() > 0);
+  }
+  CHECK(run_wdlab(args + "yaml").rc == 2);  // control: an unknown format is refused
+}

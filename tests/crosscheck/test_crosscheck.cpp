@@ -277,3 +277,31 @@ TEST_CASE("tolerance table: every kind has a name, a reason and a positive value
     CHECK((e.value > 0 || k == tol::Kind::exact_integer));
   }
 }
+
+TEST_CASE("tolerance rows: a K-FAC step's delta and momentum carry the inverse's error, SGD/Adam the steps row") {
+  // Why: delta = −η·update, and a relative error is the same for update and η·update, so the
+  // K-FAC optimizer case's deltas inherit the damped inverse's error (float32 against double on
+  // `wdlab crosscheck --network mlp --optimizer kfac-g`: up to 4.6e-4), which float32_steps was
+  // never meant to bound.
+  Selection sel;
+  sel.networks = {"mlp", "mlp-bn"};
+  sel.optimizers = {"sgd", "adam", "kfac-f", "kfac-g"};
+  sel.width_mult = 0.125;
+  int checked = 0;
+  for (const Case& c : registry(sel)) {
+    if (c.kind != CaseKind::optimizer) continue;
+    CAPTURE(c.name);
+    const bool bn = c.name.find("mlp-bn") != std::string::npos;
+    const bool kfac = c.name.find("kfac") != std::string::npos;
+    for (const Quantity q : {Quantity::params_after, Quantity::optimizer_state}) {
+      const tol::Kind k = tolerance_kind(c, q, Precision::float64, Precision::float32);
+      if (bn) CHECK(k == tol::Kind::float32_backward_bn);
+      else if (kfac) CHECK(k == tol::Kind::float32_inverse);
+      else CHECK(k == tol::Kind::float32_steps);
+    }
+    // Both sides double: exact whatever the optimizer (control: the rows above are float rows).
+    CHECK(tolerance_kind(c, Quantity::params_after, Precision::float64, Precision::float64) == tol::Kind::exact_double);
+    ++checked;
+  }
+  CHECK(checked == 8);
+}

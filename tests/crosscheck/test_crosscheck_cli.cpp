@@ -114,3 +114,27 @@ TEST_CASE("crosscheck --coverage lists uncovered metrics, and bad options exit 2
                           "crosscheck --exact --network mlp", "crosscheck --format xml"})
     CHECK_MESSAGE(run_wdlab(bad).rc == 2, bad);
 }
+
+TEST_CASE("crosscheck: an error inside one case is one FAIL line with its message, the other cases still run") {
+  // WDLAB_FAULT_CROSSCHECK_ERROR (common/fault.hpp) throws a DeviceError inside the cases whose
+  // name holds the substring, as a failing cuDNN call would. "N2" selects six layer cases, one
+  // of them relu's.
+  const auto clean = run_wdlab("crosscheck --layers --only N2");
+  REQUIRE(clean.rc == 0);
+  const auto relu_only = run_wdlab("crosscheck --layers --only relu");
+  REQUIRE(relu_only.rc == 0);
+  const int passes = count_lines(clean.out, "PASS"), relu_passes = count_lines(relu_only.out, "PASS");
+  REQUIRE(relu_passes >= 2);
+  REQUIRE(passes > relu_passes);
+  const auto r = run_wdlab("crosscheck --layers --only N2", "WDLAB_FAULT_CROSSCHECK_ERROR=relu");
+  INFO(r.out << r.err);
+  CHECK(r.rc == 1);
+  CHECK(count_lines(r.out, "FAIL") == 1);  // the relu case, once, with the library's message
+  CHECK(r.out.find("error: injected: cuDNN status 3") != std::string::npos);
+  CHECK(count_lines(r.out, "PASS") == passes - relu_passes);  // every other case compared
+  CHECK(r.out.find(": FAIL") != std::string::npos);           // the closing summary was reached
+  // Control: a substring matching no case leaves the run as it was.
+  const auto none = run_wdlab("crosscheck --layers --only N2", "WDLAB_FAULT_CROSSCHECK_ERROR=no-such-case");
+  CHECK(none.rc == 0);
+  CHECK(count_lines(none.out, "PASS") == passes);
+}

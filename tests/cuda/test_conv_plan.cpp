@@ -60,11 +60,11 @@ TEST_CASE("our output size agrees with cuDNN's formula over a registry of geomet
 
 TEST_CASE("algorithm policy: first usable candidate in cuDNN's order, with every filter") {
   const std::vector<AlgoCandidate> ranked{
-      {.algo = 7, .status = 9, .workspace_bytes = 0, .deterministic = true, .tensor_ops = false},
-      {.algo = 6, .status = 0, .workspace_bytes = 1 << 30, .deterministic = true, .tensor_ops = false},
-      {.algo = 5, .status = 0, .workspace_bytes = 100, .deterministic = false, .tensor_ops = false},
-      {.algo = 4, .status = 0, .workspace_bytes = 100, .deterministic = true, .tensor_ops = true},
-      {.algo = 3, .status = 0, .workspace_bytes = 200, .deterministic = true, .tensor_ops = false},
+      {.algo = 7, .status = 9, .workspace_bytes = 0, .deterministic = true, .math = CandidateMath::fma},
+      {.algo = 6, .status = 0, .workspace_bytes = 1 << 30, .deterministic = true, .math = CandidateMath::fma},
+      {.algo = 5, .status = 0, .workspace_bytes = 100, .deterministic = false, .math = CandidateMath::fma},
+      {.algo = 4, .status = 0, .workspace_bytes = 100, .deterministic = true, .math = CandidateMath::tensor_op},
+      {.algo = 3, .status = 0, .workspace_bytes = 200, .deterministic = true, .math = CandidateMath::fma},
   };
   const std::size_t limit = 1 << 20;
   for (const ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_filter}) {
@@ -86,6 +86,33 @@ TEST_CASE("algorithm policy: first usable candidate in cuDNN's order, with every
   CHECK(AlgoChoice{ConvPass::backward_filter, 3, 200, true}.describe().find("backward_filter algo 3 (deterministic") == 0);
 }
 
+TEST_CASE("fp32 takes candidates cuDNN reports as CUDNN_DEFAULT_MATH, refuses tensor-op ones") {
+  // cuDNN 9 may report CUDNN_DEFAULT_MATH for every FP32 candidate of an FMA descriptor; refusing
+  // those (as "not FMA") left every convolution without an algorithm.
+  const std::vector<AlgoCandidate> all_default{
+      {.algo = 1, .status = 0, .workspace_bytes = 0, .deterministic = true, .math = CandidateMath::default_math},
+      {.algo = 0, .status = 0, .workspace_bytes = 0, .deterministic = true, .math = CandidateMath::default_math}};
+  for (const AlgoPolicy policy : {AlgoPolicy::fastest, AlgoPolicy::deterministic, AlgoPolicy::exact}) {
+    CAPTURE(to_string(policy));
+    const AlgoChoice c = choose_algorithm(ConvPass::forward, all_default, policy, MathMode::fp32, 0, "g");
+    CHECK(c.algo == 1);
+    CHECK(c.math == CandidateMath::default_math);
+  }
+  // Negative control: tensor-op candidates alone have no answer under fp32, and the refusal names
+  // the math type; under tf32 the first one runs.
+  const std::vector<AlgoCandidate> tensor{
+      {.algo = 1, .status = 0, .workspace_bytes = 0, .deterministic = true, .math = CandidateMath::tensor_op}};
+  CHECK_THROWS_WITH_AS(choose_algorithm(ConvPass::forward, tensor, AlgoPolicy::fastest, MathMode::fp32, 0, "g"),
+                       doctest::Contains("algo 1: math tensor_op under fp32"), DeviceError);
+  CHECK(choose_algorithm(ConvPass::forward, tensor, AlgoPolicy::fastest, MathMode::tf32, 0, "g").math ==
+        CandidateMath::tensor_op);
+  CHECK(math_allowed(MathMode::fp32, CandidateMath::fma));
+  CHECK(math_allowed(MathMode::fp32, CandidateMath::default_math));
+  CHECK_FALSE(math_allowed(MathMode::fp32, CandidateMath::tensor_op));
+  for (const auto m : {CandidateMath::fma, CandidateMath::default_math, CandidateMath::tensor_op})
+    CHECK(math_allowed(MathMode::tf32, m));
+}
+
 TEST_CASE("exact policy: deterministic and transform-free only (no FFT, no Winograd)") {
   // Each pass's ranking as cuDNN might give it: a Winograd/FFT algorithm first, then a GEMM one.
   struct PassCase {
@@ -96,8 +123,8 @@ TEST_CASE("exact policy: deterministic and transform-free only (no FFT, no Winog
                             {ConvPass::backward_filter, 2, 1}, {ConvPass::forward, 4, 0}};
   for (const PassCase& pc : cases) {
     const std::vector<AlgoCandidate> ranked{
-        {.algo = pc.transform_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .tensor_ops = false},
-        {.algo = pc.gemm_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .tensor_ops = false},
+        {.algo = pc.transform_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .math = CandidateMath::fma},
+        {.algo = pc.gemm_algo, .status = 0, .workspace_bytes = 10, .deterministic = true, .math = CandidateMath::fma},
     };
     // Control: the deterministic policy takes the transform (it is deterministic).
     CHECK(choose_algorithm(pc.pass, ranked, AlgoPolicy::deterministic, MathMode::fp32, 1 << 20, "g").algo ==
@@ -106,7 +133,7 @@ TEST_CASE("exact policy: deterministic and transform-free only (no FFT, no Winog
   }
   // Transform-free yet non-deterministic: refused under exact too.
   const std::vector<AlgoCandidate> nondet{
-      {.algo = 0, .status = 0, .workspace_bytes = 0, .deterministic = false, .tensor_ops = false}};
+      {.algo = 0, .status = 0, .workspace_bytes = 0, .deterministic = false, .math = CandidateMath::fma}};
   CHECK_THROWS_WITH_AS(choose_algorithm(ConvPass::backward_filter, nondet, AlgoPolicy::exact, MathMode::fp32, 0, "g"),
                        doctest::Contains("algo 0: non-deterministic"), DeviceError);
   // The classification itself, per pass (cuDNN's enum values; static_asserted in cuda/conv.cpp).
@@ -121,8 +148,8 @@ TEST_CASE("exact policy: deterministic and transform-free only (no FFT, no Winog
 
 TEST_CASE("algorithm policy refuses loudly when nothing qualifies (no silent fallback)") {
   const std::vector<AlgoCandidate> ranked{
-      {.algo = 1, .status = 3, .workspace_bytes = 0, .deterministic = true, .tensor_ops = false},
-      {.algo = 2, .status = 0, .workspace_bytes = 0, .deterministic = false, .tensor_ops = false},
+      {.algo = 1, .status = 3, .workspace_bytes = 0, .deterministic = true, .math = CandidateMath::fma},
+      {.algo = 2, .status = 0, .workspace_bytes = 0, .deterministic = false, .math = CandidateMath::fma},
   };
   CHECK_THROWS_WITH_AS(
       choose_algorithm(ConvPass::backward_filter, ranked, AlgoPolicy::deterministic, MathMode::fp32, 0, "conv N=1"),

@@ -76,3 +76,31 @@ TEST_CASE("eval and measure --backend cuda without a usable GPU: one line, exit 
   CHECK(bad.rc == 2);
   CHECK(bad.err.find("--backend") != std::string::npos);
 }
+
+TEST_CASE("train --dry-run --backend cuda prints the device-memory plan, on any machine") {
+  // ResNet32x4-BN at batch 2000 (the paper's large batch): ~64 GiB for the training set's outputs
+  // and cotangents alone, more than an 80 GB GPU holds with the rest. The plan is host
+  // arithmetic, so it prints here without a GPU; at batch 128 (control) it is a few GiB.
+  const std::string base =
+      "train --dry-run --set backend=cuda --set dataset=cifar10 --set model=resnet32 --set arch.widen=4 "
+      "--set arch.batchnorm=true --set eval_batch_size=2000 --set batch_size=";
+  const auto total = [](const std::string& out) {
+    const auto at = out.find("  total");
+    REQUIRE(at != std::string::npos);
+    return std::stod(out.substr(at + 7));
+  };
+  const auto big = run_wdlab(base + "2000");
+  INFO(big.out << big.err);
+  REQUIRE(big.rc == 0);
+  CHECK(big.out.find("device memory of the cuda backend") != std::string::npos);
+  CHECK(big.out.find("train activations (batch 2000)") != std::string::npos);
+  CHECK(big.out.find("eval activations (batch 2000, forward only)") != std::string::npos);
+  const double big_gib = total(big.out);
+  CHECK(big_gib > 80.0);
+  const auto small = run_wdlab(base + "128");
+  REQUIRE(small.rc == 0);
+  CHECK(total(small.out) < big_gib - 50.0);
+  // The reference backend's dry run prints no device plan.
+  const auto ref = run_wdlab("train --dry-run --set model=mlp");
+  CHECK(ref.out.find("device memory") == std::string::npos);
+}

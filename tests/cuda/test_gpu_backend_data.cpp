@@ -13,7 +13,11 @@
 #include "common/model_zoo.hpp"
 #include "common/philox.hpp"
 #include "common/train/batching.hpp"
+#include "common/train/device_memory_plan.hpp"
 #include "cuda/backend.hpp"
+#include "cuda/check.hpp"
+#include "cuda/context.hpp"
+#include "cuda/staging_buffer.hpp"
 #include "gpu_guard.hpp"
 #include "reference/init.hpp"
 #include "reference/net/params.hpp"
@@ -117,4 +121,73 @@ TEST_CASE("gpu: CudaBackend on resident data matches host batches bit for bit (3
   cuda::CudaBackend shifted_be = net.backend();
   const Trace shifted = run(train::DataPath::resident, 1, shifted_be);
   CHECK(shifted.loss != host.loss);
+}
+
+TEST_CASE("gpu: back-to-back staged uploads each deliver their own ids while the stream is busy") {
+  require_gpu_or_skip();
+  // The factor pass stages batch after batch with no read-back between them. A slow copy queued
+  // first keeps the stream busy, so without the staging's wait every later copy would read the
+  // pinned buffer after the host had already overwritten it with the last batch's ids.
+  cuda::Context ctx(0);
+  const cudaStream_t s = ctx.stream();
+  cuda::DeviceBuffer<float> big(std::size_t(1) << 28), big2(std::size_t(1) << 28);  // 2 × 1 GiB
+  WDLAB_CUDA_CHECK(cudaMemsetAsync(big.data(), 0, big.size() * sizeof(float), s));
+  WDLAB_CUDA_CHECK(cudaMemcpyAsync(big2.data(), big.data(), big.size() * sizeof(float), cudaMemcpyDeviceToDevice, s));
+  cuda::StagingBuffer<std::int64_t> staging;
+  constexpr int kBatches = 16, kIds = 512;
+  std::vector<cuda::DeviceBuffer<std::int64_t>> dst;
+  for (int k = 0; k < kBatches; ++k) {
+    dst.emplace_back(std::size_t(kIds));
+    std::vector<std::int64_t> ids(kIds);
+    for (int i = 0; i < kIds; ++i) ids[std::size_t(i)] = std::int64_t(k) * 100000 + i;
+    staging.upload(ids, dst.back().data(), s);
+  }
+  WDLAB_CUDA_CHECK(cudaStreamSynchronize(s));
+  for (int k = 0; k < kBatches; ++k) {
+    std::vector<std::int64_t> got(kIds);
+    WDLAB_CUDA_CHECK(cudaMemcpy(got.data(), dst[std::size_t(k)].data(), kIds * sizeof(std::int64_t), cudaMemcpyDeviceToHost));
+    CAPTURE(k);
+    CHECK(got.front() == std::int64_t(k) * 100000);
+    CHECK(got.back() == std::int64_t(k) * 100000 + kIds - 1);
+  }
+}
+
+TEST_CASE("gpu: evaluation sets hold no cotangents and a new size frees the old set (device memory)") {
+  require_gpu_or_skip();
+  // A convnet wide enough that one activation set is tens of MiB, so cudaMemGetInfo sees it
+  // above the allocator's granularity.
+  const NetworkSpec spec = zoo::small_convnet(Shape{3, 32, 32}, 10, 32, zoo::ConvOptions{});
+  std::vector<std::vector<float>> params;
+  const auto p = ref::init_params<float>(spec, 5, ref::Init::glorot_uniform);
+  for (std::size_t i = 0; i < p.info.size(); ++i) params.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
+  cuda::OptimSettings optim;
+  for (const auto& info : spec.params()) optim.decays.push_back(0);
+  cuda::CudaBackend be(spec, params, optim, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
+  data::Dataset d = random_set(512, 10, 7);
+  d.channels = 3;
+  d.height = d.width = 32;
+  d.images.assign(std::size_t(512) * 3 * 32 * 32, 0.25f);
+  be.set_resident_data(train::DataSplit::test, train::view_of(d));
+  const auto used = [] {
+    std::size_t free = 0, total = 0;
+    WDLAB_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return double(total - free);
+  };
+  const auto eval_at = [&](int n) {
+    std::vector<std::int64_t> ids(std::size_t(n));
+    for (int i = 0; i < n; ++i) ids[std::size_t(i)] = i;
+    CHECK(be.evaluate_ids(train::IdBatch{train::DataSplit::test, ids, {}}).n == n);
+    WDLAB_CUDA_CHECK(cudaDeviceSynchronize());
+    return used();
+  };
+  const double base = used();
+  const double at512 = eval_at(512) - base;
+  const double at256 = eval_at(256) - base;  // the 512 set is freed before the 256 one is made
+  const double again = eval_at(512) - base;
+  const double plan512 = double(train::activation_bytes(spec, 512, false));
+  MESSAGE("eval set 512: " << at512 / (1 << 20) << " MiB (plan " << plan512 / (1 << 20) << " MiB), then 256: "
+                           << at256 / (1 << 20) << " MiB, then 512: " << again / (1 << 20) << " MiB");
+  CHECK(at256 < 0.75 * at512);          // not both sets at once
+  CHECK(again < 1.1 * at512);           // and nothing kept from the 256 set
+  CHECK(at512 > 0.7 * plan512);         // the set is there (cuDNN's workspace comes on top)
 }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "cuda/context.hpp"
-#include "cuda/iota.hpp"
+#include "gpu_iota.hpp"
 #include "gpu_guard.hpp"
 
 using namespace wdlab;

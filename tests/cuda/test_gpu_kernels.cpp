@@ -170,9 +170,9 @@ TEST_CASE("gpu: SGD/Adam/Lion updates and deterministic reductions against the h
   // Channel sums (BN statistics, bias gradients) and flat statistics.
   const Index N = 16, C = 8, HW = 1000;
   const auto x = inputs(std::size_t(N * C * HW), 35);
-  const Index chunks = chunk_count(N * HW, kReduceChunk);
+  const Index chunks = channel_lanes(N * HW);
   std::vector<double> part(static_cast<std::size_t>(C * chunks)), sh(static_cast<std::size_t>(C));
-  launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, nullptr, part.data(), C, HW, N * HW, kReduceChunk, ChannelTerm::value});
+  launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, nullptr, part.data(), C, HW, N * HW, chunks, ChannelTerm::value});
   launch_host(C, SumPartials{part.data(), sh.data(), chunks, 1.0});
   auto xd = to_device(x, ctx);
   DeviceBuffer<double> partd(std::size_t(std::max(channel_partials_needed(C, N * HW), flat_partials_needed(Index(x.size())))));

@@ -69,20 +69,21 @@ TEST_CASE("kernel bias add and per-channel bias gradient match the reference sum
   for (Index n = 0; n < N; ++n)
     for (Index k = 0; k < K; ++k) db_ref(k) += y0.col(n).segment(k * HW, HW).sum();
   const auto dyf = flat_f(y0);
-  for (const Index chunk : {Index(1), Index(5), Index(1000)}) {  // several chunkings, same sums
-    const Index chunks = chunk_count(N * HW, chunk);
-    std::vector<double> partial(static_cast<std::size_t>(K * chunks));
+  // Several lane counts, the same sums: one lane, fewer lanes than HW, more than HW (the walk
+  // wraps several examples per stride), more lanes than entries (idle lanes), and the default.
+  for (const Index lanes : {Index(1), Index(3), HW + 2, N * HW + 5, channel_lanes(N * HW)}) {
+    std::vector<double> partial(static_cast<std::size_t>(K * lanes));
     std::vector<float> db(std::size_t(K), 9.0f);
-    launch_host(K * chunks, ChannelPartialSums{dyf.data(), nullptr, nullptr, partial.data(), K, HW,
-                                               N * HW, chunk, ChannelTerm::value});
-    launch_host(K, SumPartialsToFloat{partial.data(), db.data(), chunks, Accumulate::overwrite});
-    WDLAB_EXPECT_PASS(compare_kernel("bias grad chunk " + std::to_string(chunk), to_d(db), flat_d(db_ref)));
+    launch_host(K * lanes, ChannelPartialSums{dyf.data(), nullptr, nullptr, partial.data(), K, HW,
+                                              N * HW, lanes, ChannelTerm::value});
+    launch_host(K, SumPartialsToFloat{partial.data(), db.data(), lanes, Accumulate::overwrite});
+    WDLAB_EXPECT_PASS(compare_kernel("bias grad lanes " + std::to_string(lanes), to_d(db), flat_d(db_ref)));
   }
   // Negative control: summing with the wrong HW mixes channels.
   std::vector<double> partial(static_cast<std::size_t>(K));
   std::vector<float> db(static_cast<std::size_t>(K));
   launch_host(K, ChannelPartialSums{dyf.data(), nullptr, nullptr, partial.data(), K, HW - 1,
-                                    N * (HW - 1), 1 << 20, ChannelTerm::value});
+                                    N * (HW - 1), 1, ChannelTerm::value});
   launch_host(K, SumPartialsToFloat{partial.data(), db.data(), 1, Accumulate::overwrite});
   CHECK_FALSE(compare_kernel("bias grad, wrong HW (control)", to_d(db), flat_d(db_ref)).pass);
 }
@@ -154,18 +155,18 @@ struct BnRun {
 
 /// Train-mode BN through the kernel bodies, as the backend chains them.
 BnRun bn_host(const std::vector<float>& x, const std::vector<float>& dy, Index N, Index C,
-              Index HW, double eps, const float* gamma, const float* beta, Index chunk) {
-  const Index m = N * HW, chunks = chunk_count(m, chunk), total = N * C * HW;
+              Index HW, double eps, const float* gamma, const float* beta, Index lanes) {
+  const Index m = N * HW, chunks = lanes, total = N * C * HW;
   BnRun r;
   std::vector<double> partial(static_cast<std::size_t>(C * chunks));
   r.mean.resize(static_cast<std::size_t>(C));
   r.var.resize(static_cast<std::size_t>(C));
   r.invstd.resize(static_cast<std::size_t>(C));
   launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, nullptr, partial.data(), C, HW, m,
-                                             chunk, ChannelTerm::value});
+                                             lanes, ChannelTerm::value});
   launch_host(C, SumPartials{partial.data(), r.mean.data(), chunks, 1.0 / double(m)});
   launch_host(C * chunks, ChannelPartialSums{x.data(), nullptr, r.mean.data(), partial.data(), C,
-                                             HW, m, chunk, ChannelTerm::centred_square});
+                                             HW, m, lanes, ChannelTerm::centred_square});
   launch_host(C, SumPartials{partial.data(), r.var.data(), chunks, 1.0 / double(m)});
   launch_host(C, BnInvStd{r.var.data(), r.invstd.data(), eps});
   r.y.resize(static_cast<std::size_t>(total));
@@ -179,10 +180,10 @@ BnRun bn_host(const std::vector<float>& x, const std::vector<float>& dy, Index N
                                  r.running_var.data(), &no_skip, 0.9f, m});
   std::vector<double> sum_dy(static_cast<std::size_t>(C)), sum_dy_xhat(static_cast<std::size_t>(C));
   launch_host(C * chunks, ChannelPartialSums{dy.data(), nullptr, nullptr, partial.data(), C, HW, m,
-                                             chunk, ChannelTerm::value});
+                                             lanes, ChannelTerm::value});
   launch_host(C, SumPartials{partial.data(), sum_dy.data(), chunks, 1.0});
   launch_host(C * chunks, ChannelPartialSums{dy.data(), r.xhat.data(), nullptr, partial.data(), C,
-                                             HW, m, chunk, ChannelTerm::product});
+                                             HW, m, lanes, ChannelTerm::product});
   launch_host(C, SumPartials{partial.data(), sum_dy_xhat.data(), chunks, 1.0});
   r.dx.resize(static_cast<std::size_t>(total));
   launch_host(total, BnBackward{dy.data(), r.xhat.data(), r.invstd.data(), sum_dy.data(),
@@ -215,10 +216,10 @@ TEST_CASE("kernel batch normalization (train, eval, running statistics) matches 
                          on ? &db_ref : nullptr);
     Vec<double> rm = Vec<double>::Constant(C, double(0.5f)), rv = Vec<double>::Constant(C, 2.0);
     ref::batchnorm_update_running(rm, rv, ctx, 0.9);
-    for (const Index chunk : {Index(4), Index(1024)}) {
+    for (const Index lanes : {Index(1), Index(4), channel_lanes(N * HW), Index(1024)}) {
       const BnRun r = bn_host(xf, dyf, N, C, HW, eps, on ? gf.data() : nullptr,
-                              on ? bf.data() : nullptr, chunk);
-      const std::string t = tag + " chunk " + std::to_string(chunk);
+                              on ? bf.data() : nullptr, lanes);
+      const std::string t = tag + " lanes " + std::to_string(lanes);
       WDLAB_EXPECT_PASS(compare_kernel("bn mean" + t, r.mean, flat_d(ctx.mean)));
       WDLAB_EXPECT_PASS(compare_kernel("bn var" + t, r.var, flat_d(ctx.var)));
       WDLAB_EXPECT_PASS(compare_kernel("bn y" + t, to_d(r.y), flat_d(y_ref)));

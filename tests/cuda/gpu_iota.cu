@@ -1,4 +1,4 @@
-#include "cuda/iota.hpp"
+#include "gpu_iota.hpp"
 
 #include "cuda/check.hpp"
 #include "cuda/launch.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// out[i] = i on the context's stream. The smallest kernel of the backend: the GPU tests run it
+// Test code: out[i] = i on the context's stream, the smallest kernel there is; the GPU tests run it
 // to show that this build's code (sm_90 SASS, compute_90 PTX) loads and runs on the device.
 #include <cstdint>
 

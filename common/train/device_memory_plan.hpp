@@ -1,0 +1,48 @@
+#pragma once
+// What a training run on the CUDA backend holds in device memory, per buffer class, computed on
+// the host from the network and the run's sizes (no GPU needed): `wdlab train --dry-run` prints
+// it, and `wdlab train --backend cuda` refuses a run whose plan exceeds the device's free memory
+// instead of failing with an out-of-memory error hours in. The classes mirror the allocations of
+// cuda/backend_net.cpp (activations), cuda/backend.cpp (parameters, gradients, SGD/Adam state),
+// cuda/kfac.cpp (K-FAC blocks) and cuda/backend_data.cpp (resident data); cuDNN's workspace is
+// counted at its limit. Training keeps one activation set for the training batch and one
+// forward-only set for the evaluation batch (a new size frees the old set of its use first).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/network_spec.hpp"
+
+namespace wdlab::train {
+
+enum class PlanOptimizer { sgd, adam, kfac };
+
+struct DeviceMemoryInput {
+  int train_batch = 128;
+  int eval_batch = 1000;
+  PlanOptimizer optimizer = PlanOptimizer::sgd;
+  /// --on-nonfinite skip: a device copy of parameters and optimizer state per step.
+  bool snapshot = false;
+  std::int64_t resident_examples = 0;  // training + validation + test images on the device
+  std::size_t conv_workspace_limit = std::size_t(1) << 30;
+};
+
+struct MemoryLine {
+  std::string what;
+  std::int64_t bytes = 0;
+};
+
+struct DeviceMemoryPlan {
+  std::vector<MemoryLine> lines;
+  std::int64_t total() const;
+  /// One line per class ("  train activations (batch 128)    1.23 GiB") and the total.
+  std::string describe() const;
+};
+
+/// Bytes of one activation set at batch N: `backward` adds what a training pass needs beyond the
+/// forward (cotangents, BN x̂ and statistics, the BN backward sums).
+std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward);
+
+DeviceMemoryPlan plan_device_memory(const NetworkSpec& spec, const DeviceMemoryInput& in);
+
+}  // namespace wdlab::train
