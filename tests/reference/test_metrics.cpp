@@ -16,9 +16,9 @@
 #include "common/philox.hpp"
 #include "common/train/measure.hpp"
 #include "reference/backend.hpp"
-#include "reference/curvature.hpp"
-#include "reference/jacobian.hpp"
-#include "reference/mlp.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/jacobian.hpp"
+#include "reference/mlp/mlp.hpp"
 #include "reference/net/metrics.hpp"
 #include "reference/optim/kfac.hpp"
 
