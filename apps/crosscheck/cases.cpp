@@ -24,11 +24,19 @@ std::string to_string(CaseKind k) {
 }
 
 std::string to_string(InputKind k) {
-  return k == InputKind::gaussian ? "gaussian" : "small_integer";
+  switch (k) {
+    case InputKind::gaussian: return "gaussian";
+    case InputKind::small_integer: return "small_integer";
+  }
+  return "?";
 }
 
 std::string to_string(LossKind k) {
-  return k == LossKind::softmax_cross_entropy ? "softmax_cross_entropy" : "squared_error";
+  switch (k) {
+    case LossKind::softmax_cross_entropy: return "softmax_cross_entropy";
+    case LossKind::squared_error: return "squared_error";
+  }
+  return "?";
 }
 
 namespace {
@@ -281,7 +289,7 @@ std::vector<std::string> coverage(const std::vector<Case>& cases) {
     lines.push_back(inside[k] ? fmt::format("network   {:<22} in {} layer(s) of whole-network cases", n, inside[k])
                               : fmt::format("network   {:<22} NO CASE in a whole network", n));
   }
-  for (LossKind k : {LossKind::softmax_cross_entropy, LossKind::squared_error}) {
+  for (LossKind k : all_loss_kinds) {
     const std::string n = to_string(k);
     lines.push_back(losses[n] ? fmt::format("loss      {:<22} {} case(s)", n, losses[n])
                               : fmt::format("loss      {:<22} NO CASE", n));
