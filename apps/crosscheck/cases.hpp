@@ -90,8 +90,8 @@ ref::OptimConfig crosscheck_optim(ref::OptimizerKind kind);
 /// The cases of a selection, in a fixed order; UsageError on unknown names.
 std::vector<Case> registry(const Selection& sel);
 
-/// Layer kinds whose exact-mode case exists: integer arithmetic only (no BN: it divides by a
-/// square root), and the geometries exercise odd sizes, stride and padding.
+/// Layer kinds whose exact-mode case exists: integer arithmetic only (layer_info(k).arithmetic;
+/// no BN: it divides by a square root), and the geometries exercise odd sizes, stride and padding.
 bool exact_capable(LayerKind k);
 /// Exact mode: a bound on the magnitude of every integer sum a layer case forms (inputs,
 /// weights and cotangents in [−8, 7], so each product ≤ 64): 64·(longest sum + 1). Below 2²⁴

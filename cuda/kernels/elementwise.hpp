@@ -77,3 +77,14 @@ struct GlobalAvgPoolBackward {
 };
 
 }  // namespace wdlab::cuda::kernels
+
+// Every body above, for the device launcher's instantiations (instantiate_layers.cu): a body and
+// its entry here are one edit, so a new layer's kernels need no other file.
+#define WDLAB_ELEMENTWISE_BODIES(X) \
+  X(ReluForward)                    \
+  X(ReluBackward)                   \
+  X(BiasAdd)                        \
+  X(ResidualAdd)                    \
+  X(AccumulateInto)                 \
+  X(GlobalAvgPoolForward)           \
+  X(GlobalAvgPoolBackward)
