@@ -14,12 +14,13 @@
 
 namespace wdlab {
 
-enum class LayerKind { dense, conv2d, batchnorm, relu, maxpool, global_avgpool, flatten, residual_add };
+enum class LayerKind { dense, conv2d, batchnorm, relu, maxpool, global_avgpool, flatten, residual_add, tanh };
 /// Every LayerKind, in declaration order (the crosscheck registry and tests loop over it).
-inline constexpr std::array<LayerKind, 8> all_layer_kinds{
+inline constexpr std::array<LayerKind, 9> all_layer_kinds{
     LayerKind::dense,   LayerKind::conv2d,         LayerKind::batchnorm, LayerKind::relu,
-    LayerKind::maxpool, LayerKind::global_avgpool, LayerKind::flatten,   LayerKind::residual_add};
-static_assert(all_layer_kinds.size() == std::size_t(LayerKind::residual_add) + 1,
+    LayerKind::maxpool, LayerKind::global_avgpool, LayerKind::flatten,   LayerKind::residual_add,
+    LayerKind::tanh};
+static_assert(all_layer_kinds.size() == std::size_t(LayerKind::tanh) + 1,
               "all_layer_kinds must list every LayerKind (and name the last one here)");
 
 /// The members of Layer a kind reads beyond kind/name/inputs/in/out. They decide its parameters
@@ -77,6 +78,7 @@ constexpr LayerKindInfo layer_info(LayerKind k) {
     case LayerKind::global_avgpool: return {k, "global_avgpool", 1, F::none, S::channels, O::activation, A::integer, op};
     case LayerKind::flatten: return {k, "flatten", 1, F::none, S::flat, O::activation, A::integer, op};
     case LayerKind::residual_add: return {k, "residual_add", 2, F::none, S::same, O::activation, A::integer, op};
+    case LayerKind::tanh: return {k, "tanh", 1, F::none, S::same, O::activation, A::real, op};
   }
   return {k, "?", 0, F::none, S::same, O::activation, A::real, op};  // not a LayerKind (a cast integer)
 }

@@ -104,7 +104,8 @@ class DirectSide final : public Side {
         }
         break;
       // Kinds of real arithmetic (layer_info(k).arithmetic): unsupported() refuses them above.
-      case LayerKind::batchnorm: throw InternalError("direct side: " + to_string(l.kind) + " is not exact");
+      case LayerKind::batchnorm:
+      case LayerKind::tanh: throw InternalError("direct side: " + to_string(l.kind) + " is not exact");
     }
     out.insert(out.begin(), nchw(names::layer_output(), output_quantity(l.kind), y, N, l.out));
     out.insert(out.begin() + 1, nchw(names::input_grad(), Quantity::activation_grad, dx, N, l.in));
