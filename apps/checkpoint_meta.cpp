@@ -17,27 +17,24 @@ nlohmann::ordered_json network_json(const NetworkSpec& spec) {
     j["inputs"] = l.inputs;
     j["in"] = shape_json(l.in);
     j["out"] = shape_json(l.out);
-    switch (l.kind) {
-      case LayerKind::dense: j["bias"] = l.bias == Bias::on; break;
-      case LayerKind::conv2d:
+    switch (layer_info(l.kind).fields) {  // the fields the kind has (common/layer_kinds.hpp)
+      case LayerFields::dense: j["bias"] = l.bias == Bias::on; break;
+      case LayerFields::conv2d:
         j["bias"] = l.bias == Bias::on;
         j["kernel"] = l.kernel;
         j["stride"] = l.stride;
         j["pad"] = l.pad;
         break;
-      case LayerKind::maxpool:
+      case LayerFields::window:
         j["kernel"] = l.kernel;
         j["stride"] = l.stride;
         break;
-      case LayerKind::batchnorm:
+      case LayerFields::batchnorm:
         j["affine"] = l.affine == Affine::on;
         j["bn_eps"] = l.bn_eps;
         j["bn_momentum"] = l.bn_momentum;  // running ← m·running + (1−m)·batch
         break;
-      case LayerKind::relu:
-      case LayerKind::global_avgpool:
-      case LayerKind::flatten:
-      case LayerKind::residual_add: break;
+      case LayerFields::none: break;
     }
     layers.push_back(std::move(j));
   }

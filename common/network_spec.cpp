@@ -6,19 +6,7 @@
 
 namespace wdlab {
 
-std::string to_string(LayerKind k) {
-  switch (k) {
-    case LayerKind::dense: return "dense";
-    case LayerKind::conv2d: return "conv2d";
-    case LayerKind::batchnorm: return "batchnorm";
-    case LayerKind::relu: return "relu";
-    case LayerKind::maxpool: return "maxpool";
-    case LayerKind::global_avgpool: return "global_avgpool";
-    case LayerKind::flatten: return "flatten";
-    case LayerKind::residual_add: return "residual_add";
-  }
-  return "?";
-}
+std::string to_string(LayerKind k) { return std::string(layer_info(k).name); }
 
 std::string Shape::describe() const { return fmt::format("{}x{}x{}", C, H, W); }
 
@@ -44,16 +32,16 @@ std::vector<ParamInfo> NetworkSpec::params() const {
     auto add = [&](const std::string& suffix, std::vector<std::int64_t> shape, ParamRole role) {
       out.push_back(ParamInfo{l.name + "." + suffix, std::move(shape), i, role});
     };
-    switch (l.kind) {
-      case LayerKind::dense:
+    switch (layer_info(l.kind).fields) {
+      case LayerFields::dense:
         add("weight", {l.out.C, l.in.size()}, ParamRole::weight);
         if (l.bias == Bias::on) add("bias", {l.out.C}, ParamRole::bias);
         break;
-      case LayerKind::conv2d:
+      case LayerFields::conv2d:
         add("weight", {l.out.C, l.in.C, l.kernel, l.kernel}, ParamRole::weight);
         if (l.bias == Bias::on) add("bias", {l.out.C}, ParamRole::bias);
         break;
-      case LayerKind::batchnorm:
+      case LayerFields::batchnorm:
         if (l.affine == Affine::on) {
           add("weight", {l.out.C}, ParamRole::bn_weight);
           add("bias", {l.out.C}, ParamRole::bn_bias);
@@ -61,8 +49,8 @@ std::vector<ParamInfo> NetworkSpec::params() const {
         add("running_mean", {l.out.C}, ParamRole::running_mean);
         add("running_var", {l.out.C}, ParamRole::running_var);
         break;
-      default:
-        break;
+      case LayerFields::window:
+      case LayerFields::none: break;
     }
   }
   return out;
@@ -99,7 +87,7 @@ void NetworkSpec::validate() const {
   if (layers.empty()) throw UsageError("model", "network has no layers");
   for (int i = 0; i < int(layers.size()); ++i) {
     const Layer& l = layers[i];
-    const std::size_t want = l.kind == LayerKind::residual_add ? 2 : 1;
+    const std::size_t want = std::size_t(layer_info(l.kind).inputs);
     if (l.inputs.size() != want)
       throw UsageError("model", fmt::format("layer {} ({}) needs {} input(s)", i, to_string(l.kind), want));
     for (int in : l.inputs) {
@@ -153,10 +141,23 @@ int SpecBuilder::batchnorm(const std::string& name, int from) {
   return push(l, from);
 }
 
-int SpecBuilder::relu(int from) {
-  Layer l{.kind = LayerKind::relu};
-  l.out = shape_of(from == -2 ? last() : from);
-  return push(l, from);
+int SpecBuilder::layer(LayerKind kind, int from) {
+  const LayerKindInfo info = layer_info(kind);
+  if (info.fields != LayerFields::none)
+    throw InternalError(fmt::format("SpecBuilder::layer: {} has attributes; use its own method", info.name));
+  if (from == -2) from = last();
+  const Shape in = shape_of(from);
+  Layer l{.kind = kind};
+  switch (info.shape) {
+    case ShapeRule::same: l.out = in; break;
+    case ShapeRule::channels: l.out = Shape{in.C, 1, 1}; break;
+    case ShapeRule::flat: l.out = Shape{in.size(), 1, 1}; break;
+    case ShapeRule::attributes: throw InternalError(fmt::format("SpecBuilder::layer: {} needs attributes", info.name));
+  }
+  l.inputs.assign(std::size_t(info.inputs), from);
+  l.in = in;
+  spec_.layers.push_back(std::move(l));
+  return last();
 }
 
 int SpecBuilder::maxpool(int window, int stride, int from) {
@@ -165,18 +166,6 @@ int SpecBuilder::maxpool(int window, int stride, int from) {
   const Pool2dGeometry g{.N = 1, .C = in.C, .H = in.H, .W = in.W, .window = window, .stride = stride};
   g.validate();
   l.out = Shape{in.C, g.P(), g.Q()};
-  return push(l, from);
-}
-
-int SpecBuilder::global_avgpool(int from) {
-  Layer l{.kind = LayerKind::global_avgpool};
-  l.out = Shape{shape_of(from == -2 ? last() : from).C, 1, 1};
-  return push(l, from);
-}
-
-int SpecBuilder::flatten(int from) {
-  Layer l{.kind = LayerKind::flatten};
-  l.out = Shape{shape_of(from == -2 ? last() : from).size(), 1, 1};
   return push(l, from);
 }
 

@@ -9,18 +9,12 @@
 #include <vector>
 
 #include "common/geometry.hpp"
+#include "common/layer_kinds.hpp"
 #include "common/mlp_spec.hpp"
 
 namespace wdlab {
 
-enum class LayerKind { dense, conv2d, batchnorm, relu, maxpool, global_avgpool, flatten, residual_add };
-/// Every LayerKind, in declaration order (the crosscheck registry and tests loop over it).
-inline constexpr std::array<LayerKind, 8> all_layer_kinds{
-    LayerKind::dense,   LayerKind::conv2d,         LayerKind::batchnorm, LayerKind::relu,
-    LayerKind::maxpool, LayerKind::global_avgpool, LayerKind::flatten,   LayerKind::residual_add};
-static_assert(all_layer_kinds.size() == std::size_t(LayerKind::residual_add) + 1,
-              "all_layer_kinds must list every LayerKind");
-std::string to_string(LayerKind k);
+std::string to_string(LayerKind k);  // layer_info(k).name
 
 enum class Affine { off, on };  // BN γ/β (the paper and the official code: off)
 
@@ -45,7 +39,10 @@ struct Layer {
   /// The op's geometry at batch size N (conv2d / maxpool only).
   Conv2dGeometry conv_geometry(int N) const;
   Pool2dGeometry pool_geometry(int N) const;
-  bool has_weights() const { return kind == LayerKind::dense || kind == LayerKind::conv2d; }
+  bool has_weights() const {
+    const LayerFields f = layer_info(kind).fields;
+    return f == LayerFields::dense || f == LayerFields::conv2d;
+  }
 };
 
 enum class ParamRole { weight, bias, bn_weight, bn_bias, running_mean, running_var };
@@ -82,10 +79,13 @@ class SpecBuilder {
   int dense(const std::string& name, int out, Bias b, int from = -2);
   int conv(const std::string& name, int K, int kernel, int stride, int pad, Bias b, int from = -2);
   int batchnorm(const std::string& name, int from = -2);
-  int relu(int from = -2);
+  /// A layer of an attribute-free kind (layer_info(kind).fields == none), its output shape by
+  /// the kind's shape rule; a join (2 inputs) reads `from` twice: use add() for two branches.
+  int layer(LayerKind kind, int from = -2);
+  int relu(int from = -2) { return layer(LayerKind::relu, from); }
   int maxpool(int window, int stride, int from = -2);
-  int global_avgpool(int from = -2);
-  int flatten(int from = -2);
+  int global_avgpool(int from = -2) { return layer(LayerKind::global_avgpool, from); }
+  int flatten(int from = -2) { return layer(LayerKind::flatten, from); }
   int add(int a, int b);
   int last() const { return int(spec_.layers.size()) - 1; }
   Shape shape_of(int i) const;

@@ -156,6 +156,7 @@ void CudaBackend::forward(Activations& a, bool train) {
       case LayerKind::residual_add:
         launch_device(s, n_out, kernels::ResidualAdd{x, input_of(a, i, 1), y});
         break;
+      case LayerKind::tanh: launch_device(s, n_out, kernels::TanhForward{x, y}); break;
     }
   }
 }
@@ -281,6 +282,10 @@ void CudaBackend::backward(Activations& a, BnPass bn) {
         for (int which = 0; which < 2; ++which)
           if (target(l.inputs[std::size_t(which)], &dx, &mode))
             launch_device(s, n_in, kernels::AccumulateInto{dy, dx, mode});
+        break;
+      case LayerKind::tanh:
+        if (target(l.inputs[0], &dx, &mode))
+          launch_device(s, n_in, kernels::TanhBackward{a.out[std::size_t(i)].data(), dy, dx, mode});
         break;
     }
   }

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
-#include "reference/curvature.hpp"
-#include "reference/jacobian.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/jacobian.hpp"
 #include "reference/ops/loss.hpp"
 #include "common/philox.hpp"
 #include "theory/checks.hpp"

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
-#include "reference/curvature.hpp"
-#include "reference/jacobian.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/jacobian.hpp"
 #include "theory/checks.hpp"
 #include "theory/matfree.hpp"
 

@@ -15,7 +15,7 @@ namespace wdlab::theory {
 
 namespace {
 
-/// BN's forward-mode (and backward) projector, as in the reference (reference/mlp.cpp), per unit
+/// BN's forward-mode (and backward) projector, as in the reference (reference/mlp/mlp.cpp), per unit
 /// over the batch: P(d) = (d − mean_n d − z ⊙ mean_n(z ⊙ d)) / σ.
 template <class Block>
 void bn_project_inplace(const Mat<double>& z, const Vec<double>& sigma, Block&& d) {

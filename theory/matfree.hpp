@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "reference/curvature.hpp"
+#include "reference/mlp/curvature.hpp"
 #include "theory/problem.hpp"
 
 namespace wdlab::theory {

@@ -9,7 +9,7 @@
 #include "common/errors.hpp"
 #include "common/philox.hpp"
 #include "common/tolerances.hpp"
-#include "reference/curvature.hpp"
+#include "reference/mlp/curvature.hpp"
 #include "reference/ops/loss.hpp"
 #include "theory/record.hpp"
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "reference/mlp.hpp"
+#include "reference/mlp/mlp.hpp"
 #include "theory/record.hpp"
 
 namespace wdlab::theory {

@@ -24,11 +24,19 @@ std::string to_string(CaseKind k) {
 }
 
 std::string to_string(InputKind k) {
-  return k == InputKind::gaussian ? "gaussian" : "small_integer";
+  switch (k) {
+    case InputKind::gaussian: return "gaussian";
+    case InputKind::small_integer: return "small_integer";
+  }
+  return "?";
 }
 
 std::string to_string(LossKind k) {
-  return k == LossKind::softmax_cross_entropy ? "softmax_cross_entropy" : "squared_error";
+  switch (k) {
+    case LossKind::softmax_cross_entropy: return "softmax_cross_entropy";
+    case LossKind::squared_error: return "squared_error";
+  }
+  return "?";
 }
 
 namespace {
@@ -85,10 +93,9 @@ std::vector<Case> layer_cases(InputKind input) {
                                          d.bias == Bias::on ? "bias" : "nobias"),
                              LayerKind::dense, d.in, d.N, input,
                              [&](SpecBuilder& b) { b.dense("fc", d.out, d.bias, -1); }));
-  // relu, max-pool (floor of odd sizes, overlapping windows, batch 1), global average pool,
-  // flatten, residual add.
-  out.push_back(layer_case("relu 3x5x7 N2", LayerKind::relu, Shape{3, 5, 7}, 2, input,
-                           [](SpecBuilder& b) { b.relu(-1); }));
+  // Max-pool (floor of odd sizes, overlapping windows, batch 1), global average pool, flatten,
+  // residual add; then every attribute-free kind without a case here gets one on 3×5×7, N2
+  // (relu among them), so a kind added to common/layer_kinds.hpp is compared at once.
   struct PoolGeom { Shape in; int window, stride, N; };
   const PoolGeom pools[] = {{{3, 8, 8}, 2, 2, 2}, {{3, 7, 9}, 2, 2, 2}, {{2, 9, 9}, 3, 2, 1}};
   for (const auto& p : pools)
@@ -105,6 +112,13 @@ std::vector<Case> layer_cases(InputKind input) {
                            [](SpecBuilder& b) { b.flatten(-1); }));
   out.push_back(layer_case("residual_add 4x3x3 N2 (x + x)", LayerKind::residual_add, Shape{4, 3, 3}, 2, input,
                            [](SpecBuilder& b) { b.add(-1, -1); }));
+  for (LayerKind k : all_layer_kinds) {
+    const LayerKindInfo info = layer_info(k);
+    const bool has_case = std::any_of(out.begin(), out.end(), [&](const Case& c) { return c.kind == CaseKind::layer && c.layer == k; });
+    if (info.fields != LayerFields::none || has_case || (exact && !exact_capable(k))) continue;
+    out.push_back(layer_case(fmt::format("{} 3x5x7 N2{}", info.name, info.inputs == 2 ? " (x + x)" : ""), k,
+                             Shape{3, 5, 7}, 2, input, [k](SpecBuilder& b) { b.layer(k, -1); }));
+  }
   if (exact) return out;
   // batchnorm (train mode): conv maps, dense features, batch 1 with spatial extent, affine γ/β.
   struct BnGeom { Shape in; int N; Affine affine; };
@@ -215,7 +229,7 @@ std::vector<Case> registry(const Selection& sel) {
   return out;
 }
 
-bool exact_capable(LayerKind k) { return k != LayerKind::batchnorm; }
+bool exact_capable(LayerKind k) { return layer_info(k).arithmetic == Arithmetic::integer; }
 
 double integer_sum_bound(const Case& c) {
   const Layer& l = c.spec.layers.at(0);
@@ -277,11 +291,11 @@ std::vector<std::string> coverage(const std::vector<Case>& cases) {
       lines.push_back(exact[k] ? fmt::format("exact     {:<22} {} case(s)", n, exact[k])
                                : fmt::format("exact     {:<22} NO CASE", n));
     else
-      lines.push_back(fmt::format("exact     {:<22} NO CASE (not integer arithmetic: divides by a square root)", n));
+      lines.push_back(fmt::format("exact     {:<22} NO CASE (not integer arithmetic: square roots, transcendental functions)", n));
     lines.push_back(inside[k] ? fmt::format("network   {:<22} in {} layer(s) of whole-network cases", n, inside[k])
                               : fmt::format("network   {:<22} NO CASE in a whole network", n));
   }
-  for (LossKind k : {LossKind::softmax_cross_entropy, LossKind::squared_error}) {
+  for (LossKind k : all_loss_kinds) {
     const std::string n = to_string(k);
     lines.push_back(losses[n] ? fmt::format("loss      {:<22} {} case(s)", n, losses[n])
                               : fmt::format("loss      {:<22} NO CASE", n));

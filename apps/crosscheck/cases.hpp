@@ -3,6 +3,8 @@
 // set of geometries (odd sizes, stride 2, padding 0/1, 1×1 and 3×3, batch 1), the losses, whole
 // networks (MLP, VGG16, ResNet32×4, ± BN) and N optimizer steps (SGD, Adam, K-FAC-F, K-FAC-G).
 // A case is plain data; the inputs come from case_data.hpp, the same for every side.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +25,17 @@ enum class InputKind {
   small_integer,  // integers in [-8, 7] for inputs, weights and cotangents (exact mode)
 };
 enum class LossKind { softmax_cross_entropy, squared_error };
+
+// Every value of each enum, in declaration order: the registry, --coverage and the tests loop over
+// these lists, never over a copy; the count is checked against the last value.
+inline constexpr std::array<CaseKind, 4> all_case_kinds{CaseKind::layer, CaseKind::loss, CaseKind::network,
+                                                         CaseKind::optimizer};
+static_assert(all_case_kinds.size() == std::size_t(CaseKind::optimizer) + 1, "all_case_kinds must list every CaseKind");
+inline constexpr std::array<InputKind, 2> all_input_kinds{InputKind::gaussian, InputKind::small_integer};
+static_assert(all_input_kinds.size() == std::size_t(InputKind::small_integer) + 1,
+              "all_input_kinds must list every InputKind");
+inline constexpr std::array<LossKind, 2> all_loss_kinds{LossKind::softmax_cross_entropy, LossKind::squared_error};
+static_assert(all_loss_kinds.size() == std::size_t(LossKind::squared_error) + 1, "all_loss_kinds must list every LossKind");
 
 std::string to_string(CaseKind k);
 std::string to_string(InputKind k);
@@ -77,8 +90,8 @@ ref::OptimConfig crosscheck_optim(ref::OptimizerKind kind);
 /// The cases of a selection, in a fixed order; UsageError on unknown names.
 std::vector<Case> registry(const Selection& sel);
 
-/// Layer kinds whose exact-mode case exists: integer arithmetic only (no BN: it divides by a
-/// square root), and the geometries exercise odd sizes, stride and padding.
+/// Layer kinds whose exact-mode case exists: integer arithmetic only (layer_info(k).arithmetic;
+/// no BN: it divides by a square root), and the geometries exercise odd sizes, stride and padding.
 bool exact_capable(LayerKind k);
 /// Exact mode: a bound on the magnitude of every integer sum a layer case forms (inputs,
 /// weights and cotangents in [−8, 7], so each product ≤ 64): 64·(longest sum + 1). Below 2²⁴

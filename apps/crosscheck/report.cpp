@@ -67,7 +67,7 @@ tol::Kind tolerance_kind(const Case& c, Quantity q, Precision a, Precision b) {
   }
   if (a == Precision::float64 && b == Precision::float64) return tol::Kind::exact_double;
   switch (c.kind) {
-    case CaseKind::layer:
+    case CaseKind::layer: return layer_info(c.layer).float32_alone;
     case CaseKind::loss: return tol::Kind::float32_op;
     case CaseKind::optimizer:
     case CaseKind::network: break;

@@ -6,6 +6,7 @@
 // chose). A tensor one side has and the other lacks is a MISSING line (with the lacking side's
 // reason where it gives one, Side::why_missing); a case a side cannot run is UNSUPPORTED; both
 // count as failures.
+#include <array>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -20,6 +21,9 @@
 namespace wdlab::xcheck {
 
 enum class Status { pass, fail, missing, unsupported };
+/// Every Status, in declaration order (Summary counts each; the tests loop over it).
+inline constexpr std::array<Status, 4> all_statuses{Status::pass, Status::fail, Status::missing, Status::unsupported};
+static_assert(all_statuses.size() == std::size_t(Status::unsupported) + 1, "all_statuses must list every Status");
 std::string to_string(Status s);
 
 struct Line {

@@ -106,8 +106,13 @@ class CudaSide final : public xcheck::Side {
 
   Tensors run_loss(const Case& c, const CaseData& d) {
     const std::vector<float> z(d.outputs.begin(), d.outputs.end()), t(d.targets.begin(), d.targets.end());
-    const auto kind = c.loss == xcheck::LossKind::softmax_cross_entropy ? cuda::CaptureLoss::softmax_cross_entropy
-                                                                        : cuda::CaptureLoss::squared_error;
+    const auto kind = [&] {
+      switch (c.loss) {
+        case xcheck::LossKind::softmax_cross_entropy: return cuda::CaptureLoss::softmax_cross_entropy;
+        case xcheck::LossKind::squared_error: return cuda::CaptureLoss::squared_error;
+      }
+      throw InternalError("cuda side: a LossKind without its capture");
+    }();
     return xcheck::cuda_side::loss_tensors(
         c, cuda::capture_loss(kind, z, d.batches.at(0).labels, t, c.loss_classes, c.batch));
   }

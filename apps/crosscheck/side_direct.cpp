@@ -103,10 +103,11 @@ class DirectSide final : public Side {
           dx[i] = dy[i] + dy[i];
         }
         break;
-      case LayerKind::batchnorm: throw InternalError("direct side: batchnorm is not exact");
+      // Kinds of real arithmetic (layer_info(k).arithmetic): unsupported() refuses them above.
+      case LayerKind::batchnorm:
+      case LayerKind::tanh: throw InternalError("direct side: " + to_string(l.kind) + " is not exact");
     }
-    const Quantity q = l.kind == LayerKind::dense || l.kind == LayerKind::conv2d ? Quantity::preactivation : Quantity::activation;
-    out.insert(out.begin(), nchw(names::layer_output(), q, y, N, l.out));
+    out.insert(out.begin(), nchw(names::layer_output(), output_quantity(l.kind), y, N, l.out));
     out.insert(out.begin() + 1, nchw(names::input_grad(), Quantity::activation_grad, dx, N, l.in));
     return out;
   }

@@ -198,17 +198,22 @@ class ReferenceSide final : public Side {
   Tensors run_loss(const Case& c, const CaseData& d) const {
     const Mat<T> z = Eigen::Map<const Mat<double>>(d.outputs.data(), c.loss_classes, c.batch).cast<T>();
     Tensors out;
-    if (c.loss == LossKind::softmax_cross_entropy) {
-      const Eigen::VectorXi y = Eigen::Map<const Eigen::VectorXi>(d.batches[0].labels.data(), c.batch);
-      const auto ce = ref::softmax_cross_entropy<T>(z, y);
-      out.push_back(scalar(names::loss(), Quantity::loss, double(ce.loss)));
-      out.push_back(matrix(names::loss_probs(), Quantity::activation, Mat<T>(ce.probs.transpose())));
-      out.push_back(matrix(names::loss_grad(), Quantity::activation_grad, Mat<T>(ce.dlogits.transpose())));
-    } else {
-      const Mat<T> t = Eigen::Map<const Mat<double>>(d.targets.data(), c.loss_classes, c.batch).cast<T>();
-      const auto se = ref::squared_error<T>(z, t);
-      out.push_back(scalar(names::loss(), Quantity::loss, double(se.loss)));
-      out.push_back(matrix(names::loss_grad(), Quantity::activation_grad, Mat<T>(se.dout.transpose())));
+    switch (c.loss) {
+      case LossKind::softmax_cross_entropy: {
+        const Eigen::VectorXi y = Eigen::Map<const Eigen::VectorXi>(d.batches[0].labels.data(), c.batch);
+        const auto ce = ref::softmax_cross_entropy<T>(z, y);
+        out.push_back(scalar(names::loss(), Quantity::loss, double(ce.loss)));
+        out.push_back(matrix(names::loss_probs(), Quantity::activation, Mat<T>(ce.probs.transpose())));
+        out.push_back(matrix(names::loss_grad(), Quantity::activation_grad, Mat<T>(ce.dlogits.transpose())));
+        break;
+      }
+      case LossKind::squared_error: {
+        const Mat<T> t = Eigen::Map<const Mat<double>>(d.targets.data(), c.loss_classes, c.batch).cast<T>();
+        const auto se = ref::squared_error<T>(z, t);
+        out.push_back(scalar(names::loss(), Quantity::loss, double(se.loss)));
+        out.push_back(matrix(names::loss_grad(), Quantity::activation_grad, Mat<T>(se.dout.transpose())));
+        break;
+      }
     }
     return out;
   }

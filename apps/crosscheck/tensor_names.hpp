@@ -18,10 +18,12 @@ inline std::string layer_output() { return "fwd"; }
 inline std::string layer_factor(char which) { return fmt::format("kfc.{}", which); }
 // Networks.
 inline std::string forward(const NetworkSpec& spec, int i) {
-  const LayerKind k = spec.layers[i].kind;
-  const char* q = k == LayerKind::dense || k == LayerKind::conv2d ? "pre"
-                  : k == LayerKind::batchnorm                      ? "bn"
-                                                                   : "act";
+  const char* q = "act";
+  switch (layer_info(spec.layers[i].kind).output) {
+    case LayerOutput::preactivation: q = "pre"; break;
+    case LayerOutput::normalized: q = "bn"; break;
+    case LayerOutput::activation: q = "act"; break;
+  }
   return fmt::format("{} {}", q, layer_tag(spec, i));
 }
 inline std::string backward(const NetworkSpec& spec, int i) { return "dout " + layer_tag(spec, i); }

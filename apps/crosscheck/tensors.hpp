@@ -42,12 +42,12 @@ std::string to_string(Quantity q);
 
 /// The quantity of a layer's output: pre-activation (dense, conv), BN output, or activation.
 inline Quantity output_quantity(LayerKind k) {
-  switch (k) {
-    case LayerKind::dense:
-    case LayerKind::conv2d: return Quantity::preactivation;
-    case LayerKind::batchnorm: return Quantity::bn_output;
-    default: return Quantity::activation;
+  switch (layer_info(k).output) {
+    case LayerOutput::preactivation: return Quantity::preactivation;
+    case LayerOutput::normalized: return Quantity::bn_output;
+    case LayerOutput::activation: return Quantity::activation;
   }
+  return Quantity::activation;
 }
 
 struct Tensor {

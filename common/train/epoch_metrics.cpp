@@ -19,7 +19,7 @@ struct GroupName {
   const char* help;
 };
 
-constexpr std::array<GroupName, 9> kGroups{{
+constexpr std::array<GroupName, all_metric_groups.size()> kGroups{{
     {MetricGroup::norms, "norms", "norm.<param> = |W_l| (default)"},
     {MetricGroup::elr, "elr", "elr.<param> = lr/|W_l|^2, elr_opt.<param> the optimizer's own form (default)"},
     {MetricGroup::damping, "damping", "damping_eff.<param> = lambda*|W_l|^2, damping_frac.<param> (K-FAC only)"},
@@ -30,6 +30,14 @@ constexpr std::array<GroupName, 9> kGroups{{
     {MetricGroup::gap, "gap", "gen_gap = test_loss - train loss (default)"},
     {MetricGroup::train_eval, "train_eval", "train_eval_loss/acc: training set in eval mode (gen_gap uses it)"},
 }};
+
+constexpr bool every_group_has_its_name() {
+  if (kGroups.size() != all_metric_groups.size()) return false;
+  for (std::size_t i = 0; i < kGroups.size(); ++i)
+    if (kGroups[i].group != all_metric_groups[i]) return false;
+  return true;
+}
+static_assert(every_group_has_its_name(), "kGroups must name every MetricGroup, in the order of all_metric_groups");
 
 }  // namespace
 
@@ -47,7 +55,7 @@ MetricGroups parse_metric_groups(const std::string& field, const std::string& li
     start = comma + 1;
     if (item.empty()) continue;
     if (item == "all") {
-      for (const auto& e : kGroups) g.add(e.group);
+      for (MetricGroup e : all_metric_groups) g.add(e);
     } else if (item == "default") {
       g.bits |= default_metric_groups().bits;
     } else if (item != "none") {

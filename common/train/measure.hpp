@@ -39,6 +39,8 @@
 //          jac_norm, jac_norm_est and gn_norm are properties of the per-example function f(x) and
 //          always use eval mode.
 // Without BN (Mechanism II, Table 2, Fig. 5) the two modes coincide.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -57,6 +59,19 @@ enum class MetricGroup : unsigned {
   gap = 1u << 7,
   train_eval = 1u << 8,
 };
+/// Every MetricGroup, in declaration order: bit i is the i-th entry (checked below), so the name
+/// table (epoch_metrics.cpp), "all" and the tests loop over this list, never over a copy.
+inline constexpr std::array<MetricGroup, 9> all_metric_groups{
+    MetricGroup::norms, MetricGroup::elr,   MetricGroup::damping, MetricGroup::jacobian,  MetricGroup::jacobian_est,
+    MetricGroup::gn,    MetricGroup::trace, MetricGroup::gap,     MetricGroup::train_eval};
+constexpr bool metric_groups_are_consecutive_bits() {
+  for (std::size_t i = 0; i < all_metric_groups.size(); ++i)
+    if (unsigned(all_metric_groups[i]) != 1u << i) return false;
+  return true;
+}
+static_assert(metric_groups_are_consecutive_bits() &&
+                  unsigned(all_metric_groups.back()) == unsigned(MetricGroup::train_eval),
+              "all_metric_groups must list every MetricGroup, bit i at position i, the last one last");
 
 struct MetricGroups {
   unsigned bits = 0;

@@ -1,7 +1,9 @@
 #pragma once
-// Elementwise kernel bodies: ReLU, bias add, residual join, cotangent accumulation, global
+// Elementwise kernel bodies: ReLU, tanh, bias add, residual join, cotangent accumulation, global
 // average pooling. Layouts as the reference (reference/ops/*.hpp): activations NCHW, i.e. the
 // reference's (C·H·W)×N column-per-example matrices; dense activations are N×K with K inner.
+#include <cmath>
+
 #include "cuda/kernels/hd.hpp"
 
 namespace wdlab::cuda::kernels {
@@ -25,6 +27,22 @@ struct ReluBackward {
   WDLAB_HD void operator()(Index i) const {
     store(mode, &dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
   }
+};
+
+/// y = tanh(x) (reference/ops/tanh.hpp tanh_fprop).
+struct TanhForward {
+  const float* x;
+  float* y;
+  WDLAB_HD void operator()(Index i) const { y[i] = tanhf(x[i]); }
+};
+
+/// dx (=|+=) dy ⊙ (1 − y²), from the output y (tanh_bprop).
+struct TanhBackward {
+  const float* y;
+  const float* dy;
+  float* dx;
+  Accumulate mode;
+  WDLAB_HD void operator()(Index i) const { store(mode, &dx[i], dy[i] * (1.0f - y[i] * y[i])); }
 };
 
 /// y[n,k,t] += b[k] over N·K·HW entries (conv: HW = P·Q; dense: HW = 1).
@@ -77,3 +95,16 @@ struct GlobalAvgPoolBackward {
 };
 
 }  // namespace wdlab::cuda::kernels
+
+// Every body above, for the device launcher's instantiations (instantiate_layers.cu): a body and
+// its entry here are one edit, so a new layer's kernels need no other file.
+#define WDLAB_ELEMENTWISE_BODIES(X) \
+  X(ReluForward)                    \
+  X(ReluBackward)                   \
+  X(BiasAdd)                        \
+  X(ResidualAdd)                    \
+  X(AccumulateInto)                 \
+  X(GlobalAvgPoolForward)           \
+  X(GlobalAvgPoolBackward)          \
+  X(TanhForward)                    \
+  X(TanhBackward)

@@ -67,3 +67,8 @@ struct MaxPoolBackward {
 };
 
 }  // namespace wdlab::cuda::kernels
+
+// Every body above, for the device launcher's instantiations (instantiate_layers.cu).
+#define WDLAB_POOL_BODIES(X) \
+  X(MaxPoolForward)          \
+  X(MaxPoolBackward)

@@ -8,6 +8,7 @@
 #include "reference/ops/conv2d.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
+#include "reference/ops/tanh.hpp"
 
 namespace wdlab::ref {
 
@@ -88,6 +89,7 @@ NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, c
       case LayerKind::global_avgpool: global_avgpool_fprop(gap_geometry(l, N), in, y); break;
       case LayerKind::flatten: y = in; break;  // CHW columns are already flat
       case LayerKind::residual_add: residual_fprop(in, fw.input_of(spec, i, 1), y); break;
+      case LayerKind::tanh: tanh_fprop(in, y); break;
     }
   }
   return fw;
@@ -159,6 +161,7 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
         accumulate(l.inputs[1], db);
         break;
       }
+      case LayerKind::tanh: tanh_bprop(fw.out[i], dy, dx); break;
     }
     if (dx.size() > 0) accumulate(src, dx);
   }

@@ -39,7 +39,7 @@ SquaredError<T> squared_error(const Mat<T>& out, const Mat<T>& target);
 
 /// K-FAC-F targets: ŷ_n ~ Cat(p_n) by inversion of u_n = rng::uniform(seed, fisher_target, step,
 /// n): ŷ_n = min{y : u_n < Σ_{j≤y} p_{jn}} (cumulated in double), K−1 if rounding leaves
-/// u_n ≥ Σ_j p_{jn}. The same convention as reference/curvature.cpp. probs is K×N.
+/// u_n ≥ Σ_j p_{jn}. The same convention as reference/mlp/curvature.cpp. probs is K×N.
 template <class T>
 Eigen::VectorXi sample_categorical_targets(const Mat<T>& probs, std::uint64_t seed,
                                            std::uint64_t step);

@@ -4,6 +4,7 @@
 // has no case.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "apps/crosscheck/case_data.hpp"
@@ -93,6 +94,55 @@ TEST_CASE("registry: every LayerKind has a case alone, every integer-arithmetic 
   CHECK(registry(nets).size() == network_names().size() * optimizer_names().size());
   nets.networks = {"no-such-net"};
   CHECK_THROWS_AS(registry(nets), UsageError);
+}
+
+TEST_CASE("registry: every CaseKind, LossKind and InputKind has its own name and at least one case") {
+  // Layers and losses, the networks alone, the networks under every optimizer, the exact mode:
+  // together they must hold every value of each enum's list (not a copy of it).
+  Selection nets;
+  nets.networks = {"mlp"};
+  nets.width_mult = 0.01;
+  Selection steps = nets;
+  steps.optimizers = optimizer_names();
+  Selection exact;
+  exact.input = InputKind::small_integer;
+  std::vector<Case> all;
+  for (const Selection& s : {layers_only(), nets, steps, exact})
+    for (auto& c : registry(s)) all.push_back(std::move(c));
+  std::set<std::string> names;
+  for (CaseKind k : all_case_kinds) {
+    CHECK_MESSAGE(names.insert(to_string(k)).second, to_string(k));
+    CHECK_MESSAGE(std::count_if(all.begin(), all.end(), [&](const Case& c) { return c.kind == k; }) > 0, to_string(k));
+  }
+  for (LossKind k : all_loss_kinds) {
+    CHECK_MESSAGE(names.insert(to_string(k)).second, to_string(k));
+    CHECK_MESSAGE(std::count_if(all.begin(), all.end(), [&](const Case& c) { return c.kind == CaseKind::loss && c.loss == k; }) == 1,
+                  to_string(k));
+  }
+  for (InputKind k : all_input_kinds) {
+    CHECK_MESSAGE(names.insert(to_string(k)).second, to_string(k));
+    CHECK_MESSAGE(std::count_if(all.begin(), all.end(), [&](const Case& c) { return c.input == k; }) > 0, to_string(k));
+  }
+  CHECK(names.count("?") == 0);
+}
+
+TEST_CASE("report: every Status has its own name and its own count in the summary") {
+  std::set<std::string> names;
+  Summary sum;
+  int n = 0;
+  for (Status st : all_statuses) {
+    CHECK_MESSAGE(names.insert(to_string(st)).second, to_string(st));
+    Line l;
+    l.status = st;
+    for (int i = 0; i <= n; ++i) sum.add(l);  // 1, 2, 3, ... lines: each count is its own
+    ++n;
+  }
+  CHECK(names.count("?") == 0);
+  CHECK(sum.pass == 1);
+  CHECK(sum.fail == 2);
+  CHECK(sum.missing == 3);
+  CHECK(sum.unsupported == 4);
+  CHECK(sum.pass + sum.fail + sum.missing + sum.unsupported == n * (n + 1) / 2);
 }
 
 TEST_CASE("float32 against double passes on every layer case at the float tolerances") {

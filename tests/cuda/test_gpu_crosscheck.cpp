@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "apps/crosscheck/cases.hpp"
 #include "gpu_guard.hpp"
 
 namespace {
@@ -71,8 +73,10 @@ TEST_CASE("gpu crosscheck: every layer kind alone and both losses match the doub
   const auto r = check_all("--layers");
   CHECK(r.pass > 100);
   CHECK(r.kfac > 10);  // kfc.A and kfc.S of every dense and conv case
-  for (const char* kind : {"conv2d", "dense", "batchnorm", "relu", "maxpool", "global_avgpool", "flatten",
-                           "residual_add", "softmax_cross_entropy", "squared_error"}) {
+  std::vector<std::string> kinds;  // the enums' lists, so a new layer or loss kind is looked for too
+  for (wdlab::LayerKind k : wdlab::all_layer_kinds) kinds.push_back(wdlab::to_string(k));
+  for (wdlab::xcheck::LossKind k : wdlab::xcheck::all_loss_kinds) kinds.push_back(wdlab::xcheck::to_string(k));
+  for (const std::string& kind : kinds) {
     bool seen = false;
     for (const auto& c : r.cases) seen = seen || c.rfind(kind, 0) == 0;
     CHECK_MESSAGE(seen, kind);

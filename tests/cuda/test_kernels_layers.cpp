@@ -1,5 +1,5 @@
 // Kernel bodies of the CUDA backend run on the CPU by the host launcher, against the reference
-// ops (double, on the same float-rounded inputs): ReLU, bias, residual, global average pooling,
+// ops (double, on the same float-rounded inputs): ReLU, tanh, bias, residual, global average pooling,
 // max-pooling, batch normalization, KFC patches, reductions. Each case prints its evidence and
 // has a negative control that must fail. No GPU needed; the GPU suite runs the same bodies on
 // the device and compares with these host results.
@@ -20,6 +20,7 @@
 #include "reference/ops/batchnorm.hpp"
 #include "reference/ops/conv2d.hpp"
 #include "reference/ops/pool.hpp"
+#include "reference/ops/tanh.hpp"
 
 using namespace wdlab;
 using namespace wdlab::cuda::kernels;
@@ -50,6 +51,26 @@ TEST_CASE("kernel ReLU forward/backward equal the reference exactly, NaN propaga
   launch_host(2, ReluForward{nan_in.data(), nan_out.data()});
   CHECK(std::isnan(nan_out[0]));
   CHECK(nan_out[1] == 0.0f);
+}
+
+TEST_CASE("kernel tanh forward/backward match the double reference at the kernel tolerance") {
+  const Mat<double> x = rounded(normal_mat(37, 5, 11, 2.0));  // |x| up to ~6: saturated entries too
+  const Mat<double> dy = rounded(normal_mat(37, 5, 12));
+  Mat<double> y_ref, dx_ref;
+  ref::tanh_fprop(x, y_ref);
+  ref::tanh_bprop(y_ref, dy, dx_ref);
+  const auto xf = flat_f(x), dyf = flat_f(dy);
+  std::vector<float> y(xf.size()), dx(xf.size(), 5.0f);
+  launch_host(Index(xf.size()), TanhForward{xf.data(), y.data()});
+  launch_host(Index(xf.size()), TanhBackward{y.data(), dyf.data(), dx.data(), Accumulate::overwrite});
+  WDLAB_EXPECT_PASS(compare_kernel("tanh y", to_d(y), flat_d(y_ref)));
+  WDLAB_EXPECT_PASS(compare_kernel("tanh dx", to_d(dx), flat_d(dx_ref)));
+  launch_host(Index(xf.size()), TanhBackward{y.data(), dyf.data(), dx.data(), Accumulate::add});
+  WDLAB_EXPECT_PASS(compare_kernel("tanh dx added twice", to_d(dx), flat_d(Mat<double>(2 * dx_ref))));
+  // Negative control: the derivative taken at the input (1 − x²) instead of the output differs.
+  std::vector<float> wrong(xf.size());
+  launch_host(Index(xf.size()), TanhBackward{xf.data(), dyf.data(), wrong.data(), Accumulate::overwrite});
+  CHECK_FALSE(compare_kernel("tanh dx from x (control)", to_d(wrong), flat_d(dx_ref)).pass);
 }
 
 TEST_CASE("kernel bias add and per-channel bias gradient match the reference sums") {

@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 
 #include "common/compare.hpp"
-#include "reference/curvature.hpp"
+#include "reference/mlp/curvature.hpp"
 #include "reference/ops/loss.hpp"
-#include "reference/jacobian.hpp"
+#include "reference/mlp/jacobian.hpp"
 #include "theory/problem.hpp"
 
 using namespace wdlab;

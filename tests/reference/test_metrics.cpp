@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <set>
+#include <string>
 
 #include <Eigen/Eigenvalues>
 
@@ -16,9 +18,9 @@
 #include "common/philox.hpp"
 #include "common/train/measure.hpp"
 #include "reference/backend.hpp"
-#include "reference/curvature.hpp"
-#include "reference/jacobian.hpp"
-#include "reference/mlp.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/jacobian.hpp"
+#include "reference/mlp/mlp.hpp"
 #include "reference/net/metrics.hpp"
 #include "reference/optim/kfac.hpp"
 
@@ -354,6 +356,23 @@ TEST_CASE("metric group names parse, print and reject unknown names") {
   CHECK(train::to_string(train::parse_metric_groups("x", "all")) ==
         "norms,elr,damping,jacobian,jacobian_est,gn,trace,gap,train_eval");
   CHECK_THROWS_AS(train::parse_metric_groups("metrics.groups", "norms,jacobain"), UsageError);
+}
+
+TEST_CASE("every MetricGroup has its own name, which parses back to it alone, and \"all\" holds it") {
+  std::set<std::string> names;
+  const auto all = train::parse_metric_groups("x", "all");
+  for (train::MetricGroup g : train::all_metric_groups) {  // the enum's list, not the name table
+    train::MetricGroups one;
+    one.add(g);
+    const std::string n = train::to_string(one);
+    INFO(n);
+    CHECK(n != "none");
+    CHECK(n.find(',') == std::string::npos);
+    CHECK(names.insert(n).second);
+    CHECK(train::parse_metric_groups("x", n) == one);
+    CHECK(all.has(g));
+  }
+  CHECK(names.size() == train::all_metric_groups.size());
 }
 
 namespace {

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/compare.hpp"
-#include "reference/jacobian.hpp"
+#include "reference/mlp/jacobian.hpp"
 #include "theory/problem.hpp"
 
 using namespace wdlab;

@@ -5,8 +5,8 @@
 #include "../support/small_mlp.hpp"
 
 #include "common/tolerances.hpp"
-#include "reference/curvature.hpp"
-#include "reference/jacobian.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/jacobian.hpp"
 #include "theory/matfree.hpp"
 
 using namespace wdlab;

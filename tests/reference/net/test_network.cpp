@@ -5,10 +5,11 @@
 #include <fmt/format.h>
 
 #include "common/compare.hpp"
+#include "common/errors.hpp"
 #include "common/model_zoo.hpp"
 #include "common/philox.hpp"
-#include "reference/curvature.hpp"
-#include "reference/mlp.hpp"
+#include "reference/mlp/curvature.hpp"
+#include "reference/mlp/mlp.hpp"
 #include "reference/net/network.hpp"
 #include "reference/optim/kfac.hpp"
 #include "reference/optim/optimizer.hpp"
@@ -92,6 +93,35 @@ TEST_CASE("whole-network gradients by central differences: tiny VGG11 ± BN (con
 TEST_CASE("whole-network gradients by central differences: tiny ResNet8 ± BN (residual, GAP)") {
   for (Norm n : {Norm::none, Norm::batchnorm})
     check_gradients(zoo::resnet(8, 1, Shape{2, 6, 6}, 3, {.norm = n, .width_mult = 0.25}), 3, 3);
+}
+
+TEST_CASE("whole-network gradients by central differences: every attribute-free layer kind between two dense layers") {
+  // The kinds SpecBuilder::layer builds from the table alone (relu, global_avgpool, flatten,
+  // residual_add as x + x, tanh, ...): each one's dispatch in the engine, not only its op.
+  int n = 0;
+  for (LayerKind k : all_layer_kinds) {
+    if (layer_info(k).fields != LayerFields::none) continue;
+    SpecBuilder b(to_string(k), Shape{2, 2, 3}, 3);
+    b.conv("conv", 2, 1, 1, 0, Bias::on);
+    b.layer(k);
+    b.flatten();
+    b.dense("fc", 3, Bias::on);
+    check_gradients(b.finish(), 5 + std::uint64_t(k), 3);
+    ++n;
+  }
+  CHECK(n >= 5);
+}
+
+TEST_CASE("layer-kind table: SpecBuilder::layer refuses kinds with fields, validate counts inputs from it") {
+  SpecBuilder b("x", Shape{2, 2, 2}, 8);
+  CHECK_THROWS_AS(b.layer(LayerKind::conv2d), InternalError);
+  CHECK_THROWS_AS(b.layer(LayerKind::maxpool), InternalError);
+  b.layer(LayerKind::flatten);
+  NetworkSpec spec = b.finish();
+  CHECK(spec.layers.at(0).out == Shape{8, 1, 1});
+  spec.layers.at(0).kind = LayerKind::residual_add;  // a join with one input
+  CHECK_THROWS_WITH_AS(spec.validate(), doctest::Contains("needs 2 input(s)"), UsageError);
+  for (LayerKind k : all_layer_kinds) CHECK(to_string(k) == std::string(layer_info(k).name));
 }
 
 TEST_CASE("the engine's MLP equals the theory suite's independent MLP reference") {

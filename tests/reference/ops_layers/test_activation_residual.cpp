@@ -1,4 +1,4 @@
-// Reference ReLU and residual join: gradients by central differences (ReLU inputs kept away from
+// Reference ReLU, tanh and residual join: gradients by central differences (ReLU inputs kept away from
 // the kink, margin asserted), the documented choice at 0, NaN propagation, float vs double.
 #include <fmt/format.h>
 
@@ -8,6 +8,7 @@
 #include "ops_test_util.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/residual.hpp"
+#include "reference/ops/tanh.hpp"
 
 using namespace wdlab;
 using namespace wdlab::ref;
@@ -75,6 +76,33 @@ TEST_CASE("relu float vs double") {
   relu_fprop(cast<float>(x), yf);
   WDLAB_EXPECT_PASS(
       compare("relu y float", span_of(to_double(yf)), span_of(y), tol::Kind::float_forward));
+}
+
+TEST_CASE("tanh: y = tanh(x) against its exponential form, dx against central differences, float vs double") {
+  const Mat<double> x = normal_mat(12, 5, 74, 1.5);
+  const Mat<double> dy = normal_mat(12, 5, 75);
+  Mat<double> y, dx;
+  tanh_fprop(x, y);
+  tanh_bprop(y, dy, dx);
+  // tanh x = (e^{2x} − 1)/(e^{2x} + 1): computed independently of std::tanh.
+  const Mat<double> want_y = x.unaryExpr([](double v) { return std::expm1(2 * v) / (std::exp(2 * v) + 1); });
+  WDLAB_EXPECT_PASS(compare("tanh y", span_of(y), span_of(want_y), tol::Kind::exact_double));
+  const Mat<double> fdx = fd_gradient<Mat<double>>(
+      [&](const Mat<double>& xx) {
+        Mat<double> yy;
+        tanh_fprop(xx, yy);
+        return dot(dy, yy);
+      },
+      x);
+  WDLAB_EXPECT_PASS(compare("tanh dx", span_of(dx), span_of(fdx), tol::Kind::finite_difference));
+  // Negative control: the derivative at the input, 1 − x², is not the VJP.
+  Mat<double> wrong;
+  tanh_bprop(x, dy, wrong);
+  CHECK_FALSE(compare("tanh dx from x (control)", span_of(wrong), span_of(fdx), tol::Kind::finite_difference).pass);
+  Mat<float> yf;
+  tanh_fprop(cast<float>(x), yf);
+  WDLAB_EXPECT_PASS(compare("tanh y float", span_of(to_double(yf)), span_of(y), tol::Kind::float_forward));
+  CHECK_THROWS_AS(tanh_bprop(y, Mat<double>(Mat<double>::Zero(4, 1)), dx), InternalError);
 }
 
 TEST_CASE("residual: y = a + b, and both branches receive dy (central differences)") {

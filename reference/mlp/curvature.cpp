@@ -1,4 +1,4 @@
-#include "reference/curvature.hpp"
+#include "reference/mlp/curvature.hpp"
 
 #include <cmath>
 

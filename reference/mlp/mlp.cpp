@@ -1,5 +1,5 @@
-// Reference MLP passes; the formulas are in reference/mlp.hpp.
-#include "reference/mlp.hpp"
+// Reference MLP passes; the formulas are in reference/mlp/mlp.hpp.
+#include "reference/mlp/mlp.hpp"
 
 #include <cmath>
 #include <limits>

@@ -1,6 +1,7 @@
 #pragma once
 // Reference MLP (Eigen, templated on the scalar; double is the oracle): forward, backward and
-// forward-mode (JVP) passes over a batch stored column-per-example (X: d×N).
+// forward-mode (JVP) passes over a batch stored column-per-example (X: d×N). The theory suite's
+// engine (reference/mlp/: this, jacobian, curvature); networks in general run on reference/net/.
 //   s_l = W_l a_{l-1} + b_l        W_l: out_l×in_l, s_l: out_l×N
 //   z_l = (s_l − μ_l)/σ_l          BN with batch statistics, no γ/β (hidden layers, if on)
 //   a_l = φ(z_l),  f = s_{L+1}     φ = ReLU or identity

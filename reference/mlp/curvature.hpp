@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "reference/mlp.hpp"
+#include "reference/mlp/mlp.hpp"
 
 namespace wdlab::ref {
 

@@ -1,4 +1,4 @@
-#include "reference/jacobian.hpp"
+#include "reference/mlp/jacobian.hpp"
 
 #include "common/errors.hpp"
 

@@ -5,7 +5,7 @@
 // the batch statistics.
 #include <vector>
 
-#include "reference/mlp.hpp"
+#include "reference/mlp/mlp.hpp"
 
 namespace wdlab::ref {
 
