@@ -1,5 +1,6 @@
 // `wdlab measure`: the mechanism metrics (common/train/measure.hpp) of a run's checkpoint.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -153,7 +154,10 @@ int cmd_measure(const Args& args) {
                train::to_string(mo.groups));
     std::size_t width = 0;
     for (const auto& [k, v] : metrics.items()) width = std::max(width, k.size());
-    for (const auto& [k, v] : metrics.items()) fmt::print("  {:<{}}  {:.6g}\n", k, width, v.get<double>());
+    for (const auto& [k, v] : metrics.items()) {
+      const double x = v.get<double>();  // NaN: not applicable, null in JSON (common/train/measure.hpp)
+      fmt::print("  {:<{}}  {}\n", k, width, std::isnan(x) ? std::string("null") : fmt::format("{:.6g}", x));
+    }
   }
   return 0;
 }

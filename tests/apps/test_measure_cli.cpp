@@ -213,5 +213,7 @@ TEST_CASE("group rotation: train logs it per epoch, measure takes one step from 
   const auto table = run_wdlab("measure --run " + kfac.string() + " --metrics rotation");
   CHECK(table.rc == 0);
   CHECK(table.out.find("rot.fc0.weight") != std::string::npos);
+  CHECK(table.out.find("null") != std::string::npos);  // rot_pred under K-FAC, printed as in JSON
+  CHECK(table.out.find("nan") == std::string::npos);
   for (const auto& d : {sgd, kfac}) fs::remove_all(d);
 }
