@@ -1,6 +1,8 @@
 #pragma once
-// What Backend::measure computes: groups of the paper's mechanism metrics (README, "Mechanism
-// metrics"), backend-neutral. <param> is a weight tensor's PyTorch name ("features.0.weight").
+// The mechanism metrics (README, "wdlab measure and the mechanism metrics"), backend-neutral: a
+// backend returns numbers (MeasureSummary below, Backend::measure_summary), and the rows are named
+// once, by metric_rows (measure.cpp) and rotation_rows (rotation.cpp). <param> is a weight
+// tensor's PyTorch name ("features.0.weight").
 //   norms        norm.<param> = ‖W_l‖₂
 //   elr          elr.<param> = η/‖W_l‖² (MATH.md §5) and elr_opt.<param>, the optimizer's own form:
 //                SGD (heavy ball or Nesterov, momentum μ): η/((1−μ)‖W_l‖²)   (MATH.md §5, [DER])
@@ -29,9 +31,10 @@
 //                                   √(2ηλ(1−α)/(1+α)); AdamW √(2ηλ(1−β₁)/(1+β₁)) (Kosson et al. 2024)
 //                elr_pred.<param>   η/‖θ‖² at that equilibrium, SGD only: rot_pred·√(1−α²)/‖g̃‖ with
 //                                   ‖g̃‖ = rms_t ‖g_t‖·‖θ_t‖ the gradient at unit norm
-//                null (JSON and CSV, as train_loss without steps) where not applicable: rot/grad_ratio/elr_pred
-//                before any step (epoch 0), the predictions without decay, under K-FAC, Adam with L2,
-//                Nesterov, or for a tensor not followed by BN alone (not scale-invariant).
+//                null (JSON and CSV, as train_loss without steps) where not applicable:
+//                rot/grad_ratio/elr_pred before any step (epoch 0); the predictions without decay,
+//                under K-FAC, Adam with L2, Nesterov, or for a tensor not followed by BN alone
+//                (not scale-invariant).
 //                `wdlab train` accumulates it per step; `wdlab measure` takes one step from the
 //                checkpoint on the probe batch, reads it, and restores the state.
 //   gap          gen_gap = test_loss − train_loss (computed by the trainer, not the backend)
