@@ -1,5 +1,6 @@
 // `wdlab measure`: the mechanism metrics (common/train/measure.hpp) of a run's checkpoint.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -71,7 +72,10 @@ int cmd_measure(const Args& args) {
       "The config comes from DIR/config.json, or from the checkpoint's metadata without --run.\n"
       "gap evaluates the training and test sets in evaluation mode: gen_gap = test_loss -\n"
       "train_eval_loss. The learning rate for elr is the run's schedule at the checkpoint's last\n"
-      "step. The probe set and BN mode default to the run's (metrics.probe_split, metrics.curvature_bn;\n"
+      "step. rotation takes one optimizer step from the checkpoint's state (any optimizer) on the\n"
+      "probe batch with that learning rate, reports that step's angle and |g|/|W| per weight tensor\n"
+      "beside the equilibrium predictions, and restores the state (the checkpoint is not written).\n"
+      "The probe set and BN mode default to the run's (metrics.probe_split, metrics.curvature_bn;\n"
       "a run from before those keys: test and eval). Metric groups (comma-separated; 'all',\n"
       "'default', 'none'):\n" +
       train::metric_groups_help() + "\noptions");
@@ -150,7 +154,10 @@ int cmd_measure(const Args& args) {
                train::to_string(mo.groups));
     std::size_t width = 0;
     for (const auto& [k, v] : metrics.items()) width = std::max(width, k.size());
-    for (const auto& [k, v] : metrics.items()) fmt::print("  {:<{}}  {:.6g}\n", k, width, v.get<double>());
+    for (const auto& [k, v] : metrics.items()) {
+      const double x = v.get<double>();  // NaN: not applicable, null in JSON (common/train/measure.hpp)
+      fmt::print("  {:<{}}  {}\n", k, width, std::isnan(x) ? std::string("null") : fmt::format("{:.6g}", x));
+    }
   }
   return 0;
 }

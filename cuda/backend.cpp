@@ -127,6 +127,7 @@ train::StepStats CudaBackend::run_step(Activations& a, double lr) {
   forward(a, true);
   loss_and_gradient(a, true);
   backward(a);
+  begin_weight_steps();  // group rotation only
   optimizer_step(lr);
   running_stats_update(a);
   parameter_stats();
@@ -142,6 +143,7 @@ train::StepStats CudaBackend::run_step(Activations& a, double lr) {
     name_nonfinite(s);
     if (policy_ == train::NonfinitePolicy::skip) restore_state();
   }
+  end_weight_steps(s);  // group rotation only (finite steps)
   return s;
 }
 

@@ -71,10 +71,13 @@ class CudaBackend final : public train::Backend {
   /// Under skip a step whose update is non-finite is undone from a device copy of the
   /// parameters and optimizer state taken before it (kept only under skip).
   void set_nonfinite_policy(train::NonfinitePolicy policy) override { policy_ = policy; }
-  /// backend_measure.cpp: the mechanism metrics on the GPU, term for term as
-  /// reference/backend_measure.cpp (norms, elr, jacobian, jacobian_est, gn, trace; damping and
-  /// K-FAC's elr_opt through the optimizer, see there).
-  train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override;
+  /// backend_measure.cpp: the numbers behind the mechanism metrics on the GPU, term for term as
+  /// reference/backend_measure.cpp (norms, jacobian, jacobian_est, gn, trace; damping fractions
+  /// through the optimizer); common/train/measure.cpp names the rows.
+  train::MeasureSummary measure_summary(const train::HostBatch& probe, const train::MeasureRequest& req) override;
+  /// Group rotation: steps record ⟨θ_t,θ_{t+1}⟩, the norms and ‖g_t‖ per weight tensor (one device
+  /// copy of the weights and four reductions per tensor per step; backend_measure.cpp).
+  void record_weight_steps(train::WeightSteps mode) override { weight_steps_ = mode; }
   /// wn-conv on the device (Backend::rescale_weights), all or nothing.
   void rescale_weights(const train::NamedValues& targets) override;
   /// K-FAC's data-pass factor initialization (backend_kfac.cpp).
@@ -127,10 +130,19 @@ class CudaBackend final : public train::Backend {
     train::CurvatureBn mode = train::CurvatureBn::eval;
     std::uint64_t seed = 0, step = 0;
   };
-  Curvature output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn, const CurvatureBnPass& bn);
+  /// The output metric whose columns B_n the pass back-propagates (Gauss-Newton: e_j; Fisher:
+  /// √p_j(e_j − p)), whether it also sums ‖J_x‖²_F (the input gradient of each pass), and whether
+  /// it forms the K-FAC quadratic T·vec(W̄)ᵀ(A⊗S)vec(W̄) (C×C Gram matrices): named, not bools.
+  enum class OutputMetric { gauss_newton, fisher };
+  enum class InputJacobian { compute, skip };
+  enum class KfacQuadratic { compute, skip };
+  Curvature output_pass(Activations& a, OutputMetric metric, InputJacobian jac, KfacQuadratic gn,
+                        const CurvatureBnPass& bn);
   std::vector<double> jacobian_estimates(Activations& a, const train::MeasureRequest& req);
-  train::NamedValues optimizer_metrics(const train::MeasureRequest& req,
-                                       const std::vector<std::pair<std::string, double>>& norms) const;
+  /// Group rotation, around the optimizer step of run_step / kfac_step (after the backward, so
+  /// ‖g_t‖ is the loss gradient before L2): θ_t, ‖θ_t‖², ‖g_t‖²; then ⟨θ_t,θ_{t+1}⟩, ‖θ_{t+1}‖².
+  void begin_weight_steps();
+  void end_weight_steps(train::StepStats& s);
   kernels::StepScalars read_scalars() const;
   const float* input_of(const Activations& a, int layer, int which = 0) const;
   /// backend_kfac.cpp: a K-FAC step on the batch in `a`, and the statistics pass (a train-mode
@@ -163,6 +175,9 @@ class CudaBackend final : public train::Backend {
   std::unique_ptr<CudaOptimizer> optimizer_;
   CudaFirstOrder* first_order_ = nullptr;  // optimizer_->first_order(): SGD, Adam
   CudaKfac* kfac_ = nullptr;               // optimizer_->kfac(): K-FAC-F/G
+  train::WeightSteps weight_steps_ = train::WeightSteps::off;
+  std::vector<DeviceBuffer<float>> step_theta_;  // θ_t per weight tensor (recording only)
+  DeviceBuffer<double> step_sums_, step_partial_;  // 4 sums per weight tensor, reduction scratch
   struct ResidentSet {
     DeviceBuffer<float> images;          // n·C·H·W, normalized, not augmented
     DeviceBuffer<std::int32_t> labels;   // n

@@ -43,6 +43,7 @@ train::StepStats CudaBackend::kfac_step(Activations& a, double lr, std::int64_t 
   std::optional<io::SafetensorsFile> before;
   if (policy_ == train::NonfinitePolicy::skip) before = state();
   KfacFailure fail;
+  begin_weight_steps();  // group rotation only: ‖g_t‖ before the step adds L2 in place
   const auto raises = kfac_->step(params_, grads_, lr, k, &fail);
   if (!fail.tensor.empty()) {
     if (before) load_state(*before);
@@ -62,6 +63,7 @@ train::StepStats CudaBackend::kfac_step(Activations& a, double lr, std::int64_t 
     kfac_statistics(a, std::uint64_t(k));
     if (!kfac_->update_factors(k, &fail)) return reject(fail.tensor, fail.layer);
   }
+  end_weight_steps(s);  // group rotation only
   return s;
 }
 

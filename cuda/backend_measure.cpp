@@ -1,6 +1,7 @@
-// CudaBackend::measure and ::rescale_weights: the mechanism metrics (common/train/measure.hpp)
-// on the GPU, term for term as reference/backend_measure.cpp and reference/net/metrics.cpp, and
-// wn-conv's rescaling.
+// CudaBackend::measure_summary and ::rescale_weights: the numbers behind the mechanism metrics
+// (common/train/measure.hpp; common/train/measure.cpp names the rows) on the GPU, term for term as
+// reference/backend_measure.cpp and reference/net/metrics.cpp; the rotation group's per-step
+// records; and wn-conv's rescaling.
 //
 // The curvature groups run the backend's own forward (BN in evaluation mode) and backward (BN
 // through its running statistics, BnPass::running; with curvature_bn batch the forward uses the
@@ -31,7 +32,7 @@
 #include "cuda/kernels/launch.hpp"
 #include "cuda/kernels/measure.hpp"
 #include "cuda/kernels/patches.hpp"
-#include "cuda/kfac.hpp"
+#include "common/train/rotation.hpp"
 #include "cuda/kfac.hpp"
 #include "cuda/reductions.hpp"
 
@@ -99,9 +100,10 @@ struct CudaBackend::Curvature {
   double theta_norm = 0, jac_norm = 0;
 };
 
-CudaBackend::Curvature CudaBackend::output_pass(Activations& a, bool fisher, bool want_jac, bool want_gn,
-                                                const CurvatureBnPass& bn) {
+CudaBackend::Curvature CudaBackend::output_pass(Activations& a, OutputMetric metric, InputJacobian jac_pass,
+                                                KfacQuadratic gn_pass, const CurvatureBnPass& bn) {
   const bool batch = bn.mode == train::CurvatureBn::batch;
+  const bool want_jac = jac_pass == InputJacobian::compute, want_gn = gn_pass == KfacQuadratic::compute;
   const cudaStream_t st = ctx_->stream();
   const int N = a.N;
   const Index K = spec_.classes;
@@ -189,10 +191,10 @@ CudaBackend::Curvature CudaBackend::output_pass(Activations& a, bool fisher, boo
   // K backward passes, one per column of B_n.
   float* cot = a.dout[last].data();
   for (Index j = 0; j < K; ++j) {
-    if (fisher)
-      launch_device(st, N, kernels::FisherColumnCotangent{a.out[last].data(), cot, K, j});
-    else
-      launch_device(st, Index(N) * K, kernels::OneHotCotangent{cot, K, j});
+    switch (metric) {
+      case OutputMetric::fisher: launch_device(st, N, kernels::FisherColumnCotangent{a.out[last].data(), cot, K, j}); break;
+      case OutputMetric::gauss_newton: launch_device(st, Index(N) * K, kernels::OneHotCotangent{cot, K, j}); break;
+    }
     if (batch) launch_device(st, N, kernels::SignColumns{cot, K, bn.seed, bn.step});
     backward(a, batch ? BnPass::batch : BnPass::running);
     if (want_jac) {
@@ -295,45 +297,72 @@ std::vector<double> CudaBackend::jacobian_estimates(Activations& a, const train:
   return h;
 }
 
-train::NamedValues CudaBackend::optimizer_metrics(const train::MeasureRequest& req,
-                                                  const std::vector<std::pair<std::string, double>>& norms) const {
-  // The optimizer's own rows, in the reference's order: elr_opt per weight tensor (its form
-  // depends on the optimizer, common/train/measure.hpp), then K-FAC's damping group (λ‖W‖² and
-  // the fraction of eigenvalue pairs above λ, from CudaKfac's current factors). Without K-FAC the
-  // damping group has no rows, as in the reference.
-  train::NamedValues out;
-  if (req.groups.has(train::MetricGroup::elr))
-    for (const auto& [name, norm] : norms) {
-      double own = 0;
-      if (kfac_) own = kfac_->elr_opt(req.lr, norm);                                 // η/((1−μ)λ‖W‖²)
-      else if (optim_.kind == OptimizerKind::adam) own = req.lr / norm;              // η/‖W‖
-      else own = req.lr / ((1 - optim_.momentum) * norm * norm);                     // η/((1−μ)‖W‖²)
-      out.emplace_back("elr_opt." + name, own);
-    }
-  if (req.groups.has(train::MetricGroup::damping) && kfac_)
-    for (auto& row : kfac_->damping_metrics(info_, norms)) out.push_back(std::move(row));
-  return out;
+namespace {
+
+/// The metric family of an optimizer kind (common/train/measure.hpp): a switch without default,
+/// so a new kind (lion, ...) is a compile error here (-Werror=switch) until its elr_opt and
+/// rot_pred forms are decided, instead of silently taking SGD's or Adam's.
+train::MetricFamily metric_family(const OptimSettings& o) {
+  switch (o.kind) {
+    case OptimizerKind::sgd:
+      switch (o.momentum_kind) {
+        case MomentumKind::heavy_ball: return train::MetricFamily::sgd_heavy_ball;
+        case MomentumKind::nesterov: return train::MetricFamily::sgd_nesterov;
+      }
+      break;
+    case OptimizerKind::adam: return train::MetricFamily::adam;
+    case OptimizerKind::lion: return train::MetricFamily::lion;
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return train::MetricFamily::kfac;
+  }
+  throw InternalError("metric_family: unknown optimizer kind");
 }
 
-train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const train::MeasureRequest& req) {
+/// SGD μ, Adam β₁, Lion β₁, K-FAC μ (the momentum the family's forms use).
+double family_momentum(const OptimSettings& o) {
+  switch (o.kind) {
+    case OptimizerKind::sgd: return o.momentum;
+    case OptimizerKind::adam: return o.beta1;
+    case OptimizerKind::lion: return o.lion.beta1;
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return o.kfac.momentum;
+  }
+  throw InternalError("family_momentum: unknown optimizer kind");
+}
+
+train::TensorDecay tensor_decay(const OptimSettings& o, std::size_t tensor) {
+  if (!o.decays.at(tensor)) return train::TensorDecay::none;
+  switch (o.reg) {
+    case Regularization::none: return train::TensorDecay::none;
+    case Regularization::l2: return train::TensorDecay::l2;
+    case Regularization::wd: return train::TensorDecay::wd;
+  }
+  throw InternalError("tensor_decay: unknown regularization");
+}
+
+}  // namespace
+
+train::MeasureSummary CudaBackend::measure_summary(const train::HostBatch& probe, const train::MeasureRequest& req) {
   using train::MetricGroup;
   const train::MetricGroups& g = req.groups;
   const bool jac = g.has(MetricGroup::jacobian), gn = g.has(MetricGroup::gn), tr = g.has(MetricGroup::trace);
   const bool curvature = jac || gn || tr || g.has(MetricGroup::jacobian_est);
   if (curvature && probe.n < 1)
     throw UsageError("metrics", "the curvature metrics need a probe set of at least one example");
-  train::NamedValues out;
+  train::MeasureSummary out;
   const auto norms = weight_norms();  // deterministic device reductions, weight tensors in order
-  const train::NamedValues own = optimizer_metrics(req, norms);
-  for (std::size_t w = 0; w < norms.size(); ++w) {
-    const auto& [name, norm] = norms[w];
-    if (g.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm);
-    if (g.has(MetricGroup::elr)) {
-      out.emplace_back("elr." + name, req.lr / (norm * norm));  // η/‖θ_l‖² (Eq. 9)
-      out.push_back(own[w]);                                    // elr_opt.<name>
-    }
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    if (info_[i].role != ParamRole::weight) continue;
+    const train::TensorDecay decay = tensor_decay(optim_, i);
+    out.weights.push_back(train::WeightSummary{norms.at(w).first, norms.at(w).second, decay,
+                                               decay == train::TensorDecay::none ? 0.0 : optim_.weight_decay,
+                                               train::weight_scale_invariance(spec_, info_[i].layer)});
+    ++w;
   }
-  for (std::size_t r = g.has(MetricGroup::elr) ? norms.size() : 0; r < own.size(); ++r) out.push_back(own[r]);
+  out.optimizer = train::OptimizerSummary{metric_family(optim_), family_momentum(optim_),
+                                          kfac_ ? optim_.kfac.damping : 0.0};
+  if (g.has(MetricGroup::damping) && kfac_) out.damping = kfac_->damping_summary(info_);
   if (!curvature) return out;
   Activations& a = activations(probe.n);
   upload(a, probe);
@@ -342,44 +371,87 @@ train::NamedValues CudaBackend::measure(const train::HostBatch& probe, const tra
   // reference (common/train/measure.hpp).
   const bool batch = req.curvature_bn == train::CurvatureBn::batch;
   const CurvatureBnPass bn{req.curvature_bn, req.seed, req.rng_step};
+  const auto jac_if = [](bool b) { return b ? InputJacobian::compute : InputJacobian::skip; };
+  const auto gn_if = [](bool b) { return b ? KfacQuadratic::compute : KfacQuadratic::skip; };
   forward(a, batch);
   if (jac || gn || tr) {
-    const Curvature gp = output_pass(a, false, jac && !batch, gn, bn);
-    const Curvature fp = tr ? output_pass(a, true, false, false, bn) : Curvature{};
+    const Curvature gp = output_pass(a, OutputMetric::gauss_newton, jac_if(jac && !batch), gn_if(gn), bn);
+    const Curvature fp = tr ? output_pass(a, OutputMetric::fisher, InputJacobian::skip, KfacQuadratic::skip, bn)
+                            : Curvature{};
     Curvature ep;
     if (batch) {
       forward(a, false);
-      if (jac || gn) ep = output_pass(a, false, jac, gn, CurvatureBnPass{});  // eval mode
+      if (jac || gn) ep = output_pass(a, OutputMetric::gauss_newton, jac_if(jac), gn_if(gn), CurvatureBnPass{});  // eval
     }
     const Curvature& per_example = batch ? ep : gp;
-    if (jac) out.emplace_back("jac_norm", per_example.jac_norm);
+    if (jac) out.jac_norm = per_example.jac_norm;
     if (gn) {
       double total = 0;
       for (const auto& c : gp.layers) total += c.kfac_norm;
-      out.emplace_back("kfac_gn_norm", total);
-      out.emplace_back("gn_norm", per_example.theta_norm);
+      out.kfac_gn_norm = total;
+      out.gn_norm = per_example.theta_norm;
     }
-    if (tr) {
-      std::map<std::string, double> norm_of(norms.begin(), norms.end());
+    if (tr)
       for (std::size_t b = 0; b < gp.layers.size(); ++b) {
-        const double n2 = norm_of.at(gp.layers[b].weight) * norm_of.at(gp.layers[b].weight);  // Eq. 15
-        out.emplace_back("gn_trace." + gp.layers[b].weight, n2 * gp.layers[b].trace);
-        out.emplace_back("fisher_trace." + gp.layers[b].weight, n2 * fp.layers[b].trace);
+        train::TraceSummary t{gp.layers[b].weight, gp.layers[b].trace, fp.layers[b].trace, std::nullopt, std::nullopt};
         if (std::isfinite(gp.layers[b].exact_trace)) {
-          out.emplace_back("gn_trace_exact." + gp.layers[b].weight, n2 * gp.layers[b].exact_trace);
-          out.emplace_back("fisher_trace_exact." + gp.layers[b].weight, n2 * fp.layers[b].exact_trace);
+          t.gn_exact = gp.layers[b].exact_trace;
+          t.fisher_exact = fp.layers[b].exact_trace;
         }
+        out.traces.push_back(std::move(t));
       }
-    }
   }
   if (g.has(MetricGroup::jacobian_est)) {
     if (batch && !(jac || gn || tr)) forward(a, false);  // eval mode (the passes above end in it)
     const auto est = jacobian_estimates(a, req);
     double mean = 0;
     for (const double e : est) mean += e / double(est.size());
-    out.emplace_back("jac_norm_est", mean);
+    out.jac_norm_est = mean;
   }
   return out;
+}
+
+void CudaBackend::begin_weight_steps() {
+  if (weight_steps_ != train::WeightSteps::record) return;
+  const cudaStream_t st = ctx_->stream();
+  std::vector<std::size_t> weights;
+  Index longest = 1;
+  for (std::size_t i = 0; i < info_.size(); ++i)
+    if (info_[i].role == ParamRole::weight) {
+      weights.push_back(i);
+      longest = std::max(longest, Index(params_[i].size()));
+    }
+  if (step_theta_.size() != weights.size()) {
+    step_theta_.clear();
+    for (const std::size_t i : weights) step_theta_.emplace_back(params_[i].size());
+    step_sums_ = DeviceBuffer<double>(4 * weights.size());
+    step_partial_ = DeviceBuffer<double>(static_cast<std::size_t>(partials_for(1, longest)));
+  }
+  for (std::size_t w = 0; w < weights.size(); ++w) {
+    const std::size_t i = weights[w];
+    const Index n = Index(params_[i].size());
+    WDLAB_CUDA_CHECK(cudaMemcpyAsync(step_theta_[w].data(), params_[i].data(), params_[i].bytes(),
+                                     cudaMemcpyDeviceToDevice, st));
+    segment_dots(st, params_[i].data(), params_[i].data(), 1, n, 1.0, step_sums_.data() + 4 * w + 1, step_partial_);
+    segment_dots(st, grads_[i].data(), grads_[i].data(), 1, n, 1.0, step_sums_.data() + 4 * w + 3, step_partial_);
+  }
+}
+
+void CudaBackend::end_weight_steps(train::StepStats& s) {
+  if (weight_steps_ != train::WeightSteps::record || !s.finite) return;
+  const cudaStream_t st = ctx_->stream();
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < info_.size(); ++i) {
+    if (info_[i].role != ParamRole::weight) continue;
+    const Index n = Index(params_[i].size());
+    segment_dots(st, step_theta_.at(w).data(), params_[i].data(), 1, n, 1.0, step_sums_.data() + 4 * w, step_partial_);
+    segment_dots(st, params_[i].data(), params_[i].data(), 1, n, 1.0, step_sums_.data() + 4 * w + 2, step_partial_);
+    ++w;
+  }
+  std::vector<double> h(step_sums_.size());
+  step_sums_.copy_to_host(h, st);
+  for (std::size_t k = 0; k < w; ++k)
+    s.weight_steps.push_back(train::WeightStep{h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]});
 }
 
 void CudaBackend::rescale_weights(const train::NamedValues& targets) {

@@ -513,10 +513,9 @@ void CudaKfac::commit_state(const Staged& staged) {
   inverses_ready_ = s.ready;
 }
 
-train::NamedValues CudaKfac::damping_metrics(const std::vector<ParamInfo>& info,
-                                             const std::vector<std::pair<std::string, double>>& weight_norms) const {
+std::vector<train::DampingSummary> CudaKfac::damping_summary(const std::vector<ParamInfo>& info) const {
   const cudaStream_t s = ctx_.stream();
-  train::NamedValues out;
+  std::vector<train::DampingSummary> out;
   auto spectrum = [&](const DeviceBuffer<float>& F, int n) {
     // Eigenvalues in double of the float factor, as the reference's damping_fraction.
     DeviceBuffer<double> m(static_cast<std::size_t>(n) * std::size_t(n)), w(static_cast<std::size_t>(n));
@@ -537,20 +536,11 @@ train::NamedValues CudaKfac::damping_metrics(const std::vector<ParamInfo>& info,
   for (std::size_t b = 0; b < blocks_.size(); ++b) {
     const KfacBlockLayout& blk = blocks_[b];
     const std::string& name = info.at(std::size_t(blk.w)).name;
-    double n = std::nan("");
-    for (const auto& [w, norm] : weight_norms)
-      if (w == name) n = norm;
-    if (std::isnan(n)) throw InternalError("damping_metrics: no norm for " + name);
-    out.emplace_back("damping_eff." + name, cfg_.damping * n * n);  // λ‖θ_l‖² (Eq. 16)
     const auto ea = spectrum(blocks_state_[b].A, blk.a_dim());
     const auto es = spectrum(blocks_state_[b].S, blk.out);
-    out.emplace_back("damping_frac." + name, damping_fraction(ea, es, blk.locations, cfg_.damping));
+    out.push_back(train::DampingSummary{name, damping_fraction(ea, es, blk.locations, cfg_.damping)});
   }
   return out;
-}
-
-double CudaKfac::elr_opt(double lr, double weight_norm) const {
-  return lr / ((1 - cfg_.momentum) * cfg_.damping * weight_norm * weight_norm);
 }
 
 }  // namespace wdlab::cuda

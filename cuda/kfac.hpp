@@ -91,13 +91,10 @@ class CudaKfac final : public CudaOptimizer {
   std::shared_ptr<const Staged> stage_state(const io::SafetensorsFile& f, std::size_t* taken) const override;
   void commit_state(const Staged& s) override;
 
-  /// The 'damping' metric group, in the reference's order (blocks in layer order):
-  /// damping_eff.<w> = λ‖θ_l‖², damping_frac.<w> (the fraction of Kronecker eigenvalue pairs
-  /// with T·aᵢ·sⱼ > λ). weight_norms: (weight name, ‖W‖) as CudaBackend::weight_norms() gives.
-  train::NamedValues damping_metrics(const std::vector<ParamInfo>& info,
-                                     const std::vector<std::pair<std::string, double>>& weight_norms) const;
-  /// elr_opt.<w> = η/((1 − μ)·λ·‖θ_l‖²), K-FAC's own effective learning rate.
-  double elr_opt(double lr, double weight_norm) const;
+  /// The 'damping' metric group's numbers, blocks in layer order (the rows damping_eff.<w> =
+  /// λ‖θ_l‖² and damping_frac.<w> are named by train::metric_rows): per block the fraction of
+  /// Kronecker eigenvalue pairs with T·aᵢ·sⱼ > λ.
+  std::vector<train::DampingSummary> damping_summary(const std::vector<ParamInfo>& info) const;
 
   /// Crosscheck (Capturer::capture_kfac): the last estimates become the factors as they are
   /// (no moving average), then the damped inverses as a step computes them and U = S̃⁻¹ Ḡ Ã⁻¹ / T

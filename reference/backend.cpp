@@ -87,6 +87,11 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   // running statistics, optimizer state) until it is known to be finite.
   std::optional<std::pair<ParamStore<T>, NamedTensors<T>>> before;
   if (policy_ == train::NonfinitePolicy::skip) before.emplace(params_, opt_->state());
+  // Group rotation: θ_t of every weight tensor (one copy of the weights, rotation.hpp).
+  std::vector<Mat<T>> theta_t;
+  if (weight_steps_ == train::WeightSteps::record)
+    for (std::size_t i = 0; i < params_.values.size(); ++i)
+      if (params_.info[i].role == ParamRole::weight) theta_t.push_back(params_.values[i]);
   const auto undo = [&] {
     if (!before) return;
     params_ = std::move(before->first);
@@ -105,6 +110,16 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
       undo();
       return reject("update", name);
     }
+  if (weight_steps_ == train::WeightSteps::record) {
+    // ⟨θ_t,θ_{t+1}⟩, ‖θ_t‖², ‖θ_{t+1}‖², ‖g_t‖² (the loss gradient, before L2 / WD), in double.
+    std::size_t w = 0;
+    for (std::size_t i = 0; i < params_.values.size(); ++i) {
+      if (params_.info[i].role != ParamRole::weight) continue;
+      const Mat<double> a = theta_t[w++].template cast<double>(), b = params_.values[i].template cast<double>();
+      s.weight_steps.push_back(train::WeightStep{(a.array() * b.array()).sum(), a.squaredNorm(), b.squaredNorm(),
+                                                 bw.grads.values[i].template cast<double>().squaredNorm()});
+    }
+  }
   if (const auto* k = dynamic_cast<const Kfac<T>*>(opt_.get())) {
     const auto& raises = k->damping_raises();
     for (; raises_reported_ < raises.size(); ++raises_reported_) {

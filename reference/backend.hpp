@@ -27,8 +27,9 @@ class ReferenceBackend final : public train::Backend {
   io::SafetensorsFile state() const override;
   void load_state(const io::SafetensorsFile& file) override;
   void set_nonfinite_policy(train::NonfinitePolicy policy) override { policy_ = policy; }
-  /// reference/backend_measure.cpp: the metrics of reference/net/metrics.hpp.
-  train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override;
+  /// reference/backend_measure.cpp: the numbers of reference/net/metrics.hpp.
+  train::MeasureSummary measure_summary(const train::HostBatch& probe, const train::MeasureRequest& req) override;
+  void record_weight_steps(train::WeightSteps mode) override { weight_steps_ = mode; }
   void rescale_weights(const train::NamedValues& targets) override;
 
   const NetworkSpec& spec() const { return spec_; }
@@ -47,7 +48,8 @@ class ReferenceBackend final : public train::Backend {
   std::vector<FactorStats<T>> init_sum_;
   std::int64_t init_batches_ = 0;
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
-  std::size_t raises_reported_ = 0;  // K-FAC damping raises already turned into step events
+  std::size_t raises_reported_ = 0;
+  train::WeightSteps weight_steps_ = train::WeightSteps::off;  // K-FAC damping raises already turned into step events
 };
 
 }  // namespace wdlab::ref

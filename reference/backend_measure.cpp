@@ -1,49 +1,82 @@
-// ReferenceBackend::measure and ::rescale_weights: the mechanism metrics (common/train/measure.hpp)
-// from reference/net/metrics.hpp, and wn-conv's rescaling.
+// ReferenceBackend::measure_summary and ::rescale_weights: the numbers behind the mechanism
+// metrics (common/train/measure.hpp names the rows) from reference/net/metrics.hpp, and wn-conv's
+// rescaling.
 #include <cmath>
 
 #include "common/errors.hpp"
+#include "common/train/rotation.hpp"
 #include "reference/backend.hpp"
 #include "reference/net/metrics.hpp"
 #include "reference/optim/kfac.hpp"
 
 namespace wdlab::ref {
 
+namespace {
+
+/// The metric family of an optimizer kind (measure.hpp): no default, so a new kind stops the
+/// build here until its elr_opt / rot_pred forms are decided.
+train::MetricFamily metric_family(const OptimConfig& c) {
+  switch (c.kind) {
+    case OptimizerKind::sgd:
+      switch (c.sgd.kind) {
+        case MomentumKind::heavy_ball: return train::MetricFamily::sgd_heavy_ball;
+        case MomentumKind::nesterov: return train::MetricFamily::sgd_nesterov;
+      }
+      break;
+    case OptimizerKind::adam: return train::MetricFamily::adam;
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return train::MetricFamily::kfac;
+  }
+  throw InternalError("metric_family: unknown optimizer kind");
+}
+
+double family_momentum(const OptimConfig& c) {
+  switch (c.kind) {
+    case OptimizerKind::sgd: return c.sgd.momentum;
+    case OptimizerKind::adam: return c.adam.beta1;
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return c.kfac.momentum;
+  }
+  throw InternalError("family_momentum: unknown optimizer kind");
+}
+
 template <class T>
-train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, const train::MeasureRequest& req) {
+train::TensorDecay tensor_decay(const Optimizer<T>& o, int i) {
+  if (!o.decays(i)) return train::TensorDecay::none;
+  switch (o.reg().kind) {
+    case Regularization::none: return train::TensorDecay::none;
+    case Regularization::l2: return train::TensorDecay::l2;
+    case Regularization::wd: return train::TensorDecay::wd;
+  }
+  throw InternalError("tensor_decay: unknown regularization");
+}
+
+}  // namespace
+
+template <class T>
+train::MeasureSummary ReferenceBackend<T>::measure_summary(const train::HostBatch& probe,
+                                                           const train::MeasureRequest& req) {
   using train::MetricGroup;
   const train::MetricGroups& g = req.groups;
-  train::NamedValues out;
+  train::MeasureSummary out;
   std::vector<double> norm(params_.info.size(), 0.0);  // ‖W_l‖ of weight tensors
-  for (std::size_t i = 0; i < params_.info.size(); ++i)
-    if (params_.info[i].role == ParamRole::weight) norm[i] = double(params_.values[i].template cast<double>().norm());
-  const bool kfac = optim_cfg_.kind == OptimizerKind::kfac_f || optim_cfg_.kind == OptimizerKind::kfac_g;
-  const double lambda = optim_cfg_.kfac.damping;
   for (std::size_t i = 0; i < params_.info.size(); ++i) {
     if (params_.info[i].role != ParamRole::weight) continue;
-    const std::string& name = params_.info[i].name;
-    const double n2 = norm[i] * norm[i];
-    if (g.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm[i]);
-    if (g.has(MetricGroup::elr)) {
-      out.emplace_back("elr." + name, req.lr / n2);  // η/‖θ_l‖² (Eq. 9)
-      double own = 0;  // the optimizer's own form (common/train/measure.hpp)
-      switch (optim_cfg_.kind) {
-        case OptimizerKind::sgd: own = req.lr / ((1 - optim_cfg_.sgd.momentum) * n2); break;
-        case OptimizerKind::adam: own = req.lr / norm[i]; break;
-        case OptimizerKind::kfac_f:
-        case OptimizerKind::kfac_g: own = req.lr / ((1 - optim_cfg_.kfac.momentum) * lambda * n2); break;
-      }
-      out.emplace_back("elr_opt." + name, own);
-    }
+    norm[i] = double(params_.values[i].template cast<double>().norm());
+    const train::TensorDecay decay = tensor_decay(*opt_, int(i));
+    out.weights.push_back(train::WeightSummary{
+        params_.info[i].name, norm[i], decay, decay == train::TensorDecay::none ? 0.0 : optim_cfg_.reg.weight_decay,
+        train::weight_scale_invariance(spec_, params_.info[i].layer)});
   }
+  const bool kfac = optim_cfg_.kind == OptimizerKind::kfac_f || optim_cfg_.kind == OptimizerKind::kfac_g;
+  const double lambda = optim_cfg_.kfac.damping;
+  out.optimizer = train::OptimizerSummary{metric_family(optim_cfg_), family_momentum(optim_cfg_), kfac ? lambda : 0.0};
   if (g.has(MetricGroup::damping) && kfac) {
     const auto& k = dynamic_cast<const Kfac<T>&>(*opt_);
     for (int b = 0; b < k.num_blocks(); ++b) {
       const auto v = k.block(b);
       const int w = params_.slots[v.layer].weight;
-      const std::string& name = params_.info[w].name;
-      out.emplace_back("damping_eff." + name, lambda * norm[w] * norm[w]);  // λ‖θ_l‖² (Eq. 16)
-      out.emplace_back("damping_frac." + name, damping_fraction(v.A, v.S, v.locations, lambda));
+      out.damping.push_back({params_.info[w].name, damping_fraction(v.A, v.S, v.locations, lambda)});
     }
   }
   const bool jac = g.has(MetricGroup::jacobian), gn = g.has(MetricGroup::gn), tr = g.has(MetricGroup::trace);
@@ -62,22 +95,21 @@ train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, c
                                         jac ? InputGrad::compute : InputGrad::skip)
                           : OutputPass<T>{};
       const auto& per_example = batch ? ep : gp;
-      if (jac) out.emplace_back("jac_norm", per_example.jac_norm);
+      if (jac) out.jac_norm = per_example.jac_norm;
       if (gn) {
-        out.emplace_back("kfac_gn_norm", kfac_norm(spec_, params_, gp.layers));
-        out.emplace_back("gn_norm", per_example.theta_norm);
+        out.kfac_gn_norm = kfac_norm(spec_, params_, gp.layers);
+        out.gn_norm = per_example.theta_norm;
       }
       if (tr) {
         const auto fp = output_pass(spec_, params_, x, OutputMetric::fisher, InputGrad::skip, bn);
         for (std::size_t b = 0; b < gp.layers.size(); ++b) {
-          const int w = params_.slots[gp.layers[b].factors.layer].weight;
-          const double n2 = norm[w] * norm[w];  // C(θ̂_l) = ‖θ_l‖² C(θ_l) (Eq. 15)
-          out.emplace_back("gn_trace." + gp.layers[b].weight, n2 * kfac_trace(gp.layers[b].factors));
-          out.emplace_back("fisher_trace." + gp.layers[b].weight, n2 * kfac_trace(fp.layers[b].factors));
+          train::TraceSummary t{gp.layers[b].weight, kfac_trace(gp.layers[b].factors),
+                                kfac_trace(fp.layers[b].factors), std::nullopt, std::nullopt};
           if (std::isfinite(gp.layers[b].exact_trace)) {
-            out.emplace_back("gn_trace_exact." + gp.layers[b].weight, n2 * gp.layers[b].exact_trace);
-            out.emplace_back("fisher_trace_exact." + gp.layers[b].weight, n2 * fp.layers[b].exact_trace);
+            t.gn_exact = gp.layers[b].exact_trace;
+            t.fisher_exact = fp.layers[b].exact_trace;
           }
+          out.traces.push_back(std::move(t));
         }
       }
     }
@@ -86,7 +118,7 @@ train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, c
                                                req.rng_step);
       double mean = 0;
       for (double e : est) mean += e / double(est.size());
-      out.emplace_back("jac_norm_est", mean);
+      out.jac_norm_est = mean;
     }
   }
   return out;
@@ -99,8 +131,10 @@ void ReferenceBackend<T>::rescale_weights(const train::NamedValues& targets) {
   params_ = std::move(p);
 }
 
-template train::NamedValues ReferenceBackend<double>::measure(const train::HostBatch&, const train::MeasureRequest&);
-template train::NamedValues ReferenceBackend<float>::measure(const train::HostBatch&, const train::MeasureRequest&);
+template train::MeasureSummary ReferenceBackend<double>::measure_summary(const train::HostBatch&,
+                                                                         const train::MeasureRequest&);
+template train::MeasureSummary ReferenceBackend<float>::measure_summary(const train::HostBatch&,
+                                                                        const train::MeasureRequest&);
 template void ReferenceBackend<double>::rescale_weights(const train::NamedValues&);
 template void ReferenceBackend<float>::rescale_weights(const train::NamedValues&);
 

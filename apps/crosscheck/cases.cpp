@@ -261,6 +261,7 @@ std::vector<MetricInfo> metric_catalog() {
       {"jac_norm, jac_norm_est", ""},
       {"kfac_gn_norm, gn_norm", ""},
       {"gn_trace.*, fisher_trace.*", ""},
+      {"rot.*, grad_ratio.*, rot_pred.*, elr_pred.*", ""},
       {"gen_gap", "test loss - train loss over data sets: computed by the trainer, not per batch"},
       {"train_eval_loss/acc", "an evaluation pass over the training set: trainer side"},
   };

@@ -1,6 +1,8 @@
 #include "apps/crosscheck/side.hpp"
 #include "apps/crosscheck/tensor_names.hpp"
 
+#include <cmath>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -113,6 +115,16 @@ void append_weight_metrics(Tensors& out, const train::NamedValues& rows) {
     for (const char* group : {"norm", "elr"})
       if (name.rfind(std::string(group) + ".", 0) == 0)
         out.push_back(Tensor{names::metric(group, name.substr(std::string(group).size() + 1)), Quantity::metric, {1}, {v}, ""});
+}
+
+void append_rotation_metrics(Tensors& out, train::Backend& be, const train::HostBatch& probe,
+                             const train::RotationMeter& steps, const Case& c) {
+  train::MeasureRequest req;
+  req.groups.add(train::MetricGroup::rotation);
+  req.lr = c.lr;
+  req.seed = c.seed;
+  for (const auto& [name, v] : train::rotation_rows(be.measure_summary(probe, req), steps, c.lr))
+    if (std::isfinite(v)) out.push_back(Tensor{names::metric(name, ""), Quantity::metric, {1}, {v}, ""});
 }
 
 }  // namespace wdlab::xcheck

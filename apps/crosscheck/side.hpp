@@ -17,6 +17,7 @@
 #include "common/errors.hpp"
 #include "common/io/safetensors.hpp"
 #include "common/train/measure.hpp"
+#include "common/train/rotation.hpp"
 
 namespace wdlab::xcheck {
 
@@ -83,6 +84,14 @@ train::MeasureRequest weight_metrics_request(const Case& c);
 /// The norm.<w> and elr.<w> rows of a measure() result as tensors `metric norm <w>` and
 /// `metric elr <w>` (other rows, such as elr_opt.<w>, are left out: network cases have no steps).
 void append_weight_metrics(Tensors& out, const train::NamedValues& rows);
+
+/// Group rotation after an optimizer case's steps: each side records its own steps
+/// (Backend::record_weight_steps into `steps`) and its rows come from the shared rotation_rows
+/// on its own measure_summary (η = the case's lr), as tensors `metric rot.<w>`, ... Rows that are
+/// null (no prediction applies: the same on every side, a function of the case's config) are
+/// left out.
+void append_rotation_metrics(Tensors& out, train::Backend& be, const train::HostBatch& probe,
+                             const train::RotationMeter& steps, const Case& c);
 
 /// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
 /// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running

@@ -129,9 +129,12 @@ class CudaSide final : public xcheck::Side {
       be->accumulate_factor_init(host(d.batches[0]), 0);
       be->finish_factor_init();
     }
+    be->record_weight_steps(train::WeightSteps::record);  // group rotation
+    train::RotationMeter steps;
     for (int k = 0; k < c.steps; ++k) {
       const auto s = be->train_step(host(d.batches[k]), c.lr, k);
       out.push_back(Tensor{xcheck::names::step_loss(k), Quantity::loss, {1}, {s.loss}, ""});
+      steps.add(s.weight_steps);
     }
     std::string algos;
     for (const auto& a : be->algorithm_choices()) algos += (algos.empty() ? "" : "; ") + a;
@@ -145,6 +148,7 @@ class CudaSide final : public xcheck::Side {
       out.push_back(Tensor{xcheck::names::metric(name, ""), Quantity::metric, {1}, {v}, ""});
     for (const auto& [name, v] : be->measure(host(d.batches[0]), xcheck::measure_request_batch_bn(c)))
       out.push_back(Tensor{xcheck::names::metric(name, xcheck::of_batch_bn), Quantity::metric, {1}, {v}, ""});
+    xcheck::append_rotation_metrics(out, *be, host(d.batches[0]), steps, c);
     return out;
   }
 };

@@ -305,10 +305,13 @@ class ReferenceSide final : public Side {
       be.accumulate_factor_init(host(d.batches[0], images), 0);
       be.finish_factor_init();
     }
+    be.record_weight_steps(train::WeightSteps::record);  // group rotation
+    train::RotationMeter steps;
     for (int k = 0; k < c.steps; ++k) {
       const auto s = be.train_step(host(d.batches[k], images), c.lr, k);
       out.push_back(scalar(names::step_loss(k), Quantity::loss, s.loss));
       if (!s.finite) throw NumericError(fmt::format("{}: non-finite loss or update at step {}", c.name, k));
+      steps.add(s.weight_steps);
     }
     for (auto& t : tensors_after_steps(be.state(), d.params)) out.push_back(std::move(t));
     // The mechanism metrics after the steps, through the backend interface (every group a
@@ -317,6 +320,7 @@ class ReferenceSide final : public Side {
     for (const auto& [name, v] : values) out.push_back(scalar(names::metric(name, ""), Quantity::metric, v));
     for (const auto& [name, v] : be.measure(host(d.batches[0], images), measure_request_batch_bn(c)))
       out.push_back(scalar(names::metric(name, of_batch_bn), Quantity::metric, v));
+    append_rotation_metrics(out, be, host(d.batches[0], images), steps, c);
     return out;
   }
 };

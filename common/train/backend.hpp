@@ -85,6 +85,9 @@ struct StepStats {
   /// its state as before the step (a non-finite K-FAC factor estimate is dropped, the step kept).
   std::string nonfinite_tensor, nonfinite_layer;
   std::vector<StepEvent> events;
+  /// Under WeightSteps::record (Backend::record_weight_steps), after a finite step: one record
+  /// per weight tensor, in weight_norms() order (group rotation, rotation.hpp). Empty otherwise.
+  std::vector<WeightStep> weight_steps;
 };
 
 struct EvalStats {
@@ -160,23 +163,33 @@ class Backend {
   /// Parameters (PyTorch names and layouts) and optimizer state ("optim." names).
   virtual io::SafetensorsFile state() const = 0;
   virtual void load_state(const io::SafetensorsFile& file) = 0;
-  /// The mechanism metrics of the groups in req that a backend computes (norms, elr, damping,
-  /// jacobian, jacobian_est, gn, trace; common/train/measure.hpp) for the current parameters,
-  /// the curvature ones on `probe`; (name, value) pairs. This default serves norms and elr's
-  /// η/‖θ_l‖² from weight_norms() (no elr_opt: that needs the optimizer) and refuses the others
-  /// with UsageError, so a backend without its own measure() still trains with the default groups.
-  virtual NamedValues measure(const HostBatch& probe, const MeasureRequest& req) {
+  /// The numbers behind the mechanism metrics of the groups in req (norms, elr, damping,
+  /// jacobian, jacobian_est, gn, trace; rotation needs the weights' decay and scale and the
+  /// optimizer) for the current parameters, the curvature ones on `probe`
+  /// (common/train/measure.hpp). The rows are named by metric_rows, never by a backend. This
+  /// default serves norms and elr's η/‖θ_l‖² from weight_norms() (no optimizer: no elr_opt) and
+  /// refuses the other groups with UsageError, so a backend without its own still trains with
+  /// the default groups.
+  virtual MeasureSummary measure_summary(const HostBatch& probe, const MeasureRequest& req) {
     (void)probe;
     MetricGroups rest = req.groups;
     rest.bits &= ~(unsigned(MetricGroup::norms) | unsigned(MetricGroup::elr));
     if (rest.bits != 0)
       throw UsageError("metrics", describe() + " cannot compute the metric groups " + to_string(rest));
-    NamedValues out;
-    for (const auto& [name, norm] : weight_norms()) {
-      if (req.groups.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm);
-      if (req.groups.has(MetricGroup::elr)) out.emplace_back("elr." + name, req.lr / (norm * norm));
-    }
-    return out;
+    MeasureSummary s;
+    for (const auto& [name, norm] : weight_norms()) s.weights.push_back(WeightSummary{name, norm});
+    return s;
+  }
+  /// The named rows of measure_summary (metric_rows; without rotation, which needs steps:
+  /// rotation.hpp): (name, value) pairs.
+  NamedValues measure(const HostBatch& probe, const MeasureRequest& req) {
+    return metric_rows(measure_summary(probe, req), req);
+  }
+  /// Whether train_step fills StepStats::weight_steps (group rotation). The default refuses
+  /// record with UsageError.
+  virtual void record_weight_steps(WeightSteps mode) {
+    if (mode == WeightSteps::record)
+      throw UsageError("metrics", describe() + " does not record weight steps (metric group rotation)");
   }
   /// wn-conv (MATH.md §5): for each (weight name, target norm) W_l ← c·W_l, c = target/‖W_l‖,
   /// with the layer's bias and the running mean/variance of the BN that follows it scaled by c,

@@ -7,6 +7,7 @@
 
 #include "common/errors.hpp"
 #include "common/train/metrics_log.hpp"
+#include "common/train/rotation.hpp"
 #include "common/train/trainer.hpp"
 
 namespace wdlab::train {
@@ -29,6 +30,9 @@ constexpr std::array<GroupName, all_metric_groups.size()> kGroups{{
     {MetricGroup::trace, "trace", "gn_trace.<param>, fisher_trace.<param> at normalized weights (+ _exact, dense)"},
     {MetricGroup::gap, "gap", "gen_gap = test_loss - train loss (default)"},
     {MetricGroup::train_eval, "train_eval", "train_eval_loss/acc: training set in eval mode (gen_gap uses it)"},
+    {MetricGroup::rotation, "rotation",
+     "rot.<param> = mean angle(theta_t, theta_t+1) per step, grad_ratio.<param> = mean |g|/|W|,\n"
+     "               rot_pred.<param>, elr_pred.<param>: the equilibrium predictions (SGD, AdamW)"},
 }};
 
 constexpr bool every_group_has_its_name() {
@@ -153,7 +157,8 @@ int probe_size(const data::Dataset& probe_set, const MetricsOptions& opts) {
 }
 
 NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, const MetricsOptions& opts,
-                             double lr, std::uint64_t seed, std::uint64_t rng_step) {
+                             double lr, std::uint64_t seed, std::uint64_t rng_step, const RotationMeter* epoch_steps,
+                             std::int64_t iteration) {
   MetricGroups backend_groups = opts.groups;  // gap and train_eval are the trainer's
   backend_groups.bits &= ~(unsigned(MetricGroup::gap) | unsigned(MetricGroup::train_eval));
   if (backend_groups.bits == 0) return {};
@@ -173,11 +178,19 @@ NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, c
   req.probe_distribution = opts.probe_distribution;
   req.seed = seed;
   req.rng_step = rng_step;
-  return backend.measure(HostBatch{images, labels, int(n)}, req);
+  const HostBatch probe{images, labels, int(n)};
+  const MeasureSummary summary = backend.measure_summary(probe, req);
+  NamedValues out = metric_rows(summary, req);
+  if (records_weight_steps(backend_groups)) {
+    // Last: the measurement step changes the backend's state until it is restored.
+    const RotationMeter steps = epoch_steps ? *epoch_steps : one_step_rotation(backend, probe, lr, iteration);
+    for (auto& row : rotation_rows(summary, steps, lr)) out.push_back(std::move(row));
+  }
+  return out;
 }
 
 void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConfig& cfg, double lr, int epoch,
-                       nlohmann::ordered_json& row, ProbeColumns columns) {
+                       const RotationMeter& epoch_steps, nlohmann::ordered_json& row, ProbeColumns columns) {
   const MetricsOptions& m = cfg.metrics;
   const data::Dataset& probe_set = probe_source(data, m.probe_split);
   if (uses_probe(m.groups) && columns == ProbeColumns::record) {
@@ -185,7 +198,7 @@ void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConf
     row["probe_n"] = probe_size(probe_set, m);
     row["curvature_bn"] = to_string(m.curvature_bn);
   }
-  for (const auto& [name, value] : measure_on_probe(backend, probe_set, m, lr, cfg.seed, std::uint64_t(epoch)))
+  for (const auto& [name, value] : measure_on_probe(backend, probe_set, m, lr, cfg.seed, std::uint64_t(epoch), &epoch_steps))
     row[name] = value;
   double train_loss = row["train_loss"].get<double>();
   if (m.groups.has(MetricGroup::train_eval)) {

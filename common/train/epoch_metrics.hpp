@@ -18,6 +18,7 @@ namespace wdlab::train {
 
 struct TrainerConfig;
 struct Datasets;
+class RotationMeter;
 
 struct MetricsOptions {
   MetricGroups groups = default_metric_groups();
@@ -57,9 +58,13 @@ int probe_size(const data::Dataset& probe_set, const MetricsOptions& opts);
 
 /// The metrics of opts.groups that the backend computes, the curvature ones on the first
 /// opts.probe examples of `probe_set` with BN as opts.curvature_bn says; rng_step keys the
-/// random projections and signs (e.g. the epoch).
+/// random projections and signs (e.g. the epoch). Group rotation (rows last) from epoch_steps,
+/// the trainer's steps; without them (`wdlab measure`) from one step on the probe batch at
+/// learning rate lr and `iteration`, after which the backend's state is restored
+/// (one_step_rotation, rotation.hpp).
 NamedValues measure_on_probe(Backend& backend, const data::Dataset& probe_set, const MetricsOptions& opts,
-                             double lr, std::uint64_t seed, std::uint64_t rng_step);
+                             double lr, std::uint64_t seed, std::uint64_t rng_step,
+                             const RotationMeter* epoch_steps = nullptr, std::int64_t iteration = 0);
 
 /// Whether a row records its probe set (probe_split, probe_n, curvature_bn): yes for every run
 /// started since those keys exist; a run resumed from before keeps the columns it started with.
@@ -70,7 +75,9 @@ enum class ProbeColumns { record, omit };
 /// then with group train_eval the training set in evaluation mode (train_eval_loss,
 /// train_eval_acc), and with group gap gen_gap = test_loss − train_eval_loss if measured, else
 /// test_loss − train_loss (the epoch's running mean, which lags the end-of-epoch model).
+/// Group rotation comes from epoch_steps (the epoch's steps; none at epoch 0: null rows).
 void add_epoch_metrics(Backend& backend, const Datasets& data, const TrainerConfig& cfg, double lr, int epoch,
-                       nlohmann::ordered_json& row, ProbeColumns columns = ProbeColumns::record);
+                       const RotationMeter& epoch_steps, nlohmann::ordered_json& row,
+                       ProbeColumns columns = ProbeColumns::record);
 
 }  // namespace wdlab::train

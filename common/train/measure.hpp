@@ -1,6 +1,8 @@
 #pragma once
-// What Backend::measure computes: groups of the paper's mechanism metrics (README, "Mechanism
-// metrics"), backend-neutral. <param> is a weight tensor's PyTorch name ("features.0.weight").
+// The mechanism metrics (README, "wdlab measure and the mechanism metrics"), backend-neutral: a
+// backend returns numbers (MeasureSummary below, Backend::measure_summary), and the rows are named
+// once, by metric_rows (measure.cpp) and rotation_rows (rotation.cpp). <param> is a weight
+// tensor's PyTorch name ("features.0.weight").
 //   norms        norm.<param> = ‖W_l‖₂
 //   elr          elr.<param> = η/‖W_l‖² (MATH.md §5) and elr_opt.<param>, the optimizer's own form:
 //                SGD (heavy ball or Nesterov, momentum μ): η/((1−μ)‖W_l‖²)   (MATH.md §5, [DER])
@@ -20,6 +22,21 @@
 //                the K-FAC block at normalized weights (Eq. 15, Fig. 7), with exact output factors;
 //                for dense layers also gn_trace_exact.<param>, fisher_trace_exact.<param> (the
 //                exact diagonal block's trace, same normalization)
+//   rotation     per weight tensor (rotation.hpp has the derivations):
+//                rot.<param>        mean over the epoch's steps of ∠(θ_t, θ_{t+1}) in radians
+//                grad_ratio.<param> mean over the epoch's steps of ‖g_t‖/‖θ_t‖ (g_t the minibatch
+//                                   loss gradient of step t, before L2 or weight decay)
+//                rot_pred.<param>   the equilibrium angular update: SGD (heavy ball) with L2
+//                                   √(2ηλ/(1+α)) (Wan et al. 2021), with decoupled WD
+//                                   √(2ηλ(1−α)/(1+α)); AdamW √(2ηλ(1−β₁)/(1+β₁)) (Kosson et al. 2024)
+//                elr_pred.<param>   η/‖θ‖² at that equilibrium, SGD only: rot_pred·√(1−α²)/‖g̃‖ with
+//                                   ‖g̃‖ = rms_t ‖g_t‖·‖θ_t‖ the gradient at unit norm
+//                null (JSON and CSV, as train_loss without steps) where not applicable:
+//                rot/grad_ratio/elr_pred before any step (epoch 0); the predictions without decay,
+//                under K-FAC, Adam with L2, Nesterov, or for a tensor not followed by BN alone
+//                (not scale-invariant).
+//                `wdlab train` accumulates it per step; `wdlab measure` takes one step from the
+//                checkpoint on the probe batch, reads it, and restores the state.
 //   gap          gen_gap = test_loss − train_loss (computed by the trainer, not the backend)
 //   train_eval   train_eval_loss, train_eval_acc: the training set in evaluation mode; gen_gap
 //                then uses train_eval_loss instead of the epoch's running mean (trainer side)
@@ -42,6 +59,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,19 +76,20 @@ enum class MetricGroup : unsigned {
   trace = 1u << 6,
   gap = 1u << 7,
   train_eval = 1u << 8,
+  rotation = 1u << 9,
 };
 /// Every MetricGroup, in declaration order: bit i is the i-th entry (checked below), so the name
 /// table (epoch_metrics.cpp), "all" and the tests loop over this list, never over a copy.
-inline constexpr std::array<MetricGroup, 9> all_metric_groups{
-    MetricGroup::norms, MetricGroup::elr,   MetricGroup::damping, MetricGroup::jacobian,  MetricGroup::jacobian_est,
-    MetricGroup::gn,    MetricGroup::trace, MetricGroup::gap,     MetricGroup::train_eval};
+inline constexpr std::array<MetricGroup, 10> all_metric_groups{
+    MetricGroup::norms, MetricGroup::elr,   MetricGroup::damping, MetricGroup::jacobian,   MetricGroup::jacobian_est,
+    MetricGroup::gn,    MetricGroup::trace, MetricGroup::gap,     MetricGroup::train_eval, MetricGroup::rotation};
 constexpr bool metric_groups_are_consecutive_bits() {
   for (std::size_t i = 0; i < all_metric_groups.size(); ++i)
     if (unsigned(all_metric_groups[i]) != 1u << i) return false;
   return true;
 }
 static_assert(metric_groups_are_consecutive_bits() &&
-                  unsigned(all_metric_groups.back()) == unsigned(MetricGroup::train_eval),
+                  unsigned(all_metric_groups.back()) == unsigned(MetricGroup::rotation),
               "all_metric_groups must list every MetricGroup, bit i at position i, the last one last");
 
 struct MetricGroups {
@@ -122,5 +141,72 @@ struct MeasureRequest {
 };
 
 using NamedValues = std::vector<std::pair<std::string, double>>;
+
+// ---- What a backend returns (Backend::measure_summary): numbers without row names. The rows
+// (names, normalizations, the optimizer's own forms) are built once, by metric_rows below.
+
+/// The optimizer family, as far as the metric forms differ (elr_opt, rot_pred). A backend maps
+/// its optimizer kind here with a switch without default, so a new kind stops the build there.
+enum class MetricFamily { sgd_heavy_ball, sgd_nesterov, adam, lion, kfac };
+
+struct OptimizerSummary {
+  MetricFamily family = MetricFamily::sgd_heavy_ball;
+  double momentum = 0;  // SGD μ, Adam β₁, K-FAC μ
+  double damping = 0;   // K-FAC λ
+};
+
+/// How a weight tensor is regularized: none, L2 (g ← g + λθ before the optimizer) or decoupled
+/// weight decay (θ ← θ − ηλθ after it).
+enum class TensorDecay { none, l2, wd };
+/// Whether the network's output is invariant to W_l ← c·W_l (c > 0): the layer's only consumer is
+/// a BN layer (weight_scale_invariance).
+enum class ScaleInvariance { invariant, not_invariant };
+
+struct WeightSummary {
+  std::string name;  // the weight tensor's PyTorch name
+  double norm = 0;   // ‖W_l‖₂
+  TensorDecay decay = TensorDecay::none;
+  double decay_coeff = 0;  // λ of that decay (0 without)
+  ScaleInvariance scale = ScaleInvariance::not_invariant;
+};
+
+/// One K-FAC block's damping fraction (the eigenvalue fraction above λ; measure.hpp, damping).
+struct DampingSummary {
+  std::string weight;
+  double fraction = 0;
+};
+
+/// One weight layer's K-FAC block traces T·tr(A)·tr(S) at the current weights (not normalized)
+/// with exact output factors; exact_*: the exact diagonal block's trace (dense layers only).
+struct TraceSummary {
+  std::string weight;
+  double gn = 0, fisher = 0;
+  std::optional<double> gn_exact, fisher_exact;
+};
+
+struct MeasureSummary {
+  std::vector<WeightSummary> weights;          // every weight tensor, spec order
+  std::optional<OptimizerSummary> optimizer;   // absent: no elr_opt, damping, rot_pred rows
+  std::vector<DampingSummary> damping;         // K-FAC blocks (group damping)
+  std::optional<double> jac_norm, kfac_gn_norm, gn_norm, jac_norm_est;
+  std::vector<TraceSummary> traces;            // group trace, in block order
+};
+
+/// One step of one weight tensor, as a backend records it under WeightSteps::record
+/// (Backend::record_weight_steps; StepStats::weight_steps, one per weight tensor, spec order).
+struct WeightStep {
+  double dot = 0;           // ⟨θ_t, θ_{t+1}⟩
+  double norm2_before = 0;  // ‖θ_t‖²
+  double norm2_after = 0;   // ‖θ_{t+1}‖²
+  double grad2 = 0;         // ‖g_t‖², the minibatch loss gradient (before L2 / weight decay)
+};
+/// Whether train_step records WeightStep per weight tensor (group rotation).
+enum class WeightSteps { off, record };
+
+/// The named rows of every group in req.groups except gap, train_eval and rotation (the
+/// trainer's and rotation.hpp's), in the order: per weight norm., elr., elr_opt.; damping_eff.,
+/// damping_frac. per K-FAC block; jac_norm; kfac_gn_norm, gn_norm; per block gn_trace.,
+/// fisher_trace. (+ _exact); jac_norm_est.
+NamedValues metric_rows(const MeasureSummary& s, const MeasureRequest& req);
 
 }  // namespace wdlab::train

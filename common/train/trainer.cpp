@@ -20,6 +20,7 @@
 #include "common/io/atomic_file.hpp"
 #include "common/train/batching.hpp"
 #include "common/train/metrics_log.hpp"
+#include "common/train/rotation.hpp"
 #include "common/train/signals.hpp"
 #include "common/fault.hpp"
 
@@ -156,6 +157,10 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     backend.load_state(from->file);
   }
   backend.set_nonfinite_policy(cfg.on_nonfinite);
+  // Group rotation: every step records ⟨θ_t,θ_{t+1}⟩, the norms and ‖g_t‖ per weight tensor
+  // (one copy of the weights and a few reductions per step, rotation.hpp); the epoch's mean.
+  backend.record_weight_steps(records_weight_steps(cfg.metrics.groups) ? WeightSteps::record : WeightSteps::off);
+  RotationMeter epoch_steps;  // a resumed epoch averages the steps since the resume
   // Resident data: every set handed over once; steps and evaluations then name example ids.
   const DataPath path = backend.data_path();
   if (path == DataPath::resident) {
@@ -222,7 +227,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     row["skipped_steps"] = 0;
     evaluate_held_out(backend, data, cfg, summary, row);
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
-    add_epoch_metrics(backend, data, cfg, row["lr"].get<double>(), 0, row, columns);
+    add_epoch_metrics(backend, data, cfg, row["lr"].get<double>(), 0, epoch_steps, row, columns);
     log.append(row);
     progress.end_epoch(fmt::format("epoch 0 (initial state): train loss {:.4f} acc {:.4f} (eval mode) | test loss "
                                    "{:.4f} acc {:.4f}",
@@ -239,6 +244,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     double loss_sum = continuing ? start.loss_sum : 0;
     std::int64_t correct = continuing ? start.correct : 0, seen = continuing ? start.seen : 0;
     double lr = 0;
+    epoch_steps.clear();
     // Whole batches only: the last n_train mod batch_size examples of the order sit this epoch out.
     for (std::int64_t b = continuing ? start.batch : 0; b < per_epoch; ++b) {
       const std::span<const std::uint32_t> ids(order.data() + b * cfg.batch_size, std::size_t(cfg.batch_size));
@@ -295,6 +301,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
                                          epoch, iteration, s.loss, cfg.divergence_factor, initial_loss));
         }
         loss_sum += s.loss * batch_n;
+        epoch_steps.add(s.weight_steps);
         correct += s.correct;
         seen += std::int64_t(ids.size());
       }
@@ -326,7 +333,7 @@ RunSummary train(Backend& backend, const Datasets& data, const TrainerConfig& cf
     summary.train = EvalStats{loss_sum, correct, seen};
     evaluate_held_out(backend, data, cfg, summary, row);
     row["epoch_seconds"] = std::chrono::duration<double>(Clock::now() - te).count();
-    add_epoch_metrics(backend, data, cfg, lr, epoch, row, columns);  // norm.*, elr.*, ... (measure.hpp)
+    add_epoch_metrics(backend, data, cfg, lr, epoch, epoch_steps, row, columns);  // norm.*, elr.*, ... (measure.hpp)
     log.append(row);
     progress.end_epoch(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | {}test loss {:.4f} acc {:.4f} | {:.1f} s",
                                    epoch, cfg.epochs, double(row["train_loss"]), double(row["train_acc"]),

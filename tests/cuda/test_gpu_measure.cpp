@@ -11,6 +11,7 @@
 
 #include "common/errors.hpp"
 #include "common/network_spec.hpp"
+#include "common/train/rotation.hpp"
 #include "cuda/backend.hpp"
 #include "gpu_guard.hpp"
 #include "kernel_test_util.hpp"
@@ -255,4 +256,56 @@ TEST_CASE("gpu: K-FAC-F measure() rows (elr_opt, damping) match the reference on
                                                                        : tol::Kind::float32_op));
   }
   CHECK(damping_rows == 6);  // damping_eff and damping_frac of three blocks
+}
+
+TEST_CASE("gpu: group rotation's step records give the reference's rows (SGD with L2, K-FAC-F with WD)") {
+  // Both backends record their own steps (Backend::record_weight_steps) from the same start; the
+  // rows come from the shared rotation_rows, so a wrong dot, norm or gradient on either shows.
+  require_gpu_or_skip();
+  const NetworkSpec spec = conv_bn_dense_net();
+  const auto init = start_params(spec);
+  const Batch batch = make_batch(spec, 8, 45);
+  for (const ref::OptimizerKind kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::kfac_f}) {
+    INFO(ref::to_string(kind));
+    ref::OptimConfig cfg;
+    cfg.kind = kind;
+    cfg.reg.kind = kind == ref::OptimizerKind::sgd ? ref::Regularization::l2 : ref::Regularization::wd;
+    cfg.reg.weight_decay = 0.01;
+    cfg.kfac.damping = 1e-2;
+    cfg.kfac.t_cov = 1;
+    cfg.kfac.t_inv = 1;
+    cuda::OptimSettings s = kind == ref::OptimizerKind::sgd ? sgd_settings(cfg, spec) : kfac_f_settings(cfg, spec, 7);
+    s.reg = kind == ref::OptimizerKind::sgd ? cuda::Regularization::l2 : cuda::Regularization::wd;
+    s.weight_decay = 0.01;
+    cuda::CudaBackend cb(spec, pytorch_params(init), s);
+    ref::ReferenceBackend<float> rb(spec, init, cfg, 7);
+    train::RotationMeter mc, mr;
+    cb.record_weight_steps(train::WeightSteps::record);
+    rb.record_weight_steps(train::WeightSteps::record);
+    for (int k = 0; k < 2; ++k) {
+      const auto c = cb.train_step(batch.view(), 0.05, k), r = rb.train_step(batch.view(), 0.05, k);
+      REQUIRE(c.finite);
+      REQUIRE(r.finite);
+      REQUIRE(c.weight_steps.size() == 3);  // features.0, features.4, classifier
+      mc.add(c.weight_steps);
+      mr.add(r.weight_steps);
+    }
+    train::MeasureRequest req;
+    req.groups = train::parse_metric_groups("test", "rotation");
+    req.lr = 0.05;
+    const auto rows_c = train::rotation_rows(cb.measure_summary(batch.view(), req), mc, 0.05);
+    const auto rows_r = train::rotation_rows(rb.measure_summary(batch.view(), req), mr, 0.05);
+    REQUIRE(rows_c.size() == rows_r.size());
+    int predicted = 0;
+    for (std::size_t i = 0; i < rows_r.size(); ++i) {
+      REQUIRE(rows_c[i].first == rows_r[i].first);
+      REQUIRE(std::isnan(rows_c[i].second) == std::isnan(rows_r[i].second));
+      if (std::isnan(rows_r[i].second)) continue;
+      predicted += rows_r[i].first.rfind("rot_pred.", 0) == 0;
+      WDLAB_EXPECT_PASS(compare(rows_r[i].first, std::vector<double>{rows_c[i].second},
+                                std::vector<double>{rows_r[i].second}, tol::Kind::float32_steps));
+    }
+    // SGD + L2: the two BN-followed convs have a prediction; K-FAC has none.
+    CHECK(predicted == (kind == ref::OptimizerKind::sgd ? 2 : 0));
+  }
 }

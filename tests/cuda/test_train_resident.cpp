@@ -83,9 +83,10 @@ class HostResident final : public train::Backend {
   std::vector<std::pair<std::string, double>> weight_norms() const override { return inner_.weight_norms(); }
   io::SafetensorsFile state() const override { return inner_.state(); }
   void load_state(const io::SafetensorsFile& f) override { inner_.load_state(f); }
-  train::NamedValues measure(const train::HostBatch& probe, const train::MeasureRequest& req) override {
-    return inner_.measure(probe, req);
+  train::MeasureSummary measure_summary(const train::HostBatch& probe, const train::MeasureRequest& req) override {
+    return inner_.measure_summary(probe, req);
   }
+  void record_weight_steps(train::WeightSteps mode) override { inner_.record_weight_steps(mode); }
 
  private:
   struct Set {

@@ -354,7 +354,7 @@ TEST_CASE("metric group names parse, print and reject unknown names") {
   CHECK(train::parse_metric_groups("x", "default") == train::default_metric_groups());
   CHECK(train::parse_metric_groups("x", "none").bits == 0);
   CHECK(train::to_string(train::parse_metric_groups("x", "all")) ==
-        "norms,elr,damping,jacobian,jacobian_est,gn,trace,gap,train_eval");
+        "norms,elr,damping,jacobian,jacobian_est,gn,trace,gap,train_eval,rotation");
   CHECK_THROWS_AS(train::parse_metric_groups("metrics.groups", "norms,jacobain"), UsageError);
 }
 
@@ -409,9 +409,11 @@ TEST_CASE("Backend::measure's default serves norms and elr from weight_norms and
   CHECK(vals[0] == std::pair<std::string, double>{"norm.fc0.weight", 2.0});
   CHECK(vals[1].first == "elr.fc0.weight");
   WDLAB_EXPECT_PASS(cmp("default elr", vals[1].second, 0.3 / 4.0, tol::Kind::exact_double));
-  for (const char* g : {"damping", "jacobian", "jacobian_est", "gn", "trace"}) {
+  for (const char* g : {"damping", "jacobian", "jacobian_est", "gn", "trace", "rotation"}) {
     req.groups = train::parse_metric_groups("test", std::string("norms,") + g);
     CHECK_THROWS_AS(be.measure(train::HostBatch{}, req), UsageError);
   }
+  CHECK_NOTHROW(be.record_weight_steps(train::WeightSteps::off));
+  CHECK_THROWS_AS(be.record_weight_steps(train::WeightSteps::record), UsageError);
   CHECK_THROWS_AS(be.rescale_weights({{"fc0.weight", 1.0}}), UsageError);
 }

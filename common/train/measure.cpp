@@ -1,0 +1,74 @@
+// metric_rows: the one place where the mechanism metrics get their row names (measure.hpp), from
+// the neutral summary a backend returns.
+#include "common/train/measure.hpp"
+
+#include <map>
+
+#include "common/errors.hpp"
+
+namespace wdlab::train {
+
+namespace {
+
+/// elr_opt, the optimizer's own effective learning rate (measure.hpp, group elr):
+///   SGD (heavy ball or Nesterov, momentum μ): η/((1−μ)‖W‖²)   (MATH.md §5)
+///   Adam: η/‖W‖                                               (van Laarhoven 2017)
+///   Lion: η/‖W‖   (a sign update: each coordinate moves by η whatever the gradient's scale, so
+///                  as for Adam the step is η and its angle ~ η√n/‖W‖)
+///   K-FAC: η/((1−μ)·λ·‖W‖²)                                   (MATH.md §7, damping-dominated)
+double elr_opt(const OptimizerSummary& o, double lr, double norm) {
+  const double n2 = norm * norm;
+  switch (o.family) {
+    case MetricFamily::sgd_heavy_ball:
+    case MetricFamily::sgd_nesterov: return lr / ((1 - o.momentum) * n2);
+    case MetricFamily::adam:
+    case MetricFamily::lion: return lr / norm;
+    case MetricFamily::kfac: return lr / ((1 - o.momentum) * o.damping * n2);
+  }
+  throw InternalError("elr_opt: unknown metric family");
+}
+
+}  // namespace
+
+NamedValues metric_rows(const MeasureSummary& s, const MeasureRequest& req) {
+  const MetricGroups& g = req.groups;
+  NamedValues out;
+  std::map<std::string, double> norm_of;
+  for (const WeightSummary& w : s.weights) {
+    norm_of[w.name] = w.norm;
+    if (g.has(MetricGroup::norms)) out.emplace_back("norm." + w.name, w.norm);
+    if (g.has(MetricGroup::elr)) {
+      out.emplace_back("elr." + w.name, req.lr / (w.norm * w.norm));  // η/‖θ_l‖² (Eq. 9)
+      if (s.optimizer) out.emplace_back("elr_opt." + w.name, elr_opt(*s.optimizer, req.lr, w.norm));
+    }
+  }
+  const auto norm2 = [&](const std::string& weight) {
+    const auto it = norm_of.find(weight);
+    if (it == norm_of.end()) throw InternalError("metric_rows: no norm for " + weight);
+    return it->second * it->second;
+  };
+  if (g.has(MetricGroup::damping) && s.optimizer)
+    for (const DampingSummary& d : s.damping) {
+      out.emplace_back("damping_eff." + d.weight, s.optimizer->damping * norm2(d.weight));  // λ‖θ_l‖² (Eq. 16)
+      out.emplace_back("damping_frac." + d.weight, d.fraction);
+    }
+  if (g.has(MetricGroup::jacobian) && s.jac_norm) out.emplace_back("jac_norm", *s.jac_norm);
+  if (g.has(MetricGroup::gn)) {
+    if (s.kfac_gn_norm) out.emplace_back("kfac_gn_norm", *s.kfac_gn_norm);
+    if (s.gn_norm) out.emplace_back("gn_norm", *s.gn_norm);
+  }
+  if (g.has(MetricGroup::trace))
+    for (const TraceSummary& t : s.traces) {
+      const double n2 = norm2(t.weight);  // C(θ̂_l) = ‖θ_l‖² C(θ_l) (Eq. 15)
+      out.emplace_back("gn_trace." + t.weight, n2 * t.gn);
+      out.emplace_back("fisher_trace." + t.weight, n2 * t.fisher);
+      if (t.gn_exact && t.fisher_exact) {
+        out.emplace_back("gn_trace_exact." + t.weight, n2 * *t.gn_exact);
+        out.emplace_back("fisher_trace_exact." + t.weight, n2 * *t.fisher_exact);
+      }
+    }
+  if (g.has(MetricGroup::jacobian_est) && s.jac_norm_est) out.emplace_back("jac_norm_est", *s.jac_norm_est);
+  return out;
+}
+
+}  // namespace wdlab::train
