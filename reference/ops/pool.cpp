@@ -38,10 +38,10 @@ MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<
               const std::int64_t i = row0 + std::int64_t(r) * W + std::int64_t(q) * st + s;
               const T v = xn[i];
               // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
-              if (v > best || (std::isnan(v) && !std::isnan(best))) {
-                best_i = i;
-                best = v;
-              }
+              // Selects, not a branch (the branch mispredicted on every other window).
+              const bool take = v > best || (std::isnan(v) && !std::isnan(best));
+              best_i = take ? i : best_i;
+              best = take ? v : best;
             }
           on[o0 + q] = best;
           an[o0 + q] = best_i;
