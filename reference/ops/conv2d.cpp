@@ -54,13 +54,10 @@ void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Mat<T>& At
           for (int p = pr.lo; p < pr.hi; ++p) {
             T* d = dst + long(p) * Q;
             const long base = long(p * st - g.pad + r) * g.W + (s - g.pad);  // x index at q = 0
-            // Rows are short (Q scalars): Eigen's packet loops, not a memmove/memset call per
-            // row (those calls took ~6 % of a BN convnet step).
-            Eigen::Map<Vec<T>>(d, qr.lo).setZero();
-            Eigen::Map<Vec<T>>(d + qr.hi, Q - qr.hi).setZero();
+            std::fill(d, d + qr.lo, T(0));
+            std::fill(d + qr.hi, d + Q, T(0));
             if (st == 1) {
-              Eigen::Map<Vec<T>>(d + qr.lo, qr.hi - qr.lo) =
-                  Eigen::Map<const Vec<T>>(xc + base + qr.lo, qr.hi - qr.lo);
+              std::copy(xc + base + qr.lo, xc + base + qr.hi, d + qr.lo);
             } else {
               for (int q = qr.lo; q < qr.hi; ++q) d[q] = xc[base + long(q) * st];
             }
