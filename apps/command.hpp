@@ -75,6 +75,7 @@ bool parse_options(const boost::program_options::options_description& desc, cons
     }
     boost::program_options::notify(vm);
     set_cpu_threads(threads);
+    keep_freed_memory();
     if (threads_request) threads_request->requested = threads;
     validate();
   } catch (const UsageWithHelp&) {

@@ -1,9 +1,16 @@
 #include "common/cpu_runtime.hpp"
 
+#include <malloc.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -20,6 +27,74 @@ char* openblas_get_corename(void);
 #endif
 
 namespace wdlab {
+
+namespace {
+
+/// The count set_cpu_threads chose: process-wide, like the BLAS's own setting it mirrors.
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{1};
+  return n;
+}
+
+/// The BLAS on one thread for a scope, its count restored at the end.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+#if defined(WDLAB_HAVE_OPENBLAS)
+    saved_ = openblas_get_num_threads();
+    if (saved_ != 1) openblas_set_num_threads(1);
+#endif
+  }
+  ~SingleThreadedBlas() {
+#if defined(WDLAB_HAVE_OPENBLAS)
+    if (saved_ != 1) openblas_set_num_threads(saved_);
+#endif
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_ = 1;
+};
+
+}  // namespace
+
+int cpu_threads() { return thread_setting().load(); }
+
+void parallel_for(int n, const std::function<void(int i, int worker)>& body) {
+  const int workers = std::min(n, cpu_threads());
+  if (workers <= 1) {
+    for (int i = 0; i < n; ++i) body(i, 0);
+    return;
+  }
+  SingleThreadedBlas one_blas_thread;
+  std::atomic<int> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto run = [&](int worker) {
+    for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+      try {
+        body(i, worker);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next.store(n);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(std::size_t(workers - 1));
+  for (int w = 1; w < workers; ++w) pool.emplace_back(run, w);
+  run(0);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+void keep_freed_memory() {
+  // 32 MB is glibc's largest mmap threshold on 64-bit; setting it also stops its dynamic growth.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 int available_cores() {
   cpu_set_t set;
@@ -46,10 +121,11 @@ int set_cpu_threads(int n) {
   const int t = n == 0 ? default_cpu_threads() : n;
 #if defined(WDLAB_HAVE_OPENBLAS)
   openblas_set_num_threads(t);
-  return openblas_get_num_threads();
+  thread_setting().store(std::max(1, openblas_get_num_threads()));
 #else
-  return t;
+  thread_setting().store(t);
 #endif
+  return thread_setting().load();
 }
 
 CpuRuntime cpu_runtime() {
@@ -63,7 +139,7 @@ CpuRuntime cpu_runtime() {
 #else
   r.blas = "none: Eigen's own products (built with -DWDLAB_BLAS=OFF)";
   r.kernels = std::string("Eigen ") + Eigen::SimdInstructionSetsInUse();
-  r.threads = 1;
+  r.threads = cpu_threads();
 #endif
   return r;
 }

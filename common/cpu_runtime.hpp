@@ -2,6 +2,7 @@
 // The CPU engine's run-time settings, shared by every command: which BLAS Eigen's matrix products
 // go to (OpenBLAS chooses its kernels for the running CPU when it loads, so one portable binary
 // gets each machine's GEMM speed), which kernel set it chose, and one thread count for the BLAS.
+#include <functional>
 #include <string>
 
 namespace wdlab {
@@ -26,6 +27,21 @@ int available_cores();
 int default_cpu_threads();
 
 /// Sets the BLAS thread count: n > 0 as given, 0 = default_cpu_threads(). Returns the count set.
+/// The engine's own parallel loops (parallel_for) use the same count.
 int set_cpu_threads(int n);
+
+/// The thread count set by the last set_cpu_threads (1 before any call).
+int cpu_threads();
+
+/// Runs body(i, worker) for every i in [0, n) on up to cpu_threads() threads (the calling one is
+/// worker 0; worker < that count), with the BLAS on one thread meanwhile. Each i runs whole on one
+/// thread, so what body(i, ·) computes does not depend on the thread count. The first exception a
+/// body throws is rethrown here after every thread has stopped.
+void parallel_for(int n, const std::function<void(int i, int worker)>& body);
+
+/// Keeps freed memory in the process (glibc: no mmap for blocks under 32 MB, no trimming), so the
+/// large matrices a training step allocates again every step reuse pages instead of faulting in
+/// fresh zeroed ones (measured: the kernel's page clearing took 9 % of a BN convnet step).
+void keep_freed_memory();
 
 }  // namespace wdlab

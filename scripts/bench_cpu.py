@@ -11,6 +11,11 @@ wdlab / PyTorch. Debian's python3-torch is the only extra package (apt-get insta
 no test depends on it.
 
   /usr/bin/python3 scripts/bench_cpu.py --wdlab build/bin/wdlab --threads 2 [--rounds 3] [--out FILE]
+      [--before OTHER/bin/wdlab] [--no-pytorch]
+
+--before times a second wdlab binary (e.g. a build of an earlier commit) in the same rounds, right
+after the first one, and adds its medians and the ratio wdlab / before: a before/after comparison
+that a loaded machine slows alike.
 
 Exit: 0 done; 2 bad usage; 77 torch not importable.
 """
@@ -38,14 +43,17 @@ def main():
     ap.add_argument("--steps", type=int, default=100, help="MLP steps per optimizer (>= 100 covers one K-FAC T_inv)")
     ap.add_argument("--conv-steps", type=int, default=20)
     ap.add_argument("--out", help="write the JSON here too")
+    ap.add_argument("--before", help="a second wdlab binary timed in the same rounds (before/after)")
+    ap.add_argument("--no-pytorch", action="store_true", help="time wdlab (and --before) only")
     a = ap.parse_args()
     if a.threads < 1 or a.rounds < 1:
         ap.error("--threads and --rounds must be >= 1")
-    try:
-        import torch  # noqa: F401  (only to skip cleanly where it is missing)
-    except ImportError as e:
-        print(f"bench_cpu: torch is not importable ({e}); apt-get install -y python3-torch", file=sys.stderr)
-        return 77
+    if not a.no_pytorch:
+        try:
+            import torch  # noqa: F401  (only to skip cleanly where it is missing)
+        except ImportError as e:
+            print(f"bench_cpu: torch is not importable ({e}); apt-get install -y python3-torch", file=sys.stderr)
+            return 77
     t = str(a.threads)
     samples = {}  # (side, model, precision, optimizer) -> [per-round median]
     extra = {"mlp_sgd_over_gemms": [], "blas_gemm_gflops": []}
@@ -55,20 +63,28 @@ def main():
 
     for r in range(a.rounds):
         print(f"bench_cpu: round {r + 1}/{a.rounds}", file=sys.stderr)
-        for prec in ("float", "double"):
-            j = run_json([a.wdlab, "bench", "--threads", t, "--precision", prec, "--batch", str(a.batch),
-                          "--steps", str(a.steps), "--format", "json"])
+        for side, binary in [("wdlab", a.wdlab)] + ([("before", a.before)] if a.before else []):
+            for prec in ("float", "double"):
+                j = run_json([binary, "bench", "--threads", t, "--precision", prec, "--batch", str(a.batch),
+                              "--steps", str(a.steps), "--format", "json"])
+                for row in j["results"]:
+                    add((side, "mlp", prec, row["optimizer"]), row["mean_step_s"])
+                g = j["gemm"][prec]
+                if prec == "float":
+                    extra.setdefault(side + "_sgd_over_gemms", []).append(g["sgd_step_over_gemms"])
+                if side == "wdlab":
+                    extra["blas_gemm_gflops"].append((prec, g["eigen_gemm_gflops"]))
+                    sgd = [row for row in j["results"] if row["optimizer"] == "sgd"]
+                    if sgd:  # the SGD step's GEMM FLOPs over its time, as a fraction of the 1024^3 rate
+                        extra.setdefault("sgd_gemm_fraction_" + prec, []).append(
+                            sgd[0]["step_gflops"] / g["eigen_gemm_gflops"])
+            j = run_json([binary, "bench", "--threads", t, "--model", "convnet-bn", "--batches", str(a.batch),
+                          "--steps", str(a.conv_steps), "--precision", "float", "--format", "json"])
             for row in j["results"]:
-                add(("wdlab", "mlp", prec, row["optimizer"]), row["mean_step_s"])
-            g = j["gemm"][prec]
-            if prec == "float":
-                extra["mlp_sgd_over_gemms"].append(g["sgd_step_over_gemms"])
-            extra["blas_gemm_gflops"].append((prec, g["eigen_gemm_gflops"]))
-        j = run_json([a.wdlab, "bench", "--threads", t, "--model", "convnet-bn", "--batches", str(a.batch),
-                      "--steps", str(a.conv_steps), "--precision", "float", "--format", "json"])
-        for row in j["results"]:
-            if "mean_step_s" in row:
-                add(("wdlab", "convnet-bn", "float", row["optimizer"]), row["mean_step_s"])
+                if "mean_step_s" in row:
+                    add((side, "convnet-bn", "float", row["optimizer"]), row["mean_step_s"])
+        if a.no_pytorch:
+            continue
         j = run_json(["/usr/bin/python3", os.path.join(HERE, "bench_pytorch.py"), "--device", "cpu", "--threads", t,
                       "--models", "mlp,convnet-bn", "--batches", str(a.batch), "--optimizers", "sgd,adam",
                       "--steps", str(a.conv_steps), "--warmup", "3"])
@@ -77,7 +93,8 @@ def main():
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     print(f"\nthreads {a.threads}, batch {a.batch}, {a.rounds} rounds: median over rounds of the mean step (ms)")
-    print(f"{'model':<11} {'prec':<7} {'optimizer':<8} {'wdlab':>10} {'pytorch':>10} {'wdlab/pt':>9} {'/sgd':>6}")
+    print(f"{'model':<11} {'prec':<7} {'optimizer':<8} {'wdlab':>10} {'pytorch':>10} {'wdlab/pt':>9} {'/sgd':>6}"
+          + (f" {'before':>10} {'wdlab/before':>12}" if a.before else ""))
     rows = []
     for (side, model, prec, opt), v in sorted(med.items()):
         if side != "wdlab":
@@ -85,12 +102,21 @@ def main():
         pt = med.get(("pytorch", model, prec, opt.replace("_", "-")))
         sgd = med.get(("wdlab", model, prec, "sgd"))
         ratio = v / pt if pt else None
+        before = med.get(("before", model, prec, opt))
         rows.append({"model": model, "precision": prec, "optimizer": opt, "wdlab_s": v, "pytorch_s": pt,
-                     "wdlab_over_pytorch": ratio, "over_sgd": v / sgd if sgd else None})
+                     "wdlab_over_pytorch": ratio, "over_sgd": v / sgd if sgd else None,
+                     "before_s": before, "wdlab_over_before": v / before if before else None})
         print(f"{model:<11} {prec:<7} {opt:<8} {v * 1e3:10.2f} {pt * 1e3 if pt else float('nan'):10.2f} "
-              f"{ratio if ratio else float('nan'):9.2f} {v / sgd if sgd else float('nan'):6.2f}")
-    sgd_gemm = statistics.median(extra["mlp_sgd_over_gemms"])
-    print(f"MLP float SGD step / its GEMMs alone: {sgd_gemm:.2f}")
+              f"{ratio if ratio else float('nan'):9.2f} {v / sgd if sgd else float('nan'):6.2f}"
+              + (f" {before * 1e3:10.2f} {v / before:12.2f}" if before else ""))
+    sgd_gemm = statistics.median(extra["wdlab_sgd_over_gemms"])
+    print(f"MLP float SGD step / its GEMMs alone: {sgd_gemm:.2f}"
+          + (f" (before: {statistics.median(extra['before_sgd_over_gemms']):.2f})" if a.before else ""))
+    for prec in ("float", "double"):
+        frac = extra.get("sgd_gemm_fraction_" + prec)
+        if frac:
+            print(f"MLP {prec} SGD step: its GEMM FLOPs / step time = {100 * statistics.median(frac):.0f} % "
+                  f"of the 1024^3 GEMM rate")
     for prec in ("float", "double"):
         rates = [g for p, g in extra["blas_gemm_gflops"] if p == prec]
         print(f"GEMM 1024^3 {prec}: {statistics.median(rates):.1f} GFLOP/s")

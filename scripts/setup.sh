@@ -7,6 +7,7 @@
 #                            build in build-asan), run every test via ctest, the sanitized suite as
 #                            one of them (the README's second command)
 #   scripts/setup.sh deps    install only;   scripts/setup.sh build   install and build only
+#   scripts/setup.sh profile install the profiling tools below only (README: "The engine's own loops")
 # Environment: BUILD_DIR (default build), JOBS (default nproc), WDLAB_CMAKE_ARGS (extra cmake args).
 set -euo pipefail
 
@@ -32,6 +33,11 @@ packages=(
 test_packages=(
   python3-torch
   slurm-wlm munge
+)
+# Profiling only, installed by `scripts/setup.sh profile` (no build or test needs it):
+#   linux-perf        `perf record -g` / `perf stat` on `wdlab bench`
+profile_packages=(
+  linux-perf
 )
 
 install_missing() {  # install_missing PACKAGE...
@@ -61,6 +67,7 @@ build() {
 
 case "$mode" in
   deps) install_missing "${packages[@]}" ;;
+  profile) install_missing "${profile_packages[@]}" ;;
   build) install_missing "${packages[@]}"; build ;;
   main)
     install_missing "${packages[@]}"
@@ -82,5 +89,5 @@ case "$mode" in
     WDLAB_CMAKE_ARGS="${WDLAB_CMAKE_ARGS:-} -DWDLAB_SANITIZER_BUILD=$(cd "$asan_dir" && pwd)" build
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
     ;;
-  *) echo "usage: scripts/setup.sh [main|test|deps|build]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [main|test|deps|build|profile]" >&2; exit 2 ;;
 esac

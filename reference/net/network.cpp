@@ -106,9 +106,10 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
   bw.d_out.back() = dlogits;
   bw.d_input = Mat<T>::Zero(spec.input.size(), N);
   // Accumulates a cotangent into the output of layer `src` (or the input): fan-out sums.
-  auto accumulate = [&](int src, const Mat<T>& d) {
+  // The first cotangent moves in (no copy of a whole activation per layer).
+  auto accumulate = [&](int src, Mat<T>&& d) {
     Mat<T>& target = src < 0 ? bw.d_input : bw.d_out[src];
-    if (target.size() == 0) target = d;
+    if (target.size() == 0) target = std::move(d);
     else target += d;
   };
   for (int i = n_layers - 1; i >= 0; --i) {
@@ -158,12 +159,12 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
       case LayerKind::residual_add: {
         Mat<T> db;
         residual_bprop(dy, dx, db);
-        accumulate(l.inputs[1], db);
+        accumulate(l.inputs[1], std::move(db));
         break;
       }
       case LayerKind::tanh: tanh_bprop(fw.out[i], dy, dx); break;
     }
-    if (dx.size() > 0) accumulate(src, dx);
+    if (dx.size() > 0) accumulate(src, std::move(dx));
   }
   return bw;
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 
 namespace wdlab::ref {
@@ -48,12 +49,15 @@ void check_channel_vec(const BatchNormGeometry& g, const Vec<T>* v, const char* 
 template <class T>
 void apply_affine(const BatchNormGeometry& g, const Mat<T>& xhat, BnVecIn<T> gamma, BnVecIn<T> beta,
                   Mat<T>& y) {
-  y = xhat;
-  if (!gamma) return;
-  for (int c = 0; c < g.C; ++c) {
-    auto yc = y.middleRows(Eigen::Index(c) * g.HW, g.HW);
-    yc = (yc.array() * (*gamma)(c) + (*beta)(c)).matrix();
+  if (!gamma) {
+    y = xhat;
+    return;
   }
+  y.resize(xhat.rows(), xhat.cols());
+  parallel_for(g.C, [&](int c, int) {
+    const Eigen::Index r0 = Eigen::Index(c) * g.HW;
+    y.middleRows(r0, g.HW) = (xhat.middleRows(r0, g.HW).array() * (*gamma)(c) + (*beta)(c)).matrix();
+  });
 }
 
 }  // namespace
@@ -79,7 +83,8 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
   ctx.var_unbiased.resize(geom.C);
   ctx.invstd.resize(geom.C);
   ctx.xhat.resize(x.rows(), x.cols());
-  for (int c = 0; c < geom.C; ++c) {
+  // Channels are independent: each runs whole on one thread (results independent of the count).
+  parallel_for(geom.C, [&](int c, int) {
     const auto xc = x.middleRows(Eigen::Index(c) * geom.HW, geom.HW);
     // Two passes: μ first, then the centred squares (no cancellation from E[x²] − μ²).
     const T mu = xc.sum() / T(m);
@@ -92,7 +97,7 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
     ctx.var(c) = var;
     ctx.var_unbiased(c) = var * T(m) / T(m - 1);
     ctx.invstd(c) = invstd;
-  }
+  });
   apply_affine(geom, ctx.xhat, gamma, beta, y);
   return ctx;
 }
@@ -155,7 +160,7 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
   dx.resize(dy.rows(), dy.cols());
   if (dgamma) dgamma->resize(geom.C);
   if (dbeta) dbeta->resize(geom.C);
-  for (int c = 0; c < geom.C; ++c) {
+  parallel_for(geom.C, [&](int c, int) {  // channels are independent
     const Eigen::Index r0 = Eigen::Index(c) * geom.HW;
     const auto dyc = dy.middleRows(r0, geom.HW);
     const auto xhc = ctx.xhat.middleRows(r0, geom.HW);
@@ -170,7 +175,7 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
     } else {
       dxc = scale * dyc;
     }
-  }
+  });
 }
 
 #define WDLAB_INSTANTIATE(T)                                                                       \

@@ -7,6 +7,9 @@
 #include "reference/ops/conv2d.hpp"
 
 #include <algorithm>
+#include <vector>
+
+#include "common/cpu_runtime.hpp"
 
 #include "reference/ops/conv2d_shapes.hpp"
 
@@ -128,6 +131,46 @@ int conv2d_chunk_examples(const Conv2dGeometry& g, std::size_t scalar_bytes) {
   return int(std::clamp<std::size_t>(n, 1, std::size_t(g.N)));
 }
 
+namespace {
+
+// The passes cut the batch into at least this many chunks (fewer examples per chunk than the
+// 4 MB budget allows when N is small), so that parallel_for has work for every thread; the cut
+// depends on the geometry only, never on the thread count, so the results do not either.
+constexpr int kMinPassChunks = 8;
+
+/// The chunks of examples one pass works through: chunk i holds examples [first(i), first(i) + size(i)).
+struct PassChunks {
+  PassChunks(const Conv2dGeometry& g, std::size_t scalar_bytes)
+      : N(g.N),
+        per(std::min(conv2d_chunk_examples(g, scalar_bytes), (g.N + kMinPassChunks - 1) / kMinPassChunks)),
+        count((g.N + per - 1) / per),
+        PQ(long(g.P()) * g.Q()) {}
+  int first(int i) const { return i * per; }
+  int size(int i) const { return std::min(per, N - i * per); }
+  int N, per, count;
+  long PQ;
+};
+
+/// One chunk-sized buffer (per·P·Q × cols) per worker thread, allocated on first use.
+template <class T>
+class PerWorker {
+ public:
+  PerWorker(const PassChunks& c, int cols)
+      : rows_(long(c.per) * c.PQ), cols_(cols), bufs_(std::size_t(std::min(c.count, cpu_threads()))) {}
+  Mat<T>& get(int worker) {
+    Mat<T>& m = bufs_.at(std::size_t(worker));
+    if (m.rows() != rows_ || m.cols() != cols_) m.resize(rows_, cols_);
+    return m;
+  }
+
+ private:
+  long rows_;
+  int cols_;
+  std::vector<Mat<T>> bufs_;
+};
+
+}  // namespace
+
 template <class T>
 void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
                   const NoDeduce<Vec<T>>* b, Mat<T>& y) {
@@ -136,17 +179,16 @@ void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
   detail::check_filter("conv2d_fprop", g, w);
   detail::check_bias("conv2d_fprop", g, b);
   WDLAB_CHECK(&x != &y, "conv2d_fprop: y must not alias x");
-  const long PQ = long(g.P()) * g.Q();
-  const int chunk = conv2d_chunk_examples(g, sizeof(T));
-  Mat<T> At(chunk * PQ, g.patch_size()), Yt(chunk * PQ, g.K);
-  y.resize(g.K * PQ, g.N);
-  for (int n0 = 0; n0 < g.N; n0 += chunk) {
-    const int nb = std::min(chunk, g.N - n0);
-    const long m = nb * PQ;
-    im2col(g, x, n0, nb, At);
-    Yt.topRows(m).noalias() = At.topRows(m) * w.transpose();
-    stacked_to_output(g, Yt, n0, nb, b, y);
-  }
+  const PassChunks c(g, sizeof(T));
+  y.resize(g.K * c.PQ, g.N);
+  PerWorker<T> At(c, g.patch_size()), Yt(c, g.K);
+  parallel_for(c.count, [&](int i, int wk) {
+    const int n0 = c.first(i), nb = c.size(i);
+    const long m = nb * c.PQ;
+    im2col(g, x, n0, nb, At.get(wk));
+    Yt.get(wk).topRows(m).noalias() = At.get(wk).topRows(m) * w.transpose();
+    stacked_to_output(g, Yt.get(wk), n0, nb, b, y);
+  });
 }
 
 template <class T>
@@ -155,17 +197,16 @@ void conv2d_bprop_data(const Conv2dGeometry& g, const Mat<T>& dy, const Mat<T>& 
   detail::check_output("conv2d_bprop_data", "dy (K·P·Q × N)", g, dy);
   detail::check_filter("conv2d_bprop_data", g, w);
   WDLAB_CHECK(&dx != &dy, "conv2d_bprop_data: dx must not alias dy");
-  const long PQ = long(g.P()) * g.Q();
-  const int chunk = conv2d_chunk_examples(g, sizeof(T));
-  Mat<T> Dt(chunk * PQ, g.patch_size()), DYt(chunk * PQ, g.K);
+  const PassChunks c(g, sizeof(T));
+  PerWorker<T> Dt(c, g.patch_size()), DYt(c, g.K);
   dx.setZero(long(g.C) * g.H * g.W, g.N);
-  for (int n0 = 0; n0 < g.N; n0 += chunk) {
-    const int nb = std::min(chunk, g.N - n0);
-    const long m = nb * PQ;
-    output_to_stacked(g, dy, n0, nb, DYt);
-    Dt.topRows(m).noalias() = DYt.topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
-    col2im_add(g, Dt, n0, nb, dx);
-  }
+  parallel_for(c.count, [&](int i, int wk) {  // chunks write disjoint columns of dx
+    const int n0 = c.first(i), nb = c.size(i);
+    const long m = nb * c.PQ;
+    output_to_stacked(g, dy, n0, nb, DYt.get(wk));
+    Dt.get(wk).topRows(m).noalias() = DYt.get(wk).topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
+    col2im_add(g, Dt.get(wk), n0, nb, dx);
+  });
 }
 
 template <class T>
@@ -174,19 +215,23 @@ void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>&
   g.validate();
   detail::check_input("conv2d_bprop_filter", g, x);
   detail::check_output("conv2d_bprop_filter", "dy (K·P·Q × N)", g, dy);
-  const long PQ = long(g.P()) * g.Q();
-  const int chunk = conv2d_chunk_examples(g, sizeof(T));
-  Mat<T> At(chunk * PQ, g.patch_size()), DYt(chunk * PQ, g.K);
-  dw.setZero(g.K, g.patch_size());
-  for (int n0 = 0; n0 < g.N; n0 += chunk) {
-    const int nb = std::min(chunk, g.N - n0);
-    const long m = nb * PQ;
-    im2col(g, x, n0, nb, At);
-    output_to_stacked(g, dy, n0, nb, DYt);
-    dw.noalias() += DYt.topRows(m).transpose() * At.topRows(m);
-  }
+  const PassChunks c(g, sizeof(T));
+  PerWorker<T> At(c, g.patch_size()), DYt(c, g.K);
+  // dw = Σ_chunks DYᵗᵀ Aᵗ: one partial per chunk, added in chunk order, so the sum does not
+  // depend on which thread computed which chunk.
+  std::vector<Mat<T>> part(std::size_t(c.count));
+  parallel_for(c.count, [&](int i, int wk) {
+    const int n0 = c.first(i), nb = c.size(i);
+    const long m = nb * c.PQ;
+    im2col(g, x, n0, nb, At.get(wk));
+    output_to_stacked(g, dy, n0, nb, DYt.get(wk));
+    part[std::size_t(i)].noalias() = DYt.get(wk).topRows(m).transpose() * At.get(wk).topRows(m);
+  });
+  dw = part[0];
+  for (std::size_t i = 1; i < part.size(); ++i) dw += part[i];
   if (db) {
     db->setZero(g.K);
+    const long PQ = c.PQ;
     for (int n = 0; n < g.N; ++n)
       for (int k = 0; k < g.K; ++k) (*db)(k) += dy.col(n).segment(k * PQ, PQ).sum();
   }

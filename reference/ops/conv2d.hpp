@@ -5,7 +5,10 @@
 //   x  : C·H·W × N, column n is example n's CHW image (= NCHW memory)
 //   w  : K × C·R·S, column (c·R + r)·S + s (PyTorch's [K,C,R,S] per row);  b: K (optional)
 //   y  : K·P·Q × N, column n is example n's KPQ output (= NKPQ memory)
-// Passes run as batched im2col + one GEMM per chunk of examples (patch buffer ≤ 4 MB);
+// Passes run as batched im2col + one GEMM per chunk of examples (patch buffer ≤ 4 MB, at least
+// 8 chunks per batch where N allows), the chunks spread over the --threads threads, each chunk's
+// GEMM on one BLAS thread; the cut depends on the geometry only, so the results do not depend on
+// the thread count;
 // reference/ops/conv2d_direct.hpp holds the plain loop version the tests check these against.
 #include <cstddef>
 #include <type_traits>

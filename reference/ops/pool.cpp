@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 
 namespace wdlab::ref {
@@ -19,27 +20,34 @@ MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<
   ctx.geom = geom;
   ctx.argmax.resize(Eigen::Index(C) * P * Q, geom.N);
   Mat<T> out(Eigen::Index(C) * P * Q, geom.N);  // not y directly: y may alias x
-  for (int n = 0; n < geom.N; ++n)
+  const int win = geom.window, st = geom.stride;
+  parallel_for(geom.N, [&](int n, int) {  // examples are independent
+    const T* xn = x.col(n).data();
+    T* on = out.col(n).data();
+    std::int64_t* an = ctx.argmax.col(n).data();
     for (int c = 0; c < C; ++c)
-      for (int p = 0; p < P; ++p)
+      for (int p = 0; p < P; ++p) {
+        const std::int64_t row0 = (std::int64_t(c) * H + std::int64_t(p) * st) * W;
+        const Eigen::Index o0 = (Eigen::Index(c) * P + p) * Q;
         for (int q = 0; q < Q; ++q) {
-          std::int64_t best_i = -1;
-          T best = T(0);
-          for (int r = 0; r < geom.window; ++r)
-            for (int s = 0; s < geom.window; ++s) {
-              const std::int64_t i =
-                  (std::int64_t(c) * H + p * geom.stride + r) * W + q * geom.stride + s;
-              const T v = x(i, n);
+          // The window's first entry starts the search (it is the first maximum unless beaten).
+          std::int64_t best_i = row0 + std::int64_t(q) * st;
+          T best = xn[best_i];
+          for (int r = 0; r < win; ++r)
+            for (int s = 0; s < win; ++s) {
+              const std::int64_t i = row0 + std::int64_t(r) * W + std::int64_t(q) * st + s;
+              const T v = xn[i];
               // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
-              if (best_i < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
-                best_i = i;
-                best = v;
-              }
+              // Selects, not a branch (the branch mispredicted on every other window).
+              const bool take = v > best || (std::isnan(v) && !std::isnan(best));
+              best_i = take ? i : best_i;
+              best = take ? v : best;
             }
-          const Eigen::Index o = (Eigen::Index(c) * P + p) * Q + q;
-          out(o, n) = best;
-          ctx.argmax(o, n) = best_i;
+          on[o0 + q] = best;
+          an[o0 + q] = best_i;
         }
+      }
+  });
   y = std::move(out);
   return ctx;
 }
@@ -55,8 +63,9 @@ void maxpool2d_bprop(const Pool2dGeometry& geom, const MaxPoolContext& ctx, cons
   WDLAB_CHECK(dy.rows() == ctx.argmax.rows() && dy.cols() == ctx.argmax.cols(),
               fmt::format("dy is {}x{} for {}", dy.rows(), dy.cols(), geom.describe()));
   dx.setZero(Eigen::Index(geom.C) * geom.H * geom.W, geom.N);
-  for (Eigen::Index n = 0; n < dy.cols(); ++n)
+  parallel_for(int(dy.cols()), [&](int n, int) {  // example n writes column n of dx only
     for (Eigen::Index o = 0; o < dy.rows(); ++o) dx(ctx.argmax(o, n), n) += dy(o, n);
+  });
 }
 
 std::string GlobalPoolGeometry::describe() const {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 #include "conv_test_util.hpp"
 #include "reference/ops/conv2d.hpp"
@@ -298,4 +299,41 @@ TEST_CASE("bad geometries and shapes throw, naming the operand") {
   // The well-formed call goes through (so the throws above are about the shapes).
   CHECK_NOTHROW(conv2d_fprop(g, x, w, &b, out));
   CHECK_NOTHROW(conv2d_bprop_filter(g, x, dy, out2, &vout));
+}
+
+TEST_CASE("the passes give the same bits on one thread and on two (chunks cut by geometry only)") {
+  const Conv2dGeometry g = chunked_geometry();
+  const auto [xd, wd, dyd, bd] = operands(g, 700, normals);
+  const Mat<float> x = xd.cast<float>(), w = wd.cast<float>(), dy = dyd.cast<float>();
+  const Vec<float> b = bd.cast<float>();
+  struct Out {
+    Mat<float> y, dx, dw;
+    Vec<float> db;
+  };
+  auto passes = [&](int threads) {
+    REQUIRE(set_cpu_threads(threads) == threads);
+    Out o;
+    conv2d_fprop(g, x, w, &b, o.y);
+    conv2d_bprop_data(g, dy, w, o.dx);
+    conv2d_bprop_filter(g, x, dy, o.dw, &o.db);
+    return o;
+  };
+  const Out one = passes(1), two = passes(2);
+  set_cpu_threads(0);  // back to the suite's setting
+  CHECK(one.y == two.y);
+  CHECK(one.dx == two.dx);
+  CHECK(one.dw == two.dw);
+  CHECK(one.db == two.db);
+  // The control: the same dw summed over the examples in reverse order differs in the last bits,
+  // so the equalities above would see a thread-dependent order of the sums.
+  Mat<float> dw_rev = Mat<float>::Zero(g.K, g.patch_size()), part;
+  Conv2dGeometry g1 = g;
+  g1.N = 1;
+  for (int n = g.N - 1; n >= 0; --n) {
+    conv2d_bprop_filter(g1, Mat<float>(x.col(n)), Mat<float>(dy.col(n)), part,
+                        static_cast<Vec<float>*>(nullptr));
+    dw_rev += part;
+  }
+  CHECK(dw_rev != one.dw);
+  CHECK((dw_rev - one.dw).cwiseAbs().maxCoeff() < 1e-3f * one.dw.cwiseAbs().maxCoeff());
 }
