@@ -42,8 +42,16 @@ Int to_integer(const json& v, const std::string& path, const Bounds& b) {
     check_bounds(path, static_cast<double>(u), b);
     return static_cast<Int>(u);
   }
-  if (v.is_number_integer() && !is_unsigned) {
+  // A JSON integer built in code (nlohmann's number_integer) is signed even when it is 7: a
+  // non-negative one is as good as the unsigned number the parser makes of the text "7".
+  if (v.is_number_integer() && (!is_unsigned || v.get<std::int64_t>() >= 0)) {
     const auto s = v.get<std::int64_t>();
+    if constexpr (is_unsigned) {
+      if (static_cast<std::uint64_t>(s) > static_cast<std::uint64_t>(std::numeric_limits<Int>::max()))
+        throw UsageError(path, fmt::format("{} is too large (at most {})", s, std::numeric_limits<Int>::max()));
+      check_bounds(path, static_cast<double>(s), b);
+      return static_cast<Int>(s);
+    }
     if (s < static_cast<std::int64_t>(std::numeric_limits<Int>::min()))
       throw UsageError(
           path, fmt::format("{} is too small (at least {})", s, std::numeric_limits<Int>::min()));

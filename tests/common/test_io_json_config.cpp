@@ -114,6 +114,18 @@ TEST_CASE("config: range checks and integer limits") {
   CHECK(usage([&] { (void)r.get<int>("p", 1, at_least(1)); }) == "p: expected a value >= 1, got 0");
 }
 
+TEST_CASE("config: an integer built in code (signed in nlohmann) reads as unsigned when it is >= 0") {
+  // json{{"seed", 7}} holds a signed integer, json::parse("7") an unsigned one: both are 7.
+  const json built{{"seed", 7}, {"neg", -7}, {"big", std::int64_t(5000000000)}};
+  REQUIRE(built["seed"].is_number_unsigned() == false);
+  ConfigReader r(built);
+  CHECK(r.get<std::uint64_t>("seed", 0) == 7);
+  CHECK(r.get<int>("seed", 0) == 7);
+  CHECK(usage([&] { (void)r.get<std::uint64_t>("neg", 0); }) == "neg: expected a non-negative integer, got integer -7");
+  CHECK(usage([&] { (void)r.get<int>("big", 0); }) == "big: 5000000000 is too large (at most 2147483647)");
+  CHECK(r.get<std::uint64_t>("big", 0) == 5000000000ULL);
+}
+
 TEST_CASE("config: enums and required keys") {
   const json c = json::parse(R"({"optimizer": "adamw"})");
   ConfigReader r(c);
