@@ -11,23 +11,6 @@ namespace {
 
 std::string init_name(ref::Init i) { return i == ref::Init::glorot_uniform ? "glorot_uniform" : "he_normal"; }
 
-std::string optimizer_name(ref::OptimizerKind k) {
-  switch (k) {
-    case ref::OptimizerKind::sgd: return "sgd";
-    case ref::OptimizerKind::adam: return "adam";
-    case ref::OptimizerKind::kfac_f: return "kfac-f";
-    case ref::OptimizerKind::kfac_g: return "kfac-g";
-  }
-  return "?";
-}
-
-ref::OptimizerKind parse_optimizer(const std::string& s) {
-  if (s == "sgd") return ref::OptimizerKind::sgd;
-  if (s == "adam") return ref::OptimizerKind::adam;
-  if (s == "kfac-f") return ref::OptimizerKind::kfac_f;
-  return ref::OptimizerKind::kfac_g;  // the reader already restricted the value
-}
-
 }  // namespace
 
 void ExperimentConfig::validate() const {
@@ -71,17 +54,17 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     a.finish();
   }
 
-  c.optim.kind = parse_optimizer(r.get_enum("optimizer", {"sgd", "adam", "kfac-f", "kfac-g"}, "sgd"));
+  c.optim.kind = optim::parse_optimizer_kind("optimizer", r.get<std::string>("optimizer", "sgd"));
   c.schedule.lr = r.get<double>("lr", 0.1, io::positive());
   const double momentum = r.get<double>("momentum", 0.9, io::in_range(0, 1));
   c.optim.sgd.momentum = c.optim.kfac.momentum = momentum;
-  c.optim.sgd.kind = r.get<bool>("nesterov", false) ? ref::MomentumKind::nesterov : ref::MomentumKind::heavy_ball;
-  c.optim.reg.kind = ref::parse_regularization("regularization", r.get_enum("regularization", {"none", "l2", "wd"}, "none"));
+  c.optim.sgd.kind = r.get<bool>("nesterov", false) ? optim::MomentumKind::nesterov : optim::MomentumKind::heavy_ball;
+  c.optim.reg.kind = optim::parse_regularization("regularization", r.get_enum("regularization", {"none", "l2", "wd"}, "none"));
   c.optim.reg.weight_decay = r.get<double>("weight_decay", 0.0, io::non_negative());
-  c.optim.reg.scope = ref::parse_wd_scope("wd_scope", r.get_enum("wd_scope", {"all", "conv", "fc", "list"}, "all"));
+  c.optim.reg.scope = optim::parse_wd_scope("wd_scope", r.get_enum("wd_scope", {"all", "conv", "fc", "list"}, "all"));
   c.optim.reg.wd_params = r.get<std::vector<std::string>>("wd_params", {});
-  c.optim.reg.biases = r.get<bool>("decay_biases", true) ? ref::DecayBiases::yes : ref::DecayBiases::no;
-  c.optim.reg.bn = r.get<bool>("decay_bn", true) ? ref::DecayBn::yes : ref::DecayBn::no;
+  c.optim.reg.biases = r.get<bool>("decay_biases", true) ? optim::DecayBiases::yes : optim::DecayBiases::no;
+  c.optim.reg.bn = r.get<bool>("decay_bn", true) ? optim::DecayBn::yes : optim::DecayBn::no;
   {
     auto a = r.child("adam");
     c.optim.adam.beta1 = a.get<double>("beta1", 0.9, io::in_range(0, 1));
@@ -96,14 +79,14 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     c.optim.kfac.t_inv = k.get<int>("t_inv", 100, io::positive());
     c.optim.kfac.cov_ema_decay = k.get<double>("cov_ema_decay", 0.95, io::in_range(0, 1));
     c.optim.kfac.kl_clip = k.get<double>("kl_clip", 0.0, io::non_negative());
-    c.optim.kfac.inverse = ref::parse_inverse_method("kfac.inverse", k.get_enum("inverse", {"cholesky", "eig"}, "cholesky"));
-    c.optim.kfac.factor_init = ref::parse_factor_init("kfac.factor_init", k.get_enum("factor_init", {"identity", "data_pass"}, "identity"));
+    c.optim.kfac.inverse = optim::parse_inverse_method("kfac.inverse", k.get_enum("inverse", {"cholesky", "eig"}, "cholesky"));
+    c.optim.kfac.factor_init = optim::parse_factor_init("kfac.factor_init", k.get_enum("factor_init", {"identity", "data_pass"}, "identity"));
     c.optim.kfac.gn_probe_variance = k.get<double>("gn_probe_variance", 1.0, io::positive());
     k.finish();
   }
   {
     auto s = r.child("schedule");
-    c.schedule.kind = ref::parse_schedule_kind("schedule.kind", s.get_enum("kind", {"constant", "step_epochs", "step_iterations"}, "constant"));
+    c.schedule.kind = optim::parse_schedule_kind("schedule.kind", s.get_enum("kind", {"constant", "step_epochs", "step_iterations"}, "constant"));
     c.schedule.gamma = s.get<double>("gamma", 0.1, io::positive());
     c.schedule.every_epochs = s.get<int>("every_epochs", 60, io::positive());
     c.schedule.every_iterations = s.get<std::int64_t>("every_iterations", 16000, io::positive());
@@ -149,8 +132,8 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
   c.divergence_factor = r.get<double>("divergence_factor", 10.0, io::non_negative());
   r.finish();
   if (c.name.empty())
-    c.name = fmt::format("{}-{}-{}-{}", c.data.dataset, c.model.name, optimizer_name(c.optim.kind),
-                         ref::to_string(c.optim.reg.kind));
+    c.name = fmt::format("{}-{}-{}-{}", c.data.dataset, c.model.name, to_string(c.optim.kind),
+                         optim::to_string(c.optim.reg.kind));
   c.validate();
   return c;
 }
@@ -175,26 +158,26 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
                {"widen", model.widen},
                {"base_width", model.base_width},
                {"init", init_name(init)}};
-  j["optimizer"] = optimizer_name(optim.kind);
+  j["optimizer"] = to_string(optim.kind);
   j["lr"] = schedule.lr;
   j["momentum"] = optim.sgd.momentum;
-  j["nesterov"] = optim.sgd.kind == ref::MomentumKind::nesterov;
-  j["regularization"] = ref::to_string(optim.reg.kind);
+  j["nesterov"] = optim.sgd.kind == optim::MomentumKind::nesterov;
+  j["regularization"] = optim::to_string(optim.reg.kind);
   j["weight_decay"] = optim.reg.weight_decay;
-  j["wd_scope"] = ref::to_string(optim.reg.scope);
+  j["wd_scope"] = optim::to_string(optim.reg.scope);
   j["wd_params"] = optim.reg.wd_params;
-  j["decay_biases"] = optim.reg.biases == ref::DecayBiases::yes;
-  j["decay_bn"] = optim.reg.bn == ref::DecayBn::yes;
+  j["decay_biases"] = optim.reg.biases == optim::DecayBiases::yes;
+  j["decay_bn"] = optim.reg.bn == optim::DecayBn::yes;
   j["adam"] = {{"beta1", optim.adam.beta1}, {"beta2", optim.adam.beta2}, {"eps", optim.adam.eps}};
   j["kfac"] = {{"damping", optim.kfac.damping},
                {"t_cov", optim.kfac.t_cov},
                {"t_inv", optim.kfac.t_inv},
                {"cov_ema_decay", optim.kfac.cov_ema_decay},
                {"kl_clip", optim.kfac.kl_clip},
-               {"inverse", ref::to_string(optim.kfac.inverse)},
-               {"factor_init", ref::to_string(optim.kfac.factor_init)},
+               {"inverse", optim::to_string(optim.kfac.inverse)},
+               {"factor_init", optim::to_string(optim.kfac.factor_init)},
                {"gn_probe_variance", optim.kfac.gn_probe_variance}};
-  j["schedule"] = {{"kind", ref::to_string(schedule.kind)},
+  j["schedule"] = {{"kind", optim::to_string(schedule.kind)},
                    {"gamma", schedule.gamma},
                    {"every_epochs", schedule.every_epochs},
                    {"every_iterations", schedule.every_iterations},

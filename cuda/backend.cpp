@@ -44,10 +44,13 @@ std::vector<float> download(const DeviceBuffer<float>& b, cudaStream_t s) {
 }  // namespace
 
 CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
-                         OptimSettings optim, BackendOptions options)
-    : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), options_(options) {
+                         optim::OptimConfig optim, std::vector<char> decays, std::uint64_t seed,
+                         BackendOptions options)
+    : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), decays_(std::move(decays)),
+      seed_(seed), options_(options) {
   spec_.validate();
-  optim_.validate(spec_);  // before any GPU work
+  optim_.validate();  // before any GPU work
+  optim::check_decay_flags(spec_, decays_);
   if (params.size() != info_.size())
     throw InternalError(fmt::format("CudaBackend: {} parameter tensors for {} in the spec",
                                     params.size(), info_.size()));
@@ -57,22 +60,12 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
   WDLAB_CUBLAS_CHECK(cublasSetMathMode(
       ctx_->cublas(), options_.math == MathMode::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   const cudaStream_t s = ctx_->stream();
-  slots_.assign(spec_.layers.size(), Slots{});
+  slots_ = layer_slots(spec_);
   for (std::size_t i = 0; i < info_.size(); ++i) {
     const ParamInfo& p = info_[i];
     if (std::int64_t(params[i].size()) != p.numel())
       throw InternalError(fmt::format("CudaBackend: {} has {} values, expected {}", p.name,
                                       params[i].size(), p.numel()));
-    Slots& sl = slots_[std::size_t(p.layer)];
-    const int idx = int(i);
-    switch (p.role) {
-      case ParamRole::weight: sl.weight = idx; break;
-      case ParamRole::bias: sl.bias = idx; break;
-      case ParamRole::bn_weight: sl.gamma = idx; break;
-      case ParamRole::bn_bias: sl.beta = idx; break;
-      case ParamRole::running_mean: sl.running_mean = idx; break;
-      case ParamRole::running_var: sl.running_var = idx; break;
-    }
     params_.push_back(upload_vector(params[i], s));
     const std::size_t n = p.trainable() ? params[i].size() : 0;
     grads_.push_back(zeros(n, s));
@@ -81,7 +74,7 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
   }
   scalars_ = DeviceBuffer<kernels::StepScalars>(1);
   if (optim_.kind == OptimizerKind::kfac_f || optim_.kind == OptimizerKind::kfac_g)
-    kfac_ = std::make_unique<CudaKfac>(*ctx_, spec_, optim_);
+    kfac_ = std::make_unique<CudaKfac>(*ctx_, spec_, optim_, decays_, seed_);
   ctx_->synchronize();
 }
 
@@ -164,30 +157,30 @@ void CudaBackend::optimizer_step(double lr) {
   if (kfac_) throw InternalError("optimizer_step: a K-FAC step goes through kfac_step (backend_kfac.cpp)");
   const cudaStream_t s = ctx_->stream();
   const std::uint32_t* skip = &scalars_.data()->skip;
-  const float beta = float(optim_.weight_decay);
+  const float beta = float(optim_.reg.weight_decay);
   double c1 = 1, c2 = 1;
   if (optim_.kind == OptimizerKind::adam) {
     ++adam_t_;
-    c1 = 1 - std::pow(optim_.beta1, double(adam_t_));  // bias corrections, in double
-    c2 = 1 - std::pow(optim_.beta2, double(adam_t_));
+    c1 = 1 - std::pow(optim_.adam.beta1, double(adam_t_));  // bias corrections, in double
+    c2 = 1 - std::pow(optim_.adam.beta2, double(adam_t_));
   }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     if (!info_[i].trainable()) continue;
-    const kernels::Decay d = !optim_.decays[i]                     ? kernels::Decay::none
-                             : optim_.reg == Regularization::l2 ? kernels::Decay::l2
-                             : optim_.reg == Regularization::wd ? kernels::Decay::wd
+    const kernels::Decay d = !decays_[i]                     ? kernels::Decay::none
+                             : optim_.reg.kind == Regularization::l2 ? kernels::Decay::l2
+                             : optim_.reg.kind == Regularization::wd ? kernels::Decay::wd
                                                                 : kernels::Decay::none;
     const Index n = Index(params_[i].size());
     if (optim_.kind == OptimizerKind::sgd) {
       launch_device(s, n, kernels::SgdUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(), skip,
-                                             float(lr), float(optim_.momentum), beta, d,
-                                             optim_.momentum_kind == MomentumKind::nesterov
+                                             float(lr), float(optim_.sgd.momentum), beta, d,
+                                             optim_.sgd.kind == MomentumKind::nesterov
                                                  ? kernels::Momentum::nesterov
                                                  : kernels::Momentum::heavy_ball});
     } else {
       launch_device(s, n, kernels::AdamUpdate{params_[i].data(), grads_[i].data(), state1_[i].data(),
-                                              state2_[i].data(), skip, float(lr), float(optim_.beta1),
-                                              float(optim_.beta2), float(optim_.eps), float(c1),
+                                              state2_[i].data(), skip, float(lr), float(optim_.adam.beta1),
+                                              float(optim_.adam.beta2), float(optim_.adam.eps), float(c1),
                                               float(c2), beta, d});
     }
   }

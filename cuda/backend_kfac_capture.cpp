@@ -14,7 +14,8 @@
 
 namespace wdlab::cuda {
 
-std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r, const OptimSettings& settings) {
+std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r, const OptimConfig& kfac_optim,
+                                                        std::uint64_t seed) {
   const int N = r.n;
   WDLAB_CHECK(N >= 1, "capture_kfac: empty batch");
   WDLAB_CHECK(r.pass == CapturePass::train, "capture_kfac: K-FAC statistics come from train passes");
@@ -28,7 +29,7 @@ std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r,
   const bool given_cotangent = !r.cotangent.empty();
   if (given_cotangent)
     WDLAB_CHECK(r.cotangent.size() == a.dout[L - 1].size(), "capture_kfac: the cotangent does not fit the last layer");
-  CudaKfac kfac(*ctx_, spec_, settings);  // throws unless settings.kind is K-FAC
+  CudaKfac kfac(*ctx_, spec_, kfac_optim, optim::decay_flags(spec_, kfac_optim.reg), seed);  // throws unless K-FAC
   a.input.copy_from_host(r.images, s);
   a.labels.copy_from_host(r.labels, s);
   scalars_.fill_zero(s);
@@ -56,7 +57,7 @@ std::vector<KfacBlockCapture> CudaBackend::capture_kfac(const CaptureRequest& r,
       in.push_back(CudaKfac::BlockInput{input_of(a, b.layer), a.dout[std::size_t(b.layer)].data()});
     kfac.estimate(in, N);
   } else {
-    kfac_statistics(a, 0, kfac, settings.kind);  // RNG step 0, as the reference side's
+    kfac_statistics(a, 0, kfac, kfac_optim.kind);  // RNG step 0, as the reference side's
   }
   std::vector<KfacDampingRaise> raises;
   KfacFailure fail;

@@ -303,13 +303,8 @@ train::NamedValues CudaBackend::optimizer_metrics(const train::MeasureRequest& r
   // damping group has no rows, as in the reference.
   train::NamedValues out;
   if (req.groups.has(train::MetricGroup::elr))
-    for (const auto& [name, norm] : norms) {
-      double own = 0;
-      if (kfac_) own = kfac_->elr_opt(req.lr, norm);                                 // η/((1−μ)λ‖W‖²)
-      else if (optim_.kind == OptimizerKind::adam) own = req.lr / norm;              // η/‖W‖
-      else own = req.lr / ((1 - optim_.momentum) * norm * norm);                     // η/((1−μ)‖W‖²)
-      out.emplace_back("elr_opt." + name, own);
-    }
+    for (const auto& [name, norm] : norms)  // one formula per kind for both backends (common/optim)
+      out.emplace_back("elr_opt." + name, optim::elr_opt(optim_, req.lr, norm));
   if (req.groups.has(train::MetricGroup::damping) && kfac_)
     for (auto& row : kfac_->damping_metrics(info_, norms)) out.push_back(std::move(row));
   return out;
@@ -408,7 +403,7 @@ void CudaBackend::rescale_weights(const train::NamedValues& targets) {
                                           "change the network's function",
                                           spec_.layers[std::size_t(layer)].name, name));
     if (!(norm.at(name) > 0)) throw UsageError("wn", fmt::format("{} is zero and cannot be rescaled", name));
-    const Slots& bn = slots_[std::size_t(consumers[0])];
+    const LayerSlots& bn = slots_[std::size_t(consumers[0])];
     plans.push_back(Plan{t, slots_[std::size_t(layer)].bias, bn.running_mean, bn.running_var,
                          float(target / norm.at(name))});
     norm[name] = target;  // a repeated name rescales the rescaled tensor, as the reference does

@@ -26,7 +26,6 @@
 #include "cuda/context.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kfac_policy.hpp"
-#include "cuda/optim_config.hpp"
 
 namespace wdlab::cuda {
 
@@ -49,14 +48,17 @@ struct KfacFailure {
 
 class CudaKfac {
  public:
-  /// Throws InternalError when optim is not a K-FAC kind.
-  CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim);
+  /// Throws InternalError when optim is not a K-FAC kind. `decays`: per entry of spec.params(),
+  /// whether optim.reg regularizes it (optim::decay_flags); `seed`: of the sampled cotangents.
+  CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimConfig& optim, std::vector<char> decays,
+           std::uint64_t seed);
   ~CudaKfac();
   CudaKfac(const CudaKfac&) = delete;
   CudaKfac& operator=(const CudaKfac&) = delete;
 
   const std::vector<KfacBlockLayout>& blocks() const { return blocks_; }
-  const KfacSettings& settings() const { return cfg_; }
+  const KfacConfig& settings() const { return cfg_; }
+  std::uint64_t seed() const { return seed_; }
   bool wants_factors(std::int64_t k) const { return kfac_wants_factors(cfg_, k); }
   bool wants_factor_init() const { return cfg_.factor_init == FactorInit::data_pass && !initialized_; }
 
@@ -95,8 +97,6 @@ class CudaKfac {
   /// with T·aᵢ·sⱼ > λ). weight_norms: (weight name, ‖W‖) as CudaBackend::weight_norms() gives.
   train::NamedValues damping_metrics(const std::vector<ParamInfo>& info,
                                      const std::vector<std::pair<std::string, double>>& weight_norms) const;
-  /// elr_opt.<w> = η/((1 − μ)·λ·‖θ_l‖²), K-FAC's own effective learning rate.
-  double elr_opt(double lr, double weight_norm) const;
 
   /// Crosscheck (CudaBackend::capture_kfac): the last estimates become the factors as they are
   /// (no moving average), then the damped inverses as a step computes them and U = S̃⁻¹ Ḡ Ã⁻¹ / T
@@ -130,8 +130,10 @@ class CudaKfac {
   Context& ctx_;
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
-  OptimSettings optim_;
-  KfacSettings cfg_;
+  OptimConfig optim_;
+  std::vector<char> decays_;
+  KfacConfig cfg_;
+  std::uint64_t seed_ = 0;
   std::vector<KfacBlockLayout> blocks_;
   std::vector<BlockState> blocks_state_;
   std::vector<int> block_of_;            // per tensor: its block, −1 without one

@@ -17,7 +17,7 @@ train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, c
   std::vector<double> norm(params_.info.size(), 0.0);  // ‖W_l‖ of weight tensors
   for (std::size_t i = 0; i < params_.info.size(); ++i)
     if (params_.info[i].role == ParamRole::weight) norm[i] = double(params_.values[i].template cast<double>().norm());
-  const bool kfac = optim_cfg_.kind == OptimizerKind::kfac_f || optim_cfg_.kind == OptimizerKind::kfac_g;
+  const bool kfac = optim::is_kfac(optim_cfg_.kind);
   const double lambda = optim_cfg_.kfac.damping;
   for (std::size_t i = 0; i < params_.info.size(); ++i) {
     if (params_.info[i].role != ParamRole::weight) continue;
@@ -26,14 +26,8 @@ train::NamedValues ReferenceBackend<T>::measure(const train::HostBatch& probe, c
     if (g.has(MetricGroup::norms)) out.emplace_back("norm." + name, norm[i]);
     if (g.has(MetricGroup::elr)) {
       out.emplace_back("elr." + name, req.lr / n2);  // η/‖θ_l‖² (Eq. 9)
-      double own = 0;  // the optimizer's own form (common/train/measure.hpp)
-      switch (optim_cfg_.kind) {
-        case OptimizerKind::sgd: own = req.lr / ((1 - optim_cfg_.sgd.momentum) * n2); break;
-        case OptimizerKind::adam: own = req.lr / norm[i]; break;
-        case OptimizerKind::kfac_f:
-        case OptimizerKind::kfac_g: own = req.lr / ((1 - optim_cfg_.kfac.momentum) * lambda * n2); break;
-      }
-      out.emplace_back("elr_opt." + name, own);
+      // The optimizer's own form (common/optim/optim_config.hpp, one formula for both backends).
+      out.emplace_back("elr_opt." + name, optim::elr_opt(optim_cfg_, req.lr, norm[i]));
     }
   }
   if (g.has(MetricGroup::damping) && kfac) {

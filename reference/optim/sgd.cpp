@@ -3,7 +3,7 @@
 namespace wdlab::ref {
 
 template <class T>
-Sgd<T>::Sgd(const SgdConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+Sgd<T>::Sgd(const optim::SgdConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec,
             const ParamStore<T>& like)
     : Optimizer<T>(spec, like, reg), cfg_(cfg) {
   cfg_.validate();
@@ -19,7 +19,7 @@ void Sgd<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, st
     Mat<T> g = grads.values[i];
     if (this->l2(i)) g += beta * theta;
     v_[i] = mu * v_[i] + g;
-    Mat<T> step = cfg_.kind == MomentumKind::heavy_ball ? Mat<T>(v_[i]) : Mat<T>(g + mu * v_[i]);
+    Mat<T> step = cfg_.kind == optim::MomentumKind::heavy_ball ? Mat<T>(v_[i]) : Mat<T>(g + mu * v_[i]);
     if (this->wd(i)) step += beta * theta;
     theta -= lr * step;
   }

@@ -24,6 +24,7 @@
 
 using namespace wdlab;
 using namespace wdlab::ref;
+using namespace wdlab::optim;
 using wdlab::test::span_of;
 
 namespace {

@@ -1,4 +1,4 @@
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "common/errors.hpp"
 
-namespace wdlab::ref {
+namespace wdlab::optim {
 
 namespace {
 
@@ -33,10 +33,15 @@ std::string to_string(OptimizerKind k) {
   switch (k) {
     case OptimizerKind::sgd: return "sgd";
     case OptimizerKind::adam: return "adam";
-    case OptimizerKind::kfac_f: return "kfac_f";
-    case OptimizerKind::kfac_g: return "kfac_g";
+    case OptimizerKind::kfac_f: return "kfac-f";
+    case OptimizerKind::kfac_g: return "kfac-g";
   }
   return "?";
+}
+std::string optimizer_kind_list() {
+  std::string s;
+  for (OptimizerKind k : all_optimizer_kinds) s += (s.empty() ? "" : ", ") + to_string(k);
+  return s;
 }
 std::string to_string(Regularization r) {
   switch (r) {
@@ -78,9 +83,9 @@ std::string to_string(FactorInit f) {
 }
 
 OptimizerKind parse_optimizer_kind(const std::string& field, const std::string& s) {
-  constexpr OptimizerKind v[] = {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::kfac_f,
-                                 OptimizerKind::kfac_g};
-  return parse_enum(field, s, v);
+  for (OptimizerKind k : all_optimizer_kinds)
+    if (to_string(k) == s) return k;
+  throw UsageError(field, fmt::format("unknown optimizer '{}' (expected one of {})", s, optimizer_kind_list()));
 }
 Regularization parse_regularization(const std::string& field, const std::string& s) {
   constexpr Regularization v[] = {Regularization::none, Regularization::l2, Regularization::wd};
@@ -153,6 +158,17 @@ void OptimConfig::validate() const {
   reg.validate();
 }
 
+double elr_opt(const OptimConfig& c, double lr, double weight_norm) {
+  const double n2 = weight_norm * weight_norm;
+  switch (c.kind) {
+    case OptimizerKind::sgd: return lr / ((1 - c.sgd.momentum) * n2);
+    case OptimizerKind::adam: return lr / weight_norm;
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return lr / ((1 - c.kfac.momentum) * c.kfac.damping * n2);
+  }
+  throw InternalError("elr_opt: unknown optimizer kind");
+}
+
 ScopeFamily scope_family(const NetworkSpec& spec, int layer) {
   const Layer& l = spec.layers.at(layer);
   if (l.kind == LayerKind::conv2d) return ScopeFamily::conv;
@@ -197,4 +213,20 @@ void validate_scope(const RegConfig& reg, const NetworkSpec& spec) {
   }
 }
 
-}  // namespace wdlab::ref
+std::vector<char> decay_flags(const NetworkSpec& spec, const RegConfig& reg) {
+  validate_scope(reg, spec);
+  std::vector<char> out;
+  for (const ParamInfo& p : spec.params()) out.push_back(decays(p, spec, reg) ? 1 : 0);
+  return out;
+}
+
+void check_decay_flags(const NetworkSpec& spec, const std::vector<char>& flags) {
+  const auto params = spec.params();
+  if (flags.size() != params.size())
+    throw InternalError(fmt::format("decay flags: {} for {} tensors", flags.size(), params.size()));
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (flags[i] && !params[i].trainable())
+      throw InternalError(fmt::format("decay flags: running statistic {} marked as decayed", params[i].name));
+}
+
+}  // namespace wdlab::optim
