@@ -73,6 +73,12 @@ ExperimentConfig parse_config(const nlohmann::json& j) {
     a.finish();
   }
   {
+    auto l = r.child("lion");
+    c.optim.lion.beta1 = l.get<double>("beta1", 0.9, io::in_range(0, 1));
+    c.optim.lion.beta2 = l.get<double>("beta2", 0.99, io::in_range(0, 1));
+    l.finish();
+  }
+  {
     auto k = r.child("kfac");
     c.optim.kfac.damping = k.get<double>("damping", 1e-3, io::positive());
     c.optim.kfac.t_cov = k.get<int>("t_cov", 10, io::positive());
@@ -169,6 +175,8 @@ nlohmann::ordered_json ExperimentConfig::to_json() const {
   j["decay_biases"] = optim.reg.biases == optim::DecayBiases::yes;
   j["decay_bn"] = optim.reg.bn == optim::DecayBn::yes;
   j["adam"] = {{"beta1", optim.adam.beta1}, {"beta2", optim.adam.beta2}, {"eps", optim.adam.eps}};
+  // Only a Lion run writes its block: older run directories' configs stay equal to today's.
+  if (optim.kind == optim::OptimizerKind::lion) j["lion"] = {{"beta1", optim.lion.beta1}, {"beta2", optim.lion.beta2}};
   j["kfac"] = {{"damping", optim.kfac.damping},
                {"t_cov", optim.kfac.t_cov},
                {"t_inv", optim.kfac.t_inv},

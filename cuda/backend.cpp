@@ -50,6 +50,8 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
       seed_(seed), options_(options) {
   spec_.validate();
   optim_.validate();  // before any GPU work
+  if (optim_.kind == OptimizerKind::lion)  // not on this backend yet: never run another rule in its place
+    throw UsageError("optimizer", "lion is not implemented on the cuda backend");
   optim::check_decay_flags(spec_, decays_);
   if (params.size() != info_.size())
     throw InternalError(fmt::format("CudaBackend: {} parameter tensors for {} in the spec",

@@ -35,6 +35,7 @@ std::string to_string(OptimizerKind k) {
     case OptimizerKind::adam: return "adam";
     case OptimizerKind::kfac_f: return "kfac-f";
     case OptimizerKind::kfac_g: return "kfac-g";
+    case OptimizerKind::lion: return "lion";
   }
   return "?";
 }
@@ -131,6 +132,13 @@ void AdamConfig::validate() const {
   require(finite_in(eps, 0.0, HUGE_VAL) && eps > 0, "eps", fmt::format("must be > 0, got {}", eps));
 }
 
+void LionConfig::validate() const {
+  require(finite_in(beta1, 0.0, 1.0) && beta1 < 1.0, "lion.beta1",
+          fmt::format("must be in [0, 1), got {}", beta1));
+  require(finite_in(beta2, 0.0, 1.0) && beta2 < 1.0, "lion.beta2",
+          fmt::format("must be in [0, 1), got {}", beta2));
+}
+
 void KfacConfig::validate() const {
   require(finite_in(damping, 0.0, HUGE_VAL), "damping",
           fmt::format("must be finite and >= 0, got {}", damping));
@@ -154,6 +162,7 @@ void OptimConfig::validate() const {
     case OptimizerKind::adam: adam.validate(); break;
     case OptimizerKind::kfac_f:
     case OptimizerKind::kfac_g: kfac.validate(); break;
+    case OptimizerKind::lion: lion.validate(); break;
   }
   reg.validate();
 }
@@ -165,6 +174,7 @@ double elr_opt(const OptimConfig& c, double lr, double weight_norm) {
     case OptimizerKind::adam: return lr / weight_norm;
     case OptimizerKind::kfac_f:
     case OptimizerKind::kfac_g: return lr / ((1 - c.kfac.momentum) * c.kfac.damping * n2);
+    case OptimizerKind::lion: return lr / weight_norm;
   }
   throw InternalError("elr_opt: unknown optimizer kind");
 }

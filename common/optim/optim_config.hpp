@@ -13,11 +13,11 @@
 
 namespace wdlab::optim {
 
-enum class OptimizerKind { sgd, adam, kfac_f, kfac_g };
+enum class OptimizerKind { sgd, adam, kfac_f, kfac_g, lion };
 /// Every OptimizerKind, in declaration order (config parsing, --help lists, tests loop over it).
-inline constexpr std::array<OptimizerKind, 4> all_optimizer_kinds{
-    OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::kfac_f, OptimizerKind::kfac_g};
-static_assert(all_optimizer_kinds.size() == std::size_t(OptimizerKind::kfac_g) + 1,
+inline constexpr std::array<OptimizerKind, 5> all_optimizer_kinds{
+    OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::kfac_f, OptimizerKind::kfac_g, OptimizerKind::lion};
+static_assert(all_optimizer_kinds.size() == std::size_t(OptimizerKind::lion) + 1,
               "all_optimizer_kinds must list every OptimizerKind");
 inline bool is_kfac(OptimizerKind k) { return k == OptimizerKind::kfac_f || k == OptimizerKind::kfac_g; }
 /// none; l2: g ← g + βθ before the optimizer (Eq. 6); wd: decoupled θ ← θ − ηβθ (Eq. 7).
@@ -34,10 +34,10 @@ enum class InverseMethod { cholesky, eig };
 enum class FactorInit { identity, data_pass };
 
 /// The one spelling of a kind, in configs, the CLI, run names and reports: sgd, adam, kfac-f,
-/// kfac-g. (The reference K-FAC's Optimizer::name(), written into meta.json's backend line, is
+/// kfac-g, lion. (The reference K-FAC's Optimizer::name(), written into meta.json's backend line, is
 /// its own "kfac_f"/"kfac_g" and stays so.)
 std::string to_string(OptimizerKind k);
-/// "sgd, adam, kfac-f, kfac-g": for messages and --help.
+/// "sgd, adam, kfac-f, kfac-g, lion": for messages and --help.
 std::string optimizer_kind_list();
 std::string to_string(Regularization r);
 std::string to_string(WdScope s);
@@ -73,6 +73,12 @@ struct AdamConfig {
   void validate() const;
 };
 
+/// Lion (Chen et al. 2023): c = β₁m + (1−β₁)g, θ ← θ − η·sign(c), m ← β₂m + (1−β₂)g.
+struct LionConfig {
+  double beta1 = 0.9, beta2 = 0.99;  // the paper's defaults
+  void validate() const;
+};
+
 struct KfacConfig {
   double damping = 1e-3;        // λ, split per factor by π (MATH.md §9.3)
   int t_cov = 10;               // factor EMA update every t_cov steps
@@ -97,6 +103,7 @@ struct OptimConfig {
   SgdConfig sgd;
   AdamConfig adam;
   KfacConfig kfac;
+  LionConfig lion;
   RegConfig reg;
   void validate() const;  // the sub-config of `kind` and reg
 };
@@ -106,14 +113,16 @@ struct OptimConfig {
 ///   sgd     η/((1−μ)‖W‖²)      (momentum's steady-state step η/(1−μ), Eq. 9)
 ///   adam    η/‖W‖              (a normalized step: each coordinate moves ~η whatever the scale of g)
 ///   kfac-*  η/((1−μ)·λ·‖W‖²)   (λ the damping, Eq. 16)
+///   lion    η/‖W‖              (sign(c): every coordinate moves by exactly η, as Adam's normalized
+///                               step; Kosson et al.'s rotational equilibrium applies to it too)
 /// Same formula on both backends; a new kind is a compile error here until it has its entry.
 double elr_opt(const OptimConfig& c, double lr, double weight_norm);
 
 /// The per-parameter optimizer state in checkpoints: the tensor "<prefix><parameter name>" has
 /// the parameter's shape (common/train/optim_layout.hpp). Every optimizer's per-parameter state
 /// is listed here; K-FAC's matrices and the scalars are not per-parameter.
-inline constexpr std::array<const char*, 3> param_state_prefixes{"optim.momentum.", "optim.adam.m.",
-                                                                  "optim.adam.v."};
+inline constexpr std::array<const char*, 4> param_state_prefixes{"optim.momentum.", "optim.adam.m.",
+                                                                  "optim.adam.v.", "optim.lion.exp_avg."};
 
 /// The scope family of a layer's tensors: conv2d → conv, dense → fc; a BN layer belongs to the
 /// dense/conv layer it normalizes (found by walking back through parameterless layers; failing

@@ -7,6 +7,7 @@
 #include "common/errors.hpp"
 #include "reference/optim/adam.hpp"
 #include "reference/optim/kfac.hpp"
+#include "reference/optim/lion.hpp"
 #include "reference/optim/sgd.hpp"
 
 namespace wdlab::ref {
@@ -102,6 +103,7 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const optim::OptimConfig& cfg, cons
     case optim::OptimizerKind::kfac_f:
     case optim::OptimizerKind::kfac_g:
       return std::make_unique<Kfac<T>>(cfg.kfac, cfg.reg, spec, like, curvature_kind(cfg.kind));
+    case optim::OptimizerKind::lion: return std::make_unique<Lion<T>>(cfg.lion, cfg.reg, spec, like);
   }
   throw InternalError("make_optimizer: unknown optimizer kind");
 }

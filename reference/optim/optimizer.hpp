@@ -118,7 +118,7 @@ Mat<T> scalar_state(T value) {
 }
 
 /// Validates cfg and its scope against spec, then builds the optimizer for params shaped like
-/// `like`: Sgd, Adam, or Kfac (kfac_f: Fisher statistics, kfac_g: Gauss–Newton statistics).
+/// `like`: Sgd, Adam, Kfac (kfac_f: Fisher statistics, kfac_g: Gauss–Newton statistics) or Lion.
 template <class T>
 std::unique_ptr<Optimizer<T>> make_optimizer(const optim::OptimConfig& cfg, const NetworkSpec& spec,
                                              const ParamStore<T>& like);

@@ -251,7 +251,8 @@ TEST_CASE("every optimizer kind has one spelling: to_string and parse_optimizer_
   const std::map<OptimizerKind, std::string> want{{OptimizerKind::sgd, "sgd"},
                                                   {OptimizerKind::adam, "adam"},
                                                   {OptimizerKind::kfac_f, "kfac-f"},
-                                                  {OptimizerKind::kfac_g, "kfac-g"}};
+                                                  {OptimizerKind::kfac_g, "kfac-g"},
+                                                  {OptimizerKind::lion, "lion"}};
   for (const OptimizerKind k : all_optimizer_kinds) {
     REQUIRE_MESSAGE(want.count(k), "a kind without its spelling in this test: " << to_string(k));
     CHECK(to_string(k) == want.at(k));
@@ -276,4 +277,6 @@ TEST_CASE("elr_opt: each optimizer's own effective learning rate, written out by
     c.kfac.damping = 1e-2;
     CHECK(elr_opt(c, lr, w) == doctest::Approx(0.1 / (0.5 * 1e-2 * 4.0)));  // η/((1−μ)λ‖W‖²)
   }
+  c.kind = OptimizerKind::lion;
+  CHECK(elr_opt(c, lr, w) == doctest::Approx(0.05));  // η/‖W‖: sign(c) moves each coordinate by η
 }

@@ -40,6 +40,9 @@ std::vector<Named> configs() {
   kg.kfac.kl_clip = 1e-4;
   kg.kfac.inverse = InverseMethod::eig;
   out.push_back({"kfac_g l2 eig kl-clip", kg});
+  out.push_back({"lion wd", {.kind = OptimizerKind::lion, .reg = {.kind = Regularization::wd, .weight_decay = 0.1}}});
+  out.push_back({"lion l2 betas", {.kind = OptimizerKind::lion, .lion = {.beta1 = 0.8, .beta2 = 0.95},
+                                   .reg = {.kind = Regularization::l2, .weight_decay = 0.1}}});
   return out;
 }
 
@@ -157,7 +160,8 @@ TEST_CASE("the interface checks its inputs: layouts, learning rate, factor calls
   // Optimizer::name() is written into meta.json's backend line and state messages: K-FAC's keeps
   // its underscore (runs of earlier releases), whatever the config spelling is.
   const std::map<OptimizerKind, std::string> names{{OptimizerKind::sgd, "sgd"},       {OptimizerKind::adam, "adam"},
-                                                   {OptimizerKind::kfac_f, "kfac_f"}, {OptimizerKind::kfac_g, "kfac_g"}};
+                                                   {OptimizerKind::kfac_f, "kfac_f"}, {OptimizerKind::kfac_g, "kfac_g"},
+                                                   {OptimizerKind::lion, "lion"}};
   for (auto kind : all_optimizer_kinds) {
     CAPTURE(to_string(kind));
     auto opt = make_optimizer(OptimConfig{.kind = kind}, spec, p);
