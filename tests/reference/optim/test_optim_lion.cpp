@@ -68,7 +68,7 @@ ParamStore<double> two_steps(const OptimConfig& cfg, const NetworkSpec& spec, co
 
 }  // namespace
 
-TEST_CASE("Lion: two steps equal a scalar loop for none, l2 and wd; the SGD-momentum variant does not") {
+TEST_CASE("Lion: two steps equal a scalar loop (none, l2, wd) but not the SGD-momentum variant") {
   const NetworkSpec spec = mlp_spec();
   const auto p0 = filled<double>(spec, 31);
   const ParamStore<double> g[2] = {filled<double>(spec, 32, 0.5), filled<double>(spec, 33, 0.5)};
