@@ -4,7 +4,7 @@
 // when the layer has a bias; conv: in = C·R·S) and output factor S_l (out²). Per step k:
 //   1. g ← g + βθ for L2-regularized tensors                                  (Eq. 6)
 //   2. Ḡ_l = [dW db] (out × (in+1));  U_l = S̃_l⁻¹ Ḡ_l Ã_l⁻¹ · (1/T_l)  (T_l = 1 for dense)
-//      with the damped inverses of the last inverse update (kfac_damping.hpp,
+//      with the damped inverses of the last inverse update (common/optim/kfac_policy.hpp,
 //      damped_inverse.hpp); tensors without a block (BN γ/β) take U = g.
 //   3. KL clip (κ > 0): ν = min(1, √(κ / (η²·Σ⟨g, U⟩))) over all updated tensors; U ← νU
 //   4. v ← μv + U;   step = v (+ βθ for decayed tensors under wd, Eq. 7);   θ ← θ − η·step
