@@ -23,7 +23,7 @@ class HostTimer final : public StepTimer {
 
 std::unique_ptr<StepTimer> make_host_timer() { return std::make_unique<HostTimer>(); }
 
-BenchBackend make_reference_bench_backend(const NetworkSpec& spec, const ref::OptimConfig& optim,
+BenchBackend make_reference_bench_backend(const NetworkSpec& spec, const optim::OptimConfig& optim,
                                           BenchPrecision precision, std::uint64_t seed) {
   BenchBackend b;
   b.timer = make_host_timer();
@@ -43,7 +43,7 @@ BenchBackend make_reference_bench_backend(const NetworkSpec& spec, const ref::Op
 void check_cuda_bench_backend() {
   throw BackendUnavailable("--backend cuda: the CUDA backend is not built (no CUDA compiler found, or -DWDLAB_CUDA=OFF)");
 }
-BenchBackend make_cuda_bench_backend(const NetworkSpec&, const ref::OptimConfig&, MathMode, std::uint64_t) {
+BenchBackend make_cuda_bench_backend(const NetworkSpec&, const optim::OptimConfig&, MathMode, std::uint64_t) {
   check_cuda_bench_backend();
   return {};
 }

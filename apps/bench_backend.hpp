@@ -9,7 +9,7 @@
 #include "common/errors.hpp"
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::app {
 
@@ -39,12 +39,12 @@ std::unique_ptr<StepTimer> make_host_timer();
 /// CUDA events recorded on `stream` (a cudaStream_t; CUDA builds only).
 std::unique_ptr<StepTimer> make_cuda_event_timer(void* stream);
 
-BenchBackend make_reference_bench_backend(const NetworkSpec& spec, const ref::OptimConfig& optim,
+BenchBackend make_reference_bench_backend(const NetworkSpec& spec, const optim::OptimConfig& optim,
                                           BenchPrecision precision, std::uint64_t seed);
 /// Throws BackendUnavailable with the reason (not built / no usable GPU / cannot train yet).
 /// Call once before any timing to fail at start.
 void check_cuda_bench_backend();
-BenchBackend make_cuda_bench_backend(const NetworkSpec& spec, const ref::OptimConfig& optim, MathMode math,
+BenchBackend make_cuda_bench_backend(const NetworkSpec& spec, const optim::OptimConfig& optim, MathMode math,
                                      std::uint64_t seed);
 
 }  // namespace wdlab::app

@@ -55,7 +55,7 @@ void check_cuda_bench_backend() {
   if (!st.usable) throw BackendUnavailable("--backend cuda: " + st.reason);
 }
 
-BenchBackend make_cuda_bench_backend(const NetworkSpec& spec, const ref::OptimConfig& optim, MathMode math,
+BenchBackend make_cuda_bench_backend(const NetworkSpec& spec, const optim::OptimConfig& optim, MathMode math,
                                      std::uint64_t seed) {
   check_cuda_bench_backend();
   auto be = make_cuda_backend(spec, optim, seed, ref::Init::glorot_uniform,

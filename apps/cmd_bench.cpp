@@ -108,8 +108,8 @@ std::vector<Row> bench_precision(const NetworkSpec& spec, int batch, int steps, 
   const train::HostBatch b{images, labels, batch};
   const double flops = mlp_step_flops(spec, batch);
   std::vector<Row> rows;
-  for (auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam, ref::OptimizerKind::kfac_f, ref::OptimizerKind::kfac_g}) {
-    ref::OptimConfig oc;
+  for (auto kind : optim::all_optimizer_kinds) {
+    optim::OptimConfig oc;
     oc.kind = kind;
     ref::ReferenceBackend<T> be(spec, ref::init_params<T>(spec, 1, ref::Init::glorot_uniform), oc, 1);
     std::vector<double> t;
@@ -120,7 +120,7 @@ std::vector<Row> bench_precision(const NetworkSpec& spec, int batch, int steps, 
     }
     Row r;
     r.precision = prec;
-    r.optimizer = ref::to_string(kind);
+    r.optimizer = to_string(kind);
     r.median_s = median(t);
     r.mean_s = std::accumulate(t.begin(), t.end(), 0.0) / double(t.size());  // amortized
     r.gflops = flops / r.median_s / 1e9;
@@ -223,8 +223,8 @@ int bench_networks(const NetBenchOptions& o) {
       const double flops = model_step_flops(spec, batch);
       double sgd_mean = 0;
       for (const auto& name : o.optimizers) {
-        ref::OptimConfig oc;
-        oc.kind = ref::parse_optimizer_kind("--optimizers", name == "kfac-f" ? "kfac_f" : name == "kfac-g" ? "kfac_g" : name);
+        optim::OptimConfig oc;
+        oc.kind = optim::parse_optimizer_kind("--optimizers", name);
         BenchBackend be;
         try {
           be = o.backend == "cuda" ? make_cuda_bench_backend(spec, oc, o.math, 1)
@@ -244,7 +244,7 @@ int bench_networks(const NetBenchOptions& o) {
           if (k >= o.warmup) t.push_back(s);
         }
         const double med = median(t), mean = std::accumulate(t.begin(), t.end(), 0.0) / double(t.size());
-        if (oc.kind == ref::OptimizerKind::sgd) sgd_mean = mean;
+        if (oc.kind == optim::OptimizerKind::sgd) sgd_mean = mean;
         nlohmann::ordered_json row;
         row["precision"] = be.precision;
         row["optimizer"] = name;
@@ -346,8 +346,7 @@ int cmd_bench(const Args& args) {
         continue;
       }
       if (cur.empty()) continue;
-      if (cur != "sgd" && cur != "adam" && cur != "kfac-f" && cur != "kfac-g")
-        throw UsageError("--optimizers", fmt::format("unknown optimizer '{}' (sgd, adam, kfac-f, kfac-g)", cur));
+      optim::parse_optimizer_kind("--optimizers", cur);  // UsageError naming the known kinds
       o.optimizers.push_back(cur);
       cur.clear();
     }

@@ -61,7 +61,7 @@ struct Options {
     const auto known = xcheck::optimizer_names();  // one list: iterators of two calls never meet
     for (const auto& o : s.optimizers)
       if (std::find(known.begin(), known.end(), o) == known.end())
-        throw UsageError("--optimizer", fmt::format("unknown optimizer '{}' (sgd, adam, kfac-f, kfac-g, all)", o));
+        throw UsageError("--optimizer", fmt::format("unknown optimizer '{}' ({}, all)", o, optim::optimizer_kind_list()));
     if (!s.optimizers.empty() && s.networks.empty()) s.networks = {"mlp"};
     // No mode given: every layer kind alone.
     s.layers = layers || (!exact && s.networks.empty());
@@ -104,7 +104,8 @@ int cmd_crosscheck(const Args& args) {
       ("b", po::value(&o.b)->default_value(o.b), "side b (compared against a)")
       ("layers", po::bool_switch(&o.layers), "every layer kind alone over the registry's geometries, and the losses")
       ("network", po::value(&o.networks), "whole networks: mlp, mlp-bn, convnet-bn, vgg16, vgg16-bn, resnet32x4, resnet32x4-bn, all")
-      ("optimizer", po::value(&o.optimizers), "N steps of sgd, adam, kfac-f, kfac-g or all on the --network(s) (default mlp)")
+      ("optimizer", po::value(&o.optimizers),
+       ("N steps of " + optim::optimizer_kind_list() + " or all on the --network(s) (default mlp)").c_str())
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps")
       ("exact", po::bool_switch(&o.exact), "integer inputs, weights and cotangents in [-8,7], single layers, bit for bit: every sum is an integer below 2^24, "
        "exact in double and in float32 (reference-float, cuda: K-FAC factors, divided by N*T, at the float tolerance)")

@@ -16,7 +16,7 @@
 #include "common/io/json_config.hpp"
 #include "common/io/safetensors.hpp"
 #include "common/train/epoch_metrics.hpp"
-#include "reference/optim/schedule.hpp"
+#include "common/optim/schedule.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -126,7 +126,7 @@ int cmd_measure(const Args& args) {
   backend->load_state(file);
   const std::int64_t epoch = metadata_int(file, "epoch"), iteration = metadata_int(file, "iteration");
   const std::int64_t per_epoch = std::max<std::int64_t>(1, std::int64_t(data.train.size()) / cfg.batch_size);
-  const double lr = ref::lr_at(cfg.schedule, std::max<std::int64_t>(iteration - 1, 0), per_epoch);
+  const double lr = optim::lr_at(cfg.schedule, std::max<std::int64_t>(iteration - 1, 0), per_epoch);
 
   const data::Dataset& probe_set = mo.probe_split == train::ProbeSplit::train ? data.train : data.test;
   nlohmann::ordered_json metrics;

@@ -90,7 +90,6 @@ ConfigField flag(std::string key, Acc acc, member_t<Acc> on, member_t<Acc> off, 
 }
 
 std::vector<ConfigField> make_fields() {
-  using ref::OptimizerKind;
   std::vector<ConfigField> f;
   // --- data ---
   {
@@ -149,11 +148,12 @@ std::vector<ConfigField> make_fields() {
   f.push_back(choice("arch.init", [](auto& c) -> auto& { return c.init; },
                      {{"glorot_uniform", ref::Init::glorot_uniform}, {"he_normal", ref::Init::he_normal}},
                      "weight initialization"));
-  // --- optimizer (ref:: names: the only place this file refers to the optimizer's types) ---
-  f.push_back(choice("optimizer", [](auto& c) -> auto& { return c.optim.kind; },
-                     {{"sgd", OptimizerKind::sgd}, {"adam", OptimizerKind::adam},
-                      {"kfac-f", OptimizerKind::kfac_f}, {"kfac-g", OptimizerKind::kfac_g}},
-                     "the optimizer"));
+  // --- optimizer (common/optim/: its kinds and their spellings are listed there once) ---
+  {
+    std::vector<std::pair<std::string, optim::OptimizerKind>> kinds;
+    for (const optim::OptimizerKind k : optim::all_optimizer_kinds) kinds.emplace_back(optim::to_string(k), k);
+    f.push_back(choice("optimizer", [](auto& c) -> auto& { return c.optim.kind; }, std::move(kinds), "the optimizer"));
+  }
   f.push_back(value("lr", [](auto& c) -> auto& { return c.schedule.lr; }, io::positive(),
                     "learning rate eta_0"));
   {
@@ -165,24 +165,24 @@ std::vector<ConfigField> make_fields() {
     m.write = [](const ExperimentConfig& c) { return Json(c.optim.sgd.momentum); };
     f.push_back(std::move(m));
   }
-  f.push_back(flag("nesterov", [](auto& c) -> auto& { return c.optim.sgd.kind; }, ref::MomentumKind::nesterov,
-                   ref::MomentumKind::heavy_ball, "SGD: Nesterov momentum instead of heavy ball"));
+  f.push_back(flag("nesterov", [](auto& c) -> auto& { return c.optim.sgd.kind; }, optim::MomentumKind::nesterov,
+                   optim::MomentumKind::heavy_ball, "SGD: Nesterov momentum instead of heavy ball"));
   f.push_back(choice("regularization", [](auto& c) -> auto& { return c.optim.reg.kind; },
-                     {{"none", ref::Regularization::none}, {"l2", ref::Regularization::l2},
-                      {"wd", ref::Regularization::wd}},
+                     {{"none", optim::Regularization::none}, {"l2", optim::Regularization::l2},
+                      {"wd", optim::Regularization::wd}},
                      "l2: beta*theta added to the gradient before preconditioning or moments; "
                      "wd: theta <- theta - lr*beta*theta after the step"));
   f.push_back(value("weight_decay", [](auto& c) -> auto& { return c.optim.reg.weight_decay; }, io::non_negative(),
                     "beta"));
   f.push_back(choice("wd_scope", [](auto& c) -> auto& { return c.optim.reg.scope; },
-                     {{"all", ref::WdScope::all}, {"conv", ref::WdScope::conv}, {"fc", ref::WdScope::fc},
-                      {"list", ref::WdScope::list}},
+                     {{"all", optim::WdScope::all}, {"conv", optim::WdScope::conv}, {"fc", optim::WdScope::fc},
+                      {"list", optim::WdScope::list}},
                      "the tensors regularized (list: exactly wd_params)"));
   f.push_back(text("wd_params", [](auto& c) -> auto& { return c.optim.reg.wd_params; },
                    "wd_scope list: parameter names"));
-  f.push_back(flag("decay_biases", [](auto& c) -> auto& { return c.optim.reg.biases; }, ref::DecayBiases::yes,
-                   ref::DecayBiases::no, "regularize biases (scopes all/conv/fc)"));
-  f.push_back(flag("decay_bn", [](auto& c) -> auto& { return c.optim.reg.bn; }, ref::DecayBn::yes, ref::DecayBn::no,
+  f.push_back(flag("decay_biases", [](auto& c) -> auto& { return c.optim.reg.biases; }, optim::DecayBiases::yes,
+                   optim::DecayBiases::no, "regularize biases (scopes all/conv/fc)"));
+  f.push_back(flag("decay_bn", [](auto& c) -> auto& { return c.optim.reg.bn; }, optim::DecayBn::yes, optim::DecayBn::no,
                    "regularize BN scale and shift (scopes all/conv/fc)"));
   f.push_back(value("adam.beta1", [](auto& c) -> auto& { return c.optim.adam.beta1; }, io::in_range(0, 1),
                     "first-moment decay"));
@@ -190,6 +190,10 @@ std::vector<ConfigField> make_fields() {
                     "second-moment decay"));
   f.push_back(value("adam.eps", [](auto& c) -> auto& { return c.optim.adam.eps; }, io::positive(),
                     "added to the root of the second moment"));
+  f.push_back(value("lion.beta1", [](auto& c) -> auto& { return c.optim.lion.beta1; }, io::in_range(0, 1),
+                    "Lion: interpolation of momentum and gradient inside the sign", Record::when_changed));
+  f.push_back(value("lion.beta2", [](auto& c) -> auto& { return c.optim.lion.beta2; }, io::in_range(0, 1),
+                    "Lion: momentum decay", Record::when_changed));
   f.push_back(value("kfac.damping", [](auto& c) -> auto& { return c.optim.kfac.damping; }, io::positive(),
                     "lambda, split between the two factors by pi"));
   f.push_back(value("kfac.t_cov", [](auto& c) -> auto& { return c.optim.kfac.t_cov; }, io::positive(),
@@ -201,10 +205,10 @@ std::vector<ConfigField> make_fields() {
   f.push_back(value("kfac.kl_clip", [](auto& c) -> auto& { return c.optim.kfac.kl_clip; }, io::non_negative(),
                     "kappa, the KL clip of the update (0: off)"));
   f.push_back(choice("kfac.inverse", [](auto& c) -> auto& { return c.optim.kfac.inverse; },
-                     {{"cholesky", ref::InverseMethod::cholesky}, {"eig", ref::InverseMethod::eig}},
+                     {{"cholesky", optim::InverseMethod::cholesky}, {"eig", optim::InverseMethod::eig}},
                      "how the damped factors are inverted"));
   f.push_back(choice("kfac.factor_init", [](auto& c) -> auto& { return c.optim.kfac.factor_init; },
-                     {{"identity", ref::FactorInit::identity}, {"data_pass", ref::FactorInit::data_pass}},
+                     {{"identity", optim::FactorInit::identity}, {"data_pass", optim::FactorInit::data_pass}},
                      "factors start at I, or from one pass over the training set"));
   f.push_back(value("kfac.gn_probe_variance", [](auto& c) -> auto& { return c.optim.kfac.gn_probe_variance; },
                     io::positive(), "K-FAC-G probe covariance scale (the official code: 2)"));
@@ -213,8 +217,8 @@ std::vector<ConfigField> make_fields() {
                     "x10 damping raises of a factor not positive definite, before a numeric error",
                     Record::when_changed));
   f.push_back(choice("schedule.kind", [](auto& c) -> auto& { return c.schedule.kind; },
-                     {{"constant", ref::ScheduleKind::constant}, {"step_epochs", ref::ScheduleKind::step_epochs},
-                      {"step_iterations", ref::ScheduleKind::step_iterations}},
+                     {{"constant", optim::ScheduleKind::constant}, {"step_epochs", optim::ScheduleKind::step_epochs},
+                      {"step_iterations", optim::ScheduleKind::step_iterations}},
                      "learning-rate schedule"));
   f.push_back(value("schedule.gamma", [](auto& c) -> auto& { return c.schedule.gamma; }, io::positive(),
                     "decay factor per stage"));

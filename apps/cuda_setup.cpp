@@ -4,7 +4,7 @@
 
 #include "common/errors.hpp"
 #include "reference/net/params.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 #if defined(WDLAB_HAVE_CUDA)
 #include "cuda/device_query.hpp"
@@ -78,54 +78,17 @@ void check_device_memory(const ExperimentConfig& c, const NetworkSpec& spec, std
 
 #if defined(WDLAB_HAVE_CUDA)
 
-cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec) {
-  optim.validate();
-  ref::validate_scope(optim.reg, spec);
-  cuda::OptimSettings s;
-  switch (optim.kind) {
-    case ref::OptimizerKind::sgd: s.kind = cuda::OptimizerKind::sgd; break;
-    case ref::OptimizerKind::adam: s.kind = cuda::OptimizerKind::adam; break;
-    case ref::OptimizerKind::kfac_f: s.kind = cuda::OptimizerKind::kfac_f; break;
-    case ref::OptimizerKind::kfac_g: s.kind = cuda::OptimizerKind::kfac_g; break;
-  }
-  s.momentum = optim.sgd.momentum;
-  s.momentum_kind = optim.sgd.kind == ref::MomentumKind::nesterov ? cuda::MomentumKind::nesterov
-                                                                  : cuda::MomentumKind::heavy_ball;
-  s.beta1 = optim.adam.beta1;
-  s.beta2 = optim.adam.beta2;
-  s.eps = optim.adam.eps;
-  switch (optim.reg.kind) {
-    case ref::Regularization::none: s.reg = cuda::Regularization::none; break;
-    case ref::Regularization::l2: s.reg = cuda::Regularization::l2; break;
-    case ref::Regularization::wd: s.reg = cuda::Regularization::wd; break;
-  }
-  s.weight_decay = optim.reg.weight_decay;
-  const ref::KfacConfig& k = optim.kfac;
-  s.kfac.damping = k.damping;
-  s.kfac.t_cov = k.t_cov;
-  s.kfac.t_inv = k.t_inv;
-  s.kfac.cov_ema_decay = k.cov_ema_decay;
-  s.kfac.kl_clip = k.kl_clip;
-  s.kfac.momentum = k.momentum;
-  s.kfac.inverse = k.inverse == ref::InverseMethod::eig ? cuda::InverseMethod::eig : cuda::InverseMethod::cholesky;
-  s.kfac.factor_init = k.factor_init == ref::FactorInit::data_pass ? cuda::FactorInit::data_pass
-                                                                   : cuda::FactorInit::identity;
-  s.kfac.gn_probe_variance = k.gn_probe_variance;
-  s.kfac.max_damping_raises = k.max_damping_raises;
-  for (const ParamInfo& p : spec.params()) s.decays.push_back(ref::decays(p, spec, optim.reg) ? 1 : 0);
-  return s;
-}
-
 std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
-                                                     const ref::OptimConfig& optim,
+                                                     const optim::OptimConfig& config,
                                                      std::uint64_t seed, ref::Init init,
                                                      cuda::BackendOptions options) {
-  cuda::OptimSettings settings = cuda_optim_settings(optim, spec);
-  settings.kfac.seed = seed;  // K-FAC's sampled cotangents: the reference backend's seed
+  config.validate();
   const ref::ParamStore<float> p = ref::init_params<float>(spec, seed, init);
   std::vector<std::vector<float>> values;
   for (std::size_t i = 0; i < p.info.size(); ++i) values.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
-  return std::make_unique<cuda::CudaBackend>(spec, values, settings, options);
+  // K-FAC's sampled cotangents: the reference backend's seed.
+  return std::make_unique<cuda::CudaBackend>(spec, values, config, optim::decay_flags(spec, config.reg), seed,
+                                             options);
 }
 
 #endif

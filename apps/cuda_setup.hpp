@@ -1,7 +1,7 @@
 #pragma once
 // `--backend cuda`: the check at start and the construction of cuda::CudaBackend from an
-// experiment config. The apps are where reference and cuda meet (DESIGN.md): the reference's
-// OptimConfig and its decays() decide which tensors are regularized, and its init_params gives
+// experiment config. The apps are where reference and cuda meet (DESIGN.md): the common
+// OptimConfig and its decay_flags() decide which tensors are regularized, the reference's init_params gives
 // the starting point, so both backends train the same model from the same numbers.
 // Compiled in every build; without the CUDA backend the functions refuse with a reason.
 #include <cstdint>
@@ -49,14 +49,11 @@ void check_device_memory(const ExperimentConfig& c, const NetworkSpec& spec, std
 std::unique_ptr<train::Backend> make_cuda_backend(const ExperimentConfig& c, const NetworkSpec& spec);
 
 #if defined(WDLAB_HAVE_CUDA)
-/// The reference config mapped onto the cuda backend's settings, with decays[i] =
-/// ref::decays(spec.params()[i], spec, optim.reg). Validates optim and its scope.
-cuda::OptimSettings cuda_optim_settings(const ref::OptimConfig& optim, const NetworkSpec& spec);
-
 /// A CudaBackend from ref::init_params<float>(spec, seed, init), in PyTorch order (for bench and
-/// crosscheck, which build their own specs). Throws DeviceError without a usable GPU.
+/// crosscheck, which build their own specs), with the common config, its decay_flags and `seed`.
+/// Validates the config and its scope. Throws DeviceError without a usable GPU.
 std::unique_ptr<cuda::CudaBackend> make_cuda_backend(const NetworkSpec& spec,
-                                                     const ref::OptimConfig& optim,
+                                                     const optim::OptimConfig& config,
                                                      std::uint64_t seed, ref::Init init,
                                                      cuda::BackendOptions options = {});
 #endif

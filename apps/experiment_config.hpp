@@ -13,8 +13,8 @@
 #include "common/model_zoo.hpp"
 #include "common/train/trainer.hpp"
 #include "reference/init.hpp"
-#include "reference/optim/optim_config.hpp"
-#include "reference/optim/schedule.hpp"
+#include "common/optim/optim_config.hpp"
+#include "common/optim/schedule.hpp"
 
 namespace wdlab::app {
 
@@ -43,8 +43,8 @@ struct ExperimentConfig {
   DataConfig data;
   zoo::ModelOptions model;
   ref::Init init = ref::Init::glorot_uniform;
-  ref::OptimConfig optim;
-  ref::Schedule schedule;
+  optim::OptimConfig optim;
+  optim::Schedule schedule;
   int epochs = 10;
   int batch_size = 128;
   int eval_batch_size = 1000;

@@ -79,8 +79,8 @@ train::TrainerConfig trainer_config(const ExperimentConfig& c) {
   t.on_nonfinite = c.on_nonfinite;
   t.divergence_factor = c.divergence_factor;
   t.metrics = c.metrics;
-  const ref::Schedule s = c.schedule;
-  t.lr = [s](std::int64_t k, std::int64_t per_epoch) { return ref::lr_at(s, k, per_epoch); };
+  const optim::Schedule s = c.schedule;
+  t.lr = [s](std::int64_t k, std::int64_t per_epoch) { return optim::lr_at(s, k, per_epoch); };
   return t;
 }
 
@@ -90,7 +90,7 @@ train::NormTransfer norm_transfer(const ExperimentConfig& c, const NetworkSpec& 
   t.source = c.wn.norms_from;
   for (const auto& p : spec.params()) {
     if (p.role != ParamRole::weight) continue;
-    const bool conv = ref::scope_family(spec, p.layer) == ref::ScopeFamily::conv;
+    const bool conv = optim::scope_family(spec, p.layer) == optim::ScopeFamily::conv;
     if (c.wn.scope == "conv" ? !conv : c.wn.scope == "fc" ? conv : false) continue;
     if (!spec.followed_by_bn(p.layer))
       throw UsageError("wn.scope", fmt::format("{} is in scope {} but not followed by BN: rescaling it would change "

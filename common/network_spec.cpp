@@ -185,4 +185,21 @@ NetworkSpec SpecBuilder::finish() {
   return spec_;
 }
 
+std::vector<LayerSlots> layer_slots(const NetworkSpec& spec) {
+  std::vector<LayerSlots> out(spec.layers.size());
+  const auto params = spec.params();
+  for (int i = 0; i < int(params.size()); ++i) {
+    LayerSlots& sl = out.at(std::size_t(params[std::size_t(i)].layer));
+    switch (params[std::size_t(i)].role) {
+      case ParamRole::weight: sl.weight = i; break;
+      case ParamRole::bias: sl.bias = i; break;
+      case ParamRole::bn_weight: sl.gamma = i; break;
+      case ParamRole::bn_bias: sl.beta = i; break;
+      case ParamRole::running_mean: sl.running_mean = i; break;
+      case ParamRole::running_var: sl.running_var = i; break;
+    }
+  }
+  return out;
+}
+
 }  // namespace wdlab

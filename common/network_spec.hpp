@@ -72,6 +72,13 @@ struct NetworkSpec {
   void validate() const;
 };
 
+/// Where a layer's tensors sit in spec.params() (−1: absent); both backends index by it.
+struct LayerSlots {
+  int weight = -1, bias = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;
+};
+/// One LayerSlots per layer of `spec`, indices into spec.params().
+std::vector<LayerSlots> layer_slots(const NetworkSpec& spec);
+
 /// Appends layers while tracking the current shape; the model zoo is written with it.
 class SpecBuilder {
  public:

@@ -41,10 +41,13 @@ std::vector<float> download(const DeviceBuffer<float>& b, cudaStream_t s) {
 }  // namespace
 
 CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
-                         OptimSettings optim, BackendOptions options)
-    : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), options_(options) {
+                         optim::OptimConfig optim, std::vector<char> decays, std::uint64_t seed,
+                         BackendOptions options)
+    : spec_(std::move(spec)), info_(spec_.params()), optim_(std::move(optim)), decays_(std::move(decays)),
+      seed_(seed), options_(options) {
   spec_.validate();
-  optim_.validate(spec_);  // before any GPU work
+  optim_.validate();  // before any GPU work
+  optim::check_decay_flags(spec_, decays_);
   if (params.size() != info_.size())
     throw InternalError(fmt::format("CudaBackend: {} parameter tensors for {} in the spec",
                                     params.size(), info_.size()));
@@ -54,28 +57,18 @@ CudaBackend::CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>
   WDLAB_CUBLAS_CHECK(cublasSetMathMode(
       ctx_->cublas(), options_.math == MathMode::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   const cudaStream_t s = ctx_->stream();
-  slots_.assign(spec_.layers.size(), Slots{});
+  slots_ = layer_slots(spec_);
   for (std::size_t i = 0; i < info_.size(); ++i) {
     const ParamInfo& p = info_[i];
     if (std::int64_t(params[i].size()) != p.numel())
       throw InternalError(fmt::format("CudaBackend: {} has {} values, expected {}", p.name,
                                       params[i].size(), p.numel()));
-    Slots& sl = slots_[std::size_t(p.layer)];
-    const int idx = int(i);
-    switch (p.role) {
-      case ParamRole::weight: sl.weight = idx; break;
-      case ParamRole::bias: sl.bias = idx; break;
-      case ParamRole::bn_weight: sl.gamma = idx; break;
-      case ParamRole::bn_bias: sl.beta = idx; break;
-      case ParamRole::running_mean: sl.running_mean = idx; break;
-      case ParamRole::running_var: sl.running_var = idx; break;
-    }
     params_.push_back(upload_vector(params[i], s));
     const std::size_t n = p.trainable() ? params[i].size() : 0;
     grads_.push_back(zeros(n, s));
   }
   scalars_ = DeviceBuffer<kernels::StepScalars>(1);
-  optimizer_ = make_cuda_optimizer(*ctx_, spec_, optim_);
+  optimizer_ = make_cuda_optimizer(*ctx_, spec_, optim_, decays_, seed_);
   first_order_ = optimizer_->first_order();
   kfac_ = optimizer_->kfac();
   if ((first_order_ == nullptr) == (kfac_ == nullptr))

@@ -32,12 +32,18 @@
 #include "cuda/context.hpp"
 #include "cuda/conv.hpp"
 #include "cuda/device_buffer.hpp"
+#include "common/optim/optim_config.hpp"
 #include "cuda/kernels/loss.hpp"
-#include "cuda/optim_config.hpp"
 #include "cuda/optimizer.hpp"
 #include "cuda/staging_buffer.hpp"
 
 namespace wdlab::cuda {
+
+// The optimizer description is common (common/optim/); the CUDA backend names it unqualified.
+using optim::MomentumKind;
+using optim::OptimConfig;
+using optim::OptimizerKind;
+using optim::Regularization;
 
 class CudaKfac;
 class Capturer;
@@ -52,9 +58,12 @@ class CudaBackend final : public train::Backend {
  public:
   /// `params`: one vector per entry of spec.params(), PyTorch order (e.g. from the reference's
   /// init_params + to_pytorch_order, so both backends start from the same numbers).
+  /// `optim`: the common optimizer config; `decays`: per entry of spec.params(), whether
+  /// optim.reg regularizes it (optim::decay_flags, so both backends decay the same tensors);
+  /// `seed`: K-FAC's sampled cotangents (the reference backend's seed).
   /// Throws DeviceError (no usable GPU) or UsageError (a bad setting).
-  CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params,
-              OptimSettings optim, BackendOptions options = {});
+  CudaBackend(NetworkSpec spec, const std::vector<std::vector<float>>& params, optim::OptimConfig optim,
+              std::vector<char> decays, std::uint64_t seed, BackendOptions options = {});
   ~CudaBackend() override;
 
   std::string describe() const override;
@@ -155,14 +164,13 @@ class CudaBackend final : public train::Backend {
 
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
-  OptimSettings optim_;
+  optim::OptimConfig optim_;
+  std::vector<char> decays_;  // per tensor: regularized by optim_.reg
+  std::uint64_t seed_ = 0;     // K-FAC's sampled cotangents
   BackendOptions options_;
   std::unique_ptr<Context> ctx_;
   mutable ConvSettings conv_;
-  struct Slots {
-    int weight = -1, bias = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;
-  };
-  std::vector<Slots> slots_;                  // per layer
+  std::vector<LayerSlots> slots_;             // per layer (common/network_spec.hpp)
   std::vector<DeviceBuffer<float>> params_;   // per tensor, PyTorch order
   std::vector<DeviceBuffer<float>> grads_;    // trainable tensors (empty for running stats)
   DeviceBuffer<kernels::StepScalars> scalars_;

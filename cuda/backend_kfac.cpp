@@ -75,17 +75,17 @@ void CudaBackend::kfac_statistics(Activations& a, std::uint64_t rng_step, CudaKf
   const cudaStream_t s = ctx_->stream();
   const std::size_t last = spec_.layers.size() - 1;
   const kernels::Index K = spec_.classes, N = a.N;
-  const KfacSettings& cfg = kfac.settings();
+  const KfacConfig& cfg = kfac.settings();
   forward(a, true);
   // The cotangent of the summed surrogate loss at the logits (no 1/N: kfac_statistics).
   switch (kfac.statistics()) {
     case KfacStatistics::fisher:
       kernels::launch_device(s, N, kernels::FisherCotangent{a.out[last].data(), a.dout[last].data(), nullptr, K,
-                                                            cfg.seed, rng_step});
+                                                            kfac.seed(), rng_step});
       break;
     case KfacStatistics::gauss_newton:
       kernels::launch_device(s, N * K, kernels::GaussianProbes{a.dout[last].data(),
-                                                               std::sqrt(cfg.gn_probe_variance), cfg.seed, rng_step});
+                                                               std::sqrt(cfg.gn_probe_variance), kfac.seed(), rng_step});
       break;
   }
   backward(a);

@@ -297,51 +297,6 @@ std::vector<double> CudaBackend::jacobian_estimates(Activations& a, const train:
   return h;
 }
 
-namespace {
-
-/// The metric family of an optimizer kind (common/train/measure.hpp): a switch without default,
-/// so a new kind (lion, ...) is a compile error here (-Werror=switch) until its elr_opt and
-/// rot_pred forms are decided, instead of silently taking SGD's or Adam's.
-train::MetricFamily metric_family(const OptimSettings& o) {
-  switch (o.kind) {
-    case OptimizerKind::sgd:
-      switch (o.momentum_kind) {
-        case MomentumKind::heavy_ball: return train::MetricFamily::sgd_heavy_ball;
-        case MomentumKind::nesterov: return train::MetricFamily::sgd_nesterov;
-      }
-      break;
-    case OptimizerKind::adam: return train::MetricFamily::adam;
-    case OptimizerKind::lion: return train::MetricFamily::lion;
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return train::MetricFamily::kfac;
-  }
-  throw InternalError("metric_family: unknown optimizer kind");
-}
-
-/// SGD μ, Adam β₁, Lion β₁, K-FAC μ (the momentum the family's forms use).
-double family_momentum(const OptimSettings& o) {
-  switch (o.kind) {
-    case OptimizerKind::sgd: return o.momentum;
-    case OptimizerKind::adam: return o.beta1;
-    case OptimizerKind::lion: return o.lion.beta1;
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return o.kfac.momentum;
-  }
-  throw InternalError("family_momentum: unknown optimizer kind");
-}
-
-train::TensorDecay tensor_decay(const OptimSettings& o, std::size_t tensor) {
-  if (!o.decays.at(tensor)) return train::TensorDecay::none;
-  switch (o.reg) {
-    case Regularization::none: return train::TensorDecay::none;
-    case Regularization::l2: return train::TensorDecay::l2;
-    case Regularization::wd: return train::TensorDecay::wd;
-  }
-  throw InternalError("tensor_decay: unknown regularization");
-}
-
-}  // namespace
-
 train::MeasureSummary CudaBackend::measure_summary(const train::HostBatch& probe, const train::MeasureRequest& req) {
   using train::MetricGroup;
   const train::MetricGroups& g = req.groups;
@@ -354,14 +309,13 @@ train::MeasureSummary CudaBackend::measure_summary(const train::HostBatch& probe
   std::size_t w = 0;
   for (std::size_t i = 0; i < info_.size(); ++i) {
     if (info_[i].role != ParamRole::weight) continue;
-    const train::TensorDecay decay = tensor_decay(optim_, i);
+    const train::TensorDecay decay = train::tensor_decay(optim_, decays_.at(i) != 0);
     out.weights.push_back(train::WeightSummary{norms.at(w).first, norms.at(w).second, decay,
-                                               decay == train::TensorDecay::none ? 0.0 : optim_.weight_decay,
+                                               decay == train::TensorDecay::none ? 0.0 : optim_.reg.weight_decay,
                                                train::weight_scale_invariance(spec_, info_[i].layer)});
     ++w;
   }
-  out.optimizer = train::OptimizerSummary{metric_family(optim_), family_momentum(optim_),
-                                          kfac_ ? optim_.kfac.damping : 0.0};
+  out.optimizer = train::optimizer_summary(optim_);
   if (g.has(MetricGroup::damping) && kfac_) out.damping = kfac_->damping_summary(info_);
   if (!curvature) return out;
   Activations& a = activations(probe.n);
@@ -480,7 +434,7 @@ void CudaBackend::rescale_weights(const train::NamedValues& targets) {
                                           "change the network's function",
                                           spec_.layers[std::size_t(layer)].name, name));
     if (!(norm.at(name) > 0)) throw UsageError("wn", fmt::format("{} is zero and cannot be rescaled", name));
-    const Slots& bn = slots_[std::size_t(consumers[0])];
+    const LayerSlots& bn = slots_[std::size_t(consumers[0])];
     plans.push_back(Plan{t, slots_[std::size_t(layer)].bias, bn.running_mean, bn.running_var,
                          float(target / norm.at(name))});
     norm[name] = target;  // a repeated name rescales the rescaled tensor, as the reference does

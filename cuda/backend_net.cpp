@@ -94,7 +94,7 @@ void CudaBackend::forward(Activations& a, bool train) {
   const int N = a.N;
   for (int i = 0; i < int(spec_.layers.size()); ++i) {
     const Layer& l = spec_.layers[std::size_t(i)];
-    const Slots& sl = slots_[std::size_t(i)];
+    const LayerSlots& sl = slots_[std::size_t(i)];
     const float* x = input_of(a, i);
     float* y = a.out[std::size_t(i)].data();
     const Index n_out = numel(l.out, N);
@@ -194,7 +194,7 @@ void CudaBackend::backward(Activations& a, BnPass bn) {
   };
   for (int i = L - 1; i >= 0; --i) {
     const Layer& l = spec_.layers[std::size_t(i)];
-    const Slots& sl = slots_[std::size_t(i)];
+    const LayerSlots& sl = slots_[std::size_t(i)];
     if (!a.dout_written[std::size_t(i)]) {
       // Output unused downstream: its parameters get zero gradients, as in the reference.
       for (const int t : {sl.weight, sl.bias, sl.gamma, sl.beta})
@@ -296,7 +296,7 @@ void CudaBackend::running_stats_update(Activations& a) {
   for (int i = 0; i < int(spec_.layers.size()); ++i) {
     const Layer& l = spec_.layers[std::size_t(i)];
     if (l.kind != LayerKind::batchnorm) continue;
-    const Slots& sl = slots_[std::size_t(i)];
+    const LayerSlots& sl = slots_[std::size_t(i)];
     const Index C = l.out.C, m = Index(a.N) * l.out.H * l.out.W;
     const double* mean = a.bn[std::size_t(i)].data();
     launch_device(ctx_->stream(), C,

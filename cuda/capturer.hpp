@@ -9,7 +9,7 @@
 
 #include "cuda/backend.hpp"
 #include "cuda/capture.hpp"
-#include "cuda/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::cuda {
 
@@ -27,7 +27,7 @@ class Capturer {
   /// with the given cotangent or, without one, the cotangents sampled at RNG step 0, their damped
   /// inverses and the preconditioned gradient, per block in layer order. Parameters, running
   /// statistics and optimizer state are not touched. NumericError when a factor stays indefinite.
-  std::vector<KfacBlockCapture> capture_kfac(const CaptureRequest& request, const OptimSettings& kfac);
+  std::vector<KfacBlockCapture> capture_kfac(const CaptureRequest& request, const OptimConfig& kfac, std::uint64_t seed);
 
  private:
   CudaBackend& be_;

@@ -14,7 +14,8 @@
 
 namespace wdlab::cuda {
 
-std::vector<KfacBlockCapture> Capturer::capture_kfac(const CaptureRequest& r, const OptimSettings& settings) {
+std::vector<KfacBlockCapture> Capturer::capture_kfac(const CaptureRequest& r, const OptimConfig& kfac_optim,
+                                                     std::uint64_t seed) {
   CudaBackend& be = be_;
   const int N = r.n;
   WDLAB_CHECK(N >= 1, "capture_kfac: empty batch");
@@ -30,7 +31,7 @@ std::vector<KfacBlockCapture> Capturer::capture_kfac(const CaptureRequest& r, co
   const bool given_cotangent = !r.cotangent.empty();
   if (given_cotangent)
     WDLAB_CHECK(r.cotangent.size() == a.dout[L - 1].size(), "capture_kfac: the cotangent does not fit the last layer");
-  CudaKfac kfac(*be.ctx_, be.spec_, settings);  // throws unless settings.kind is K-FAC
+  CudaKfac kfac(*be.ctx_, be.spec_, kfac_optim, optim::decay_flags(be.spec_, kfac_optim.reg), seed);  // throws unless K-FAC
   a.input.copy_from_host(r.images, s);
   a.labels.copy_from_host(r.labels, s);
   be.scalars_.fill_zero(s);

@@ -70,10 +70,12 @@ T* grow(DeviceBuffer<T>& b, std::size_t n) {
 
 }  // namespace
 
-CudaKfac::CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim)
-    : ctx_(ctx), spec_(spec), info_(spec.params()), optim_(optim), cfg_(optim.kfac),
-      statistics_(kfac_statistics_of(optim.kind)),  // InternalError unless a K-FAC kind
+CudaKfac::CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimConfig& optim, std::vector<char> decays,
+                   std::uint64_t seed)
+    : ctx_(ctx), spec_(spec), info_(spec.params()), optim_(optim), decays_(std::move(decays)), cfg_(optim.kfac),
+      seed_(seed), statistics_(kfac_statistics_of(optim.kind)),  // InternalError unless a K-FAC kind
       blocks_(kfac_blocks(spec)) {
+  optim::check_decay_flags(spec, decays_);
   const cudaStream_t s = ctx_.stream();
   solver_ = std::make_unique<Solver>(s);
   block_of_.assign(info_.size(), -1);
@@ -284,7 +286,7 @@ bool CudaKfac::damped_inverse(const DeviceBuffer<float>& F, int n, double trace,
                               DeviceBuffer<float>& out, double* used, int* raises) {
   *used = requested;
   *raises = 0;
-  const double floor = damping_floor(trace, n);
+  const double floor = optim::damping_floor<float>(trace, n);
   for (;;) {
     if (try_inverse(F, n, float(*used), out)) return true;
     if (*raises == cfg_.max_damping_raises) return false;
@@ -395,9 +397,9 @@ std::vector<KfacDampingRaise> CudaKfac::step(std::vector<DeviceBuffer<float>>& p
     if (!failure->tensor.empty()) return raises;
   }
   const cudaStream_t s = ctx_.stream();
-  const float beta = float(optim_.weight_decay);
-  auto l2 = [&](std::size_t i) { return optim_.reg == Regularization::l2 && optim_.decays[i]; };
-  auto wd = [&](std::size_t i) { return optim_.reg == Regularization::wd && optim_.decays[i]; };
+  const float beta = float(optim_.reg.weight_decay);
+  auto l2 = [&](std::size_t i) { return optim_.reg.kind == Regularization::l2 && decays_[i]; };
+  auto wd = [&](std::size_t i) { return optim_.reg.kind == Regularization::wd && decays_[i]; };
   // 1. g ← g + βθ.
   for (std::size_t i = 0; i < params.size(); ++i)
     if (info_[i].trainable() && l2(i))
@@ -460,8 +462,8 @@ void CudaKfac::write_state(io::SafetensorsFile& f) const {
     v_[i].copy_to_host(h, ctx_.stream());
     f.tensors["optim.momentum." + info[i].name] = optimizer_state_tensor(info[i], h);
   }
-  f.tensors["optim.kfac.initialized"] = scalar_state_tensor(initialized_ ? 1.0f : 0.0f);
-  f.tensors["optim.kfac.inverses_ready"] = scalar_state_tensor(inverses_ready_ ? 1.0f : 0.0f);
+  f.tensors[optim::kfac_initialized_name] = scalar_state_tensor(initialized_ ? 1.0f : 0.0f);
+  f.tensors[optim::kfac_inverses_ready_name] = scalar_state_tensor(inverses_ready_ ? 1.0f : 0.0f);
 }
 
 std::shared_ptr<const CudaOptimizer::Staged> CudaKfac::stage_state(const io::SafetensorsFile& f,
@@ -488,8 +490,8 @@ std::shared_ptr<const CudaOptimizer::Staged> CudaKfac::stage_state(const io::Saf
     st->v[i] = optimizer_state_values(info[i], f.at(name), name);
     ++*taken;
   }
-  st->initialized = flag_state_value(f.at("optim.kfac.initialized"), "optim.kfac.initialized");
-  st->ready = flag_state_value(f.at("optim.kfac.inverses_ready"), "optim.kfac.inverses_ready");
+  st->initialized = flag_state_value(f.at(optim::kfac_initialized_name), optim::kfac_initialized_name);
+  st->ready = flag_state_value(f.at(optim::kfac_inverses_ready_name), optim::kfac_inverses_ready_name);
   *taken += 2;
   return st;
 }

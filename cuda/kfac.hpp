@@ -26,7 +26,6 @@
 #include "cuda/context.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kfac_policy.hpp"
-#include "cuda/optim_config.hpp"
 #include "cuda/optimizer.hpp"
 
 namespace wdlab::cuda {
@@ -50,8 +49,10 @@ struct KfacFailure {
 
 class CudaKfac final : public CudaOptimizer {
  public:
-  /// Throws InternalError when optim is not a K-FAC kind.
-  CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimSettings& optim);
+  /// Throws InternalError when optim is not a K-FAC kind. `decays`: per entry of spec.params(),
+  /// whether optim.reg regularizes it (optim::decay_flags); `seed`: of the sampled cotangents.
+  CudaKfac(Context& ctx, const NetworkSpec& spec, const OptimConfig& optim, std::vector<char> decays,
+           std::uint64_t seed);
   ~CudaKfac() override;
   OptimizerKind kind() const override { return optim_.kind; }
   CudaKfac* kfac() override { return this; }
@@ -59,7 +60,8 @@ class CudaKfac final : public CudaOptimizer {
   KfacStatistics statistics() const { return statistics_; }
 
   const std::vector<KfacBlockLayout>& blocks() const { return blocks_; }
-  const KfacSettings& settings() const { return cfg_; }
+  const KfacConfig& settings() const { return cfg_; }
+  std::uint64_t seed() const { return seed_; }
   bool wants_factors(std::int64_t k) const { return kfac_wants_factors(cfg_, k); }
   bool wants_factor_init() const { return cfg_.factor_init == FactorInit::data_pass && !initialized_; }
 
@@ -129,8 +131,10 @@ class CudaKfac final : public CudaOptimizer {
   Context& ctx_;
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
-  OptimSettings optim_;
-  KfacSettings cfg_;
+  OptimConfig optim_;
+  std::vector<char> decays_;
+  KfacConfig cfg_;
+  std::uint64_t seed_ = 0;
   KfacStatistics statistics_;
   std::vector<KfacBlockLayout> blocks_;
   std::vector<BlockState> blocks_state_;

@@ -36,35 +36,6 @@ std::vector<KfacBlockLayout> kfac_blocks(const NetworkSpec& spec) {
   return out;
 }
 
-bool kfac_wants_factors(const KfacSettings& s, std::int64_t k) { return (k + 1) % s.t_cov == 0; }
-
-bool kfac_inverses_due(const KfacSettings& s, std::int64_t k, InversesReady ready) {
-  return ready == InversesReady::no || k % s.t_inv == 0;
-}
-
-SplitDamping pi_split_damping(double trace_a, int dim_a, double trace_s, int dim_s, double lambda,
-                              int locations) {
-  if (locations < 1) throw InternalError(fmt::format("pi_split_damping: {} locations", locations));
-  if (dim_a < 1 || dim_s < 1) throw InternalError("pi_split_damping: empty factor");
-  SplitDamping d;
-  d.lambda_eff = lambda / double(locations);
-  const double mean_a = trace_a / double(dim_a), mean_s = trace_s / double(dim_s);
-  if (std::isfinite(mean_a) && std::isfinite(mean_s) && mean_a > 0 && mean_s > 0)
-    d.pi = std::sqrt(mean_a / mean_s);
-  const double root = std::sqrt(d.lambda_eff);
-  d.a = d.pi * root;
-  d.s = root / d.pi;
-  return d;
-}
-
-double damping_floor(double trace, int n) {
-  const double mean_diag = std::abs(trace) / double(n);
-  return std::sqrt(double(std::numeric_limits<float>::epsilon())) *
-         (mean_diag > double(std::numeric_limits<float>::min()) ? mean_diag : 1.0);
-}
-
-double raised_damping(double used, double floor) { return std::max(10.0 * used, floor); }
-
 bool cholesky_pivots_ok(float min_pivot, float max_pivot) {
   return min_pivot > std::numeric_limits<float>::epsilon() * max_pivot;
 }
@@ -77,10 +48,6 @@ std::optional<std::vector<float>> clipped_inverse_eigenvalues(std::span<const fl
   if (!(lo > std::numeric_limits<float>::epsilon() * hi)) return std::nullopt;
   for (float& x : e) x = 1.0f / x;
   return e;
-}
-
-std::string kfac_state_name(const std::string& what, const std::string& layer) {
-  return "optim.kfac." + what + "." + layer;
 }
 
 io::Tensor kfac_matrix_tensor(int n, std::span<const float> v) {
@@ -119,14 +86,6 @@ bool flag_state_value(const io::Tensor& t, const std::string& name) {
   const float x = t.to_f32(name)[0];
   if (!(x == 0.0f || x == 1.0f)) throw DataError(name, fmt::format("must be 0 or 1, got {}", double(x)));
   return x == 1.0f;
-}
-
-double damping_fraction(std::span<const double> a, std::span<const double> s, int locations, double lambda) {
-  if (a.empty() || s.empty()) throw InternalError("damping_fraction: empty spectrum");
-  std::int64_t above = 0;
-  for (const double x : a)
-    for (const double y : s) above += double(locations) * x * y > lambda;
-  return double(above) / double(a.size() * s.size());
 }
 
 }  // namespace wdlab::cuda

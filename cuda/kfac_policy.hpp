@@ -1,9 +1,10 @@
 #pragma once
 // K-FAC's host-side decisions on the CUDA backend, plain C++ (no CUDA header) so the CPU tests
-// hold them against the reference (reference/optim/kfac.*, kfac_damping.*, damped_inverse.*):
-// which layers are blocks, when factors and inverses are updated, the π-split of the damping,
-// when a damped factor counts as positive definite and how its damping is raised, and the
-// checkpoint names and layouts of the K-FAC state.
+// hold them against the reference (reference/optim/kfac.*, damped_inverse.*): which layers are
+// blocks, when a damped factor counts as positive definite, and the checkpoint layouts of the
+// K-FAC state. The scalar policy both backends share (when factors and inverses are updated, the
+// π-split of the damping, its floor and raise, state names, damping_frac) is
+// common/optim/kfac_policy.hpp.
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -12,9 +13,28 @@
 
 #include "common/io/safetensors.hpp"
 #include "common/network_spec.hpp"
-#include "cuda/optim_config.hpp"
+#include "common/optim/kfac_policy.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::cuda {
+
+// The optimizer description and K-FAC's scalar policy are common (common/optim/); the CUDA
+// backend names them unqualified.
+using optim::FactorInit;
+using optim::InverseMethod;
+using optim::InversesReady;
+using optim::KfacConfig;
+using optim::MomentumKind;
+using optim::OptimConfig;
+using optim::OptimizerKind;
+using optim::Regularization;
+using optim::SplitDamping;
+using optim::damping_fraction;
+using optim::kfac_inverses_due;
+using optim::kfac_state_name;
+using optim::kfac_wants_factors;
+using optim::pi_split_damping;
+using optim::raised_damping;
 
 /// One Kronecker block: a dense or conv layer with weight tensor w (out × in in the compute
 /// layout, in = C·R·S for conv) and optional bias b; A is a × a (a = in + 1 with a bias), S is
@@ -35,35 +55,12 @@ struct KfacBlockLayout {
 /// The blocks of `spec` in layer order (the reference Kfac's blocks_).
 std::vector<KfacBlockLayout> kfac_blocks(const NetworkSpec& spec);
 
-/// Whether update_factors follows step k: (k+1) mod T_cov = 0.
-bool kfac_wants_factors(const KfacSettings& s, std::int64_t k);
-
-enum class InversesReady { no, yes };
-/// Whether step k recomputes the damped inverses first: none yet, or k mod T_inv = 0.
-bool kfac_inverses_due(const KfacSettings& s, std::int64_t k, InversesReady ready);
-
-/// The π-split of λ (kfac_damping.hpp): λ' = λ/T, π = √((tr A/dim A)/(tr S/dim S)) (1 unless
-/// both means are finite and > 0), d_A = π√λ', d_S = √λ'/π.
-struct SplitDamping {
-  double lambda_eff = 0, pi = 1, a = 0, s = 0;
-};
-SplitDamping pi_split_damping(double trace_a, int dim_a, double trace_s, int dim_s, double lambda,
-                              int locations);
-
-/// Damped-inverse retry policy (damped_inverse.hpp): the first raise from d goes to
-/// max(10d, floor) with floor = √ε_float·(|tr F|/n, or 1 when that is below FLT_MIN).
-double damping_floor(double trace, int n);
-double raised_damping(double used, double floor);
-
 /// Cholesky: F + dI counts as positive definite when min diag(L)² > ε_float·max diag(L)².
 bool cholesky_pivots_ok(float min_pivot, float max_pivot);
 
 /// eig: the inverse eigenvalues 1/max(μᵢ + d, d) (float, as the reference's float instance), or
 /// nothing when the smallest clipped eigenvalue is not above ε_float times the largest.
 std::optional<std::vector<float>> clipped_inverse_eigenvalues(std::span<const float> mu, float d);
-
-/// K-FAC state names ("optim.kfac.A.<layer>", ...).
-std::string kfac_state_name(const std::string& what, const std::string& layer);
 
 /// A factor or inverse (n × n, column-major, as the device holds it) as the reference's state
 /// tensor: shape [n, n], row-major (optim_layout 2), i.e. transposed from the device's order.
@@ -78,10 +75,5 @@ SplitDamping damping_state_values(const io::Tensor& t, const std::string& name);
 /// A 0/1 flag entry ("optim.kfac.initialized", "optim.kfac.inverses_ready"); DataError unless
 /// it is a 0-d tensor holding 0 or 1.
 bool flag_state_value(const io::Tensor& t, const std::string& name);
-
-/// damping_frac (reference/net/metrics.hpp damping_fraction): the fraction of Kronecker
-/// eigenvalue pairs with T·aᵢ·sⱼ > λ, from the eigenvalues of A and S.
-double damping_fraction(std::span<const double> eig_a, std::span<const double> eig_s, int locations,
-                        double lambda);
 
 }  // namespace wdlab::cuda

@@ -12,19 +12,19 @@ namespace wdlab::cuda {
 
 class CudaAdam final : public CudaFirstOrder {
  public:
-  CudaAdam(Context& ctx, const NetworkSpec& spec, const OptimSettings& s)
-      : CudaFirstOrder(ctx, spec, s, {"optim.adam.m.", "optim.adam.v."}, "optim.adam.t") {}
+  CudaAdam(Context& ctx, const NetworkSpec& spec, const OptimConfig& c, std::vector<char> decays)
+      : CudaFirstOrder(ctx, spec, c, std::move(decays), {"optim.adam.m.", "optim.adam.v."}, "optim.adam.t") {}
   OptimizerKind kind() const override { return OptimizerKind::adam; }
 
  private:
   void update(std::size_t i, kernels::Index n, float* theta, const float* grad, kernels::Decay decay, float lr,
               const std::uint32_t* skip) override {
-    const OptimSettings& s = settings();
-    const double c1 = 1 - std::pow(s.beta1, double(t())), c2 = 1 - std::pow(s.beta2, double(t()));
+    const OptimConfig& s = settings();
+    const double c1 = 1 - std::pow(s.adam.beta1, double(t())), c2 = 1 - std::pow(s.adam.beta2, double(t()));
     kernels::launch_device(stream(), n,
-                           kernels::AdamUpdate{theta, grad, state(0, i), state(1, i), skip, lr, float(s.beta1),
-                                               float(s.beta2), float(s.eps), float(c1), float(c2),
-                                               float(s.weight_decay), decay});
+                           kernels::AdamUpdate{theta, grad, state(0, i), state(1, i), skip, lr, float(s.adam.beta1),
+                                               float(s.adam.beta2), float(s.adam.eps), float(c1), float(c2),
+                                               float(s.reg.weight_decay), decay});
   }
 };
 

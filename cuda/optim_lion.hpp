@@ -10,17 +10,17 @@ namespace wdlab::cuda {
 
 class CudaLion final : public CudaFirstOrder {
  public:
-  CudaLion(Context& ctx, const NetworkSpec& spec, const OptimSettings& s)
-      : CudaFirstOrder(ctx, spec, s, {"optim.lion.exp_avg."}) {}
+  CudaLion(Context& ctx, const NetworkSpec& spec, const OptimConfig& c, std::vector<char> decays)
+      : CudaFirstOrder(ctx, spec, c, std::move(decays), {"optim.lion.exp_avg."}) {}
   OptimizerKind kind() const override { return OptimizerKind::lion; }
 
  private:
   void update(std::size_t i, kernels::Index n, float* theta, const float* grad, kernels::Decay decay, float lr,
               const std::uint32_t* skip) override {
-    const OptimSettings& s = settings();
+    const OptimConfig& s = settings();
     kernels::launch_device(stream(), n,
                            kernels::LionUpdate{theta, grad, state(0, i), skip, lr, float(s.lion.beta1),
-                                               float(s.lion.beta2), float(s.weight_decay), decay});
+                                               float(s.lion.beta2), float(s.reg.weight_decay), decay});
   }
 };
 

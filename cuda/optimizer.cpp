@@ -15,16 +15,16 @@
 
 namespace wdlab::cuda {
 
-std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSpec& spec,
-                                                   const OptimSettings& settings) {
-  switch (settings.kind) {  // no default: a kind missing here is a compile error (-Wswitch)
-    case OptimizerKind::sgd: return std::make_unique<CudaSgd>(ctx, spec, settings);
-    case OptimizerKind::adam: return std::make_unique<CudaAdam>(ctx, spec, settings);
+std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSpec& spec, const OptimConfig& config,
+                                                   const std::vector<char>& decays, std::uint64_t seed) {
+  switch (config.kind) {  // no default: a kind missing here is a compile error (-Wswitch)
+    case OptimizerKind::sgd: return std::make_unique<CudaSgd>(ctx, spec, config, decays);
+    case OptimizerKind::adam: return std::make_unique<CudaAdam>(ctx, spec, config, decays);
     case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return std::make_unique<CudaKfac>(ctx, spec, settings);
-    case OptimizerKind::lion: return std::make_unique<CudaLion>(ctx, spec, settings);
+    case OptimizerKind::kfac_g: return std::make_unique<CudaKfac>(ctx, spec, config, decays, seed);
+    case OptimizerKind::lion: return std::make_unique<CudaLion>(ctx, spec, config, decays);
   }
-  throw InternalError(fmt::format("make_cuda_optimizer: kind {} out of range", int(settings.kind)));
+  throw InternalError(fmt::format("make_cuda_optimizer: kind {} out of range", int(config.kind)));
 }
 
 KfacStatistics kfac_statistics_of(OptimizerKind kind) {
@@ -52,13 +52,12 @@ void copy_tensors(DeviceTensors& dst, const DeviceTensors& src, cudaStream_t s) 
 
 }  // namespace
 
-CudaFirstOrder::CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const OptimSettings& settings,
-                               std::vector<std::string> state_prefixes, std::string step_count)
-    : ctx_(ctx), info_(spec.params()), settings_(settings), prefixes_(std::move(state_prefixes)),
-      step_count_(std::move(step_count)) {
-  if (settings_.decays.size() != info_.size())
-    throw InternalError(fmt::format("CudaFirstOrder: {} decay flags for {} tensors", settings_.decays.size(),
-                                    info_.size()));
+CudaFirstOrder::CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const OptimConfig& config,
+                               std::vector<char> decays, std::vector<std::string> state_prefixes,
+                               std::string step_count)
+    : ctx_(ctx), info_(spec.params()), settings_(config), decays_(std::move(decays)),
+      prefixes_(std::move(state_prefixes)), step_count_(std::move(step_count)) {
+  optim::check_decay_flags(spec, decays_);
   state_.resize(prefixes_.size());
   for (DeviceTensors& slot : state_)
     for (const ParamInfo& p : info_) {
@@ -68,8 +67,8 @@ CudaFirstOrder::CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const Opti
 }
 
 kernels::Decay CudaFirstOrder::decay(std::size_t i) const {
-  if (!settings_.decays[i]) return kernels::Decay::none;
-  switch (settings_.reg) {
+  if (!decays_[i]) return kernels::Decay::none;
+  switch (settings_.reg.kind) {
     case Regularization::none: return kernels::Decay::none;
     case Regularization::l2: return kernels::Decay::l2;
     case Regularization::wd: return kernels::Decay::wd;

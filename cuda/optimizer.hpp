@@ -23,7 +23,7 @@
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/optim.hpp"
 #include "cuda/kfac_policy.hpp"
-#include "cuda/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::cuda {
 
@@ -85,7 +85,8 @@ class CudaFirstOrder : public CudaOptimizer {
  protected:
   /// `state_prefixes`: one per state buffer ("optim.momentum."); `step_count`: the counter's
   /// entry name ("optim.adam.t"), empty for a rule without one.
-  CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const OptimSettings& settings,
+  /// `decays`: per entry of spec.params(), whether config.reg regularizes it (optim::decay_flags).
+  CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const OptimConfig& config, std::vector<char> decays,
                  std::vector<std::string> state_prefixes, std::string step_count = {});
   /// Queue tensor i's update (n elements) on stream(); t() is this step's counter.
   virtual void update(std::size_t i, kernels::Index n, float* theta, const float* grad, kernels::Decay decay,
@@ -93,17 +94,18 @@ class CudaFirstOrder : public CudaOptimizer {
   /// State buffer `slot` (order of the prefixes) of tensor i.
   float* state(std::size_t slot, std::size_t i) { return state_[slot][i].data(); }
   std::int64_t t() const { return t_; }
-  const OptimSettings& settings() const { return settings_; }
+  const OptimConfig& settings() const { return settings_; }
   cudaStream_t stream() const { return ctx_.stream(); }
 
  private:
   struct StagedState;
-  /// Tensor i's regularization: none where it does not decay (settings().decays).
+  /// Tensor i's regularization: none where it does not decay (decays_).
   kernels::Decay decay(std::size_t i) const;
 
   Context& ctx_;
   std::vector<ParamInfo> info_;
-  OptimSettings settings_;
+  OptimConfig settings_;
+  std::vector<char> decays_;
   std::vector<std::string> prefixes_;
   std::string step_count_;
   std::vector<DeviceTensors> state_, before_;  // per slot, per tensor (before_: the snapshot)
@@ -114,8 +116,9 @@ class CudaFirstOrder : public CudaOptimizer {
 /// that is not K-FAC. Beside make_cuda_optimizer: the two switches over every kind.
 KfacStatistics kfac_statistics_of(OptimizerKind kind);
 
-/// The optimizer `settings.kind` for `spec` (settings validated by the caller).
-std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSpec& spec,
-                                                   const OptimSettings& settings);
+/// The optimizer `config.kind` for `spec` (config validated by the caller); `decays` as
+/// optim::decay_flags gives them, `seed` of K-FAC's sampled cotangents.
+std::unique_ptr<CudaOptimizer> make_cuda_optimizer(Context& ctx, const NetworkSpec& spec, const OptimConfig& config,
+                                                   const std::vector<char>& decays, std::uint64_t seed);
 
 }  // namespace wdlab::cuda

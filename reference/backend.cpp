@@ -28,12 +28,11 @@ std::vector<T> from_tensor(const io::SafetensorsFile& f, const std::string& name
   else return f.f32(name);
 }
 
-bool is_kfac(OptimizerKind k) { return k == OptimizerKind::kfac_f || k == OptimizerKind::kfac_g; }
 
 }  // namespace
 
 template <class T>
-ReferenceBackend<T>::ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const OptimConfig& optim,
+ReferenceBackend<T>::ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const optim::OptimConfig& optim,
                                       std::uint64_t seed)
     : spec_(std::move(spec)), params_(std::move(params)), optim_cfg_(optim), seed_(seed) {
   optim_cfg_.validate();
@@ -55,7 +54,7 @@ Mat<T> ReferenceBackend<T>::to_matrix(const train::HostBatch& b) const {
 
 template <class T>
 std::vector<FactorStats<T>> ReferenceBackend<T>::statistics(const Mat<T>& x, std::int64_t step) const {
-  const auto kind = optim_cfg_.kind == OptimizerKind::kfac_f ? CurvatureKind::fisher : CurvatureKind::gauss_newton;
+  const auto kind = optim_cfg_.kind == optim::OptimizerKind::kfac_f ? CurvatureKind::fisher : CurvatureKind::gauss_newton;
   return kfac_statistics(spec_, params_, x, kind, optim_cfg_.kfac.gn_probe_variance, seed_, std::uint64_t(step));
 }
 

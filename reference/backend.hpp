@@ -6,7 +6,7 @@
 #include "common/network_spec.hpp"
 #include "common/train/backend.hpp"
 #include "reference/net/network.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 #include "reference/optim/optimizer.hpp"
 
 namespace wdlab::ref {
@@ -14,7 +14,7 @@ namespace wdlab::ref {
 template <class T>
 class ReferenceBackend final : public train::Backend {
  public:
-  ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const OptimConfig& optim,
+  ReferenceBackend(NetworkSpec spec, ParamStore<T> params, const optim::OptimConfig& optim,
                    std::uint64_t seed);
   std::string describe() const override;
   train::StepStats train_step(const train::HostBatch& batch, double lr, std::int64_t iteration) override;
@@ -42,7 +42,7 @@ class ReferenceBackend final : public train::Backend {
 
   NetworkSpec spec_;
   ParamStore<T> params_;
-  OptimConfig optim_cfg_;
+  optim::OptimConfig optim_cfg_;
   std::unique_ptr<Optimizer<T>> opt_;
   std::uint64_t seed_;
   std::vector<FactorStats<T>> init_sum_;

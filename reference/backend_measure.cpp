@@ -11,48 +11,6 @@
 
 namespace wdlab::ref {
 
-namespace {
-
-/// The metric family of an optimizer kind (measure.hpp): no default, so a new kind stops the
-/// build here until its elr_opt / rot_pred forms are decided.
-train::MetricFamily metric_family(const OptimConfig& c) {
-  switch (c.kind) {
-    case OptimizerKind::sgd:
-      switch (c.sgd.kind) {
-        case MomentumKind::heavy_ball: return train::MetricFamily::sgd_heavy_ball;
-        case MomentumKind::nesterov: return train::MetricFamily::sgd_nesterov;
-      }
-      break;
-    case OptimizerKind::adam: return train::MetricFamily::adam;
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return train::MetricFamily::kfac;
-  }
-  throw InternalError("metric_family: unknown optimizer kind");
-}
-
-double family_momentum(const OptimConfig& c) {
-  switch (c.kind) {
-    case OptimizerKind::sgd: return c.sgd.momentum;
-    case OptimizerKind::adam: return c.adam.beta1;
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return c.kfac.momentum;
-  }
-  throw InternalError("family_momentum: unknown optimizer kind");
-}
-
-template <class T>
-train::TensorDecay tensor_decay(const Optimizer<T>& o, int i) {
-  if (!o.decays(i)) return train::TensorDecay::none;
-  switch (o.reg().kind) {
-    case Regularization::none: return train::TensorDecay::none;
-    case Regularization::l2: return train::TensorDecay::l2;
-    case Regularization::wd: return train::TensorDecay::wd;
-  }
-  throw InternalError("tensor_decay: unknown regularization");
-}
-
-}  // namespace
-
 template <class T>
 train::MeasureSummary ReferenceBackend<T>::measure_summary(const train::HostBatch& probe,
                                                            const train::MeasureRequest& req) {
@@ -63,20 +21,19 @@ train::MeasureSummary ReferenceBackend<T>::measure_summary(const train::HostBatc
   for (std::size_t i = 0; i < params_.info.size(); ++i) {
     if (params_.info[i].role != ParamRole::weight) continue;
     norm[i] = double(params_.values[i].template cast<double>().norm());
-    const train::TensorDecay decay = tensor_decay(*opt_, int(i));
+    const train::TensorDecay decay = train::tensor_decay(optim_cfg_, opt_->decays(int(i)));
     out.weights.push_back(train::WeightSummary{
         params_.info[i].name, norm[i], decay, decay == train::TensorDecay::none ? 0.0 : optim_cfg_.reg.weight_decay,
         train::weight_scale_invariance(spec_, params_.info[i].layer)});
   }
-  const bool kfac = optim_cfg_.kind == OptimizerKind::kfac_f || optim_cfg_.kind == OptimizerKind::kfac_g;
-  const double lambda = optim_cfg_.kfac.damping;
-  out.optimizer = train::OptimizerSummary{metric_family(optim_cfg_), family_momentum(optim_cfg_), kfac ? lambda : 0.0};
+  const bool kfac = optim::is_kfac(optim_cfg_.kind);
+  out.optimizer = train::optimizer_summary(optim_cfg_);
   if (g.has(MetricGroup::damping) && kfac) {
     const auto& k = dynamic_cast<const Kfac<T>&>(*opt_);
     for (int b = 0; b < k.num_blocks(); ++b) {
       const auto v = k.block(b);
       const int w = params_.slots[v.layer].weight;
-      out.damping.push_back({params_.info[w].name, damping_fraction(v.A, v.S, v.locations, lambda)});
+      out.damping.push_back({params_.info[w].name, damping_fraction(v.A, v.S, v.locations, optim_cfg_.kfac.damping)});
     }
   }
   const bool jac = g.has(MetricGroup::jacobian), gn = g.has(MetricGroup::gn), tr = g.has(MetricGroup::trace);

@@ -152,7 +152,11 @@ std::vector<std::string> network_names() {
   return {"mlp", "mlp-bn", "convnet-bn", "vgg16", "vgg16-bn", "resnet32x4", "resnet32x4-bn"};
 }
 
-std::vector<std::string> optimizer_names() { return {"sgd", "adam", "kfac-f", "kfac-g"}; }
+std::vector<std::string> optimizer_names() {
+  std::vector<std::string> out;
+  for (optim::OptimizerKind k : optim::all_optimizer_kinds) out.push_back(to_string(k));
+  return out;
+}
 
 NetworkSpec network_spec(const std::string& name, double width_mult, Bias bn_bias) {
   const bool bn = name.size() > 3 && name.substr(name.size() - 3) == "-bn";
@@ -170,18 +174,18 @@ NetworkSpec network_spec(const std::string& name, double width_mult, Bias bn_bia
   throw UsageError("--network", fmt::format("unknown network '{}' (one of: {})", name, fmt::join(network_names(), ", ")));
 }
 
-ref::OptimConfig crosscheck_optim(ref::OptimizerKind kind) {
-  ref::OptimConfig c;
+optim::OptimConfig crosscheck_optim(optim::OptimizerKind kind) {
+  optim::OptimConfig c;
   c.kind = kind;
   c.sgd.momentum = 0.9;
-  c.reg.kind = ref::Regularization::wd;
+  c.reg.kind = optim::Regularization::wd;
   c.reg.weight_decay = 1e-2;  // larger than the paper's 5e-4, so that a decay bug moves Δθ visibly
   c.kfac.damping = 1e-2;      // a well-conditioned preconditioner: float32 rounding is not amplified by 1/λ
   c.adam.eps = 1e-4;          // Adam's step is sign(g) where |g| ≫ ε: with 1e-8, gradients at rounding
                               // level (dead units) step by ±η on their rounding noise in either precision
   c.kfac.t_cov = 1;
   c.kfac.t_inv = 1;
-  c.kfac.factor_init = ref::FactorInit::data_pass;
+  c.kfac.factor_init = optim::FactorInit::data_pass;
   c.kfac.kl_clip = 1e-2;
   c.validate();
   return c;
@@ -206,14 +210,14 @@ std::vector<Case> registry(const Selection& sel) {
     if (!sel.optimizers.empty()) {
       for (const auto& o : sel.optimizers) {
         Case c;
-        const auto kind = ref::parse_optimizer_kind("--optimizer", o == "kfac-f" ? "kfac_f" : o == "kfac-g" ? "kfac_g" : o);
+        const auto kind = optim::parse_optimizer_kind("--optimizer", o);
         c.name = fmt::format("{} {} x{} steps N{}", net, o, sel.steps, batch);
         c.kind = CaseKind::optimizer;
         c.spec = spec;
         c.batch = batch;
         c.optim = crosscheck_optim(kind);
         c.steps = sel.steps;
-        c.lr = kind == ref::OptimizerKind::sgd ? 1e-2 : 1e-3;  // K-FAC and Adam steps are larger per η
+        c.lr = kind == optim::OptimizerKind::sgd ? 1e-2 : 1e-3;  // K-FAC and Adam steps are larger per η
         out.push_back(std::move(c));
       }
     } else {
@@ -280,7 +284,7 @@ std::vector<std::string> coverage(const std::vector<Case>& cases) {
       if (c.kind == CaseKind::network) ++network_cases;
     }
     if (c.kind == CaseKind::optimizer) {
-      optims[ref::to_string(c.optim.kind)]++;
+      optims[to_string(c.optim.kind)]++;
       ++optimizer_cases;
     }
   }
@@ -301,9 +305,8 @@ std::vector<std::string> coverage(const std::vector<Case>& cases) {
     lines.push_back(losses[n] ? fmt::format("loss      {:<22} {} case(s)", n, losses[n])
                               : fmt::format("loss      {:<22} NO CASE", n));
   }
-  for (auto k : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam, ref::OptimizerKind::kfac_f,
-                 ref::OptimizerKind::kfac_g}) {
-    const std::string n = ref::to_string(k);
+  for (optim::OptimizerKind k : optim::all_optimizer_kinds) {
+    const std::string n = to_string(k);
     lines.push_back(optims[n] ? fmt::format("optimizer {:<22} {} case(s)", n, optims[n])
                               : fmt::format("optimizer {:<22} NO CASE", n));
   }

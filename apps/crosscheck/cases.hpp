@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/network_spec.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::xcheck {
 
@@ -50,7 +50,7 @@ struct Case {
   int loss_classes = 10;                    // loss cases: K
   int batch = 2;
   InputKind input = InputKind::gaussian;
-  ref::OptimConfig optim;  // optimizer cases (K-FAC: T_cov = T_inv = 1, data-pass init)
+  optim::OptimConfig optim;  // optimizer cases (K-FAC: T_cov = T_inv = 1, data-pass init)
   int steps = 0;           // optimizer cases
   double lr = 0.01;        // optimizer cases; also η of the effective-learning-rate metric
   std::uint64_t seed = 1;
@@ -85,7 +85,7 @@ NetworkSpec network_spec(const std::string& name, double width_mult, Bias bn_bia
 /// inverts), the data-pass factor initialization on the first batch, KL clip 1e-2; Adam with
 /// ε = 1e-4. η = 1e-2 for SGD, 1e-3 for Adam and K-FAC. Chosen so that float32 rounding is not
 /// amplified (1/λ, sign of noise-level gradients) far above what a real bug changes.
-ref::OptimConfig crosscheck_optim(ref::OptimizerKind kind);
+optim::OptimConfig crosscheck_optim(optim::OptimizerKind kind);
 
 /// The cases of a selection, in a fixed order; UsageError on unknown names.
 std::vector<Case> registry(const Selection& sel);

@@ -66,11 +66,10 @@ class CudaSide final : public xcheck::Side {
   static std::unique_ptr<cuda::CudaBackend> backend(const Case& c, const CaseData& d) {
     std::vector<std::vector<float>> params;
     for (const auto& t : d.params) params.emplace_back(t.data.begin(), t.data.end());
-    cuda::OptimSettings settings = cuda_optim_settings(c.optim, c.spec);
-    settings.kfac.seed = c.seed;  // the reference side's seed: the same sampled targets and probes
     try {
+      // The reference side's seed: the same sampled targets and probes.
       return std::make_unique<cuda::CudaBackend>(
-          c.spec, params, settings,
+          c.spec, params, c.optim, optim::decay_flags(c.spec, c.optim.reg), c.seed,
           cuda::BackendOptions{.math = cuda::MathMode::fp32,
                                .policy = c.input == xcheck::InputKind::small_integer ? cuda::AlgoPolicy::exact
                                                                                      : cuda::AlgoPolicy::deterministic});
@@ -79,13 +78,6 @@ class CudaSide final : public xcheck::Side {
     }
   }
 
-  /// The reference side's K-FAC settings (crosscheck_optim: damping, inverse method, probe
-  /// variance) with its seed.
-  static cuda::OptimSettings kfac_settings(const Case& c, ref::OptimizerKind kind) {
-    cuda::OptimSettings s = cuda_optim_settings(xcheck::crosscheck_optim(kind), c.spec);
-    s.kfac.seed = c.seed;
-    return s;
-  }
 
   Tensors run_capture(const Case& c, const CaseData& d) {
     auto be = backend(c, d);
@@ -96,11 +88,11 @@ class CudaSide final : public xcheck::Side {
     if (c.kind == xcheck::CaseKind::layer) {
       const LayerKind k = c.spec.layers.at(0).kind;
       if (k == LayerKind::dense || k == LayerKind::conv2d)
-        cap.kfac_given = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
+        cap.kfac_given = capturer.capture_kfac(req, xcheck::crosscheck_optim(optim::OptimizerKind::kfac_f), c.seed);
       return xcheck::cuda_side::layer_tensors(c, cap);
     }
-    cap.kfac_fisher = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_f));
-    cap.kfac_gauss_newton = capturer.capture_kfac(req, kfac_settings(c, ref::OptimizerKind::kfac_g));
+    cap.kfac_fisher = capturer.capture_kfac(req, xcheck::crosscheck_optim(optim::OptimizerKind::kfac_f), c.seed);
+    cap.kfac_gauss_newton = capturer.capture_kfac(req, xcheck::crosscheck_optim(optim::OptimizerKind::kfac_g), c.seed);
     return xcheck::cuda_side::network_tensors(c, cap, be->measure(train::HostBatch{}, xcheck::weight_metrics_request(c)));
   }
 

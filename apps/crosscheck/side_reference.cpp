@@ -14,7 +14,7 @@
 #include "reference/ops/conv2d.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/optim/damped_inverse.hpp"
-#include "reference/optim/kfac_damping.hpp"
+#include "common/optim/kfac_policy.hpp"
 
 namespace wdlab::xcheck {
 
@@ -253,7 +253,7 @@ class ReferenceSide final : public Side {
   void append_curvature(Tensors& out, const Case& c, const ref::ParamStore<T>& p, const Mat<T>& x,
                         const ref::ParamStore<T>& grads) const {
     const NetworkSpec& spec = c.spec;
-    const ref::KfacConfig kc = crosscheck_optim(ref::OptimizerKind::kfac_f).kfac;
+    const optim::KfacConfig kc = crosscheck_optim(optim::OptimizerKind::kfac_f).kfac;
     for (auto kind : {ref::CurvatureKind::fisher, ref::CurvatureKind::gauss_newton}) {
       const std::string est = kind == ref::CurvatureKind::fisher ? "kfac_f" : "kfac_g";
       const auto stats = ref::kfac_statistics(spec, p, x, kind, 1.0, c.seed, 0);
@@ -263,7 +263,8 @@ class ReferenceSide final : public Side {
         const auto& slots = p.slots[st.layer];
         out.push_back(matrix(names::factor(est, 'A', l.name), Quantity::kfac_factor, st.A));
         out.push_back(matrix(names::factor(est, 'S', l.name), Quantity::kfac_factor, st.S));
-        const auto split = ref::pi_split_damping(st.A, st.S, kc.damping, st.locations);
+        const auto split = optim::pi_split_damping(double(st.A.trace()), int(st.A.rows()), double(st.S.trace()), int(st.S.rows()),
+                                                      kc.damping, st.locations);
         const auto ai = ref::damped_inverse(st.A, split.a, kc.inverse, kc.max_damping_raises);
         const auto si = ref::damped_inverse(st.S, split.s, kc.inverse, kc.max_damping_raises);
         out.push_back(matrix(names::inverse(est, 'A', l.name), Quantity::damped_inverse, ai.inverse));

@@ -30,6 +30,33 @@ double elr_opt(const OptimizerSummary& o, double lr, double norm) {
 
 }  // namespace
 
+OptimizerSummary optimizer_summary(const optim::OptimConfig& c) {
+  using optim::OptimizerKind;
+  switch (c.kind) {
+    case OptimizerKind::sgd:
+      switch (c.sgd.kind) {
+        case optim::MomentumKind::heavy_ball: return {MetricFamily::sgd_heavy_ball, c.sgd.momentum, 0.0};
+        case optim::MomentumKind::nesterov: return {MetricFamily::sgd_nesterov, c.sgd.momentum, 0.0};
+      }
+      break;
+    case OptimizerKind::adam: return {MetricFamily::adam, c.adam.beta1, 0.0};
+    case OptimizerKind::lion: return {MetricFamily::lion, c.lion.beta1, 0.0};
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return {MetricFamily::kfac, c.kfac.momentum, c.kfac.damping};
+  }
+  throw InternalError("optimizer_summary: unknown optimizer kind");
+}
+
+TensorDecay tensor_decay(const optim::OptimConfig& c, bool decays) {
+  if (!decays) return TensorDecay::none;
+  switch (c.reg.kind) {
+    case optim::Regularization::none: return TensorDecay::none;
+    case optim::Regularization::l2: return TensorDecay::l2;
+    case optim::Regularization::wd: return TensorDecay::wd;
+  }
+  throw InternalError("tensor_decay: unknown regularization");
+}
+
 NamedValues metric_rows(const MeasureSummary& s, const MeasureRequest& req) {
   const MetricGroups& g = req.groups;
   NamedValues out;

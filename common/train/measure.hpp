@@ -64,6 +64,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/optim/optim_config.hpp"
+
 namespace wdlab::train {
 
 enum class MetricGroup : unsigned {
@@ -169,6 +171,13 @@ struct WeightSummary {
   double decay_coeff = 0;  // λ of that decay (0 without)
   ScaleInvariance scale = ScaleInvariance::not_invariant;
 };
+
+/// The metric family and constants of an optimizer config: one switch over the kinds for both
+/// backends (no default: a new kind stops the build here until its elr_opt / rot_pred forms are
+/// decided, instead of silently taking SGD's or Adam's).
+OptimizerSummary optimizer_summary(const optim::OptimConfig& c);
+/// How tensor i is regularized, given whether it decays (optim::decay_flags) and c.reg.
+TensorDecay tensor_decay(const optim::OptimConfig& c, bool decays);
 
 /// One K-FAC block's damping fraction (the eigenvalue fraction above λ; measure.hpp, damping).
 struct DampingSummary {

@@ -23,6 +23,7 @@
 
 #include "common/io/safetensors.hpp"
 #include "common/network_spec.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::train {
 
@@ -30,8 +31,8 @@ inline constexpr const char* kOptimLayoutKey = "optim_layout";
 inline constexpr int kOptimLayoutVersion = 2;
 
 /// The prefixes of per-parameter state: the tensor "<prefix><parameter name>" has p's shape.
-inline constexpr std::array<std::string_view, 3> kParamStatePrefixes = {"optim.momentum.", "optim.adam.m.",
-                                                                       "optim.adam.v."};
+/// Listed with the optimizers (common/optim/optim_config.hpp).
+inline constexpr const auto& kParamStatePrefixes = optim::param_state_prefixes;
 
 /// The parameter whose per-parameter state `name` is, or nullptr (K-FAC matrices, scalars, and
 /// anything that is not optimizer state).

@@ -3,11 +3,13 @@
 
 #include <cmath>
 #include <limits>
+#include <span>
 
 #include <Eigen/Eigenvalues>
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/optim/kfac_policy.hpp"
 #include "common/philox.hpp"
 #include "reference/ops/conv2d.hpp"
 #include "reference/ops/loss.hpp"
@@ -137,10 +139,8 @@ double damping_fraction(const Mat<T>& A, const Mat<T>& S, int locations, double 
   using Solver = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>;
   const Eigen::VectorXd a = Solver(A.template cast<double>(), Eigen::EigenvaluesOnly).eigenvalues();
   const Eigen::VectorXd s = Solver(S.template cast<double>(), Eigen::EigenvaluesOnly).eigenvalues();
-  std::int64_t above = 0;
-  for (Eigen::Index i = 0; i < a.size(); ++i)
-    for (Eigen::Index j = 0; j < s.size(); ++j) above += double(locations) * a(i) * s(j) > lambda;
-  return double(above) / double(a.size() * s.size());
+  return optim::damping_fraction(std::span<const double>(a.data(), std::size_t(a.size())),
+                                 std::span<const double>(s.data(), std::size_t(s.size())), locations, lambda);
 }
 
 template <class T>

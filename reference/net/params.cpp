@@ -23,19 +23,10 @@ template <class T>
 ParamStore<T> ParamStore<T>::zeros(const NetworkSpec& spec) {
   ParamStore<T> s;
   s.info = spec.params();
-  s.slots.assign(spec.layers.size(), LayerSlots{});
+  s.slots = layer_slots(spec);
   for (int i = 0; i < int(s.info.size()); ++i) {
     const auto [r, c] = compute_shape(s.info[i]);
     s.values.push_back(Mat<T>::Zero(r, c));
-    LayerSlots& sl = s.slots[s.info[i].layer];
-    switch (s.info[i].role) {
-      case ParamRole::weight: sl.weight = i; break;
-      case ParamRole::bias: sl.bias = i; break;
-      case ParamRole::bn_weight: sl.gamma = i; break;
-      case ParamRole::bn_bias: sl.beta = i; break;
-      case ParamRole::running_mean: sl.running_mean = i; break;
-      case ParamRole::running_var: sl.running_var = i; break;
-    }
   }
   return s;
 }

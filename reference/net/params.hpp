@@ -12,16 +12,11 @@
 
 namespace wdlab::ref {
 
-/// Where a layer's tensors sit in a ParamStore (−1: absent).
-struct LayerSlots {
-  int weight = -1, bias = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;
-};
-
 template <class T>
 struct ParamStore {
   std::vector<ParamInfo> info;   // spec.params(), same order as values
   std::vector<Mat<T>> values;
-  std::vector<LayerSlots> slots;  // per layer of the spec
+  std::vector<LayerSlots> slots;  // per layer of the spec (common/network_spec.hpp)
 
   /// All tensors of the spec, zero-filled, with their compute-layout shapes.
   static ParamStore zeros(const NetworkSpec& spec);

@@ -9,7 +9,7 @@
 namespace wdlab::ref {
 
 template <class T>
-Adam<T>::Adam(const AdamConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+Adam<T>::Adam(const optim::AdamConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec,
               const ParamStore<T>& like)
     : Optimizer<T>(spec, like, reg), cfg_(cfg) {
   cfg_.validate();

@@ -12,7 +12,7 @@ namespace wdlab::ref {
 template <class T>
 class Adam final : public Optimizer<T> {
  public:
-  Adam(const AdamConfig& cfg, const RegConfig& reg, const NetworkSpec& spec, const ParamStore<T>& like);
+  Adam(const optim::AdamConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec, const ParamStore<T>& like);
   std::string name() const override { return "adam"; }
   NamedTensors<T> state() const override;
   void load_state(const NamedTensors<T>& state) override;
@@ -20,7 +20,7 @@ class Adam final : public Optimizer<T> {
 
  private:
   void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) override;
-  AdamConfig cfg_;
+  optim::AdamConfig cfg_;
   std::vector<Mat<T>> m_, v_;
   std::int64_t t_ = 0;
 };

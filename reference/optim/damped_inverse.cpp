@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "common/optim/kfac_policy.hpp"
 
 namespace wdlab::ref {
 
@@ -15,12 +16,12 @@ namespace {
 
 /// (F + dI)⁻¹ by one method, or nothing when F + dI is not numerically positive definite.
 template <class T>
-std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, InverseMethod method) {
+std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, optim::InverseMethod method) {
   const T eps = std::numeric_limits<T>::epsilon();
   const Eigen::Index n = F.rows();
   Mat<T> inv;
   switch (method) {
-    case InverseMethod::cholesky: {
+    case optim::InverseMethod::cholesky: {
       Mat<T> M = F;
       M.diagonal().array() += d;
       Eigen::LLT<Mat<T>> llt(M);
@@ -30,7 +31,7 @@ std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, InverseMethod method) {
       inv = llt.solve(Mat<T>::Identity(n, n));
       break;
     }
-    case InverseMethod::eig: {
+    case optim::InverseMethod::eig: {
       Eigen::SelfAdjointEigenSolver<Mat<T>> es(F);
       if (es.info() != Eigen::Success) return std::nullopt;
       const Vec<T> e = (es.eigenvalues().array() + d).max(d).matrix();
@@ -46,7 +47,7 @@ std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, InverseMethod method) {
 }  // namespace
 
 template <class T>
-DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, InverseMethod method, int max_raises) {
+DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, optim::InverseMethod method, int max_raises) {
   if (F.rows() != F.cols() || F.rows() == 0)
     throw InternalError(fmt::format("damped_inverse: factor is {}x{}", F.rows(), F.cols()));
   if (!F.allFinite()) throw NumericError("damped_inverse: the K-FAC factor has non-finite entries");
@@ -54,11 +55,8 @@ DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, InverseMethod m
     throw InternalError(fmt::format("damped_inverse: damping {}", damping));
   DampedInverse<T> r;
   r.requested = r.used = damping;
-  const double mean_diag = std::abs(double(F.trace())) / double(F.rows());
-  // The first raise from zero: √ε_T relative to the factor's scale, so that the inverse of a
-  // singular factor is still accurate to about √ε_T (conditioning ≲ n/√ε_T).
-  const double floor = std::sqrt(double(std::numeric_limits<T>::epsilon())) *
-                       (mean_diag > double(std::numeric_limits<T>::min()) ? mean_diag : 1.0);
+  // The first raise from zero: √ε_T relative to the factor's scale (common/optim/kfac_policy.hpp).
+  const double floor = optim::damping_floor<T>(double(F.trace()), int(F.rows()));
   for (;;) {
     if (auto inv = try_inverse<T>(F, T(r.used), method)) {
       r.inverse = std::move(*inv);
@@ -68,14 +66,14 @@ DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, InverseMethod m
       throw NumericError(fmt::format("damped_inverse: the {}x{} factor is not positive definite "
                                      "even with damping {:.3e} after {} raises",
                                      F.rows(), F.cols(), r.used, r.raises));
-    r.used = std::max(10.0 * r.used, floor);
+    r.used = optim::raised_damping(r.used, floor);
     ++r.raises;
   }
 }
 
 template struct DampedInverse<double>;
 template struct DampedInverse<float>;
-template DampedInverse<double> damped_inverse(const Mat<double>&, double, InverseMethod, int);
-template DampedInverse<float> damped_inverse(const Mat<float>&, double, InverseMethod, int);
+template DampedInverse<double> damped_inverse(const Mat<double>&, double, optim::InverseMethod, int);
+template DampedInverse<float> damped_inverse(const Mat<float>&, double, optim::InverseMethod, int);
 
 }  // namespace wdlab::ref

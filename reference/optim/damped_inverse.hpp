@@ -9,7 +9,7 @@
 // is finite. Otherwise d is raised — to max(10d, √ε_T·mean diag F) — at most max_raises times,
 // then NumericError. A non-finite F throws NumericError at once. Never returns NaN.
 #include "reference/eigen_types.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::ref {
 
@@ -22,6 +22,6 @@ struct DampedInverse {
 };
 
 template <class T>
-DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, InverseMethod method, int max_raises);
+DampedInverse<T> damped_inverse(const Mat<T>& F, double damping, optim::InverseMethod method, int max_raises);
 
 }  // namespace wdlab::ref

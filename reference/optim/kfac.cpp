@@ -8,17 +8,17 @@
 
 namespace wdlab::ref {
 
-CurvatureKind curvature_kind(OptimizerKind k) {
+CurvatureKind curvature_kind(optim::OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::kfac_f: return CurvatureKind::fisher;
-    case OptimizerKind::kfac_g: return CurvatureKind::gauss_newton;
+    case optim::OptimizerKind::kfac_f: return CurvatureKind::fisher;
+    case optim::OptimizerKind::kfac_g: return CurvatureKind::gauss_newton;
     default: break;
   }
   throw InternalError("curvature_kind: " + to_string(k) + " is not a K-FAC optimizer");
 }
 
 template <class T>
-Kfac<T>::Kfac(const KfacConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+Kfac<T>::Kfac(const optim::KfacConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec,
               const ParamStore<T>& like, CurvatureKind curvature)
     : Optimizer<T>(spec, like, reg), cfg_(cfg), curvature_(curvature) {
   cfg_.validate();
@@ -58,12 +58,12 @@ double Kfac<T>::probe_variance() const {
 
 template <class T>
 bool Kfac<T>::wants_factors(std::int64_t k) const {
-  return (k + 1) % cfg_.t_cov == 0;
+  return optim::kfac_wants_factors(cfg_, k);
 }
 
 template <class T>
 bool Kfac<T>::wants_factor_init() const {
-  return cfg_.factor_init == FactorInit::data_pass && !initialized_;
+  return cfg_.factor_init == optim::FactorInit::data_pass && !initialized_;
 }
 
 template <class T>
@@ -135,7 +135,8 @@ void Kfac<T>::compute_inverses(std::int64_t k) {
       if (!F->allFinite())
         throw NonFiniteError("kfac_factor", blk.name,
                              fmt::format("K-FAC factor {} of {} has non-finite entries", which, blk.name));
-    blk.damping = pi_split_damping(blk.A, blk.S, cfg_.damping, blk.locations);
+    blk.damping = optim::pi_split_damping(double(blk.A.trace()), int(blk.A.rows()), double(blk.S.trace()),
+                                          int(blk.S.rows()), cfg_.damping, blk.locations);
     // A factor that stays indefinite after every damping raise is reported with its layer.
     const auto inverse = [&](const Mat<T>& F, double d, char which) {
       try {
@@ -158,7 +159,8 @@ void Kfac<T>::compute_inverses(std::int64_t k) {
 
 template <class T>
 void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) {
-  if (!inverses_ready_ || k % cfg_.t_inv == 0) compute_inverses(k);
+  if (optim::kfac_inverses_due(cfg_, k, inverses_ready_ ? optim::InversesReady::yes : optim::InversesReady::no))
+    compute_inverses(k);
   const int n = int(params.values.size());
   const T beta = this->beta();
   // 1. Gradients with the L2 term.
@@ -231,18 +233,18 @@ template <class T>
 NamedTensors<T> Kfac<T>::state() const {
   NamedTensors<T> s;
   for (const Block& blk : blocks_) {
-    s.emplace_back("optim.kfac.A." + blk.name, blk.A);
-    s.emplace_back("optim.kfac.S." + blk.name, blk.S);
-    s.emplace_back("optim.kfac.A_inv." + blk.name, blk.A_inv);
-    s.emplace_back("optim.kfac.S_inv." + blk.name, blk.S_inv);
+    s.emplace_back(optim::kfac_state_name("A", blk.name), blk.A);
+    s.emplace_back(optim::kfac_state_name("S", blk.name), blk.S);
+    s.emplace_back(optim::kfac_state_name("A_inv", blk.name), blk.A_inv);
+    s.emplace_back(optim::kfac_state_name("S_inv", blk.name), blk.S_inv);
     Mat<T> d(1, 4);  // diagnostics only: the split of the last inverse update
     d << T(blk.damping.lambda_eff), T(blk.damping.pi), T(blk.damping.a), T(blk.damping.s);
-    s.emplace_back("optim.kfac.damping." + blk.name, d);
+    s.emplace_back(optim::kfac_state_name("damping", blk.name), d);
   }
   for (int i = 0; i < int(v_.size()); ++i)
     if (this->trainable(i)) s.emplace_back("optim.momentum." + this->info_[i].name, v_[i]);
-  s.emplace_back("optim.kfac.initialized", scalar_state(T(initialized_ ? 1 : 0)));
-  s.emplace_back("optim.kfac.inverses_ready", scalar_state(T(inverses_ready_ ? 1 : 0)));
+  s.emplace_back(optim::kfac_initialized_name, scalar_state(T(initialized_ ? 1 : 0)));
+  s.emplace_back(optim::kfac_inverses_ready_name, scalar_state(T(inverses_ready_ ? 1 : 0)));
   return s;
 }
 
@@ -252,12 +254,12 @@ void Kfac<T>::load_state(const NamedTensors<T>& state) {
   std::vector<Block> blocks = blocks_;
   for (Block& blk : blocks) {
     const Eigen::Index a = blk.a_dim(), o = blk.out;
-    blk.A = r.take("optim.kfac.A." + blk.name, a, a);
-    blk.S = r.take("optim.kfac.S." + blk.name, o, o);
-    blk.A_inv = r.take("optim.kfac.A_inv." + blk.name, a, a);
-    blk.S_inv = r.take("optim.kfac.S_inv." + blk.name, o, o);
-    const Mat<T> d = r.take("optim.kfac.damping." + blk.name, 1, 4);
-    blk.damping = SplitDamping{double(d(0, 0)), double(d(0, 1)), double(d(0, 2)), double(d(0, 3))};
+    blk.A = r.take(optim::kfac_state_name("A", blk.name), a, a);
+    blk.S = r.take(optim::kfac_state_name("S", blk.name), o, o);
+    blk.A_inv = r.take(optim::kfac_state_name("A_inv", blk.name), a, a);
+    blk.S_inv = r.take(optim::kfac_state_name("S_inv", blk.name), o, o);
+    const Mat<T> d = r.take(optim::kfac_state_name("damping", blk.name), 1, 4);
+    blk.damping = optim::SplitDamping{double(d(0, 0)), double(d(0, 1)), double(d(0, 2)), double(d(0, 3))};
   }
   std::vector<Mat<T>> v(v_.size());
   for (int i = 0; i < int(v_.size()); ++i)
@@ -268,8 +270,8 @@ void Kfac<T>::load_state(const NamedTensors<T>& state) {
     if (!(x == T(0) || x == T(1))) throw DataError(key, fmt::format("must be 0 or 1, got {}", double(x)));
     return x == T(1);
   };
-  const bool initialized = flag("optim.kfac.initialized");
-  const bool ready = flag("optim.kfac.inverses_ready");
+  const bool initialized = flag(optim::kfac_initialized_name);
+  const bool ready = flag(optim::kfac_inverses_ready_name);
   r.finish();
   blocks_ = std::move(blocks);
   v_ = std::move(v);

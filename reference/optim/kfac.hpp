@@ -4,7 +4,7 @@
 // when the layer has a bias; conv: in = C·R·S) and output factor S_l (out²). Per step k:
 //   1. g ← g + βθ for L2-regularized tensors                                  (Eq. 6)
 //   2. Ḡ_l = [dW db] (out × (in+1));  U_l = S̃_l⁻¹ Ḡ_l Ã_l⁻¹ · (1/T_l)  (T_l = 1 for dense)
-//      with the damped inverses of the last inverse update (kfac_damping.hpp,
+//      with the damped inverses of the last inverse update (common/optim/kfac_policy.hpp,
 //      damped_inverse.hpp); tensors without a block (BN γ/β) take U = g.
 //   3. KL clip (κ > 0): ν = min(1, √(κ / (η²·Σ⟨g, U⟩))) over all updated tensors; U ← νU
 //   4. v ← μv + U;   step = v (+ βθ for decayed tensors under wd, Eq. 7);   θ ← θ − η·step
@@ -20,13 +20,13 @@
 #include <vector>
 
 #include "reference/optim/damped_inverse.hpp"
-#include "reference/optim/kfac_damping.hpp"
+#include "common/optim/kfac_policy.hpp"
 #include "reference/optim/optimizer.hpp"
 
 namespace wdlab::ref {
 
 /// The engine's estimator for an optimizer kind: kfac_f → fisher, kfac_g → gauss_newton.
-CurvatureKind curvature_kind(OptimizerKind k);
+CurvatureKind curvature_kind(optim::OptimizerKind k);
 
 /// One raised damping (a factor that was not numerically positive definite).
 struct DampingRaise {
@@ -55,7 +55,7 @@ class FactorAverage {
 template <class T>
 class Kfac final : public Optimizer<T> {
  public:
-  Kfac(const KfacConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+  Kfac(const optim::KfacConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec,
        const ParamStore<T>& like, CurvatureKind curvature);
   std::string name() const override;
   NamedTensors<T> state() const override;
@@ -74,7 +74,7 @@ class Kfac final : public Optimizer<T> {
   CurvatureKind curvature() const { return curvature_; }
   /// The probe covariance scale to pass to kfac_statistics (K-FAC-G; 1 for K-FAC-F).
   double probe_variance() const;
-  const KfacConfig& config() const { return cfg_; }
+  const optim::KfacConfig& config() const { return cfg_; }
   /// Every raised damping so far, in order.
   const std::vector<DampingRaise>& damping_raises() const { return raises_; }
   /// ν of the last step (1 when clipping is off or inactive).
@@ -89,7 +89,7 @@ class Kfac final : public Optimizer<T> {
     const Mat<T>& S;
     const Mat<T>& A_inv;
     const Mat<T>& S_inv;
-    SplitDamping damping;
+    optim::SplitDamping damping;
   };
   int num_blocks() const { return int(blocks_.size()); }
   BlockView block(int b) const;
@@ -102,7 +102,7 @@ class Kfac final : public Optimizer<T> {
     Eigen::Index out = 0, in = 0;  // weight is out × in in the compute layout
     int locations = 1;             // T
     Mat<T> A, S, A_inv, S_inv;
-    SplitDamping damping;
+    optim::SplitDamping damping;
     Eigen::Index a_dim() const { return in + (b >= 0 ? 1 : 0); }
   };
   void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) override;
@@ -111,7 +111,7 @@ class Kfac final : public Optimizer<T> {
   /// block, the index of its entry.
   std::vector<int> match(const std::vector<FactorStats<T>>& stats) const;
 
-  KfacConfig cfg_;
+  optim::KfacConfig cfg_;
   CurvatureKind curvature_;
   std::vector<Block> blocks_;
   std::vector<GradientFactors<T>> grad_factors_;  // for the next step only

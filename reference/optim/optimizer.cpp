@@ -7,12 +7,13 @@
 #include "common/errors.hpp"
 #include "reference/optim/adam.hpp"
 #include "reference/optim/kfac.hpp"
+#include "reference/optim/lion.hpp"
 #include "reference/optim/sgd.hpp"
 
 namespace wdlab::ref {
 
 template <class T>
-Optimizer<T>::Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, const RegConfig& reg)
+Optimizer<T>::Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, const optim::RegConfig& reg)
     : spec_(spec), info_(like.info), reg_(reg) {
   const auto expected = spec.params();
   if (expected.size() != like.info.size())
@@ -23,7 +24,7 @@ Optimizer<T>::Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, cons
       throw InternalError(fmt::format("optimizer: tensor {} is '{}', the spec says '{}'", i,
                                       like.info[i].name, expected[i].name));
     shapes_.emplace_back(like.values[i].rows(), like.values[i].cols());
-    decay_.push_back(ref::decays(info_[i], spec, reg) ? 1 : 0);
+    decay_.push_back(optim::decays(info_[i], spec, reg) ? 1 : 0);
   }
 }
 
@@ -92,16 +93,17 @@ void StateReader<T>::finish() const {
 }
 
 template <class T>
-std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& cfg, const NetworkSpec& spec,
+std::unique_ptr<Optimizer<T>> make_optimizer(const optim::OptimConfig& cfg, const NetworkSpec& spec,
                                              const ParamStore<T>& like) {
   cfg.validate();
-  validate_scope(cfg.reg, spec);
+  optim::validate_scope(cfg.reg, spec);
   switch (cfg.kind) {
-    case OptimizerKind::sgd: return std::make_unique<Sgd<T>>(cfg.sgd, cfg.reg, spec, like);
-    case OptimizerKind::adam: return std::make_unique<Adam<T>>(cfg.adam, cfg.reg, spec, like);
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g:
+    case optim::OptimizerKind::sgd: return std::make_unique<Sgd<T>>(cfg.sgd, cfg.reg, spec, like);
+    case optim::OptimizerKind::adam: return std::make_unique<Adam<T>>(cfg.adam, cfg.reg, spec, like);
+    case optim::OptimizerKind::kfac_f:
+    case optim::OptimizerKind::kfac_g:
       return std::make_unique<Kfac<T>>(cfg.kfac, cfg.reg, spec, like, curvature_kind(cfg.kind));
+    case optim::OptimizerKind::lion: return std::make_unique<Lion<T>>(cfg.lion, cfg.reg, spec, like);
   }
   throw InternalError("make_optimizer: unknown optimizer kind");
 }
@@ -110,9 +112,9 @@ template class Optimizer<double>;
 template class Optimizer<float>;
 template class StateReader<double>;
 template class StateReader<float>;
-template std::unique_ptr<Optimizer<double>> make_optimizer(const OptimConfig&, const NetworkSpec&,
+template std::unique_ptr<Optimizer<double>> make_optimizer(const optim::OptimConfig&, const NetworkSpec&,
                                                            const ParamStore<double>&);
-template std::unique_ptr<Optimizer<float>> make_optimizer(const OptimConfig&, const NetworkSpec&,
+template std::unique_ptr<Optimizer<float>> make_optimizer(const optim::OptimConfig&, const NetworkSpec&,
                                                           const ParamStore<float>&);
 
 }  // namespace wdlab::ref

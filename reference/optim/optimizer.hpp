@@ -18,7 +18,7 @@
 #include "reference/eigen_types.hpp"
 #include "reference/net/network.hpp"
 #include "reference/net/params.hpp"
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::ref {
 
@@ -57,7 +57,7 @@ class Optimizer {
 
   /// K-FAC only: whether update_factors must follow step(…, iteration).
   virtual bool wants_factors(std::int64_t iteration) const { (void)iteration; return false; }
-  /// K-FAC with FactorInit::data_pass only: whether init_factors is still owed.
+  /// K-FAC with optim::FactorInit::data_pass only: whether init_factors is still owed.
   virtual bool wants_factor_init() const { return false; }
   /// Sets the factors to the given (already averaged) statistics. Throws InternalError for
   /// optimizers without curvature factors.
@@ -72,16 +72,16 @@ class Optimizer {
 
   /// Whether tensor i (ParamStore order) is regularized (decays(info[i], spec, reg)).
   bool decays(int i) const { return decay_[i] != 0; }
-  const RegConfig& reg() const { return reg_; }
+  const optim::RegConfig& reg() const { return reg_; }
 
  protected:
-  Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, const RegConfig& reg);
+  Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, const optim::RegConfig& reg);
   virtual void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr,
                        std::int64_t iteration) = 0;
 
   bool trainable(int i) const { return info_[i].trainable(); }
-  bool l2(int i) const { return reg_.kind == Regularization::l2 && decays(i); }
-  bool wd(int i) const { return reg_.kind == Regularization::wd && decays(i); }
+  bool l2(int i) const { return reg_.kind == optim::Regularization::l2 && decays(i); }
+  bool wd(int i) const { return reg_.kind == optim::Regularization::wd && decays(i); }
   T beta() const { return T(reg_.weight_decay); }
   /// Zero matrices shaped like every trainable tensor (zero-sized for running statistics).
   std::vector<Mat<T>> zero_buffers() const;
@@ -89,7 +89,7 @@ class Optimizer {
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
   std::vector<std::pair<Eigen::Index, Eigen::Index>> shapes_;
-  RegConfig reg_;
+  optim::RegConfig reg_;
 
  private:
   std::vector<char> decay_;
@@ -118,9 +118,9 @@ Mat<T> scalar_state(T value) {
 }
 
 /// Validates cfg and its scope against spec, then builds the optimizer for params shaped like
-/// `like`: Sgd, Adam, or Kfac (kfac_f: Fisher statistics, kfac_g: Gauss–Newton statistics).
+/// `like`: Sgd, Adam, Kfac (kfac_f: Fisher statistics, kfac_g: Gauss–Newton statistics) or Lion.
 template <class T>
-std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& cfg, const NetworkSpec& spec,
+std::unique_ptr<Optimizer<T>> make_optimizer(const optim::OptimConfig& cfg, const NetworkSpec& spec,
                                              const ParamStore<T>& like);
 
 }  // namespace wdlab::ref

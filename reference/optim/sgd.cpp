@@ -3,7 +3,7 @@
 namespace wdlab::ref {
 
 template <class T>
-Sgd<T>::Sgd(const SgdConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
+Sgd<T>::Sgd(const optim::SgdConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec,
             const ParamStore<T>& like)
     : Optimizer<T>(spec, like, reg), cfg_(cfg) {
   cfg_.validate();
@@ -13,7 +13,7 @@ Sgd<T>::Sgd(const SgdConfig& cfg, const RegConfig& reg, const NetworkSpec& spec,
 template <class T>
 void Sgd<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t) {
   const T mu = T(cfg_.momentum), beta = this->beta();
-  const bool nesterov = cfg_.kind != MomentumKind::heavy_ball;
+  const bool nesterov = cfg_.kind != optim::MomentumKind::heavy_ball;
   for (int i = 0; i < int(params.values.size()); ++i) {
     if (!this->trainable(i)) continue;
     // One pass per tensor, no temporaries: a plain loop over contiguous memory that GCC

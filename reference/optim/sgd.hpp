@@ -13,14 +13,14 @@ namespace wdlab::ref {
 template <class T>
 class Sgd final : public Optimizer<T> {
  public:
-  Sgd(const SgdConfig& cfg, const RegConfig& reg, const NetworkSpec& spec, const ParamStore<T>& like);
+  Sgd(const optim::SgdConfig& cfg, const optim::RegConfig& reg, const NetworkSpec& spec, const ParamStore<T>& like);
   std::string name() const override { return "sgd"; }
   NamedTensors<T> state() const override;
   void load_state(const NamedTensors<T>& state) override;
 
  private:
   void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) override;
-  SgdConfig cfg_;
+  optim::SgdConfig cfg_;
   std::vector<Mat<T>> v_;  // momentum per tensor (empty for running statistics)
 };
 

@@ -26,7 +26,7 @@ const std::string kBase =
     "--set checkpoint.keep=3 ";
 
 std::string for_optimizer(const std::string& opt) {
-  const std::string lr = opt == "sgd" ? "0.05" : opt == "adam" ? "0.003" : "0.01";
+  const std::string lr = opt == "sgd" ? "0.05" : opt == "adam" ? "0.003" : opt == "lion" ? "0.0003" : "0.01";
   return kBase + "--set optimizer=" + opt + " --set lr=" + lr + " ";
 }
 
@@ -44,7 +44,7 @@ const char* kFinal = "epoch-0004.safetensors";
 
 TEST_CASE("resume matrix: every optimizer, stopped by SIGTERM or killed mid-epoch, ends bit-identical") {
   if (!have_fashion_mnist()) std::exit(77);
-  for (const std::string opt : {"sgd", "adam", "kfac-f", "kfac-g"}) {
+  for (const std::string opt : {"sgd", "adam", "kfac-f", "kfac-g", "lion"}) {
     CAPTURE(opt);
     const std::string args = for_optimizer(opt) + (opt == "adam" ? "--precision double " : "");
     const fs::path straight = fresh_dir(opt + "_straight");

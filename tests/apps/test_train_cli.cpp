@@ -68,6 +68,39 @@ TEST_CASE("train writes a complete run directory, eval reproduces the trainer's 
   fs::remove_all(run);
 }
 
+TEST_CASE("optimizer=lion trains and checkpoints its momentum as optim.lion.exp_avg.<param> in the parameter's shape") {
+  if (!have_fashion_mnist()) std::exit(77);
+  const fs::path run = fresh_dir("lion");
+  const auto r = run_wdlab("train " + kTiny + "--set optimizer=lion --set lr=0.001 --set regularization=wd "
+                           "--set weight_decay=0.1 --set lion.beta2=0.98 --out " + run.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  std::ifstream in(run / "config.json");
+  const auto cfg = nlohmann::json::parse(in);
+  CHECK(cfg["optimizer"] == "lion");
+  CHECK(cfg["lion"]["beta2"] == 0.98);
+  const auto rows = metric_rows(run);
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[2]["test_loss"].get<double>() < rows[0]["test_loss"].get<double>());  // it learns
+  const auto ckpt = wdlab::io::load(run / "checkpoints" / "epoch-0002.safetensors");
+  int lion_tensors = 0, other = 0;
+  for (const auto& [name, t] : ckpt.tensors) {
+    if (name.rfind("optim.lion.exp_avg.", 0) == 0) {
+      ++lion_tensors;
+      CHECK(t.shape == ckpt.at(name.substr(std::string("optim.lion.exp_avg.").size())).shape);
+    } else {
+      other += name.rfind("optim.", 0) == 0;
+    }
+  }
+  CHECK(lion_tensors == 6);  // fc0..fc2, weight and bias
+  CHECK(other == 0);
+  // An unknown lion key is an error naming it.
+  const auto bad = run_wdlab("train " + kTiny + "--set optimizer=lion --set lion.beta3=0.5 --out " + run.string() + "x");
+  CHECK(bad.rc == 2);
+  CHECK(bad.err.find("lion.beta3") != std::string::npos);
+  fs::remove_all(run);
+}
+
 TEST_CASE("resume after an interruption reproduces the uninterrupted run bit for bit") {
   if (!have_fashion_mnist()) std::exit(77);
   const std::string args = kTiny + "--precision double --set optimizer=adam --set lr=0.003 ";

@@ -148,7 +148,7 @@ TEST_CASE("fuzz: experiment configs (JSON syntax, types, keys, ranges)") {
     "schedule": {"kind": "step_epochs", "gamma": 0.1, "every_epochs": 3}, "epochs": 3, "batch_size": 64,
     "checkpoint": {"every": 1, "keep": 2}, "on_nonfinite": "skip", "divergence_factor": 10})";
   const auto parsed = app::parse_config(io::parse_json_text(valid, "valid"));  // the seed itself is valid
-  CHECK(parsed.optim.kind == ref::OptimizerKind::kfac_g);
+  CHECK(parsed.optim.kind == optim::OptimizerKind::kfac_g);
   const Bytes seed_bytes(valid.begin(), valid.end());
   fuzz("config", seed_bytes, 51, "{}[]\":,0123456789.-eEtfn \\", [&](const Bytes& m) {
     const std::string text(m.begin(), m.end());

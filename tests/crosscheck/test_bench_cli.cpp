@@ -58,7 +58,7 @@ TEST_CASE("bench and crosscheck name their own option for an unknown model or op
   CHECK(bench.err.find("--model: unknown model 'nonsense'") != std::string::npos);
   const auto xc = run_wdlab("crosscheck --optimizer nonsense");
   CHECK(xc.rc == 2);
-  CHECK(xc.err.find("--optimizer: unknown optimizer 'nonsense' (sgd, adam, kfac-f, kfac-g, all)") != std::string::npos);
+  CHECK(xc.err.find("--optimizer: unknown optimizer 'nonsense' (sgd, adam, kfac-f, kfac-g, lion, all)") != std::string::npos);
   // Every known name still passes the check (the command then runs: --params-only is instant).
   for (const char* m : {"mlp-bn", "convnet-bn", "vgg16", "resnet32x4-bn"}) {
     const auto ok = run_wdlab(std::string("bench --params-only --model ") + m);

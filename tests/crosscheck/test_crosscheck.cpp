@@ -311,7 +311,7 @@ TEST_CASE("coverage: lists every kind, and what has no case") {
   for (LayerKind k : all_layer_kinds) CHECK(has(to_string(k)));
   CHECK(has("metric    jac_norm, jac_norm_est NO CASE (no optimizer case selected)"));
   CHECK(has("metric    gen_gap                NO CASE: test loss - train loss"));
-  CHECK(has("optimizer kfac_g                 NO CASE"));  // no optimizer case in this registry
+  CHECK(has("optimizer kfac-g                 NO CASE"));  // no optimizer case in this registry
   std::erase_if(cases, [](const Case& c) { return c.kind == CaseKind::layer && c.layer == LayerKind::maxpool; });
   lines = coverage(cases);
   CHECK(has("layer     maxpool                NO CASE alone"));

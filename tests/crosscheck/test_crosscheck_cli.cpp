@@ -108,7 +108,9 @@ TEST_CASE("crosscheck --coverage lists uncovered metrics, and bad options exit 2
   const auto r = run_wdlab("crosscheck --coverage");
   CHECK(r.rc == 0);
   CHECK(r.out.find("metric    gen_gap                NO CASE") != std::string::npos);
-  CHECK(r.out.find("metric    jac_norm, jac_norm_est 4 optimizer case(s)") != std::string::npos);
+  // --coverage selects every optimizer on one network: sgd, adam, kfac-f, kfac-g, lion.
+  CHECK(r.out.find("metric    jac_norm, jac_norm_est 5 optimizer case(s)") != std::string::npos);
+  CHECK(r.out.find("optimizer lion                   1 case(s)") != std::string::npos);
   CHECK(r.out.find("layer     maxpool                NO CASE") == std::string::npos);
   for (const char* bad : {"crosscheck --network nope", "crosscheck --optimizer lbfgs", "crosscheck --b nope --only relu",
                           "crosscheck --exact --network mlp", "crosscheck --format xml"})

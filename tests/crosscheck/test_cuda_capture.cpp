@@ -26,7 +26,7 @@
 #include "reference/net/params.hpp"
 #include "reference/ops/conv2d.hpp"
 #include "reference/ops/loss.hpp"
-#include "reference/optim/kfac_damping.hpp"
+#include "common/optim/kfac_policy.hpp"
 
 using namespace wdlab;
 using namespace wdlab::xcheck;
@@ -82,8 +82,8 @@ cuda::KfacBlockCapture fake_block(const NetworkSpec& spec, const ref::ParamStore
   const Mat<float> A_dev = layout == Layout::rsc_patches ? rsc_order(l, A) : A;
   k.A = flat(A_dev);  // Eigen's column-major storage is the device's
   k.S = flat(S);
-  const double lambda = crosscheck_optim(ref::OptimizerKind::kfac_f).kfac.damping;
-  const auto split = ref::pi_split_damping(A, S, lambda, T);
+  const double lambda = crosscheck_optim(optim::OptimizerKind::kfac_f).kfac.damping;
+  const auto split = optim::pi_split_damping(A.trace(), int(A.rows()), S.trace(), int(S.rows()), lambda, T);
   k.damping_a = split.a;
   k.damping_s = split.s;
   auto inverse = [](const Mat<float>& F, double d) {

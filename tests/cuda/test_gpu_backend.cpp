@@ -46,17 +46,6 @@ std::vector<std::vector<float>> pytorch_params(const ref::ParamStore<float>& p) 
   return out;
 }
 
-cuda::OptimSettings settings_of(const ref::OptimConfig& c, const NetworkSpec& spec) {
-  cuda::OptimSettings s;
-  s.kind = c.kind == ref::OptimizerKind::adam ? cuda::OptimizerKind::adam : cuda::OptimizerKind::sgd;
-  s.momentum = c.sgd.momentum;
-  s.reg = c.reg.kind == ref::Regularization::l2 ? cuda::Regularization::l2
-          : c.reg.kind == ref::Regularization::wd ? cuda::Regularization::wd
-                                                  : cuda::Regularization::none;
-  s.weight_decay = c.reg.weight_decay;
-  for (const auto& p : spec.params()) s.decays.push_back(ref::decays(p, spec, c.reg) ? 1 : 0);
-  return s;
-}
 
 }  // namespace
 
@@ -69,20 +58,20 @@ TEST_CASE("gpu: CudaBackend steps match ReferenceBackend<float> (SGD+L2, Adam+WD
   std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) labels[std::size_t(i)] = i % 5;
   const train::HostBatch batch{images, labels, n};
-  for (const auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam}) {
-    ref::OptimConfig cfg;
+  for (const auto kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::adam}) {
+    optim::OptimConfig cfg;
     cfg.kind = kind;
-    cfg.reg.kind = kind == ref::OptimizerKind::sgd ? ref::Regularization::l2 : ref::Regularization::wd;
+    cfg.reg.kind = kind == optim::OptimizerKind::sgd ? optim::Regularization::l2 : optim::Regularization::wd;
     cfg.reg.weight_decay = 5e-4;
     const auto init = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
     ref::ReferenceBackend<float> rb(spec, init, cfg, 3);
-    cuda::CudaBackend cb(spec, pytorch_params(init), settings_of(cfg, spec),
+    cuda::CudaBackend cb(spec, pytorch_params(init), cfg, optim::decay_flags(spec, cfg.reg), 0,
                          cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
     MESSAGE(cb.describe());
     for (int k = 0; k < 2; ++k) {
       const auto sr = rb.train_step(batch, 0.05, k);
       const auto sc = cb.train_step(batch, 0.05, k);
-      WDLAB_EXPECT_PASS(compare(ref::to_string(kind) + " loss step " + std::to_string(k), std::vector<double>{sc.loss}, std::vector<double>{sr.loss},
+      WDLAB_EXPECT_PASS(compare(optim::to_string(kind) + " loss step " + std::to_string(k), std::vector<double>{sc.loss}, std::vector<double>{sr.loss},
                                 tol::Kind::float32_network));
       CHECK(sc.correct == sr.correct);
       CHECK(sc.finite);
@@ -98,17 +87,17 @@ TEST_CASE("gpu: CudaBackend steps match ReferenceBackend<float> (SGD+L2, Adam+WD
         dc[j] = double(pc[i][j]) - double(p0[i][j]);
         dr[j] = double(pr[i][j]) - double(p0[i][j]);
       }
-      WDLAB_EXPECT_PASS(compare(ref::to_string(kind) + " update " + spec.params()[i].name, dc, dr,
+      WDLAB_EXPECT_PASS(compare(optim::to_string(kind) + " update " + spec.params()[i].name, dc, dr,
                                 tol::Kind::float32_steps));
     }
     const auto ec = cb.evaluate(batch), er = rb.evaluate(batch);
-    WDLAB_EXPECT_PASS(compare(ref::to_string(kind) + " eval loss", std::vector<double>{ec.loss()}, std::vector<double>{er.loss()}, tol::Kind::float32_network));
+    WDLAB_EXPECT_PASS(compare(optim::to_string(kind) + " eval loss", std::vector<double>{ec.loss()}, std::vector<double>{er.loss()}, tol::Kind::float32_network));
     // Checkpoints interchange: the reference loads the CUDA state and steps on identically.
     const io::SafetensorsFile f = cb.state();
     ref::ReferenceBackend<float> rb2(spec, init, cfg, 3);
     rb2.load_state(f);
     const auto after_c = cb.train_step(batch, 0.05, 2), after_r = rb2.train_step(batch, 0.05, 2);
-    WDLAB_EXPECT_PASS(compare(ref::to_string(kind) + " step after reload", std::vector<double>{after_c.loss}, std::vector<double>{after_r.loss},
+    WDLAB_EXPECT_PASS(compare(optim::to_string(kind) + " step after reload", std::vector<double>{after_c.loss}, std::vector<double>{after_r.loss},
                               tol::Kind::float32_network));
     cb.load_state(rb2.state());  // and back
   }
@@ -118,8 +107,8 @@ TEST_CASE("gpu: a non-finite loss leaves the CUDA backend's state as it was") {
   require_gpu_or_skip();
   const NetworkSpec spec = every_layer_net();
   const auto init = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
-  ref::OptimConfig cfg;
-  cuda::CudaBackend cb(spec, pytorch_params(init), settings_of(cfg, spec));
+  optim::OptimConfig cfg;
+  cuda::CudaBackend cb(spec, pytorch_params(init), cfg, optim::decay_flags(spec, cfg.reg), 0);
   const int n = 4;
   std::vector<float> images(std::size_t(spec.input.size() * n), 1.0f);
   images[5] = std::numeric_limits<float>::infinity();

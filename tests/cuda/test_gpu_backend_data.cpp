@@ -44,16 +44,17 @@ data::Dataset random_set(int n, int classes, std::uint64_t stream) {
 struct Net {
   NetworkSpec spec = zoo::small_convnet(Shape{3, 8, 8}, 4, 4, zoo::ConvOptions{});
   std::vector<std::vector<float>> params;
-  cuda::OptimSettings optim;
+  optim::OptimConfig config;
+  std::vector<char> decays;
   Net() {
     const auto p = ref::init_params<float>(spec, 5, ref::Init::glorot_uniform);
     for (std::size_t i = 0; i < p.info.size(); ++i) params.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
-    optim.reg = cuda::Regularization::wd;
-    optim.weight_decay = 5e-4;
-    for (const auto& info : spec.params()) optim.decays.push_back(info.trainable() ? 1 : 0);
+    config.reg.kind = optim::Regularization::wd;
+    config.reg.weight_decay = 5e-4;
+    for (const auto& info : spec.params()) decays.push_back(info.trainable() ? 1 : 0);
   }
   cuda::CudaBackend backend() const {
-    return cuda::CudaBackend(spec, params, optim, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
+    return cuda::CudaBackend(spec, params, config, decays, 0, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
   }
 };
 
@@ -160,9 +161,9 @@ TEST_CASE("gpu: evaluation sets hold no cotangents and a new size frees the old 
   std::vector<std::vector<float>> params;
   const auto p = ref::init_params<float>(spec, 5, ref::Init::glorot_uniform);
   for (std::size_t i = 0; i < p.info.size(); ++i) params.push_back(ref::to_pytorch_order(p.info[i], p.values[i]));
-  cuda::OptimSettings optim;
-  for (const auto& info : spec.params()) optim.decays.push_back(0);
-  cuda::CudaBackend be(spec, params, optim, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
+  const optim::OptimConfig optim;
+  const std::vector<char> decays(spec.params().size(), 0);
+  cuda::CudaBackend be(spec, params, optim, decays, 0, cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
   data::Dataset d = random_set(512, 10, 7);
   d.channels = 3;
   d.height = d.width = 32;

@@ -43,21 +43,6 @@ std::vector<std::vector<float>> pytorch_params(const ref::ParamStore<float>& p) 
   return out;
 }
 
-cuda::OptimSettings kfac_settings(const ref::OptimConfig& c, const NetworkSpec& spec, std::uint64_t seed) {
-  cuda::OptimSettings s;
-  s.kind = c.kind == ref::OptimizerKind::kfac_f ? cuda::OptimizerKind::kfac_f : cuda::OptimizerKind::kfac_g;
-  s.reg = c.reg.kind == ref::Regularization::l2 ? cuda::Regularization::l2
-          : c.reg.kind == ref::Regularization::wd ? cuda::Regularization::wd
-                                                  : cuda::Regularization::none;
-  s.weight_decay = c.reg.weight_decay;
-  for (const auto& p : spec.params()) s.decays.push_back(ref::decays(p, spec, c.reg) ? 1 : 0);
-  const ref::KfacConfig& k = c.kfac;
-  s.kfac = cuda::KfacSettings{k.damping, k.t_cov, k.t_inv, k.cov_ema_decay, k.kl_clip, k.momentum,
-                              k.inverse == ref::InverseMethod::eig ? cuda::InverseMethod::eig : cuda::InverseMethod::cholesky,
-                              k.factor_init == ref::FactorInit::data_pass ? cuda::FactorInit::data_pass : cuda::FactorInit::identity,
-                              k.gn_probe_variance, k.max_damping_raises, seed};
-  return s;
-}
 
 tol::Kind kind_of(const std::string& name) {
   if (name.find("_inv.") != std::string::npos) return tol::Kind::float32_inverse;
@@ -77,19 +62,19 @@ TEST_CASE("gpu: CudaBackend K-FAC-F and K-FAC-G match ReferenceBackend<float> ov
   for (int i = 0; i < n; ++i) labels[std::size_t(i)] = i % 5;
   const train::HostBatch batch{images, labels, n};
   struct Variant {
-    ref::OptimizerKind kind;
-    ref::Regularization reg;
-    ref::InverseMethod inverse;
-    ref::FactorInit init;
+    optim::OptimizerKind kind;
+    optim::Regularization reg;
+    optim::InverseMethod inverse;
+    optim::FactorInit init;
     double kl_clip;
   };
   const std::vector<Variant> variants{
-      {ref::OptimizerKind::kfac_f, ref::Regularization::wd, ref::InverseMethod::cholesky, ref::FactorInit::identity, 0.0},
-      {ref::OptimizerKind::kfac_g, ref::Regularization::l2, ref::InverseMethod::cholesky, ref::FactorInit::data_pass, 1e-2},
-      {ref::OptimizerKind::kfac_f, ref::Regularization::none, ref::InverseMethod::eig, ref::FactorInit::data_pass, 1e-3},
+      {optim::OptimizerKind::kfac_f, optim::Regularization::wd, optim::InverseMethod::cholesky, optim::FactorInit::identity, 0.0},
+      {optim::OptimizerKind::kfac_g, optim::Regularization::l2, optim::InverseMethod::cholesky, optim::FactorInit::data_pass, 1e-2},
+      {optim::OptimizerKind::kfac_f, optim::Regularization::none, optim::InverseMethod::eig, optim::FactorInit::data_pass, 1e-3},
   };
   for (const Variant& v : variants) {
-    ref::OptimConfig cfg;
+    optim::OptimConfig cfg;
     cfg.kind = v.kind;
     cfg.reg.kind = v.reg;
     cfg.reg.weight_decay = 1e-2;
@@ -99,10 +84,10 @@ TEST_CASE("gpu: CudaBackend K-FAC-F and K-FAC-G match ReferenceBackend<float> ov
     cfg.kfac.inverse = v.inverse;
     cfg.kfac.factor_init = v.init;
     cfg.kfac.kl_clip = v.kl_clip;
-    const std::string tag = ref::to_string(v.kind) + "/" + ref::to_string(v.reg) + "/" + ref::to_string(v.inverse) + ": ";
+    const std::string tag = optim::to_string(v.kind) + "/" + optim::to_string(v.reg) + "/" + optim::to_string(v.inverse) + ": ";
     const auto init = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
     ref::ReferenceBackend<float> rb(spec, init, cfg, 7);
-    cuda::CudaBackend cb(spec, pytorch_params(init), kfac_settings(cfg, spec, 7),
+    cuda::CudaBackend cb(spec, pytorch_params(init), cfg, optim::decay_flags(spec, cfg.reg), 7,
                          cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
     MESSAGE(cb.describe());
     REQUIRE(cb.wants_factor_init() == rb.wants_factor_init());
@@ -165,10 +150,10 @@ TEST_CASE("gpu: a K-FAC step on a non-finite loss leaves parameters and factors 
   require_gpu_or_skip();
   const NetworkSpec spec = kfac_net();
   const auto init = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
-  ref::OptimConfig cfg;
-  cfg.kind = ref::OptimizerKind::kfac_g;
+  optim::OptimConfig cfg;
+  cfg.kind = optim::OptimizerKind::kfac_g;
   cfg.kfac.t_cov = 1;
-  cuda::CudaBackend cb(spec, pytorch_params(init), kfac_settings(cfg, spec, 1));
+  cuda::CudaBackend cb(spec, pytorch_params(init), cfg, optim::decay_flags(spec, cfg.reg), 1);
   const int n = 4;
   std::vector<float> images(std::size_t(spec.input.size() * n), 1.0f);
   images[5] = std::numeric_limits<float>::infinity();

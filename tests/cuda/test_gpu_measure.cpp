@@ -57,22 +57,21 @@ std::vector<std::vector<float>> pytorch_params(const ref::ParamStore<float>& p) 
   return out;
 }
 
-cuda::OptimSettings sgd_settings(const ref::OptimConfig& c, const NetworkSpec& spec) {
-  cuda::OptimSettings s;
-  s.kind = cuda::OptimizerKind::sgd;
-  s.momentum = c.sgd.momentum;
-  for (const auto& p : spec.params()) s.decays.push_back(ref::decays(p, spec, c.reg) ? 1 : 0);
+/// The CUDA side's config: SGD with c's momentum, no regularization (as these tests always ran it).
+optim::OptimConfig sgd_config(const optim::OptimConfig& c) {
+  optim::OptimConfig s;
+  s.kind = optim::OptimizerKind::sgd;
+  s.sgd.momentum = c.sgd.momentum;
   return s;
 }
 
-cuda::OptimSettings kfac_f_settings(const ref::OptimConfig& c, const NetworkSpec& spec, std::uint64_t seed) {
-  cuda::OptimSettings s;
-  s.kind = cuda::OptimizerKind::kfac_f;
-  for (const auto& p : spec.params()) s.decays.push_back(ref::decays(p, spec, c.reg) ? 1 : 0);
-  const ref::KfacConfig& k = c.kfac;
-  s.kfac = cuda::KfacSettings{k.damping, k.t_cov, k.t_inv, k.cov_ema_decay, k.kl_clip, k.momentum,
-                              cuda::InverseMethod::cholesky, cuda::FactorInit::identity,
-                              k.gn_probe_variance, k.max_damping_raises, seed};
+/// K-FAC-F with c's K-FAC settings, Cholesky inverses and identity initial factors, no regularization.
+optim::OptimConfig kfac_f_config(const optim::OptimConfig& c) {
+  optim::OptimConfig s;
+  s.kind = optim::OptimizerKind::kfac_f;
+  s.kfac = c.kfac;
+  s.kfac.inverse = optim::InverseMethod::cholesky;
+  s.kfac.factor_init = optim::FactorInit::identity;
   return s;
 }
 
@@ -96,10 +95,10 @@ TEST_CASE("gpu: CudaBackend measure() matches ReferenceBackend<float> metric by 
   require_gpu_or_skip();
   const NetworkSpec spec = conv_bn_dense_net();
   const auto init = start_params(spec);
-  ref::OptimConfig cfg;
+  optim::OptimConfig cfg;
   cfg.sgd.momentum = 0.9;
   ref::ReferenceBackend<float> rb(spec, init, cfg, 3);
-  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_settings(cfg, spec),
+  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_config(cfg), optim::decay_flags(spec, cfg.reg), 0,
                        cuda::BackendOptions{.policy = cuda::AlgoPolicy::deterministic});
   const Batch probe = make_batch(spec, 8, 40);
   // Both BN modes of the curvature passes (metrics.curvature_bn): eval, and batch (the probe's
@@ -152,9 +151,9 @@ TEST_CASE("gpu: rescale_weights keeps predictions and matches the reference's re
   require_gpu_or_skip();
   const NetworkSpec spec = conv_bn_dense_net();
   const auto init = start_params(spec);
-  ref::OptimConfig cfg;
+  optim::OptimConfig cfg;
   ref::ReferenceBackend<float> rb(spec, init, cfg, 3);
-  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_settings(cfg, spec));
+  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_config(cfg), optim::decay_flags(spec, cfg.reg), 0);
   const Batch batch = make_batch(spec, 8, 42);
   const auto before = cb.evaluate(batch.view());
   const train::NamedValues targets{{"features.0.weight", 3.0}, {"features.4.weight", 0.25}};
@@ -181,7 +180,7 @@ TEST_CASE("gpu: rescale_weights keeps predictions and matches the reference's re
 TEST_CASE("gpu: under skip a non-finite update leaves parameters and optimizer state bit-identical") {
   require_gpu_or_skip();
   const NetworkSpec spec = conv_bn_dense_net();
-  ref::OptimConfig cfg;
+  optim::OptimConfig cfg;
   cfg.sgd.momentum = 0.9;
   const auto init = start_params(spec);
   const Batch batch = make_batch(spec, 8, 43);
@@ -194,7 +193,7 @@ TEST_CASE("gpu: under skip a non-finite update leaves parameters and optimizer s
     return f;
   };
   for (const auto policy : {train::NonfinitePolicy::skip, train::NonfinitePolicy::abort}) {
-    cuda::CudaBackend cb(spec, pytorch_params(init), sgd_settings(cfg, spec));
+    cuda::CudaBackend cb(spec, pytorch_params(init), sgd_config(cfg), optim::decay_flags(spec, cfg.reg), 0);
     ref::ReferenceBackend<float> rb(spec, init, cfg, 3);
     cb.set_nonfinite_policy(policy);
     rb.set_nonfinite_policy(policy);
@@ -218,7 +217,7 @@ TEST_CASE("gpu: under skip a non-finite update leaves parameters and optimizer s
     }
   }
   // A non-finite loss (a NaN input, as WDLAB_FAULT_NAN_AT injects) is reported as the loss.
-  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_settings(cfg, spec));
+  cuda::CudaBackend cb(spec, pytorch_params(init), sgd_config(cfg), optim::decay_flags(spec, cfg.reg), 0);
   cb.set_nonfinite_policy(train::NonfinitePolicy::skip);
   Batch bad = batch;
   bad.images[0] = std::numeric_limits<float>::quiet_NaN();
@@ -232,12 +231,12 @@ TEST_CASE("gpu: K-FAC-F measure() rows (elr_opt, damping) match the reference on
   require_gpu_or_skip();
   const NetworkSpec spec = conv_bn_dense_net();
   const auto init = start_params(spec);
-  ref::OptimConfig cfg;
-  cfg.kind = ref::OptimizerKind::kfac_f;
+  optim::OptimConfig cfg;
+  cfg.kind = optim::OptimizerKind::kfac_f;
   cfg.kfac.damping = 1e-2;
   cfg.kfac.t_cov = 1;
   cfg.kfac.t_inv = 1;
-  cuda::CudaBackend cb(spec, pytorch_params(init), kfac_f_settings(cfg, spec, 7));
+  cuda::CudaBackend cb(spec, pytorch_params(init), kfac_f_config(cfg), optim::decay_flags(spec, cfg.reg), 7);
   const Batch batch = make_batch(spec, 8, 44);
   for (int k = 0; k < 2; ++k) CHECK(cb.train_step(batch.view(), 0.05, k).finite);
   ref::ReferenceBackend<float> rb(spec, init, cfg, 7);
@@ -265,19 +264,16 @@ TEST_CASE("gpu: group rotation's step records give the reference's rows (SGD wit
   const NetworkSpec spec = conv_bn_dense_net();
   const auto init = start_params(spec);
   const Batch batch = make_batch(spec, 8, 45);
-  for (const ref::OptimizerKind kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::kfac_f}) {
-    INFO(ref::to_string(kind));
-    ref::OptimConfig cfg;
+  for (const optim::OptimizerKind kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::kfac_f}) {
+    INFO(optim::to_string(kind));
+    optim::OptimConfig cfg;
     cfg.kind = kind;
-    cfg.reg.kind = kind == ref::OptimizerKind::sgd ? ref::Regularization::l2 : ref::Regularization::wd;
+    cfg.reg.kind = kind == optim::OptimizerKind::sgd ? optim::Regularization::l2 : optim::Regularization::wd;
     cfg.reg.weight_decay = 0.01;
     cfg.kfac.damping = 1e-2;
     cfg.kfac.t_cov = 1;
     cfg.kfac.t_inv = 1;
-    cuda::OptimSettings s = kind == ref::OptimizerKind::sgd ? sgd_settings(cfg, spec) : kfac_f_settings(cfg, spec, 7);
-    s.reg = kind == ref::OptimizerKind::sgd ? cuda::Regularization::l2 : cuda::Regularization::wd;
-    s.weight_decay = 0.01;
-    cuda::CudaBackend cb(spec, pytorch_params(init), s);
+    cuda::CudaBackend cb(spec, pytorch_params(init), cfg, optim::decay_flags(spec, cfg.reg), 7);
     ref::ReferenceBackend<float> rb(spec, init, cfg, 7);
     train::RotationMeter mc, mr;
     cb.record_weight_steps(train::WeightSteps::record);
@@ -306,6 +302,6 @@ TEST_CASE("gpu: group rotation's step records give the reference's rows (SGD wit
                                 std::vector<double>{rows_r[i].second}, tol::Kind::float32_steps));
     }
     // SGD + L2: the two BN-followed convs have a prediction; K-FAC has none.
-    CHECK(predicted == (kind == ref::OptimizerKind::sgd ? 2 : 0));
+    CHECK(predicted == (kind == optim::OptimizerKind::sgd ? 2 : 0));
   }
 }

@@ -68,10 +68,10 @@ TEST_CASE("kernel K-FAC factor estimate: syrk lower triangle mirrored by Symmetr
 TEST_CASE("kernel K-FAC factor EMA and data-pass mean equal the reference Kfac update_factors and init_factors") {
   const NetworkSpec spec = small_net();
   const auto p = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
-  ref::KfacConfig cfg;
+  optim::KfacConfig cfg;
   cfg.t_cov = 1;
   cfg.cov_ema_decay = 0.9;
-  ref::Kfac<float> opt(cfg, ref::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
+  ref::Kfac<float> opt(cfg, optim::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
   std::vector<ref::FactorStats<float>> stats;
   for (int b = 0; b < opt.num_blocks(); ++b) {
     const auto v = opt.block(b);
@@ -115,14 +115,14 @@ enum class EmulateL2 { yes, no };
 
 /// One reference Kfac<float> step at k = 1 on loaded state (inverses in use, momentum) against
 /// the bodies in the order CudaKfac::step launches them. Returns whether θ and v matched.
-bool step_matches(ref::Regularization reg_kind, EmulateL2 emulate_l2) {
+bool step_matches(optim::Regularization reg_kind, EmulateL2 emulate_l2) {
   const NetworkSpec spec = small_net();
   ref::ParamStore<float> p = ref::init_params<float>(spec, 4, ref::Init::glorot_uniform);
-  ref::KfacConfig cfg;
+  optim::KfacConfig cfg;
   cfg.t_inv = 100;
   cfg.kl_clip = 1e-4;  // small enough that ν < 1: the clip is exercised
   cfg.momentum = 0.8;
-  ref::RegConfig reg;
+  optim::RegConfig reg;
   reg.kind = reg_kind;
   reg.weight_decay = 0.05;
   ref::Kfac<float> opt(cfg, reg, spec, p, ref::CurvatureKind::gauss_newton);
@@ -157,7 +157,7 @@ bool step_matches(ref::Regularization reg_kind, EmulateL2 emulate_l2) {
   const float beta = float(reg.weight_decay);
   if (emulate_l2 == EmulateL2::yes)
     for (std::size_t i = 0; i < n; ++i)
-      if (p.info[i].trainable() && reg_kind == ref::Regularization::l2 && opt.decays(int(i)))
+      if (p.info[i].trainable() && reg_kind == optim::Regularization::l2 && opt.decays(int(i)))
         launch_host(Index(g[i].size()), AddL2{g[i].data(), theta[i].data(), beta});
   std::vector<int> in_block(n, 0);
   for (int b = 0; b < opt.num_blocks(); ++b) {
@@ -195,7 +195,7 @@ bool step_matches(ref::Regularization reg_kind, EmulateL2 emulate_l2) {
   CHECK(nu < 1.0f);
   for (std::size_t i = 0; i < n; ++i) {
     if (!p.info[i].trainable()) continue;
-    const Decay d = reg_kind == ref::Regularization::wd && opt.decays(int(i)) ? Decay::wd : Decay::none;
+    const Decay d = reg_kind == optim::Regularization::wd && opt.decays(int(i)) ? Decay::wd : Decay::none;
     launch_host(Index(theta[i].size()), KfacUpdate{theta[i].data(), u[i].data(), v[i].data(), &nu, nullptr,
                                                    float(lr), float(cfg.momentum), beta, d});
   }
@@ -221,11 +221,11 @@ bool step_matches(ref::Regularization reg_kind, EmulateL2 emulate_l2) {
 }  // namespace
 
 TEST_CASE("kernel K-FAC step bodies reproduce the reference Kfac<float> step with L2, WD, KL clip and momentum") {
-  CHECK(step_matches(ref::Regularization::l2, EmulateL2::yes));
-  CHECK(step_matches(ref::Regularization::wd, EmulateL2::yes));
-  CHECK(step_matches(ref::Regularization::none, EmulateL2::yes));
+  CHECK(step_matches(optim::Regularization::l2, EmulateL2::yes));
+  CHECK(step_matches(optim::Regularization::wd, EmulateL2::yes));
+  CHECK(step_matches(optim::Regularization::none, EmulateL2::yes));
   // Negative control: L2 left out of the gradient before preconditioning.
-  CHECK_FALSE(step_matches(ref::Regularization::l2, EmulateL2::no));
+  CHECK_FALSE(step_matches(optim::Regularization::l2, EmulateL2::no));
 }
 
 TEST_CASE("kernel K-FAC helpers: KL clip scale, diagonal statistics, scaled columns, AddDiagonal") {

@@ -142,14 +142,14 @@ ref::ParamStore<float> random_like(const ref::ParamStore<float>& p, std::uint64_
   return g;
 }
 
-Decay decay_of(const ref::Optimizer<float>& opt, int i, ref::Regularization r) {
+Decay decay_of(const ref::Optimizer<float>& opt, int i, optim::Regularization r) {
   if (!opt.decays(i)) return Decay::none;
-  return r == ref::Regularization::l2 ? Decay::l2 : r == ref::Regularization::wd ? Decay::wd : Decay::none;
+  return r == optim::Regularization::l2 ? Decay::l2 : r == optim::Regularization::wd ? Decay::wd : Decay::none;
 }
 
 /// Three steps of the reference optimizer and of the kernel bodies from the same start; the
 /// kernel keeps its state in flat vectors per tensor.
-void check_optimizer(const ref::OptimConfig& cfg, const std::string& tag) {
+void check_optimizer(const optim::OptimConfig& cfg, const std::string& tag) {
   const NetworkSpec spec = small_net();
   ref::ParamStore<float> p_ref = ref::init_params<float>(spec, 3, ref::Init::glorot_uniform);
   std::vector<std::vector<float>> theta, s1, s2;
@@ -171,10 +171,10 @@ void check_optimizer(const ref::OptimConfig& cfg, const std::string& tag) {
       const auto gf = flat_f(g.values[i]);
       const Index n = Index(gf.size());
       const Decay d = decay_of(*opt, i, cfg.reg.kind);
-      if (cfg.kind == ref::OptimizerKind::sgd) {
+      if (cfg.kind == optim::OptimizerKind::sgd) {
         launch_host(n, SgdUpdate{theta[i].data(), gf.data(), s1[i].data(), &no_skip, float(lr),
                                  float(cfg.sgd.momentum), float(cfg.reg.weight_decay), d,
-                                 cfg.sgd.kind == ref::MomentumKind::nesterov ? Momentum::nesterov
+                                 cfg.sgd.kind == optim::MomentumKind::nesterov ? Momentum::nesterov
                                                                              : Momentum::heavy_ball});
       } else {
         launch_host(n, AdamUpdate{theta[i].data(), gf.data(), s1[i].data(), s2[i].data(), &no_skip,
@@ -197,17 +197,17 @@ void check_optimizer(const ref::OptimConfig& cfg, const std::string& tag) {
 }  // namespace
 
 TEST_CASE("kernel SGD and Adam updates match the reference optimizers (every mode)") {
-  for (const auto opt : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam})
-    for (const auto mom : {ref::MomentumKind::heavy_ball, ref::MomentumKind::nesterov})
-      for (const auto reg : {ref::Regularization::none, ref::Regularization::l2, ref::Regularization::wd}) {
-        if (opt == ref::OptimizerKind::adam && mom == ref::MomentumKind::nesterov) continue;
-        ref::OptimConfig cfg;
+  for (const auto opt : {optim::OptimizerKind::sgd, optim::OptimizerKind::adam})
+    for (const auto mom : {optim::MomentumKind::heavy_ball, optim::MomentumKind::nesterov})
+      for (const auto reg : {optim::Regularization::none, optim::Regularization::l2, optim::Regularization::wd}) {
+        if (opt == optim::OptimizerKind::adam && mom == optim::MomentumKind::nesterov) continue;
+        optim::OptimConfig cfg;
         cfg.kind = opt;
         cfg.sgd.kind = mom;
         cfg.reg.kind = reg;
-        cfg.reg.weight_decay = reg == ref::Regularization::none ? 0.0 : 0.05;
-        cfg.reg.biases = ref::DecayBiases::no;  // so some tensors decay and some do not
-        check_optimizer(cfg, ref::to_string(opt) + "/" + ref::to_string(mom) + "/" + ref::to_string(reg));
+        cfg.reg.weight_decay = reg == optim::Regularization::none ? 0.0 : 0.05;
+        cfg.reg.biases = optim::DecayBiases::no;  // so some tensors decay and some do not
+        check_optimizer(cfg, optim::to_string(opt) + "/" + optim::to_string(mom) + "/" + optim::to_string(reg));
       }
 }
 

@@ -47,13 +47,13 @@ struct Emulated {
   int raises = 0;
   bool ok = false;
 };
-Emulated emulate(const ref::Mat<float>& F, double d, cuda::InverseMethod method, int max_raises) {
+Emulated emulate(const ref::Mat<float>& F, double d, optim::InverseMethod method, int max_raises) {
   Emulated e;
   e.used = d;
-  const double floor = cuda::damping_floor(double(F.template cast<double>().trace()), int(F.rows()));
+  const double floor = optim::damping_floor<float>(double(F.template cast<double>().trace()), int(F.rows()));
   for (;;) {
     const float df = float(e.used);
-    if (method == cuda::InverseMethod::cholesky) {
+    if (method == optim::InverseMethod::cholesky) {
       ref::Mat<float> M = F;
       M.diagonal().array() += df;
       Eigen::LLT<ref::Mat<float>> llt(M);
@@ -77,7 +77,7 @@ Emulated emulate(const ref::Mat<float>& F, double d, cuda::InverseMethod method,
       }
     }
     if (e.raises == max_raises) return e;
-    e.used = cuda::raised_damping(e.used, floor);
+    e.used = optim::raised_damping(e.used, floor);
     ++e.raises;
   }
 }
@@ -87,7 +87,7 @@ Emulated emulate(const ref::Mat<float>& F, double d, cuda::InverseMethod method,
 TEST_CASE("cuda kfac blocks: layers, tensors, dimensions and locations as the reference Kfac") {
   const NetworkSpec spec = kfac_net();
   const auto p = ref::init_params<float>(spec, 1, ref::Init::glorot_uniform);
-  ref::Kfac<float> opt(ref::KfacConfig{}, ref::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
+  ref::Kfac<float> opt(optim::KfacConfig{}, optim::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
   const auto blocks = cuda::kfac_blocks(spec);
   REQUIRE(int(blocks.size()) == opt.num_blocks());
   for (int b = 0; b < opt.num_blocks(); ++b) {
@@ -108,37 +108,19 @@ TEST_CASE("cuda kfac schedule: factors after (k+1) mod T_cov = 0, inverses at k 
   const NetworkSpec spec = kfac_net();
   const auto p = ref::init_params<float>(spec, 1, ref::Init::glorot_uniform);
   for (const int t_cov : {1, 3, 10}) {
-    ref::KfacConfig rc;
+    optim::KfacConfig rc;
     rc.t_cov = t_cov;
-    ref::Kfac<float> opt(rc, ref::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
-    cuda::KfacSettings s;
+    ref::Kfac<float> opt(rc, optim::RegConfig{}, spec, p, ref::CurvatureKind::fisher);
+    optim::KfacConfig s;
     s.t_cov = t_cov;
-    for (std::int64_t k = 0; k < 25; ++k) CHECK(cuda::kfac_wants_factors(s, k) == opt.wants_factors(k));
+    for (std::int64_t k = 0; k < 25; ++k) CHECK(optim::kfac_wants_factors(s, k) == opt.wants_factors(k));
   }
-  cuda::KfacSettings s;
+  optim::KfacConfig s;
   s.t_inv = 4;
-  CHECK(cuda::kfac_inverses_due(s, 0, cuda::InversesReady::yes));
-  CHECK_FALSE(cuda::kfac_inverses_due(s, 3, cuda::InversesReady::yes));
-  CHECK(cuda::kfac_inverses_due(s, 3, cuda::InversesReady::no));  // e.g. right after a data-pass init
-  CHECK(cuda::kfac_inverses_due(s, 8, cuda::InversesReady::yes));
-}
-
-TEST_CASE("cuda kfac pi-split damping equals the reference's from the factors' traces") {
-  for (const int locations : {1, 9}) {
-    const ref::Mat<float> A = spd(7, 10, 0.5f), S = spd(4, 11, 2.0f);
-    const auto r = ref::pi_split_damping(A, S, 1e-3, locations);
-    const auto c = cuda::pi_split_damping(double(A.trace()), 7, double(S.trace()), 4, 1e-3, locations);
-    CHECK(c.lambda_eff == r.lambda_eff);
-    CHECK(c.pi == r.pi);
-    CHECK(c.a == r.a);
-    CHECK(c.s == r.s);
-    // Control: dimensions swapped give another π.
-    CHECK(cuda::pi_split_damping(double(A.trace()), 4, double(S.trace()), 7, 1e-3, locations).pi != r.pi);
-  }
-  // A zero factor: π stays 1, as in the reference.
-  const ref::Mat<float> Z = ref::Mat<float>::Zero(3, 3), S = spd(2, 12, 1.0f);
-  CHECK(cuda::pi_split_damping(0.0, 3, double(S.trace()), 2, 1e-2, 1).pi == ref::pi_split_damping(Z, S, 1e-2, 1).pi);
-  CHECK_THROWS_AS(cuda::pi_split_damping(1, 3, 1, 2, 1e-2, 0), InternalError);
+  CHECK(optim::kfac_inverses_due(s, 0, optim::InversesReady::yes));
+  CHECK_FALSE(optim::kfac_inverses_due(s, 3, optim::InversesReady::yes));
+  CHECK(optim::kfac_inverses_due(s, 3, optim::InversesReady::no));  // e.g. right after a data-pass init
+  CHECK(optim::kfac_inverses_due(s, 8, optim::InversesReady::yes));
 }
 
 TEST_CASE("cuda kfac damped inverse: the retry decisions give the reference's damping, raises and inverse") {
@@ -155,8 +137,8 @@ TEST_CASE("cuda kfac damped inverse: the retry decisions give the reference's da
   const std::vector<Case> cases{{"positive definite", spd(6, 22, 0.5f), 1e-3},
                                 {"singular, d = 0", singular, 0.0},
                                 {"indefinite", indefinite, 1e-4}};
-  for (const auto method : {cuda::InverseMethod::cholesky, cuda::InverseMethod::eig}) {
-    const auto rm = method == cuda::InverseMethod::cholesky ? ref::InverseMethod::cholesky : ref::InverseMethod::eig;
+  for (const auto method : {optim::InverseMethod::cholesky, optim::InverseMethod::eig}) {
+    const auto rm = method == optim::InverseMethod::cholesky ? optim::InverseMethod::cholesky : optim::InverseMethod::eig;
     for (const Case& c : cases) {
       const std::string what = c.what;
       CAPTURE(what);
@@ -172,31 +154,31 @@ TEST_CASE("cuda kfac damped inverse: the retry decisions give the reference's da
     }
   }
   // Controls: without raises the indefinite factor fails; the floor matters for a zero d.
-  CHECK_FALSE(emulate(indefinite, 1e-4, cuda::InverseMethod::cholesky, 0).ok);
-  CHECK(cuda::raised_damping(0.0, 1e-4) == 1e-4);
-  CHECK(cuda::raised_damping(1e-3, 1e-4) == 1e-2);
-  CHECK(cuda::damping_floor(0.0, 3) == doctest::Approx(std::sqrt(double(std::numeric_limits<float>::epsilon()))));
+  CHECK_FALSE(emulate(indefinite, 1e-4, optim::InverseMethod::cholesky, 0).ok);
+  CHECK(optim::raised_damping(0.0, 1e-4) == 1e-4);
+  CHECK(optim::raised_damping(1e-3, 1e-4) == 1e-2);
+  CHECK(optim::damping_floor<float>(0.0, 3) == doctest::Approx(std::sqrt(double(std::numeric_limits<float>::epsilon()))));
 }
 
-TEST_CASE("cuda kfac damping_frac equals the reference's damping_fraction") {
+TEST_CASE("damping_frac from the eigenvalues (the CUDA side's input) equals the reference's damping_fraction of the factors") {
   const ref::Mat<float> A = spd(6, 30, 0.0f), S = spd(3, 31, 0.01f);
   using Solver = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>;
   const Eigen::VectorXd a = Solver(A.cast<double>(), Eigen::EigenvaluesOnly).eigenvalues();
   const Eigen::VectorXd s = Solver(S.cast<double>(), Eigen::EigenvaluesOnly).eigenvalues();
   for (const double lambda : {1e-4, 1e-2, 1.0}) {
     const double r = ref::damping_fraction(A, S, 4, lambda);
-    const double c = cuda::damping_fraction(std::span<const double>(a.data(), std::size_t(a.size())),
+    const double c = optim::damping_fraction(std::span<const double>(a.data(), std::size_t(a.size())),
                                             std::span<const double>(s.data(), std::size_t(s.size())), 4, lambda);
     CHECK(c == r);
   }
-  CHECK(cuda::damping_fraction(std::span<const double>(a.data(), 6), std::span<const double>(s.data(), 3), 1, 1.0) !=
+  CHECK(optim::damping_fraction(std::span<const double>(a.data(), 6), std::span<const double>(s.data(), 3), 1, 1.0) !=
         ref::damping_fraction(A, S, 4, 1.0));  // control: T matters
 }
 
 TEST_CASE("K-FAC state tensors equal the reference's, byte for byte, and read back") {
   const NetworkSpec spec = kfac_net();
-  for (const auto kind : {ref::OptimizerKind::kfac_f, ref::OptimizerKind::kfac_g}) {
-    ref::OptimConfig cfg;
+  for (const auto kind : {optim::OptimizerKind::kfac_f, optim::OptimizerKind::kfac_g}) {
+    optim::OptimConfig cfg;
     cfg.kind = kind;
     cfg.kfac.t_cov = 1;
     cfg.kfac.t_inv = 1;
@@ -217,15 +199,15 @@ TEST_CASE("K-FAC state tensors equal the reference's, byte for byte, and read ba
       const std::pair<const char*, const ref::Mat<float>*> mats[] = {{"A", &v.A}, {"S", &v.S}, {"A_inv", &v.A_inv}, {"S_inv", &v.S_inv}};
       for (const auto& [what, m] : mats) {
         const std::vector<float> device(m->data(), m->data() + m->size());  // column-major, as cuBLAS keeps it
-        const std::string name = cuda::kfac_state_name(what, blk.name);
+        const std::string name = optim::kfac_state_name(what, blk.name);
         ours.tensors[name] = cuda::kfac_matrix_tensor(int(m->rows()), device);
         CHECK_MESSAGE(ours.tensors[name].shape == f.at(name).shape, name);
         CHECK_MESSAGE(ours.tensors[name].data == f.at(name).data, name);
         CHECK(cuda::kfac_matrix_values(int(m->rows()), f.at(name), name) == device);
         ++checked;
       }
-      const cuda::SplitDamping d{v.damping.lambda_eff, v.damping.pi, v.damping.a, v.damping.s};
-      const std::string dn = cuda::kfac_state_name("damping", blk.name);
+      const optim::SplitDamping d{v.damping.lambda_eff, v.damping.pi, v.damping.a, v.damping.s};
+      const std::string dn = optim::kfac_state_name("damping", blk.name);
       CHECK(cuda::damping_state_tensor(d).shape == f.at(dn).shape);
       CHECK(cuda::damping_state_tensor(d).data == f.at(dn).data);
       CHECK(float(cuda::damping_state_values(f.at(dn), dn).pi) == float(v.damping.pi));
@@ -245,12 +227,12 @@ TEST_CASE("K-FAC state tensors equal the reference's, byte for byte, and read ba
       ++checked;
     }
     CHECK(cuda::flag_state_value(f.at("optim.kfac.inverses_ready"), "ready"));
-    MESSAGE(ref::to_string(kind) << ": " << checked << " state tensors identical");
+    MESSAGE(optim::to_string(kind) << ": " << checked << " state tensors identical");
     int trainable = 0;
     for (const ParamInfo& info : spec.params()) trainable += info.trainable() ? 1 : 0;
     CHECK(checked == 5 * opt.num_blocks() + trainable + 2);
     // Controls: a wrong shape or a flag that is not 0/1 is refused.
-    CHECK_THROWS_AS(cuda::kfac_matrix_values(3, f.at(cuda::kfac_state_name("S", blocks[0].name)), "S"), DataError);
+    CHECK_THROWS_AS(cuda::kfac_matrix_values(3, f.at(optim::kfac_state_name("S", blocks[0].name)), "S"), DataError);
     CHECK_THROWS_AS(cuda::flag_state_value(cuda::scalar_state_tensor(0.5f), "flag"), DataError);
     CHECK_THROWS_AS(cuda::damping_state_values(io::Tensor::from_f32({1, 4}, std::vector<float>{1, 2, 3, 4}), "d"), DataError);
     CHECK_THROWS_AS(cuda::damping_state_values(io::Tensor::from_f32({4, 1}, std::vector<float>{1, 2, 3, 4}), "d"), DataError);

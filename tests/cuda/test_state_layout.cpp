@@ -10,7 +10,7 @@
 #include "common/errors.hpp"
 #include "common/network_spec.hpp"
 #include "common/train/optim_layout.hpp"
-#include "cuda/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 #include "cuda/state_layout.hpp"
 #include "reference/backend.hpp"
 
@@ -30,8 +30,8 @@ NetworkSpec small_convnet() {
 }
 
 /// One reference SGD/Adam step on a fixed batch, so the optimizer state is not zero.
-ref::ReferenceBackend<float> stepped(const NetworkSpec& spec, ref::OptimizerKind kind) {
-  ref::OptimConfig cfg;
+ref::ReferenceBackend<float> stepped(const NetworkSpec& spec, optim::OptimizerKind kind) {
+  optim::OptimConfig cfg;
   cfg.kind = kind;
   ref::ReferenceBackend<float> be(spec, ref::init_params<float>(spec, 5, ref::Init::glorot_uniform), cfg, 5);
   const int n = 4;
@@ -46,7 +46,7 @@ ref::ReferenceBackend<float> stepped(const NetworkSpec& spec, ref::OptimizerKind
 
 TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD and Adam") {
   const NetworkSpec spec = small_convnet();
-  for (const auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam}) {
+  for (const auto kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::adam}) {
     auto be = stepped(spec, kind);
     const io::SafetensorsFile f = be.state();
     const auto named = be.optimizer().state();
@@ -58,7 +58,7 @@ TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD
         continue;
       }
       const std::string param = name.substr(name.find('.', name.find('.', 6) + 1) + 1);
-      const std::string pname = kind == ref::OptimizerKind::sgd ? name.substr(std::string("optim.momentum.").size()) : param;
+      const std::string pname = kind == optim::OptimizerKind::sgd ? name.substr(std::string("optim.momentum.").size()) : param;
       const int i = be.params().find(pname);
       REQUIRE_MESSAGE(i >= 0, name);
       const ParamInfo& info = be.params().info[std::size_t(i)];
@@ -70,7 +70,7 @@ TEST_CASE("optimizer state tensors equal the reference's, byte for byte, for SGD
       CHECK(cuda::optimizer_state_values(info, f.at(name), name) == pytorch);
       ++checked;
     }
-    MESSAGE(ref::to_string(kind) << ": " << checked << " state tensors identical");
+    MESSAGE(optim::to_string(kind) << ": " << checked << " state tensors identical");
     CHECK(checked >= 4);
   }
 }
@@ -99,31 +99,17 @@ TEST_CASE("optimizer state layout: PyTorch's (the parameter's shape, row-major),
   CHECK(cuda::compute_matrix_shape(ParamInfo{.name = "c", .shape = {8, 3, 3, 3}}) == std::pair<std::int64_t, std::int64_t>{8, 27});
 }
 
-TEST_CASE("cuda optimizer settings: K-FAC accepted, its bad settings refused, decay flags checked") {
+TEST_CASE("the CUDA backend's decay flags: one per tensor, never a running statistic") {
+  // What CudaBackend checks before any GPU work (common/optim/optim_config.hpp check_decay_flags).
   const NetworkSpec spec = small_convnet();
-  cuda::OptimSettings s;
-  s.decays.assign(spec.params().size(), 0);
-  CHECK_NOTHROW(s.validate(spec));
-  s.kind = cuda::OptimizerKind::kfac_f;
-  CHECK_NOTHROW(s.validate(spec));
-  s.kind = cuda::OptimizerKind::kfac_g;
-  CHECK_NOTHROW(s.validate(spec));
-  s.kfac.t_cov = 0;
-  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("t_cov"), UsageError);
-  s.kfac.t_cov = 1;
-  s.kfac.cov_ema_decay = 1.0;
-  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("cov_ema_decay"), UsageError);
-  s.kfac.cov_ema_decay = 0.95;
-  s.kfac.damping = -1;
-  CHECK_THROWS_AS(s.validate(spec), UsageError);
-  s.kfac.damping = 1e-3;
-  s.kind = cuda::OptimizerKind::adam;
-  s.kfac.t_inv = 0;  // K-FAC settings are not checked for another optimizer
-  CHECK_NOTHROW(s.validate(spec));
-  s.decays.pop_back();
-  CHECK_THROWS_AS(s.validate(spec), InternalError);
-  s.decays.assign(spec.params().size(), 1);  // marks the running statistics too
-  CHECK_THROWS_WITH_AS(s.validate(spec), doctest::Contains("running statistic"), InternalError);
+  std::vector<char> flags(spec.params().size(), 0);
+  CHECK_NOTHROW(optim::check_decay_flags(spec, flags));
+  optim::RegConfig reg{.kind = optim::Regularization::wd, .weight_decay = 5e-4};
+  CHECK_NOTHROW(optim::check_decay_flags(spec, optim::decay_flags(spec, reg)));
+  flags.pop_back();
+  CHECK_THROWS_AS(optim::check_decay_flags(spec, flags), InternalError);
+  flags.assign(spec.params().size(), 1);  // marks the running statistics too
+  CHECK_THROWS_WITH_AS(optim::check_decay_flags(spec, flags), doctest::Contains("running statistic"), InternalError);
 }
 
 TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float reference, which steps on identically") {
@@ -135,7 +121,7 @@ TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float referenc
   for (std::size_t i = 0; i < images.size(); ++i) images[i] = float(int(i % 7) - 3) / 3.0f;
   const std::vector<std::int32_t> labels{2, 0, 1, 1};
   const train::HostBatch batch{images, labels, n};
-  for (const auto kind : {ref::OptimizerKind::sgd, ref::OptimizerKind::adam}) {
+  for (const auto kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::adam}) {
     auto be = stepped(spec, kind);
     const auto& p = be.params();
     std::map<std::string, ref::Mat<float>> named;
@@ -149,18 +135,18 @@ TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float referenc
         f.tensors[info.name] = io::Tensor::from_f32(info.shape, values);
         if (!info.trainable()) continue;
         const std::vector<std::string> names =
-            kind == ref::OptimizerKind::sgd ? std::vector<std::string>{"optim.momentum." + info.name}
+            kind == optim::OptimizerKind::sgd ? std::vector<std::string>{"optim.momentum." + info.name}
                                             : std::vector<std::string>{"optim.adam.m." + info.name, "optim.adam.v." + info.name};
         for (const auto& nm : names)
           f.tensors[nm] = cuda::optimizer_state_tensor(info, ref::to_pytorch_order(info, named.at(nm)));
       }
-      if (kind == ref::OptimizerKind::adam) f.tensors["optim.adam.t"] = cuda::scalar_state_tensor(float(named.at("optim.adam.t")(0, 0)));
+      if (kind == optim::OptimizerKind::adam) f.tensors["optim.adam.t"] = cuda::scalar_state_tensor(float(named.at("optim.adam.t")(0, 0)));
       train::mark_optim_layout(f);  // as CudaBackend::state()
       f.metadata["backend"] = "cuda";
       f.metadata["precision"] = "float";
       return f;
     };
-    ref::OptimConfig cfg;
+    optim::OptimConfig cfg;
     cfg.kind = kind;
     ref::ReferenceBackend<float> fresh(spec, ref::init_params<float>(spec, 77, ref::Init::glorot_uniform), cfg, 5);
     fresh.load_state(cuda_layout(true));
@@ -171,7 +157,7 @@ TEST_CASE("a checkpoint in the CUDA backend's layout loads in the float referenc
       ++same;
     }
     CHECK(a.tensors.size() == b.tensors.size());
-    MESSAGE(ref::to_string(kind) << ": " << same << " tensors identical after the load");
+    MESSAGE(optim::to_string(kind) << ": " << same << " tensors identical after the load");
     const auto s1 = fresh.train_step(batch, 0.1, 1), s2 = be.train_step(batch, 0.1, 1);
     CHECK(s1.loss == s2.loss);  // the same float computation on the same state
     CHECK(fresh.state().tensors.at("features.0.weight").data == be.state().tensors.at("features.0.weight").data);

@@ -132,10 +132,10 @@ data::Dataset random_set(const char* name, int n, int classes, std::uint64_t str
 struct Setup {
   NetworkSpec spec = zoo::small_convnet(Shape{3, 8, 8}, 4, 2, zoo::ConvOptions{});
   train::Datasets data{random_set("train", 37, 4, 1), random_set("val", 9, 4, 2), random_set("test", 10, 4, 3)};
-  ref::OptimConfig optim;
+  optim::OptimConfig optim;
   train::TrainerConfig cfg;
   Setup() {
-    optim.reg.kind = ref::Regularization::wd;
+    optim.reg.kind = optim::Regularization::wd;
     optim.reg.weight_decay = 5e-4;
     cfg.epochs = 2;
     cfg.batch_size = 8;       // 37 = 4·8 + 5: the last 5 of each epoch's order sit out
@@ -240,8 +240,8 @@ TEST_CASE("trainer resident path: K-FAC factor initialization by id and a NaN-po
   const test::TempDir tmp;
   Setup s;
   s.spec = zoo::mlp(Shape{3, 8, 8}, 4, zoo::MlpOptions{.depth = 1, .width = 6});
-  s.optim.kind = ref::OptimizerKind::kfac_f;
-  s.optim.kfac.factor_init = ref::FactorInit::data_pass;
+  s.optim.kind = optim::OptimizerKind::kfac_f;
+  s.optim.kfac.factor_init = optim::FactorInit::data_pass;
   s.optim.kfac.t_cov = 2;
   s.optim.kfac.t_inv = 3;
   s.optim.kfac.damping = 3e-2;

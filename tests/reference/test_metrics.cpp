@@ -26,6 +26,7 @@
 
 using namespace wdlab;
 using namespace wdlab::ref;
+using namespace wdlab::optim;
 using wdlab::test::span_of;
 
 namespace {

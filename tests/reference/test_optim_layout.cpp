@@ -27,7 +27,7 @@ const fs::path kFixtures = fs::path(WDLAB_SOURCE_DIR) / "tests" / "fixtures";
 struct Fixture {
   const char* file;
   NetworkSpec spec;
-  ref::OptimizerKind kind;
+  optim::OptimizerKind kind;
   std::size_t optim_tensors;  // how many optim.* tensors the old file holds
 };
 
@@ -38,10 +38,10 @@ std::vector<Fixture> fixtures() {
   mlp.width = 4;
   zoo::ConvOptions conv;  // BN on, biases on
   return {
-      {"optim-layout-1-mlp-sgd.safetensors", zoo::mlp(fm, 10, mlp), ref::OptimizerKind::sgd, 4},
-      {"optim-layout-1-mlp-adam.safetensors", zoo::mlp(fm, 10, mlp), ref::OptimizerKind::adam, 9},
+      {"optim-layout-1-mlp-sgd.safetensors", zoo::mlp(fm, 10, mlp), optim::OptimizerKind::sgd, 4},
+      {"optim-layout-1-mlp-adam.safetensors", zoo::mlp(fm, 10, mlp), optim::OptimizerKind::adam, 9},
       {"optim-layout-1-convnet-bn-kfac-f.safetensors", zoo::small_convnet(fm, 10, 1, conv),
-       ref::OptimizerKind::kfac_f, 5 * 5 + 10 + 2},
+       optim::OptimizerKind::kfac_f, 5 * 5 + 10 + 2},
   };
 }
 
@@ -57,7 +57,7 @@ ref::Mat<float> v1_matrix(const io::Tensor& t) {
 }
 
 ref::ReferenceBackend<float> backend_for(const Fixture& fx) {
-  ref::OptimConfig cfg;
+  optim::OptimConfig cfg;
   cfg.kind = fx.kind;
   return ref::ReferenceBackend<float>(fx.spec, ref::init_params<float>(fx.spec, 99, ref::Init::glorot_uniform), cfg, 1);
 }

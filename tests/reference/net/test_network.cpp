@@ -16,6 +16,7 @@
 
 using namespace wdlab;
 using namespace wdlab::ref;
+using namespace wdlab::optim;
 
 namespace {
 
@@ -234,7 +235,7 @@ TEST_CASE("K-FAC's low-rank preconditioning through gradient factors equals the 
     // is cheaper dense at B = 8, so two of the three blocks go through the factors.
     CHECK(used == (reg == Regularization::l2 ? 0 : 2));
     for (std::size_t t = 0; t < p.values.size(); ++t) {
-      const auto c = compare(fmt::format("{} {}", ref::to_string(reg), p.info[t].name), span_of(pl.values[t]),
+      const auto c = compare(fmt::format("{} {}", optim::to_string(reg), p.info[t].name), span_of(pl.values[t]),
                              span_of(pd.values[t]), tol::Kind::exact_double);
       if (t == 0) MESSAGE(c.line());
       CHECK(c.pass);

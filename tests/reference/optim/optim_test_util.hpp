@@ -10,6 +10,7 @@
 #include "common/compare.hpp"
 #include "common/model_zoo.hpp"
 #include "common/network_spec.hpp"
+#include "common/optim/optim_config.hpp"
 #include "reference/net/network.hpp"
 #include "reference/net/params.hpp"
 
@@ -17,6 +18,7 @@ namespace optim_test {
 
 using namespace wdlab;
 using namespace wdlab::ref;
+using namespace wdlab::optim;
 
 /// Bit for bit: both sides run the same floating-point operations in the same order (or one is
 /// a restored copy of the other), so any difference at all is a bug.

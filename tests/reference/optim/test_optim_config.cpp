@@ -1,15 +1,18 @@
 // Optimizer configuration, learning-rate schedules and the regularization scope.
 #include <doctest/doctest.h>
+
+#include "common/train/measure.hpp"
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "common/errors.hpp"
 #include "optim_test_util.hpp"
 #include "reference/optim/optimizer.hpp"
-#include "reference/optim/schedule.hpp"
+#include "common/optim/schedule.hpp"
 
 using namespace optim_test;
 
@@ -243,4 +246,52 @@ TEST_CASE("scope: the official 'last' is the dense layers of a zoo VGG and ResNe
   const RegConfig conv{.kind = Regularization::wd, .weight_decay = 1, .scope = WdScope::conv};
   for (const auto& p : res.params())
     if (p.trainable() && p.name.rfind("fc.", 0) != 0) CHECK_MESSAGE(decays(p, res, conv), p.name);
+}
+
+TEST_CASE("every optimizer kind has one spelling: to_string and parse_optimizer_kind invert each other") {
+  // The config/CLI spelling, written out here rather than read from the code under test.
+  const std::map<OptimizerKind, std::string> want{{OptimizerKind::sgd, "sgd"},
+                                                  {OptimizerKind::adam, "adam"},
+                                                  {OptimizerKind::kfac_f, "kfac-f"},
+                                                  {OptimizerKind::kfac_g, "kfac-g"},
+                                                  {OptimizerKind::lion, "lion"}};
+  for (const OptimizerKind k : all_optimizer_kinds) {
+    REQUIRE_MESSAGE(want.count(k), "a kind without its spelling in this test: " << to_string(k));
+    CHECK(to_string(k) == want.at(k));
+    CHECK(parse_optimizer_kind("optimizer", to_string(k)) == k);
+  }
+  CHECK(want.size() == all_optimizer_kinds.size());
+  // The reference's old internal spelling is not a second config spelling.
+  CHECK_THROWS_WITH_AS(parse_optimizer_kind("optimizer", "kfac_f"), doctest::Contains("kfac-f"), UsageError);
+}
+
+TEST_CASE("elr_opt: each optimizer's own effective learning rate, written out by kind") {
+  // The row as train::metric_rows names it from the kind's summary (common/train/measure.cpp).
+  const auto elr_opt = [](const OptimConfig& c, double lr, double w) {
+    train::MeasureSummary s;
+    s.weights.push_back(train::WeightSummary{"fc.weight", w});
+    s.optimizer = train::optimizer_summary(c);
+    train::MeasureRequest req;
+    req.groups = train::MetricGroups{}.add(train::MetricGroup::elr);
+    req.lr = lr;
+    for (const auto& [name, v] : train::metric_rows(s, req))
+      if (name == "elr_opt.fc.weight") return v;
+    FAIL("no elr_opt row");
+    return 0.0;
+  };
+  OptimConfig c;
+  const double lr = 0.1, w = 2.0;
+  c.kind = OptimizerKind::sgd;
+  c.sgd.momentum = 0.9;
+  CHECK(elr_opt(c, lr, w) == doctest::Approx(0.1 / (0.1 * 4.0)));  // η/((1−μ)‖W‖²)
+  c.kind = OptimizerKind::adam;
+  CHECK(elr_opt(c, lr, w) == doctest::Approx(0.05));  // η/‖W‖
+  for (const auto k : {OptimizerKind::kfac_f, OptimizerKind::kfac_g}) {
+    c.kind = k;
+    c.kfac.momentum = 0.5;
+    c.kfac.damping = 1e-2;
+    CHECK(elr_opt(c, lr, w) == doctest::Approx(0.1 / (0.5 * 1e-2 * 4.0)));  // η/((1−μ)λ‖W‖²)
+  }
+  c.kind = OptimizerKind::lion;
+  CHECK(elr_opt(c, lr, w) == doctest::Approx(0.05));  // η/‖W‖: sign(c) moves each coordinate by η
 }

@@ -183,16 +183,18 @@ TEST_CASE("K-FAC: π-split damping values (dense λ, conv λ/T)") {
   S.diagonal() << 0.25, 0.75;  // tr/dim = 0.5  →  π = 2
   struct Case { int T; double lam_eff, a, s; };
   for (const Case& c : {Case{1, 1e-2, 0.2, 0.05}, Case{4, 2.5e-3, 0.1, 0.025}}) {
-    const SplitDamping d = pi_split_damping(A, S, 1e-2, c.T);
+    const optim::SplitDamping d = optim::pi_split_damping(A.trace(), 3, S.trace(), 2, 1e-2, c.T);
     const std::vector<double> got{d.lambda_eff, d.pi, d.a, d.s}, want{c.lam_eff, 2.0, c.a, c.s};
     const auto cm = cmp(fmt::format("pi split T={}", c.T), got, want, tol::Kind::exact_double);
     MESSAGE(cm.line());
     CHECK(cm.pass);
   }
   // A zero factor has no trace norm: π falls back to 1 instead of 0 or ∞.
-  const SplitDamping z = pi_split_damping(A, Mat<double>::Zero(2, 2).eval(), 1e-2, 1);
+  const optim::SplitDamping z = optim::pi_split_damping(A.trace(), 3, 0.0, 2, 1e-2, 1);
   CHECK(z.pi == 1.0);
   CHECK(std::isfinite(z.a));
+  CHECK(optim::pi_split_damping(A.trace(), 3, S.trace(), 2, 1e-2, 1).pi != optim::pi_split_damping(A.trace(), 2, S.trace(), 3, 1e-2, 1).pi);  // control: dimensions matter
+  CHECK_THROWS_AS(optim::pi_split_damping(1, 3, 1, 2, 1e-2, 0), InternalError);  // T >= 1
   // The optimizer uses this split: the stored inverses are (A + π√λ' I)⁻¹ and (S + √λ'/π I)⁻¹.
   const NetworkSpec spec = conv_spec(2);
   const auto p0 = filled<double>(spec, 61);

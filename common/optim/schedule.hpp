@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-namespace wdlab::ref {
+namespace wdlab::optim {
 
 enum class ScheduleKind { constant, step_epochs, step_iterations };
 std::string to_string(ScheduleKind k);
@@ -29,4 +29,4 @@ struct Schedule {
 /// η_k for step k ≥ 0; iterations_per_epoch ≥ 1 (only step_epochs reads it).
 double lr_at(const Schedule& s, std::int64_t iteration, std::int64_t iterations_per_epoch);
 
-}  // namespace wdlab::ref
+}  // namespace wdlab::optim

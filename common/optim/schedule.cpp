@@ -1,4 +1,4 @@
-#include "reference/optim/schedule.hpp"
+#include "common/optim/schedule.hpp"
 
 #include <cmath>
 
@@ -6,7 +6,7 @@
 
 #include "common/errors.hpp"
 
-namespace wdlab::ref {
+namespace wdlab::optim {
 
 std::string to_string(ScheduleKind k) {
   switch (k) {
@@ -51,4 +51,4 @@ double lr_at(const Schedule& s, std::int64_t k, std::int64_t iterations_per_epoc
   return lr;
 }
 
-}  // namespace wdlab::ref
+}  // namespace wdlab::optim

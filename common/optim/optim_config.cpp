@@ -1,4 +1,4 @@
-#include "reference/optim/optim_config.hpp"
+#include "common/optim/optim_config.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "common/errors.hpp"
 
-namespace wdlab::ref {
+namespace wdlab::optim {
 
 namespace {
 
@@ -33,10 +33,16 @@ std::string to_string(OptimizerKind k) {
   switch (k) {
     case OptimizerKind::sgd: return "sgd";
     case OptimizerKind::adam: return "adam";
-    case OptimizerKind::kfac_f: return "kfac_f";
-    case OptimizerKind::kfac_g: return "kfac_g";
+    case OptimizerKind::kfac_f: return "kfac-f";
+    case OptimizerKind::kfac_g: return "kfac-g";
+    case OptimizerKind::lion: return "lion";
   }
   return "?";
+}
+std::string optimizer_kind_list() {
+  std::string s;
+  for (OptimizerKind k : all_optimizer_kinds) s += (s.empty() ? "" : ", ") + to_string(k);
+  return s;
 }
 std::string to_string(Regularization r) {
   switch (r) {
@@ -78,9 +84,9 @@ std::string to_string(FactorInit f) {
 }
 
 OptimizerKind parse_optimizer_kind(const std::string& field, const std::string& s) {
-  constexpr OptimizerKind v[] = {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::kfac_f,
-                                 OptimizerKind::kfac_g};
-  return parse_enum(field, s, v);
+  for (OptimizerKind k : all_optimizer_kinds)
+    if (to_string(k) == s) return k;
+  throw UsageError(field, fmt::format("unknown optimizer '{}' (expected one of {})", s, optimizer_kind_list()));
 }
 Regularization parse_regularization(const std::string& field, const std::string& s) {
   constexpr Regularization v[] = {Regularization::none, Regularization::l2, Regularization::wd};
@@ -126,6 +132,13 @@ void AdamConfig::validate() const {
   require(finite_in(eps, 0.0, HUGE_VAL) && eps > 0, "eps", fmt::format("must be > 0, got {}", eps));
 }
 
+void LionConfig::validate() const {
+  require(finite_in(beta1, 0.0, 1.0) && beta1 < 1.0, "lion.beta1",
+          fmt::format("must be in [0, 1), got {}", beta1));
+  require(finite_in(beta2, 0.0, 1.0) && beta2 < 1.0, "lion.beta2",
+          fmt::format("must be in [0, 1), got {}", beta2));
+}
+
 void KfacConfig::validate() const {
   require(finite_in(damping, 0.0, HUGE_VAL), "damping",
           fmt::format("must be finite and >= 0, got {}", damping));
@@ -149,6 +162,7 @@ void OptimConfig::validate() const {
     case OptimizerKind::adam: adam.validate(); break;
     case OptimizerKind::kfac_f:
     case OptimizerKind::kfac_g: kfac.validate(); break;
+    case OptimizerKind::lion: lion.validate(); break;
   }
   reg.validate();
 }
@@ -197,4 +211,20 @@ void validate_scope(const RegConfig& reg, const NetworkSpec& spec) {
   }
 }
 
-}  // namespace wdlab::ref
+std::vector<char> decay_flags(const NetworkSpec& spec, const RegConfig& reg) {
+  validate_scope(reg, spec);
+  std::vector<char> out;
+  for (const ParamInfo& p : spec.params()) out.push_back(decays(p, spec, reg) ? 1 : 0);
+  return out;
+}
+
+void check_decay_flags(const NetworkSpec& spec, const std::vector<char>& flags) {
+  const auto params = spec.params();
+  if (flags.size() != params.size())
+    throw InternalError(fmt::format("decay flags: {} for {} tensors", flags.size(), params.size()));
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (flags[i] && !params[i].trainable())
+      throw InternalError(fmt::format("decay flags: running statistic {} marked as decayed", params[i].name));
+}
+
+}  // namespace wdlab::optim

@@ -1,15 +1,25 @@
 #pragma once
-// Optimizer configuration: plain structs with their defaults (MATH.md §9.3, §9.7, §10) and
-// validate(), which throws UsageError naming the field at fault. Also the regularization scope:
-// which tensors L2 / weight decay touch (the official `weight_list`, MATH.md §9.7).
+// Optimizer configuration, backend-neutral (DESIGN.md: defined once, both backends read it):
+// the optimizer kinds and their one spelling, plain structs with their defaults (MATH.md §9.3,
+// §9.7, §10) and validate(), which throws UsageError naming the field at fault. Also the
+// regularization scope: which tensors L2 / weight decay touch (the official `weight_list`,
+// MATH.md §9.7), decided here for both backends.
+#include <array>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "common/network_spec.hpp"
 
-namespace wdlab::ref {
+namespace wdlab::optim {
 
-enum class OptimizerKind { sgd, adam, kfac_f, kfac_g };
+enum class OptimizerKind { sgd, adam, kfac_f, kfac_g, lion };
+/// Every OptimizerKind, in declaration order (config parsing, --help lists, tests loop over it).
+inline constexpr std::array<OptimizerKind, 5> all_optimizer_kinds{
+    OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::kfac_f, OptimizerKind::kfac_g, OptimizerKind::lion};
+static_assert(all_optimizer_kinds.size() == std::size_t(OptimizerKind::lion) + 1,
+              "all_optimizer_kinds must list every OptimizerKind");
+inline bool is_kfac(OptimizerKind k) { return k == OptimizerKind::kfac_f || k == OptimizerKind::kfac_g; }
 /// none; l2: g ← g + βθ before the optimizer (Eq. 6); wd: decoupled θ ← θ − ηβθ (Eq. 7).
 enum class Regularization { none, l2, wd };
 /// all: every trainable tensor; conv: conv layers (and their BN); fc: dense layers (and their
@@ -23,7 +33,12 @@ enum class InverseMethod { cholesky, eig };
 /// official `roger_init`, MATH.md §9.3 item 8).
 enum class FactorInit { identity, data_pass };
 
+/// The one spelling of a kind, in configs, the CLI, run names and reports: sgd, adam, kfac-f,
+/// kfac-g, lion. (The reference K-FAC's Optimizer::name(), written into meta.json's backend line, is
+/// its own "kfac_f"/"kfac_g" and stays so.)
 std::string to_string(OptimizerKind k);
+/// "sgd, adam, kfac-f, kfac-g, lion": for messages and --help.
+std::string optimizer_kind_list();
 std::string to_string(Regularization r);
 std::string to_string(WdScope s);
 std::string to_string(MomentumKind m);
@@ -58,6 +73,12 @@ struct AdamConfig {
   void validate() const;
 };
 
+/// Lion (Chen et al. 2023): c = β₁m + (1−β₁)g, θ ← θ − η·sign(c), m ← β₂m + (1−β₂)g.
+struct LionConfig {
+  double beta1 = 0.9, beta2 = 0.99;  // the paper's defaults
+  void validate() const;
+};
+
 struct KfacConfig {
   double damping = 1e-3;        // λ, split per factor by π (MATH.md §9.3)
   int t_cov = 10;               // factor EMA update every t_cov steps
@@ -82,9 +103,16 @@ struct OptimConfig {
   SgdConfig sgd;
   AdamConfig adam;
   KfacConfig kfac;
+  LionConfig lion;
   RegConfig reg;
   void validate() const;  // the sub-config of `kind` and reg
 };
+
+/// The per-parameter optimizer state in checkpoints: the tensor "<prefix><parameter name>" has
+/// the parameter's shape (common/train/optim_layout.hpp). Every optimizer's per-parameter state
+/// is listed here; K-FAC's matrices and the scalars are not per-parameter.
+inline constexpr std::array<const char*, 4> param_state_prefixes{"optim.momentum.", "optim.adam.m.",
+                                                                  "optim.adam.v.", "optim.lion.exp_avg."};
 
 /// The scope family of a layer's tensors: conv2d → conv, dense → fc; a BN layer belongs to the
 /// dense/conv layer it normalizes (found by walking back through parameterless layers; failing
@@ -101,4 +129,10 @@ bool decays(const ParamInfo& p, const NetworkSpec& spec, const RegConfig& reg);
 /// "wd_params" otherwise).
 void validate_scope(const RegConfig& reg, const NetworkSpec& spec);
 
-}  // namespace wdlab::ref
+/// Per entry of spec.params(): 1 iff decays(p, spec, reg). What a backend takes beside the
+/// OptimConfig, so that both backends regularize the same tensors. Validates the scope first.
+std::vector<char> decay_flags(const NetworkSpec& spec, const RegConfig& reg);
+/// InternalError unless `flags` has one entry per tensor of `spec` and marks no running statistic.
+void check_decay_flags(const NetworkSpec& spec, const std::vector<char>& flags);
+
+}  // namespace wdlab::optim
