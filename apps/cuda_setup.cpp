@@ -46,12 +46,7 @@ train::DeviceMemoryPlan device_memory_plan(const ExperimentConfig& c, const Netw
   train::DeviceMemoryInput in;
   in.train_batch = c.batch_size;
   in.eval_batch = c.eval_batch_size;
-  switch (c.optim.kind) {
-    case ref::OptimizerKind::sgd: in.optimizer = train::PlanOptimizer::sgd; break;
-    case ref::OptimizerKind::adam: in.optimizer = train::PlanOptimizer::adam; break;
-    case ref::OptimizerKind::kfac_f:
-    case ref::OptimizerKind::kfac_g: in.optimizer = train::PlanOptimizer::kfac; break;
-  }
+  in.optimizer = c.optim.kind;
   in.snapshot = c.on_nonfinite == train::NonfinitePolicy::skip;
   in.resident_examples = resident_examples;
   return train::plan_device_memory(spec, in);

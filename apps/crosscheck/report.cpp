@@ -84,7 +84,7 @@ tol::Kind tolerance_kind(const Case& c, Quantity q, Precision a, Precision b) {
     // A K-FAC step's parameter delta (−η·update) and its momentum buffer are the preconditioned
     // update up to a scale, and a relative error does not change with the scale: they carry the
     // damped inverse's error (float32_inverse), not a small fraction of it.
-    const bool kfac = c.optim.kind == ref::OptimizerKind::kfac_f || c.optim.kind == ref::OptimizerKind::kfac_g;
+    const bool kfac = optim::is_kfac(c.optim.kind);
     if (kfac && (q == Quantity::params_after || q == Quantity::optimizer_state)) return tol::Kind::float32_inverse;
     return tol::Kind::float32_steps;
   }

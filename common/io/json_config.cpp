@@ -55,6 +55,8 @@ Int to_integer(const json& v, const std::string& path, const Bounds& b) {
     if (s < static_cast<std::int64_t>(std::numeric_limits<Int>::min()))
       throw UsageError(
           path, fmt::format("{} is too small (at least {})", s, std::numeric_limits<Int>::min()));
+    if (s > static_cast<std::int64_t>(std::numeric_limits<Int>::max()))  // a signed value built in code
+      throw UsageError(path, fmt::format("{} is too large (at most {})", s, std::numeric_limits<Int>::max()));
     check_bounds(path, static_cast<double>(s), b);
     return static_cast<Int>(s);
   }

@@ -167,6 +167,17 @@ void OptimConfig::validate() const {
   reg.validate();
 }
 
+int param_state_tensors(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::sgd: return 1;   // momentum
+    case OptimizerKind::adam: return 2;  // m, v
+    case OptimizerKind::lion: return 1;  // exp_avg
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return 0;
+  }
+  throw InternalError("param_state_tensors: unknown optimizer kind");
+}
+
 ScopeFamily scope_family(const NetworkSpec& spec, int layer) {
   const Layer& l = spec.layers.at(layer);
   if (l.kind == LayerKind::conv2d) return ScopeFamily::conv;

@@ -108,6 +108,10 @@ struct OptimConfig {
   void validate() const;  // the sub-config of `kind` and reg
 };
 
+/// How many tensors of a parameter's shape a first-order kind keeps (SGD 1, Adam 2, Lion 1); 0
+/// for K-FAC, whose state is per block (the CUDA backend's memory plan counts it apart).
+int param_state_tensors(OptimizerKind k);
+
 /// The per-parameter optimizer state in checkpoints: the tensor "<prefix><parameter name>" has
 /// the parameter's shape (common/train/optim_layout.hpp). Every optimizer's per-parameter state
 /// is listed here; K-FAC's matrices and the scalars are not per-parameter.

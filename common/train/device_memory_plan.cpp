@@ -78,32 +78,31 @@ DeviceMemoryPlan plan_device_memory(const NetworkSpec& spec, const DeviceMemoryI
   }
   p.lines.push_back({"parameters (with BN running statistics)", params * kFloat});
   p.lines.push_back({"gradients", trainable * kFloat});
-  switch (in.optimizer) {
-    case PlanOptimizer::sgd: p.lines.push_back({"SGD momentum", trainable * kFloat}); break;
-    case PlanOptimizer::adam: p.lines.push_back({"Adam moments", 2 * trainable * kFloat}); break;
-    case PlanOptimizer::kfac: {
-      // Per block A, S, their damped inverses and the step's estimates (6 matrices), the
-      // data-pass initialization's sums (2 more, while it runs), momentum and directions, the
-      // block-gradient scratch (3 × the largest [dW db]) and the largest conv's patch matrix.
-      std::int64_t blocks = 0, init = 0, max_g = 0, patches = 0;
-      for (const Layer& l : spec.layers) {
-        if (!l.has_weights()) continue;
-        const std::int64_t a = a_dim(l), s = l.out.C;
-        blocks += 3 * (a * a + s * s);
-        init += a * a + s * s;
-        max_g = std::max(max_g, a * s);
-        if (l.kind == LayerKind::conv2d)
-          patches = std::max(patches, a * std::max(in.train_batch, 1) * std::int64_t(l.out.H) * l.out.W);
-      }
-      p.lines.push_back({"K-FAC factors, inverses, estimates", blocks * kFloat});
-      p.lines.push_back({"K-FAC data-pass sums (factor_init data_pass)", init * kFloat});
-      p.lines.push_back({"K-FAC momentum and directions", 2 * trainable * kFloat});
-      p.lines.push_back({"K-FAC scratch (block gradients, conv patches)", (3 * max_g + patches) * kFloat});
-      break;
+  if (optim::is_kfac(in.optimizer)) {
+    // Per block A, S, their damped inverses and the step's estimates (6 matrices), the
+    // data-pass initialization's sums (2 more, while it runs), momentum and directions, the
+    // block-gradient scratch (3 × the largest [dW db]) and the largest conv's patch matrix.
+    std::int64_t blocks = 0, init = 0, max_g = 0, patches = 0;
+    for (const Layer& l : spec.layers) {
+      if (!l.has_weights()) continue;
+      const std::int64_t a = a_dim(l), s = l.out.C;
+      blocks += 3 * (a * a + s * s);
+      init += a * a + s * s;
+      max_g = std::max(max_g, a * s);
+      if (l.kind == LayerKind::conv2d)
+        patches = std::max(patches, a * std::max(in.train_batch, 1) * std::int64_t(l.out.H) * l.out.W);
     }
+    p.lines.push_back({"K-FAC factors, inverses, estimates", blocks * kFloat});
+    p.lines.push_back({"K-FAC data-pass sums (factor_init data_pass)", init * kFloat});
+    p.lines.push_back({"K-FAC momentum and directions", 2 * trainable * kFloat});
+    p.lines.push_back({"K-FAC scratch (block gradients, conv patches)", (3 * max_g + patches) * kFloat});
+  } else {
+    p.lines.push_back({fmt::format("{} state ({} per parameter)", optim::to_string(in.optimizer),
+                                   optim::param_state_tensors(in.optimizer)),
+                       optim::param_state_tensors(in.optimizer) * trainable * kFloat});
   }
   if (in.snapshot) {
-    const std::int64_t state = in.optimizer == PlanOptimizer::adam ? 2 * trainable : trainable;
+    const std::int64_t state = std::max(optim::param_state_tensors(in.optimizer), 1) * trainable;
     p.lines.push_back({"--on-nonfinite skip: copy of parameters and state", (params + state) * kFloat});
   }
   p.lines.push_back({fmt::format("train activations (batch {})", in.train_batch),

@@ -12,15 +12,14 @@
 #include <vector>
 
 #include "common/network_spec.hpp"
+#include "common/optim/optim_config.hpp"
 
 namespace wdlab::train {
-
-enum class PlanOptimizer { sgd, adam, kfac };
 
 struct DeviceMemoryInput {
   int train_batch = 128;
   int eval_batch = 1000;
-  PlanOptimizer optimizer = PlanOptimizer::sgd;
+  optim::OptimizerKind optimizer = optim::OptimizerKind::sgd;
   /// --on-nonfinite skip: a device copy of parameters and optimizer state per step.
   bool snapshot = false;
   std::int64_t resident_examples = 0;  // training + validation + test images on the device

@@ -76,6 +76,8 @@ std::map<std::string, Example> examples() {
       {"adam.beta1", {0.8, {}}},
       {"adam.beta2", {0.99, {}}},
       {"adam.eps", {1e-6, {}}},
+      {"lion.beta1", {0.8, {}}},
+      {"lion.beta2", {0.95, {}}},
       {"kfac.damping", {0.01, {}}},
       {"kfac.t_cov", {5, {}}},
       {"kfac.t_inv", {50, {}}},
@@ -300,7 +302,7 @@ TEST_CASE("config fields: kfac.max_damping_raises is parsed, printed when set, a
 TEST_CASE("config fields: unknown keys and bad values are errors naming the key path") {
   CHECK(usage_error(Json::parse(R"({"kfac": {"dampnig": 1}})")).find("kfac.dampnig") == 0);
   CHECK(usage_error(Json::parse(R"({"learning_rate": 1, "lr": 0.1})")).find("learning_rate") == 0);
-  CHECK(usage_error(Json::parse(R"({"optimizer": "lion"})")).find("optimizer") == 0);
+  CHECK(usage_error(Json::parse(R"({"optimizer": "lamb"})")).find("optimizer") == 0);
   CHECK(usage_error(Json::parse(R"({"epochs": "ten"})")).find("epochs") == 0);
   CHECK(usage_error(Json::parse(R"({"lr": -1})")).find("lr") == 0);
   // Every field refuses a JSON object and says which.

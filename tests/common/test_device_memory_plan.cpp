@@ -45,26 +45,26 @@ TEST_CASE("device memory plan: every buffer class of a tiny net, summed by hand"
   CHECK(train::activation_bytes(s, 5, false) == 424);
   CHECK(train::activation_bytes(s, 5, true) > 424);
 
-  train::DeviceMemoryInput in{.train_batch = 2, .eval_batch = 5, .optimizer = train::PlanOptimizer::sgd,
+  train::DeviceMemoryInput in{.train_batch = 2, .eval_batch = 5, .optimizer = optim::OptimizerKind::sgd,
                               .conv_workspace_limit = 1000};
   const auto sgd = train::plan_device_memory(s, in);
   // 33 parameters (12+3 dense, 4 BN vectors of 3, 6 dense), 27 of them trainable.
   CHECK(line(sgd, "parameters") == 132);
   CHECK(line(sgd, "gradients") == 108);
-  CHECK(line(sgd, "SGD momentum") == 108);
+  CHECK(line(sgd, "sgd state (1 per parameter)") == 108);
   CHECK(line(sgd, "train activations (batch 2)") == 416);
   CHECK(line(sgd, "eval activations (batch 5") == 424);
   CHECK(line(sgd, "cuDNN workspace") == 1000);
   CHECK(sgd.total() == 132 + 108 + 108 + 416 + 424 + 1000);
   CHECK(sgd.describe().find("total") != std::string::npos);
 
-  in.optimizer = train::PlanOptimizer::adam;
+  in.optimizer = optim::OptimizerKind::adam;
   in.snapshot = true;
   const auto adam = train::plan_device_memory(s, in);
-  CHECK(line(adam, "Adam moments") == 216);
+  CHECK(line(adam, "adam state (2 per parameter)") == 216);
   CHECK(line(adam, "--on-nonfinite skip") == (33 + 54) * 4);
 
-  in.optimizer = train::PlanOptimizer::kfac;
+  in.optimizer = optim::OptimizerKind::kfac_f;
   in.snapshot = false;
   in.resident_examples = 10;
   const auto kfac = train::plan_device_memory(s, in);

@@ -175,7 +175,7 @@ TEST_CASE("gpu: evaluation sets hold no cotangents and a new size frees the old 
     return double(total - free);
   };
   const auto eval_at = [&](int n) {
-    std::vector<std::int64_t> ids(std::size_t(n));
+    std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) ids[std::size_t(i)] = i;
     CHECK(be.evaluate_ids(train::IdBatch{train::DataSplit::test, ids, {}}).n == n);
     WDLAB_CUDA_CHECK(cudaDeviceSynchronize());

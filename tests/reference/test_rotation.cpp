@@ -20,6 +20,7 @@
 
 using namespace wdlab;
 using namespace wdlab::ref;
+using namespace wdlab::optim;
 
 namespace {
 
