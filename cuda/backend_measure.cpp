@@ -315,7 +315,7 @@ train::MeasureSummary CudaBackend::measure_summary(const train::HostBatch& probe
                                                train::weight_scale_invariance(spec_, info_[i].layer)});
     ++w;
   }
-  out.optimizer = train::optimizer_summary(optim_);
+  out.optimizer = optim::metric_forms(optim_);
   if (g.has(MetricGroup::damping) && kfac_) out.damping = kfac_->damping_summary(info_);
   if (!curvature) return out;
   Activations& a = activations(probe.n);

@@ -27,7 +27,7 @@ train::MeasureSummary ReferenceBackend<T>::measure_summary(const train::HostBatc
         train::weight_scale_invariance(spec_, params_.info[i].layer)});
   }
   const bool kfac = optim::is_kfac(optim_cfg_.kind);
-  out.optimizer = train::optimizer_summary(optim_cfg_);
+  out.optimizer = optim::metric_forms(optim_cfg_);
   if (g.has(MetricGroup::damping) && kfac) {
     const auto& k = dynamic_cast<const Kfac<T>&>(*opt_);
     for (int b = 0; b < k.num_blocks(); ++b) {

@@ -167,6 +167,22 @@ void OptimConfig::validate() const {
   reg.validate();
 }
 
+MetricForms metric_forms(const OptimConfig& c) {
+  switch (c.kind) {
+    case OptimizerKind::sgd:
+      switch (c.sgd.kind) {
+        case MomentumKind::heavy_ball: return {ElrForm::momentum_sgd, RotationLaw::sgd_heavy_ball, c.sgd.momentum, 0.0};
+        case MomentumKind::nesterov: return {ElrForm::momentum_sgd, RotationLaw::none, c.sgd.momentum, 0.0};
+      }
+      break;
+    case OptimizerKind::adam: return {ElrForm::normalized, RotationLaw::adamw, c.adam.beta1, 0.0};
+    case OptimizerKind::lion: return {ElrForm::normalized, RotationLaw::none, c.lion.beta1, 0.0};
+    case OptimizerKind::kfac_f:
+    case OptimizerKind::kfac_g: return {ElrForm::kfac_damped, RotationLaw::none, c.kfac.momentum, c.kfac.damping};
+  }
+  throw InternalError("metric_forms: unknown optimizer kind");
+}
+
 int param_state_tensors(OptimizerKind k) {
   switch (k) {
     case OptimizerKind::sgd: return 1;   // momentum

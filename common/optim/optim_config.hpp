@@ -108,6 +108,25 @@ struct OptimConfig {
   void validate() const;  // the sub-config of `kind` and reg
 };
 
+/// The forms a kind's mechanism metrics take (common/train/measure.cpp, rotation.cpp), chosen
+/// from what those files implement, so a new kind picks its forms here and touches neither:
+///   elr_opt: momentum_sgd η/((1−μ)‖W‖²) (MATH.md §5); normalized η/‖W‖ (a step of fixed size
+///            per coordinate: Adam, van Laarhoven 2017; Lion's sign); kfac_damped η/((1−μ)λ‖W‖²)
+///            (MATH.md §7, damping-dominated);
+///   rot_pred: sgd_heavy_ball (Wan et al. 2021 for L2, decoupled WD in rotation.hpp), adamw
+///            (Kosson et al. 2024, decoupled WD only), none (no equilibrium derived: Nesterov,
+///            K-FAC, Lion, whose sign update's correlation over steps sets it).
+enum class ElrForm { momentum_sgd, normalized, kfac_damped };
+enum class RotationLaw { sgd_heavy_ball, adamw, none };
+struct MetricForms {
+  ElrForm elr = ElrForm::momentum_sgd;
+  RotationLaw rotation = RotationLaw::sgd_heavy_ball;
+  double momentum = 0;  // μ of the forms: SGD μ, Adam/Lion β₁, K-FAC μ
+  double damping = 0;   // K-FAC λ (damping_eff), 0 otherwise
+};
+/// A switch over the kinds without default: a new kind is a compile error here until it has forms.
+MetricForms metric_forms(const OptimConfig& c);
+
 /// How many tensors of a parameter's shape a first-order kind keeps (SGD 1, Adam 2, Lion 1); 0
 /// for K-FAC, whose state is per block (the CUDA backend's memory plan counts it apart).
 int param_state_tensors(OptimizerKind k);

@@ -10,42 +10,19 @@ namespace wdlab::train {
 
 namespace {
 
-/// elr_opt, the optimizer's own effective learning rate (measure.hpp, group elr):
-///   SGD (heavy ball or Nesterov, momentum μ): η/((1−μ)‖W‖²)   (MATH.md §5)
-///   Adam: η/‖W‖                                               (van Laarhoven 2017)
-///   Lion: η/‖W‖   (a sign update: each coordinate moves by η whatever the gradient's scale, so
-///                  as for Adam the step is η and its angle ~ η√n/‖W‖)
-///   K-FAC: η/((1−μ)·λ·‖W‖²)                                   (MATH.md §7, damping-dominated)
+/// elr_opt, the optimizer's own effective learning rate (measure.hpp, group elr), in the form
+/// its kind declares (optim::ElrForm, common/optim/optim_config.hpp has the formulas' sources).
 double elr_opt(const OptimizerSummary& o, double lr, double norm) {
   const double n2 = norm * norm;
-  switch (o.family) {
-    case MetricFamily::sgd_heavy_ball:
-    case MetricFamily::sgd_nesterov: return lr / ((1 - o.momentum) * n2);
-    case MetricFamily::adam:
-    case MetricFamily::lion: return lr / norm;
-    case MetricFamily::kfac: return lr / ((1 - o.momentum) * o.damping * n2);
+  switch (o.elr) {
+    case optim::ElrForm::momentum_sgd: return lr / ((1 - o.momentum) * n2);
+    case optim::ElrForm::normalized: return lr / norm;
+    case optim::ElrForm::kfac_damped: return lr / ((1 - o.momentum) * o.damping * n2);
   }
-  throw InternalError("elr_opt: unknown metric family");
+  throw InternalError("elr_opt: unknown form");
 }
 
 }  // namespace
-
-OptimizerSummary optimizer_summary(const optim::OptimConfig& c) {
-  using optim::OptimizerKind;
-  switch (c.kind) {
-    case OptimizerKind::sgd:
-      switch (c.sgd.kind) {
-        case optim::MomentumKind::heavy_ball: return {MetricFamily::sgd_heavy_ball, c.sgd.momentum, 0.0};
-        case optim::MomentumKind::nesterov: return {MetricFamily::sgd_nesterov, c.sgd.momentum, 0.0};
-      }
-      break;
-    case OptimizerKind::adam: return {MetricFamily::adam, c.adam.beta1, 0.0};
-    case OptimizerKind::lion: return {MetricFamily::lion, c.lion.beta1, 0.0};
-    case OptimizerKind::kfac_f:
-    case OptimizerKind::kfac_g: return {MetricFamily::kfac, c.kfac.momentum, c.kfac.damping};
-  }
-  throw InternalError("optimizer_summary: unknown optimizer kind");
-}
 
 TensorDecay tensor_decay(const optim::OptimConfig& c, bool decays) {
   if (!decays) return TensorDecay::none;

@@ -147,15 +147,8 @@ using NamedValues = std::vector<std::pair<std::string, double>>;
 // ---- What a backend returns (Backend::measure_summary): numbers without row names. The rows
 // (names, normalizations, the optimizer's own forms) are built once, by metric_rows below.
 
-/// The optimizer family, as far as the metric forms differ (elr_opt, rot_pred). A backend maps
-/// its optimizer kind here with a switch without default, so a new kind stops the build there.
-enum class MetricFamily { sgd_heavy_ball, sgd_nesterov, adam, lion, kfac };
-
-struct OptimizerSummary {
-  MetricFamily family = MetricFamily::sgd_heavy_ball;
-  double momentum = 0;  // SGD μ, Adam β₁, K-FAC μ
-  double damping = 0;   // K-FAC λ
-};
+/// The optimizer's metric forms and constants (common/optim: optim::metric_forms of its config).
+using OptimizerSummary = optim::MetricForms;
 
 /// How a weight tensor is regularized: none, L2 (g ← g + λθ before the optimizer) or decoupled
 /// weight decay (θ ← θ − ηλθ after it).
@@ -172,10 +165,6 @@ struct WeightSummary {
   ScaleInvariance scale = ScaleInvariance::not_invariant;
 };
 
-/// The metric family and constants of an optimizer config: one switch over the kinds for both
-/// backends (no default: a new kind stops the build here until its elr_opt / rot_pred forms are
-/// decided, instead of silently taking SGD's or Adam's).
-OptimizerSummary optimizer_summary(const optim::OptimConfig& c);
 /// How tensor i is regularized, given whether it decays (optim::decay_flags) and c.reg.
 TensorDecay tensor_decay(const optim::OptimConfig& c, bool decays);
 

@@ -50,33 +50,29 @@ double RotationMeter::rms_unit_gradient(std::size_t i) const { return std::sqrt(
 std::optional<double> predicted_rotation(const OptimizerSummary& o, const WeightSummary& w, double lr) {
   const double eta = lr, lambda = w.decay_coeff, a = o.momentum;
   if (w.scale == ScaleInvariance::not_invariant || !(lambda > 0) || !(eta > 0)) return std::nullopt;
-  switch (o.family) {
-    case MetricFamily::sgd_heavy_ball:
+  switch (o.rotation) {
+    case optim::RotationLaw::sgd_heavy_ball:
       switch (w.decay) {
         case TensorDecay::none: return std::nullopt;
         case TensorDecay::l2: return std::sqrt(2 * eta * lambda / (1 + a));            // Wan et al. 2021
         case TensorDecay::wd: return std::sqrt(2 * eta * lambda * (1 - a) / (1 + a));  // decoupled (rotation.hpp)
       }
       break;
-    case MetricFamily::adam:
+    case optim::RotationLaw::adamw:
       switch (w.decay) {
         case TensorDecay::none:
         case TensorDecay::l2: return std::nullopt;
         case TensorDecay::wd: return std::sqrt(2 * eta * lambda * (1 - a) / (1 + a));  // Kosson et al. 2024
       }
       break;
-    // Lion: no prediction here; its sign update's correlation over steps (β₁, β₂) is what the
-    // equilibrium depends on, and it is not derived in rotation.hpp.
-    case MetricFamily::lion:
-    case MetricFamily::sgd_nesterov:
-    case MetricFamily::kfac: return std::nullopt;
+    case optim::RotationLaw::none: return std::nullopt;  // Nesterov, K-FAC, Lion: not derived
   }
   throw InternalError("predicted_rotation: unknown family or decay");
 }
 
 std::optional<double> predicted_elr(const OptimizerSummary& o, const WeightSummary& w, double lr,
                                     double unit_gradient) {
-  if (o.family != MetricFamily::sgd_heavy_ball || !(unit_gradient > 0)) return std::nullopt;
+  if (o.rotation != optim::RotationLaw::sgd_heavy_ball || !(unit_gradient > 0)) return std::nullopt;
   const auto rot = predicted_rotation(o, w, lr);
   if (!rot) return std::nullopt;
   return *rot * std::sqrt(1 - o.momentum * o.momentum) / unit_gradient;

@@ -32,8 +32,9 @@ TEST_CASE("parallel_for runs every index once, on workers below the thread count
     for (auto& s : seen) CHECK(s.load() == 1);
     CHECK(ids.size() <= std::size_t(set));
     CHECK(ids.size() == workers.size());
-    CHECK(*workers.rbegin() < set);
-    CHECK(*workers.begin() == 0);
+    CHECK(*workers.rbegin() < set);  // worker numbers name threads below the count
+    // (Which workers get indices depends on scheduling: on a busy machine the spawned worker may
+    // take all 50 before the calling thread, worker 0, asks for one.)
   }
   // Fewer indices than threads: no idle workers, nothing run twice; n = 0 runs nothing.
   REQUIRE(set_cpu_threads(3) >= 2);

@@ -355,3 +355,35 @@ TEST_CASE("tolerance rows: a K-FAC step's delta and momentum carry the inverse's
   }
   CHECK(checked == 8);
 }
+
+TEST_CASE("Lion deltas: a few coordinates a whole step apart (sign flips) pass, many fail, and only for Lion") {
+  // A sign update moves each coordinate by exactly lr: where c is at rounding level the float
+  // side may step the other way (a difference of 2·lr). float32_sign_flips allows 1e-4 of them.
+  Case c;
+  c.kind = CaseKind::optimizer;
+  c.name = "synthetic lion";
+  c.lr = 1e-3;
+  c.optim.kind = optim::OptimizerKind::lion;
+  const std::size_t n = 20000;  // 1e-4 · n = 2 flips allowed
+  Tensor a{"delta fc.weight", Quantity::params_after, {std::int64_t(n)}, std::vector<double>(n), ""};
+  for (std::size_t i = 0; i < n; ++i) a.data[i] = (i % 2 ? -1.0 : 1.0) * c.lr;
+  const auto with_flips = [&](std::size_t k) {
+    Tensor b = a;
+    for (std::size_t i = 0; i < k; ++i) b.data[i * 997 % n] *= -1;  // that coordinate stepped the other way
+    return b;
+  };
+  const auto run = [&](const Case& cs, std::size_t k) {
+    const auto lines = compare_tensors(cs, {a}, {with_flips(k)}, Precision::float64, Precision::float32);
+    REQUIRE(lines.size() == 1);
+    MESSAGE(format_line(lines[0]));
+    return lines[0].status;
+  };
+  CHECK(run(c, 0) == Status::pass);
+  CHECK(run(c, 1) == Status::pass);
+  CHECK(run(c, 2) == Status::pass);
+  CHECK(run(c, 3) == Status::fail);     // more flips than rounding explains
+  CHECK(run(c, 2000) == Status::fail);  // a wrong sign rule
+  Case sgd = c;
+  sgd.optim.kind = optim::OptimizerKind::sgd;
+  CHECK(run(sgd, 1) == Status::fail);  // control: no other optimizer gets the allowance
+}

@@ -63,6 +63,22 @@ train::MetricsOptions rotation_only() {
   return m;
 }
 
+optim::OptimConfig kfac_config() {
+  optim::OptimConfig c;
+  c.kind = optim::OptimizerKind::kfac_f;
+  return c;
+}
+optim::OptimConfig nesterov_config() {
+  optim::OptimConfig c;
+  c.sgd.kind = optim::MomentumKind::nesterov;
+  return c;
+}
+optim::OptimConfig lion_config() {
+  optim::OptimConfig c;
+  c.kind = optim::OptimizerKind::lion;
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("step_angle and RotationMeter: known angles, their mean, ‖g‖/‖θ‖ and the rms unit gradient") {
@@ -142,10 +158,12 @@ TEST_CASE("rot_pred and elr_pred follow the equilibrium formulas, and no predict
   // η = 0.1, λ = 0.005, α = β₁ = 0.9; digits from Python's math.sqrt:
   //   √(2ηλ/(1+α))       = 0.022941573387056175  (SGD + L2, Wan et al. 2021)
   //   √(2ηλ(1−α)/(1+α))  = 0.007254762501100116  (SGD + decoupled WD; AdamW, Kosson et al. 2024)
-  using train::MetricFamily, train::TensorDecay, train::ScaleInvariance;
+  using train::TensorDecay, train::ScaleInvariance;
+  using optim::ElrForm, optim::RotationLaw;
   const train::WeightSummary l2{"w", 2.0, TensorDecay::l2, 0.005, ScaleInvariance::invariant};
   const train::WeightSummary wd{"w", 2.0, TensorDecay::wd, 0.005, ScaleInvariance::invariant};
-  const train::OptimizerSummary sgd{MetricFamily::sgd_heavy_ball, 0.9, 0}, adam{MetricFamily::adam, 0.9, 0};
+  const train::OptimizerSummary sgd{ElrForm::momentum_sgd, RotationLaw::sgd_heavy_ball, 0.9, 0},
+      adam{ElrForm::normalized, RotationLaw::adamw, 0.9, 0};
   WDLAB_EXPECT_PASS(cmp("SGD L2", *train::predicted_rotation(sgd, l2, 0.1), 0.022941573387056175, tol::Kind::exact_double));
   WDLAB_EXPECT_PASS(cmp("SGD WD", *train::predicted_rotation(sgd, wd, 0.1), 0.007254762501100116, tol::Kind::exact_double));
   WDLAB_EXPECT_PASS(cmp("AdamW", *train::predicted_rotation(adam, wd, 0.1), 0.007254762501100116, tol::Kind::exact_double));
@@ -154,9 +172,9 @@ TEST_CASE("rot_pred and elr_pred follow the equilibrium formulas, and no predict
   WDLAB_EXPECT_PASS(cmp("elr_pred SGD L2", *train::predicted_elr(sgd, l2, 0.1, 0.5), 0.02, tol::Kind::exact_double));
   // Negative controls: each assumption broken gives no prediction.
   CHECK_FALSE(train::predicted_rotation(adam, l2, 0.1));  // Adam with L2: the decay goes through √v
-  CHECK_FALSE(train::predicted_rotation({MetricFamily::kfac, 0.9, 1e-3}, wd, 0.1));
-  CHECK_FALSE(train::predicted_rotation({MetricFamily::sgd_nesterov, 0.9, 0}, wd, 0.1));
-  CHECK_FALSE(train::predicted_rotation({MetricFamily::lion, 0.9, 0}, wd, 0.1));  // none derived
+  CHECK_FALSE(train::predicted_rotation(optim::metric_forms(kfac_config()), wd, 0.1));
+  CHECK_FALSE(train::predicted_rotation(optim::metric_forms(nesterov_config()), wd, 0.1));
+  CHECK_FALSE(train::predicted_rotation(optim::metric_forms(lion_config()), wd, 0.1));  // none derived
   CHECK_FALSE(train::predicted_rotation(sgd, {"w", 2.0, TensorDecay::wd, 0.0, ScaleInvariance::invariant}, 0.1));
   CHECK_FALSE(train::predicted_rotation(sgd, {"w", 2.0, TensorDecay::none, 0.0, ScaleInvariance::invariant}, 0.1));
   CHECK_FALSE(train::predicted_rotation(sgd, {"w", 2.0, TensorDecay::wd, 0.005, ScaleInvariance::not_invariant}, 0.1));

@@ -270,7 +270,7 @@ TEST_CASE("elr_opt: each optimizer's own effective learning rate, written out by
   const auto elr_opt = [](const OptimConfig& c, double lr, double w) {
     train::MeasureSummary s;
     s.weights.push_back(train::WeightSummary{"fc.weight", w});
-    s.optimizer = train::optimizer_summary(c);
+    s.optimizer = metric_forms(c);
     train::MeasureRequest req;
     req.groups = train::MetricGroups{}.add(train::MetricGroup::elr);
     req.lr = lr;
