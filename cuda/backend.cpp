@@ -173,30 +173,15 @@ void CudaBackend::parameter_stats() {
   }
 }
 
-namespace {
-
-void copy_buffers(std::vector<DeviceBuffer<float>>& dst, const std::vector<DeviceBuffer<float>>& src,
-                  cudaStream_t s) {
-  if (dst.size() != src.size()) {
-    dst.clear();
-    for (const auto& b : src) dst.emplace_back(b.size());
-  }
-  for (std::size_t i = 0; i < src.size(); ++i)
-    if (!src[i].empty())
-      WDLAB_CUDA_CHECK(cudaMemcpyAsync(dst[i].data(), src[i].data(), src[i].bytes(), cudaMemcpyDeviceToDevice, s));
-}
-
-}  // namespace
-
 void CudaBackend::snapshot_state() {
   // Device to device, queued before the step on the same stream: no host round trip.
   // (K-FAC steps keep a host copy of their whole state instead: backend_kfac.cpp.)
-  copy_buffers(params_before_, params_, ctx_->stream());
+  copy_device_tensors(params_before_, params_, ctx_->stream());
   first_order_->snapshot();
 }
 
 void CudaBackend::restore_state() {
-  copy_buffers(params_, params_before_, ctx_->stream());
+  copy_device_tensors(params_, params_before_, ctx_->stream());
   first_order_->restore();
   ctx_->synchronize();
 }

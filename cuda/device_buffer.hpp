@@ -12,6 +12,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "common/errors.hpp"
 #include "cuda/check.hpp"
@@ -101,5 +102,19 @@ class DeviceBuffer {
   T* data_ = nullptr;
   std::size_t count_ = 0;
 };
+
+/// dst ← src tensor by tensor, device to device, queued on `s` (no host wait): the skip policy's
+/// snapshots. dst is reshaped to src's sizes first; empty tensors (running statistics' gradients)
+/// are skipped.
+inline void copy_device_tensors(std::vector<DeviceBuffer<float>>& dst, const std::vector<DeviceBuffer<float>>& src,
+                                cudaStream_t s) {
+  if (dst.size() != src.size()) {
+    dst.clear();
+    for (const auto& b : src) dst.emplace_back(b.size());
+  }
+  for (std::size_t i = 0; i < src.size(); ++i)
+    if (!src[i].empty())
+      WDLAB_CUDA_CHECK(cudaMemcpyAsync(dst[i].data(), src[i].data(), src[i].bytes(), cudaMemcpyDeviceToDevice, s));
+}
 
 }  // namespace wdlab::cuda

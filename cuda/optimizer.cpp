@@ -38,20 +38,6 @@ KfacStatistics kfac_statistics_of(OptimizerKind kind) {
   throw InternalError("optimizer " + to_string(kind) + " is not K-FAC");
 }
 
-namespace {
-
-void copy_tensors(DeviceTensors& dst, const DeviceTensors& src, cudaStream_t s) {
-  if (dst.size() != src.size()) {
-    dst.clear();
-    for (const auto& b : src) dst.emplace_back(b.size());
-  }
-  for (std::size_t i = 0; i < src.size(); ++i)
-    if (!src[i].empty())
-      WDLAB_CUDA_CHECK(cudaMemcpyAsync(dst[i].data(), src[i].data(), src[i].bytes(), cudaMemcpyDeviceToDevice, s));
-}
-
-}  // namespace
-
 CudaFirstOrder::CudaFirstOrder(Context& ctx, const NetworkSpec& spec, const OptimConfig& config,
                                std::vector<char> decays, std::vector<std::string> state_prefixes,
                                std::string step_count)
@@ -93,13 +79,13 @@ void CudaFirstOrder::step_skipped() {
 void CudaFirstOrder::snapshot() {
   // Device to device, queued before the step on the same stream: no host round trip.
   before_.resize(state_.size());
-  for (std::size_t j = 0; j < state_.size(); ++j) copy_tensors(before_[j], state_[j], ctx_.stream());
+  for (std::size_t j = 0; j < state_.size(); ++j) copy_device_tensors(before_[j], state_[j], ctx_.stream());
   t_before_ = t_;
 }
 
 void CudaFirstOrder::restore() {
   if (before_.size() != state_.size()) throw InternalError("CudaFirstOrder::restore without a snapshot");
-  for (std::size_t j = 0; j < state_.size(); ++j) copy_tensors(state_[j], before_[j], ctx_.stream());
+  for (std::size_t j = 0; j < state_.size(); ++j) copy_device_tensors(state_[j], before_[j], ctx_.stream());
   t_ = t_before_;
 }
 
