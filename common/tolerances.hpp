@@ -91,7 +91,7 @@ inline constexpr std::array<Entry, 15> table{{
     {Kind::float32_sign_flips, 1e-4,
      "Lion steps by sign(c) per coordinate: where |c| is at the rounding level of its two terms, "
      "float32 and double may take opposite signs and that coordinate moves by 2*lr on one side "
-     "only (seen: 1 coordinate of the MLP's 784,000 in 2 steps); a wrong sign rule, beta or "
+     "only (seen once: 1 coordinate of the MLP's 1,000,000 in 2 steps); a wrong sign rule, beta or "
      "decay flips a large fraction, so at most 1e-4 of the coordinates may differ by a whole "
      "step, the others are compared at float32_steps"},
 }};

@@ -84,6 +84,13 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
   return *slot;
 }
 
+bool CudaBackend::relu_fused_into_bn(int layer) const {
+  if (layer <= 0 || layer >= int(spec_.layers.size())) return false;
+  const Layer& l = spec_.layers[std::size_t(layer)];
+  return l.kind == LayerKind::relu && l.inputs.size() == 1 && l.inputs[0] == layer - 1 &&
+         spec_.layers[std::size_t(layer - 1)].kind == LayerKind::batchnorm;
+}
+
 const float* CudaBackend::input_of(const Activations& a, int layer, int which) const {
   const int src = spec_.layers[std::size_t(layer)].inputs[std::size_t(which)];
   return src < 0 ? a.input.data() : a.out[std::size_t(src)].data();
@@ -120,10 +127,12 @@ void CudaBackend::forward(Activations& a, bool train) {
         const Index C = l.out.C, HW = Index(l.out.H) * l.out.W;
         const float* gamma = sl.gamma >= 0 ? params_[std::size_t(sl.gamma)].data() : nullptr;
         const float* beta = sl.beta >= 0 ? params_[std::size_t(sl.beta)].data() : nullptr;
+        // A ReLU reading only this BN output is computed in the same pass (relu_fused_into_bn).
+        float* relu_out = relu_fused_into_bn(i + 1) ? a.out[std::size_t(i + 1)].data() : nullptr;
         if (!train) {
           launch_device(s, n_out, kernels::BnEvalForward{x, params_[std::size_t(sl.running_mean)].data(),
                                                          params_[std::size_t(sl.running_var)].data(),
-                                                         gamma, beta, y, C, HW, float(l.bn_eps)});
+                                                         gamma, beta, y, C, HW, float(l.bn_eps), relu_out});
           break;
         }
         if (Index(N) * HW < 2)
@@ -138,10 +147,12 @@ void CudaBackend::forward(Activations& a, bool train) {
                      var, a.partial.data());
         launch_device(s, C, kernels::BnInvStd{var, invstd, l.bn_eps});
         float* xhat = gamma ? a.xhat[std::size_t(i)].data() : nullptr;
-        launch_device(s, n_out, kernels::BnNormalize{x, mean, invstd, gamma, beta, xhat, y, C, HW});
+        launch_device(s, n_out, kernels::BnNormalize{x, mean, invstd, gamma, beta, xhat, y, C, HW, relu_out});
         break;
       }
-      case LayerKind::relu: launch_device(s, n_out, kernels::ReluForward{x, y}); break;
+      case LayerKind::relu:
+        if (!relu_fused_into_bn(i)) launch_device(s, n_out, kernels::ReluForward{x, y});
+        break;
       case LayerKind::maxpool:
         launch_device(s, n_out, kernels::MaxPoolForward{x, y, a.argmax[std::size_t(i)].data(),
                                                         pool_shape(l.pool_geometry(N))});

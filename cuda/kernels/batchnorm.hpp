@@ -4,6 +4,7 @@
 // are kept in double: mean[c], var[c] (biased), invstd[c] = 1/√(var[c] + ε).
 #include <cmath>
 
+#include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/hd.hpp"
 
 namespace wdlab::cuda::kernels {
@@ -27,11 +28,17 @@ struct BnNormalize {
   float* xhat;         // null: not stored separately
   float* y;
   Index C, HW;
+  /// BN followed by a ReLU that reads only it (CudaBackend::forward fuses the two): relu(y) is
+  /// written here too, in the same pass, and the ReLU layer launches nothing. y is still
+  /// written: BN's backward reads it (x̂ without affine) and the crosscheck compares it.
+  float* relu_out = nullptr;
   WDLAB_HD void operator()(Index i) const {
     const Index c = (i / HW) % C;
     const float xh = float((double(x[i]) - mean[c]) * invstd[c]);
     if (xhat) xhat[i] = xh;
-    y[i] = gamma ? gamma[c] * xh + beta[c] : xh;
+    const float v = gamma ? gamma[c] * xh + beta[c] : xh;
+    y[i] = v;
+    if (relu_out) relu_out[i] = relu_of(v);
   }
 };
 
@@ -46,11 +53,14 @@ struct BnEvalForward {
   float* y;
   Index C, HW;
   float eps;
+  float* relu_out = nullptr;  // as BnNormalize's: the fused ReLU's output, or null
   WDLAB_HD void operator()(Index i) const {
     const Index c = (i / HW) % C;
     const float invstd = 1.0f / sqrtf(running_var[c] + eps);
     const float xh = (x[i] - running_mean[c]) * invstd;
-    y[i] = gamma ? gamma[c] * xh + beta[c] : xh;
+    const float v = gamma ? gamma[c] * xh + beta[c] : xh;
+    y[i] = v;
+    if (relu_out) relu_out[i] = relu_of(v);
   }
 };
 

@@ -9,13 +9,13 @@
 namespace wdlab::cuda::kernels {
 
 /// y = max(x, 0), NaN propagates (reference/ops/activation.hpp relu_fprop).
+/// max(v, 0) with NaN kept (reference/ops/activation.hpp relu_fprop).
+WDLAB_HD inline float relu_of(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
+
 struct ReluForward {
   const float* x;
   float* y;
-  WDLAB_HD void operator()(Index i) const {
-    const float v = x[i];
-    y[i] = (v > 0.0f || v != v) ? v : 0.0f;
-  }
+  WDLAB_HD void operator()(Index i) const { y[i] = relu_of(x[i]); }
 };
 
 /// dx (=|+=) dy ⊙ 1[x > 0], from the input x (relu_bprop; derivative 0 at x = 0).

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -362,4 +363,40 @@ TEST_CASE("kernel flat reductions: sum, sum of squares, non-finite count") {
   launch_host(16, FlatPartialStats{x.data(), partial.data(), Index(x.size()), 64});
   launch_host(1, FlatStatsTotal{partial.data(), out.data(), 16, Accumulate::overwrite});
   CHECK(out[2] == 2.0);  // both found; the count is what the step's non-finite flag reads
+}
+
+TEST_CASE("kernel BN with the fused ReLU writes the BN output and relu of it, bit for bit as two kernels") {
+  // CudaBackend::forward fuses a ReLU that reads only the BN before it into BN's kernel; the
+  // fused output must be exactly what ReluForward makes of the BN output, NaN kept.
+  const Index N = 3, C = 4, HW = 5, total = N * C * HW;
+  std::vector<float> x(static_cast<std::size_t>(total));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.7 * double(i)) * 3.0 - 0.4);
+  x[7] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<double> mean{0.1, -0.2, 0.3, 0.0}, invstd{1.5, 0.7, 2.0, 1.0};
+  const std::vector<float> gamma{1.2f, -0.8f, 0.5f, 2.0f}, beta{0.1f, 0.2f, -0.3f, 0.0f};
+  const std::vector<float> rmean{0.1f, -0.2f, 0.3f, 0.0f}, rvar{0.4f, 1.1f, 0.2f, 1.0f};
+  for (const bool affine : {false, true}) {
+    CAPTURE(affine);
+    const float* g = affine ? gamma.data() : nullptr;
+    const float* b = affine ? beta.data() : nullptr;
+    std::vector<float> y1(x.size()), r1(x.size()), y2(x.size()), r2(x.size(), -7.0f), xh(x.size());
+    // Train mode: two kernels, then the fused one.
+    launch_host(total, BnNormalize{x.data(), mean.data(), invstd.data(), g, b, affine ? xh.data() : nullptr, y1.data(), C, HW});
+    launch_host(total, ReluForward{y1.data(), r1.data()});
+    launch_host(total, BnNormalize{x.data(), mean.data(), invstd.data(), g, b, affine ? xh.data() : nullptr, y2.data(), C, HW,
+                                   r2.data()});
+    CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(float)) == 0);  // NaN at 7 included
+    CHECK(std::isnan(r2[7]));
+    // Eval mode, the same.
+    launch_host(total, BnEvalForward{x.data(), rmean.data(), rvar.data(), g, b, y1.data(), C, HW, 1e-3f});
+    launch_host(total, ReluForward{y1.data(), r1.data()});
+    launch_host(total, BnEvalForward{x.data(), rmean.data(), rvar.data(), g, b, y2.data(), C, HW, 1e-3f, r2.data()});
+    CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(float)) == 0);
+    // Control: the comparison has teeth, the ReLU zeroed some of BN's outputs.
+    int zeroed = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) zeroed += r1[i] == 0.0f && y1[i] < 0.0f;
+    CHECK(zeroed > 5);
+  }
 }
