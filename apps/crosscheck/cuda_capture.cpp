@@ -204,13 +204,13 @@ std::string why_missing(const Case& c, const std::string& tensor, Quantity q) {
 std::vector<std::string> coverage() {
   return {
       "side cuda layer cases:     forward output, input and parameter gradients, BN batch/running statistics and "
-      "eval output (CudaBackend::capture, train pass, deterministic cuDNN algorithms); dense/conv K-FAC factors "
-      "A and S of the given cotangent (CudaBackend::capture_kfac)",
+      "eval output (Capturer::capture, train pass, deterministic cuDNN algorithms); dense/conv K-FAC factors "
+      "A and S of the given cotangent (Capturer::capture_kfac)",
       "side cuda loss cases:      loss, softmax, output gradient (the backend's loss kernels)",
       "side cuda network cases:   every layer's output and cotangent, loss, input and parameter gradients, BN "
       "statistics, norm/elr from the backend's measure() (damping_eff: optimizer cases)",
       "side cuda network cases:   K-FAC-F (same sampled targets) and K-FAC-G (same probes) per dense/conv block: "
-      "factors A and S, damped inverses, preconditioned gradients (CudaBackend::capture_kfac: CudaKfac's syrk, "
+      "factors A and S, damped inverses, preconditioned gradients (Capturer::capture_kfac: CudaKfac's syrk, "
       "cuSOLVER and GEMMs, the case's seed, RNG step 0, damping 1e-2); kfac_*_trace and kfac_gn_quadratic computed "
       "on the host from the downloaded factors and parameters",
       "side cuda optimizer cases: N train steps through train::Backend (an optimizer the backend refuses: UNSUPPORTED)",

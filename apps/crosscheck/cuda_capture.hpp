@@ -1,7 +1,7 @@
 #pragma once
 // The host half of the CUDA side of the crosscheck (plain C++, built and tested with or without
 // CUDA): what the side runs and leaves out, the capture request of a case, and the conversion of
-// what CudaBackend::capture downloads (cuda/capture.hpp) into the tensors the reference side
+// what cuda::Capturer::capture downloads (cuda/capture.hpp) into the tensors the reference side
 // returns for the same case (names: tensor_names.hpp, layouts: tensors.hpp). side_cuda.cpp
 // does only the device calls.
 #include <string>
