@@ -142,7 +142,7 @@ std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors
     // may step the other way on one side, a difference of a whole step (2η); such coordinates
     // are counted against float32_sign_flips and the others compared at the steps row.
     const bool float_side = pa == Precision::float32 || pb == Precision::float32;
-    if (!pass && float_side && c.optim.kind == optim::OptimizerKind::lion && ta.quantity == Quantity::params_after &&
+    if (!pass && float_side && optim::metric_forms(c.optim).sign_update && ta.quantity == Quantity::params_after &&
         cmp.nonfinite == 0) {
       std::vector<double> ra, rb;
       std::size_t flipped = 0;

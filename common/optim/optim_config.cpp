@@ -176,7 +176,7 @@ MetricForms metric_forms(const OptimConfig& c) {
       }
       break;
     case OptimizerKind::adam: return {ElrForm::normalized, RotationLaw::adamw, c.adam.beta1, 0.0};
-    case OptimizerKind::lion: return {ElrForm::normalized, RotationLaw::none, c.lion.beta1, 0.0};
+    case OptimizerKind::lion: return {ElrForm::normalized, RotationLaw::none, c.lion.beta1, 0.0, true};
     case OptimizerKind::kfac_f:
     case OptimizerKind::kfac_g: return {ElrForm::kfac_damped, RotationLaw::none, c.kfac.momentum, c.kfac.damping};
   }

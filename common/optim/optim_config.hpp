@@ -123,6 +123,10 @@ struct MetricForms {
   RotationLaw rotation = RotationLaw::sgd_heavy_ball;
   double momentum = 0;  // μ of the forms: SGD μ, Adam/Lion β₁, K-FAC μ
   double damping = 0;   // K-FAC λ (damping_eff), 0 otherwise
+  /// A sign update (Lion): each coordinate moves by ±lr, so a float32 side may step a coordinate
+  /// whose input to sign() is at rounding level the other way; the crosscheck counts those
+  /// (float32_sign_flips) instead of comparing them (apps/crosscheck/report.cpp).
+  bool sign_update = false;
 };
 /// A switch over the kinds without default: a new kind is a compile error here until it has forms.
 MetricForms metric_forms(const OptimConfig& c);
