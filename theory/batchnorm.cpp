@@ -225,7 +225,10 @@ Vec<double> gather(const Vec<double>& v, const std::vector<int>& idx) {
   return out;
 }
 
-CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool scaled,
+/// Which damping the step on θ̂ takes: Eq. 16's λ‖θ‖², or the plain λ (the control).
+enum class DampingOnHat { scaled_by_norm, plain };
+
+CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, DampingOnHat damping,
                               std::string id, Outcome expect, DampingColumns* shared) {
   require_bn_layer(pb, layer, id);
   require_layer_matters(pb, layer, id);
@@ -239,6 +242,7 @@ CheckRecord effective_damping(const Problem& pb, int layer, Curvature c, bool sc
   const Params p_hat = Params::unflatten(pb.spec, theta_hat_all);
   const Eigen::Index n = theta.size();
   const bool whole = int(idx.size()) == pb.spec.layer_param_count(layer);
+  const bool scaled = damping == DampingOnHat::scaled_by_norm;
   CheckRecord r{.id = std::move(id), .paper_ref = "Eq. 14 (v1) / 16 (CR), App. D",
                 .statement = scaled ? "damped NG step on theta_hat has damping lambda|theta|^2 + O(eta^2)"
                                     : "control: damping lambda (unscaled) leaves an O(eta) error",
@@ -348,10 +352,10 @@ CheckRecord eq15_curvature_scaling(const Problem& pb, int layer, Curvature c, do
 }
 
 CheckRecord eq16_effective_damping(const Problem& pb, int layer, Curvature c, DampingColumns* shared) {
-  return effective_damping(pb, layer, c, true, "eq16.effective_damping", Outcome::holds, shared);
+  return effective_damping(pb, layer, c, DampingOnHat::scaled_by_norm, "eq16.effective_damping", Outcome::holds, shared);
 }
 CheckRecord eq16_plain_damping_control(const Problem& pb, int layer, Curvature c, DampingColumns* shared) {
-  return effective_damping(pb, layer, c, false, "eq16.plain_damping", Outcome::fails, shared);
+  return effective_damping(pb, layer, c, DampingOnHat::plain, "eq16.plain_damping", Outcome::fails, shared);
 }
 
 }  // namespace wdlab::theory

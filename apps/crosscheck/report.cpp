@@ -137,6 +137,16 @@ std::vector<Line> compare_tensors(const Case& c, const Tensors& a, const Tensors
     l.max_abs = cmp.max_abs;
     l.nonfinite = cmp.nonfinite;
     l.where = index_string(ta.shape, cmp.argmax);
+    // A side's storage rounding (Tensor::rounding) is allowed on top of tol·‖a‖: the tolerance
+    // printed is raised by it, relative to the same denominator, and the line says so.
+    if (const double r = ta.rounding + tb->rounding; r > 0) {
+      const double denom = std::max(norm_a, ta.scale);
+      if (denom > 0) {
+        l.tol += r / denom;
+        l.message = fmt::format("tol {:.1e} + float32 storage rounding {:.2e} (steps·2^-24·‖θ‖, relative to ‖a‖)",
+                                tol::of(l.tol_kind), r / denom);
+      }
+    }
     bool pass = cmp.nonfinite == 0 && l.rel_fro <= l.tol;
     // A sign update (Lion) against a float32 side: a coordinate whose c sits at rounding level
     // may step the other way on one side, a difference of a whole step (2η); such coordinates

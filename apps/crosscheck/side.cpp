@@ -1,6 +1,7 @@
 #include "apps/crosscheck/side.hpp"
 #include "apps/crosscheck/tensor_names.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -67,7 +68,7 @@ std::unique_ptr<Side> make_side(const std::string& name, CudaSideFactory cuda) {
   throw UsageError("side", fmt::format("unknown side '{}' (one of: {})", name, fmt::join(side_names(), ", ")));
 }
 
-Tensors tensors_after_steps(const io::SafetensorsFile& st, const Tensors& initial) {
+Tensors tensors_after_steps(const io::SafetensorsFile& st, const Tensors& initial, int steps) {
   Tensors out;
   for (const auto& [name, t] : st.tensors) {
     Tensor x;
@@ -89,6 +90,11 @@ Tensors tensors_after_steps(const io::SafetensorsFile& st, const Tensors& initia
       x.quantity = Quantity::bn_statistic;
     } else {
       WDLAB_CHECK(init->data.size() == x.data.size(), "state tensor " + name + " changed size");
+      if (t.dtype == "F32") {
+        double n0 = 0, n1 = 0;
+        for (std::size_t i = 0; i < x.data.size(); ++i) n0 += init->data[i] * init->data[i], n1 += x.data[i] * x.data[i];
+        x.rounding = double(steps) * 0x1p-24 * std::sqrt(std::max(n0, n1));
+      }
       for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] -= init->data[i];
       x.name = names::delta(name);
       x.quantity = Quantity::params_after;

@@ -95,8 +95,9 @@ void append_rotation_metrics(Tensors& out, train::Backend& be, const train::Host
 
 /// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
 /// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running
-/// statistics and "optim." state as they are ("after <name>").
-Tensors tensors_after_steps(const io::SafetensorsFile& state, const Tensors& initial);
+/// statistics and "optim." state as they are ("after <name>"). A float32 state's deltas carry
+/// Tensor::rounding = steps·2⁻²⁴·max(‖θ_0‖, ‖θ_N‖) (the parameters rounded once per step).
+Tensors tensors_after_steps(const io::SafetensorsFile& state, const Tensors& initial, int steps);
 
 std::unique_ptr<Side> make_reference_side(Precision p);
 std::unique_ptr<Side> make_direct_side();

@@ -130,7 +130,7 @@ class CudaSide final : public xcheck::Side {
     }
     std::string algos;
     for (const auto& a : be->algorithm_choices()) algos += (algos.empty() ? "" : "; ") + a;
-    for (auto& t : xcheck::tensors_after_steps(be->state(), d.params)) {
+    for (auto& t : xcheck::tensors_after_steps(be->state(), d.params, c.steps)) {
       if (t.quantity == Quantity::params_after && t.name.find(".weight") != std::string::npos) t.note = algos;
       out.push_back(std::move(t));
     }

@@ -314,7 +314,7 @@ class ReferenceSide final : public Side {
       if (!s.finite) throw NumericError(fmt::format("{}: non-finite loss or update at step {}", c.name, k));
       steps.add(s.weight_steps);
     }
-    for (auto& t : tensors_after_steps(be.state(), d.params)) out.push_back(std::move(t));
+    for (auto& t : tensors_after_steps(be.state(), d.params, c.steps)) out.push_back(std::move(t));
     // The mechanism metrics after the steps, through the backend interface (every group a
     // backend computes; the probe set is the first batch).
     const auto values = be.measure(host(d.batches[0], images), measure_request(c));

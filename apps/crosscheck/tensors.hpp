@@ -60,6 +60,12 @@ struct Tensor {
   /// that cancel: the gradient of a bias followed by BN is 0 up to rounding, so its error is
   /// measured against the magnitude the sum worked with, scale = ‖(Σ_{n,t} |dy_{k,n,t}|)_k‖.
   double scale = 0;
+  /// Either side, 0 = none: an absolute ‖·‖₂ error this side's storage alone accounts for, added
+  /// to tol·max(‖a‖, scale). A float32 side's parameters are rounded to float32 after every step,
+  /// |fl(θ) − θ| ≤ u|θ| per element (u = 2⁻²⁴), so a delta θ_N − θ_0 computed from them carries
+  /// up to N·u·‖θ‖ whatever the step's own error: for a small step (VGG16's conv weights at
+  /// ‖θ‖ ~ 0.1, a delta ~1e-4 of it) that alone is ~2e-4 relative to the delta.
+  double rounding = 0;
 };
 
 using Tensors = std::vector<Tensor>;

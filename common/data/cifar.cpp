@@ -102,7 +102,11 @@ std::string to_string(CifarVariant v) {
 }
 
 int cifar_record_bytes(CifarVariant v) {
-  return cifar_pixels + (v == CifarVariant::cifar10 ? 1 : 2);
+  switch (v) {  // label bytes: CIFAR-10 one, CIFAR-100 coarse and fine
+    case CifarVariant::cifar10: return cifar_pixels + 1;
+    case CifarVariant::cifar100: return cifar_pixels + 2;
+  }
+  throw InternalError("cifar_record_bytes: unknown variant " + std::to_string(int(v)));
 }
 
 Dataset read_cifar_files(std::span<const fs::path> files, CifarVariant v, std::string name) {

@@ -4,6 +4,7 @@
 // (all red, then green, then blue; rows top to bottom), so pixels land in N×C×H×W unchanged.
 //   CIFAR-10:  data_batch_1..5.bin, test_batch.bin; 3073-byte records {label 0..9, pixels}
 //   CIFAR-100: train.bin, test.bin; 3074-byte records {coarse 0..19, fine 0..99, pixels}
+#include <array>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -13,6 +14,9 @@
 namespace wdlab::data {
 
 enum class CifarVariant { cifar10, cifar100 };
+/// Every variant, in declaration order (tests loop over it).
+inline constexpr std::array<CifarVariant, 2> all_cifar_variants{CifarVariant::cifar10, CifarVariant::cifar100};
+static_assert(all_cifar_variants.back() == CifarVariant::cifar100, "all_cifar_variants must list every variant");
 std::string to_string(CifarVariant v);
 
 inline constexpr int cifar_pixels = 3 * 32 * 32;

@@ -127,7 +127,7 @@ TEST_CASE("fuzz: idx image and label files, raw and gzip") {
 TEST_CASE("fuzz: CIFAR-10 and CIFAR-100 binary records") {
   const test::TempDir dir;
   const fs::path f = dir / "batch.bin";
-  for (const auto v : {data::CifarVariant::cifar10, data::CifarVariant::cifar100}) {
+  for (const auto v : data::all_cifar_variants) {
     const bool c100 = v == data::CifarVariant::cifar100;
     const Bytes seed_bytes = c100 ? test::cifar_records({{1, 7}, {19, 99}}) : test::cifar_records({{3}, {9}});
     fuzz(c100 ? "cifar100" : "cifar10", seed_bytes, 41 + c100, std::string("\x00\x09\x0a\x63\x64\xff", 6),

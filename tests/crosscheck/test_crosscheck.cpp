@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "apps/crosscheck/case_data.hpp"
@@ -386,4 +387,55 @@ TEST_CASE("Lion deltas: a few coordinates a whole step apart (sign flips) pass, 
   Case sgd = c;
   sgd.optim.kind = optim::OptimizerKind::sgd;
   CHECK(run(sgd, 1) == Status::fail);  // control: no other optimizer gets the allowance
+}
+
+TEST_CASE("float32 deltas: the parameters' storage rounding is allowed on top of the steps row, nothing more") {
+  // One SGD step of relative size 1e-4 on weights of size ~0.1: the float32 side stores
+  // θ₁ = fl(θ₀ + d), so its delta fl(θ₀ + d) − θ₀ differs from d by up to 2⁻²⁴|θ₁| per element,
+  // ~6e-4 relative to d: more than float32_steps alone, and nothing to do with the step.
+  Case c;
+  c.kind = CaseKind::optimizer;
+  c.name = "synthetic sgd";
+  c.lr = 1e-3;
+  c.optim.kind = optim::OptimizerKind::sgd;
+  const std::size_t n = 4096;
+  std::vector<float> theta0(n), theta1(n);
+  Tensor exact{"delta conv.weight", Quantity::params_after, {std::int64_t(n)}, std::vector<double>(n), ""};
+  double norm1 = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    theta0[i] = float(0.05 + 0.1 * double((i * 37) % 101) / 101.0) * (i % 3 ? 1.0f : -1.0f);
+    exact.data[i] = 1e-4 * 0.1 * std::sin(double(i));  // the step in exact arithmetic
+    theta1[i] = float(double(theta0[i]) + exact.data[i]);
+    norm1 += double(theta1[i]) * double(theta1[i]);
+  }
+  io::SafetensorsFile st;
+  st.tensors["conv.weight"] = io::Tensor::from_f32({std::int64_t(n)}, theta1);
+  Tensors initial{Tensor{"conv.weight", Quantity::param_grad, {std::int64_t(n)}, {theta0.begin(), theta0.end()}, ""}};
+  const Tensors after = tensors_after_steps(st, initial, 1);
+  REQUIRE(after.size() == 1);
+  CHECK(after[0].name == "delta conv.weight");
+  // The allowance, computed here from its definition: 1 step · 2⁻²⁴ · max(‖θ₀‖, ‖θ₁‖).
+  double norm0 = 0;
+  for (float v : theta0) norm0 += double(v) * double(v);
+  CHECK(after[0].rounding == doctest::Approx(std::ldexp(1.0, -24) * std::sqrt(std::max(norm0, norm1))).epsilon(1e-12));
+  const auto status = [&](const Tensor& b) {
+    const auto lines = compare_tensors(c, {exact}, {b}, Precision::float64, Precision::float32);
+    REQUIRE(lines.size() == 1);
+    MESSAGE(format_line(lines[0]));
+    return lines[0];
+  };
+  const Line with = status(after[0]);
+  CHECK(with.status == Status::pass);
+  CHECK(with.rel_fro > tol::of(tol::Kind::float32_steps));  // the rounding alone exceeds the row
+  Tensor no_allowance = after[0];
+  no_allowance.rounding = 0;
+  CHECK(status(no_allowance).status == Status::fail);  // control: without it the same delta fails
+  Tensor wrong = after[0];
+  for (std::size_t i = 0; i < n; ++i) wrong.data[i] *= 1.01;  // a 1 % error in the step (a bug)
+  CHECK(status(wrong).status == Status::fail);
+  // A double state carries no allowance.
+  io::SafetensorsFile st64;
+  std::vector<double> t64(theta1.begin(), theta1.end());
+  st64.tensors["conv.weight"] = io::Tensor::from_f64({std::int64_t(n)}, t64);
+  CHECK(tensors_after_steps(st64, initial, 1)[0].rounding == 0);
 }
