@@ -344,7 +344,7 @@ TEST_CASE("tolerance rows: a K-FAC step's delta and momentum carry the inverse's
     CAPTURE(c.name);
     const bool bn = c.name.find("mlp-bn") != std::string::npos;
     const bool kfac = c.name.find("kfac") != std::string::npos;
-    for (const Quantity q : {Quantity::params_after, Quantity::optimizer_state}) {
+    for (const Quantity q : {Quantity::params_after, Quantity::optimizer_state, Quantity::metric}) {
       const tol::Kind k = tolerance_kind(c, q, Precision::float64, Precision::float32);
       if (bn) CHECK(k == tol::Kind::float32_backward_bn);
       else if (kfac) CHECK(k == tol::Kind::float32_inverse);
