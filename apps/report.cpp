@@ -55,6 +55,9 @@ nlohmann::ordered_json plot_data(const std::vector<RunRecord>& runs, const nlohm
     e["bn"] = r.bn();
     e["optimizer"] = r.optimizer();
     e["reg"] = r.reg_class();
+    e["family"] = r.family();
+    e["seed"] = r.seed();
+    e["setting"] = r.setting();
     e["lr"] = r.cfg_num("lr");
     e["weight_decay"] = r.cfg_num("weight_decay");
     e["batch_size"] = r.cfg_num("batch_size");

@@ -10,6 +10,7 @@
 
 #include "apps/report_rules.hpp"
 #include "apps/report_seeds.hpp"
+#include "apps/report_tables.hpp"
 
 namespace wdlab::app {
 
@@ -215,19 +216,19 @@ void gn_jacobian(const std::vector<RunRecord>& runs, Builder& b) {
       }
       j["r_gn_jac_per_seed_min"] = lo;
       j["r_gn_jac_per_seed_max"] = hi;
-      seeds_text = fmt::format("; per seed r {:.3f}–{:.3f} ({} seeds)", lo, hi, per_seed.size());
+      seeds_text = fmt::format("; per seed r {}–{} ({} seeds)", fmt_num(lo, 3), fmt_num(hi, 3), per_seed.size());
     } else {
       seeds_text = per_seed.size() == 1 ? "; 1 seed: no spread" : fmt::format("; {} seeds: no per-seed r", per_seed.size());
     }
     const bool measured = int(rs.size()) >= rules::kGnJacobianMinPoints && !std::isnan(r1);
     b.add({"II.2", fmt::format("{}: {} runs", g, rs.size()),
-           fmt::format("Pearson r(log GN_KFAC, log ‖J‖²) = {:.3f}{}{}; beside it (no verdict): r(log GN, gap) = {:.3f}, "
-                       "r(log ‖J‖², gap) = {:.3f}",
-                       r1, seeds_text,
+           fmt::format("Pearson r(log GN_KFAC, log ‖J‖²) = {}{}{}; beside it (no verdict): r(log GN, gap) = {}, "
+                       "r(log ‖J‖², gap) = {}",
+                       fmt_num(r1, 3), seeds_text,
                        int(rs.size()) < rules::kGnJacobianMinPoints
                            ? fmt::format(" (only {} points, the rule needs {})", rs.size(), rules::kGnJacobianMinPoints)
                            : "",
-                       r2, r3),
+                       fmt_num(r2, 3), fmt_num(r3, 3)),
            verdict(measured, r1 > rules::kGnJacobianR), j});
   }
   if (by_group.empty()) b.none_found("II.2", "runs logging kfac_gn_norm and jac_norm");

@@ -92,7 +92,7 @@ fs::path elr_scenario(const test::TempDir& t, const std::vector<double>& R, bool
 
 }  // namespace
 
-TEST_CASE("report I.1 ELR ratio: shows iff geomean R >= 2 and min R > 1; paired by seed") {
+TEST_CASE("report I.1 ELR ratio: shows iff geomean R >= 2 and min R > 1, paired by seed") {
   {
     test::TempDir t;
     const std::vector<double> R = {3, 2.5, 4};
@@ -317,7 +317,7 @@ fs::path damping_scenario(const test::TempDir& t, const std::vector<double>& d_n
 
 }  // namespace
 
-TEST_CASE("report III.1 effective damping: shows iff geomean D_none/D_wd >= 2 and min > 1; non-BN-only D beside it") {
+TEST_CASE("report III.1 effective damping: shows iff geomean D_none/D_wd >= 2 and min > 1, non-BN-only D beside it") {
   {
     test::TempDir t;
     const auto s = signatures(damping_scenario(t, {10, 8, 12}, {1.5, 2, 1}));
@@ -379,7 +379,7 @@ TEST_CASE("report III.2 curvature traces: shows iff the Fisher fall exceeds 10x 
   }
 }
 
-TEST_CASE("report: no runs for a rule give one not-measured row per rule; accuracy is mean ± sd over seeds") {
+TEST_CASE("report: no runs for a rule give one not-measured row per rule, accuracy is mean ± sd over seeds") {
   test::TempDir t;
   for (int s = 1; s <= 3; ++s)
     write_run(t.path(), "plain", config(false, "adam", s, "none"), {{{"epoch", 1}, {"test_acc", 0.5}}},
@@ -406,4 +406,31 @@ TEST_CASE("report: no runs for a rule give one not-measured row per rule; accura
     CHECK(md.find(want) != std::string::npos);
   }
   CHECK(md.find("CIFAR-10/100") < md.find("## Mechanism signatures"));
+}
+
+TEST_CASE("report figures: one per mechanism with every seed, a metric no run logged leaves its panel out, said") {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) std::exit(77);
+  test::TempDir t;
+  elr_scenario(t, {3, 2.5, 4});                  // I: elr.*, no rot.* (the rotation panels are left out)
+  jacobian_scenario(t, {3, 3.5, 4}, {1.2, 1.4, 1.3});  // II
+  damping_scenario(t, {10, 8, 12}, {1.5, 2, 1});  // III: damping_eff.*, no fisher_trace.*
+  app::ReportOptions o;
+  o.inputs = {t.path() / "exp"};
+  o.out = t.path() / "report";
+  o.plot_script = fs::path(WDLAB_SOURCE_DIR) / "scripts" / "plot_report.py";
+  REQUIRE(app::run_report(o) == 0);
+  std::ifstream in(t.path() / "report" / "report.md");
+  const std::string md((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(md);
+  for (const char* f : {"mech1-exp-0", "mech2-jacobian-exp", "mech3-exp-0"}) {
+    for (const char* ext : {".png", ".svg"}) {
+      const fs::path p = t.path() / "report" / "figures" / (std::string(f) + ext);
+      CHECK_MESSAGE(fs::exists(p), p.string());
+      if (fs::exists(p)) CHECK(fs::file_size(p) > 1000);
+    }
+    CHECK(md.find(std::string("(figures/") + f + ".png)") != std::string::npos);
+  }
+  CHECK(md.find("no wd run logged rot.*") != std::string::npos);
+  CHECK(md.find("no run logged fisher_trace.*") != std::string::npos);
+  CHECK(md.find(" failed: ") == std::string::npos);  // no figure function raised
 }
