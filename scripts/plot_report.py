@@ -372,7 +372,22 @@ def fig_mech3(out, group, runs):
                              "or fisher_trace.*")
             continue
         cols = max(len(layers), 1) + (1 if tlayer else 0)
-        fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.1), squeeze=False, constrained_layout=True)
+        frac = [l for l in layers if any(series(r, f"damping_frac.{l}") for r in allr)]
+        rows = 2 if frac else 1
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.1 * rows), squeeze=False, constrained_layout=True)
+        for li, layer in enumerate(frac):
+            ax = axes[1][li]
+            for reg in regs_wanted:
+                for i, r in enumerate(regs.get(reg, [])):
+                    s = series(r, f"damping_frac.{layer}")
+                    if s:
+                        ax.plot(epochs(r), s, color=REG_COLOR[reg], lw=1.0, label=reg if i == 0 else None)
+            epoch_axis(ax)
+            ax.set_title(f"damping fraction, {layer}")
+            legend(ax)
+        if rows == 2:
+            for ax in axes[1][len(frac):]:
+                ax.axis("off")
         for li, layer in enumerate(layers):
             ax = axes[0][li]
             for reg in regs_wanted:
@@ -404,8 +419,9 @@ def fig_mech3(out, group, runs):
         fig.suptitle(f"{group}: mechanism III, {name['network']} BN, K-FAC-F")
         out.save(fig, f"mech3-{slug(group)}-{fi}", f"{group}: mechanism III (effective damping, traces)",
                  "effective damping λ‖θ_l‖² per layer for none / wd / wd on the non-BN layers only (paper Eq. 16, "
-                 "Sec. 4.3); Fisher (solid) and Gauss-Newton (dashed) trace norms at normalized weights (paper "
-                 "Fig. 7); thin: one seed, bold: geometric mean over seeds")
+                 "Sec. 4.3), its damping fraction where logged (one line per seed); Fisher (solid) and Gauss-Newton "
+                 "(dashed) trace norms at normalized weights (paper Fig. 7); thin: one seed, bold: geometric mean "
+                 "over seeds")
         drawn = True
     return drawn
 

@@ -41,7 +41,7 @@ TEST_CASE("suite seeds: one run per seed, named <name>-s<seed>, seed set, {seed}
   const Json runs = Json::parse(R"([
     {"name": "wd-all", "config": "c.json", "seeds": [1, 2, 3, 7], "set": {"weight_decay": 5e-4}},
     {"name": "wn-conv", "config": "c.json", "seeds": [2, 7],
-     "set": {"wn.source": "{exp}/wd-all-s{seed}", "tag": "s{seed}-{seed}"}, "after": ["wd-all-s{seed}", "plain"]},
+     "set": {"wn.norms_from": "{exp}/wd-all-s{seed}", "tag": "s{seed}-{seed}"}, "after": ["wd-all-s{seed}", "plain"]},
     {"name": "plain", "config": "c.json", "set": {"lr": 0.1, "path": "{exp}/x"}}
   ])");
   const app::Suite s = app::read_suite(write_suite(tmp.path(), runs));
@@ -58,11 +58,11 @@ TEST_CASE("suite seeds: one run per seed, named <name>-s<seed>, seed set, {seed}
     CHECK(rs[i].config == tmp.path() / "c.json");
   }
   CHECK(rs[4].set["seed"] == 2);
-  CHECK(rs[4].set["wn.source"] == "{exp}/wd-all-s2");  // {exp} stays for reproduce to fill
+  CHECK(rs[4].set["wn.norms_from"] == "{exp}/wd-all-s2");  // {exp} stays for reproduce to fill
   CHECK(rs[4].set["tag"] == "s2-2");                     // every occurrence
   CHECK(rs[4].after == std::vector<std::string>{"wd-all-s2", "plain"});
   CHECK(rs[5].set["seed"] == 7);
-  CHECK(rs[5].set["wn.source"] == "{exp}/wd-all-s7");
+  CHECK(rs[5].set["wn.norms_from"] == "{exp}/wd-all-s7");
   CHECK(rs[5].after == std::vector<std::string>{"wd-all-s7", "plain"});
   // Without "seeds": name, set and seed untouched.
   CHECK(rs[6].seed == -1);
