@@ -67,7 +67,7 @@ TEST_CASE("suite seeds: one run per seed, named <name>-s<seed>, seed set, {seed}
   // Without "seeds": name, set and seed untouched.
   CHECK(rs[6].seed == -1);
   CHECK(rs[6].set == Json{{"lr", 0.1}, {"path", "{exp}/x"}});
-  CHECK(app::substitute(rs[4].set, "/o/e")["wn.source"] == "/o/e/wd-all-s2");
+  CHECK(app::substitute(rs[4].set, "/o/e")["wn.norms_from"] == "/o/e/wd-all-s2");
 }
 
 TEST_CASE("suite seeds: an after naming a seed that was not run is refused") {
