@@ -53,7 +53,8 @@ int cmd_reproduce(const Args& args) {
       "wdlab reproduce --suite laptop|demo|paper|FILE [--only NAME[,NAME]] [--out DIR] [-j N] [--set k=v]\n\n"
       "Runs the experiments of a suite (configs/laptop/suite.json, configs/laptop/demo.json,\n"
       "configs/paper/suite.json): each run as a child `wdlab train` into DIR/<experiment>/<run>,\n"
-      "each grid as `wdlab sweep` into DIR/<experiment>/<grid>; finished runs are skipped and\n"
+      "each grid as `wdlab sweep` into DIR/<experiment>/<grid>; a run with \"seeds\": [..] runs once\n"
+      "per seed into DIR/<experiment>/<run>-s<seed> (apps/suite.hpp); finished runs are skipped and\n"
       "interrupted ones resumed. Then writes `wdlab report DIR --out DIR/report`. The wall time\n"
       "goes to DIR/reproduce.json. Exit: 0; 2 bad suite; 4 some run failed (the report is still\n"
       "written); 130/143 interrupted (run the same command again to continue).\n\noptions");

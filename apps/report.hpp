@@ -1,8 +1,9 @@
 #pragma once
 // `wdlab report`: reads run directories (a run: config.json + metrics.jsonl; a sweep: its
 // manifest's final run; any other directory: searched for runs below it) and writes DIR/report.md
-// with the paper's Tables 1-3 beside ours, the mechanism signatures (I, II, III) with the measured
-// factors and correlations, and figures drawn by scripts/plot_report.py (PNG and SVG).
+// with the scale note, the mechanism signatures by the pre-registered rules (report_rules.hpp,
+// report_signatures.hpp), test accuracy over seeds (report_accuracy.hpp), the paper's Tables 1-3
+// beside ours, and figures drawn by scripts/plot_report.py (PNG and SVG).
 #include <filesystem>
 #include <string>
 #include <vector>

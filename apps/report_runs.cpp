@@ -19,6 +19,19 @@ double RunRecord::cfg_num(const char* key, double def) const {
   return config.contains(key) && config[key].is_number() ? config[key].get<double>() : def;
 }
 
+std::int64_t RunRecord::seed() const {
+  return config.contains("seed") && config["seed"].is_number_integer() ? config["seed"].get<std::int64_t>() : -1;
+}
+
+std::string RunRecord::setting() const {
+  const std::int64_t s = seed();
+  if (s < 0) return name;
+  const std::string suffix = "-s" + std::to_string(s);
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return name.substr(0, name.size() - suffix.size());
+  return name;
+}
+
 bool RunRecord::bn() const {
   return config.contains("arch") && config["arch"].value("batchnorm", false);
 }

@@ -2,6 +2,7 @@
 // The runs a report reads: config, DONE and the metrics rows of each run directory, and the
 // classification the tables need (regularization column, BN, augmentation, network label).
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -26,6 +27,11 @@ struct RunRecord {
   bool bn() const;
   bool augment() const;
   std::string optimizer() const { return cfg_str("optimizer"); }
+  /// The config's "seed" (-1 when absent or not an integer).
+  std::int64_t seed() const;
+  /// The run name without the "-s<seed>" suffix `wdlab reproduce` gives the runs of a "seeds" list
+  /// (suite.hpp); the name itself when it has no such suffix.
+  std::string setting() const;
   std::string dataset_label() const;   // CIFAR-10, F-MNIST, ...
   std::string network_label() const;   // VGG16, ResNet32, MLP 2x1000, ConvNet 32, ...
   /// "none", "wd" (the paper's WD column: decoupled decay on all layers; for SGD also L2, which

@@ -1,13 +1,9 @@
 #pragma once
-// The three mechanisms' signatures, measured from runs (report.md's signature table):
-//  (I)  BN + SGD/Adam: the effective learning rate η/‖θ_l‖² of the first BN layer falls over
-//       training without weight decay and stays level with it; wn-conv (norms taken from the WD
-//       run) recovers most of WD's accuracy gain.
-//  (II) no BN: WD reduces ‖J_x‖²_F by a larger factor under K-FAC-G than under SGD; across
-//       networks the K-FAC GN norm and the Jacobian norm correlate (and with the gen. gap).
-//  (III) BN + K-FAC-F: the Fisher trace norm of the first BN layer (normalized weights) falls by
-//       orders of magnitude while the GN trace stays within a small factor; WD on the BN layers
-//       helps (WD on all layers vs WD on the non-BN layers only).
+// The three mechanisms' signatures, measured from runs by the pre-registered rules of
+// apps/report_rules.hpp (I.1 ELR ratio, I.2 rotational equilibrium, II.1 Jacobian factor, II.2 GN
+// norm ~ Jacobian, III.1 effective damping growth, III.2 Fisher fall vs GN span), paired by family
+// and seed, each factor with its spread over seeds. One row per setting (family) a rule applies to;
+// a rule that finds no setting gets one "not measured" row saying what it needs.
 #include <string>
 #include <vector>
 
@@ -17,11 +13,25 @@
 
 namespace wdlab::app {
 
+/// One row of the signature table.
+struct SignatureRow {
+  std::string id;        // "I.1", ... (rules::kRules)
+  std::string setting;   // the family and layer, or "—"
+  std::string measured;  // the value with its spread over seeds
+  std::string verdict;   // "shows" | "does not show" | "not measured"
+  nlohmann::ordered_json numbers;
+};
+
 struct Signatures {
+  std::vector<SignatureRow> rows;
   std::string markdown;
   nlohmann::ordered_json json;  // the same numbers, for scripts (signatures.json)
 };
 
 Signatures measure_signatures(const std::vector<RunRecord>& runs);
+
+inline constexpr const char* kShows = "shows";
+inline constexpr const char* kDoesNotShow = "does not show";
+inline constexpr const char* kNotMeasured = "not measured";
 
 }  // namespace wdlab::app

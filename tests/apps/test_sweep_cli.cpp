@@ -166,3 +166,32 @@ TEST_CASE("report draws its figures as PNG and SVG with Debian's matplotlib") {
   CHECK(md.find("![runs: test accuracy](figures/accuracy-runs.png)") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("reproduce expands a suite's seeds: one run per seed, its seed set, {seed} and {exp} filled (dry run)") {
+  const fs::path dir = fresh_dir("seeds");
+  write_grid(dir);  // base.json, a valid tiny config
+  const nlohmann::json suite = {
+      {"name", "seeded"},
+      {"experiments",
+       {{{"name", "e"},
+         {"runs",
+          {{{"name", "wd-all"}, {"config", "base.json"}, {"seeds", {1, 2}}},
+           {{"name", "wn"}, {"config", "base.json"}, {"seeds", {2}}, {"after", {"wd-all-s{seed}"}},
+            {"set", {{"name", "from-{exp}/wd-all-s{seed}"}}}},
+           {{"name", "plain"}, {"config", "base.json"}}}}}}}};
+  std::ofstream(dir / "suite.json") << suite.dump(2);
+  const auto r = run_wdlab("reproduce --dry-run --suite " + (dir / "suite.json").string() + " --out " +
+                           (dir / "out").string());
+  INFO(r.err, r.out);
+  REQUIRE(r.rc == 0);
+  CHECK(count(r.out, "e/wd-all-s1: ") == 1);
+  CHECK(count(r.out, "e/wd-all-s2: ") == 1);
+  CHECK(count(r.out, "e/wn-s2: ") == 1);
+  CHECK(count(r.out, "e/plain: ") == 1);
+  CHECK(count(r.out, "\"seed\":1") == 1);
+  CHECK(count(r.out, "\"seed\":2") == 2);
+  CHECK(count(r.out, "/out/e/wd-all-s2\"") == 1);  // {exp} and {seed} both filled
+  CHECK(r.out.find("{seed}") == std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "out"));
+  fs::remove_all(dir);
+}
