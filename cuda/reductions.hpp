@@ -20,6 +20,15 @@ void channel_sums(cudaStream_t stream, const float* a, const float* b, const dou
                   kernels::Index N, kernels::Index C, kernels::Index HW, kernels::ChannelTerm term,
                   double scale, double* out, double* partial);
 
+/// BN's backward sums with the ReLU after it fused (kernels::BnReluPartialSums): sums[c] = Σ dŷ,
+/// sums[C + c] = Σ dŷ ⊙ x̂ with dŷ = relu_cotangent(y, dr), equal bit for bit to two channel_sums
+/// (value, product; scale 1) over a stored dŷ. dyhat ≠ null also stores dŷ. The partial buffer
+/// holds bn_relu_partials_needed(C, m) elements.
+kernels::Index bn_relu_partials_needed(kernels::Index C, kernels::Index m);
+void bn_relu_backward_sums(cudaStream_t stream, const float* dr, const float* y, const float* xhat,
+                           float* dyhat, kernels::Index N, kernels::Index C, kernels::Index HW,
+                           double* sums, double* partial);
+
 /// out[c] (=|+=) Σ_e a(c, e) as float (bias gradients: Σ over N and positions of dy).
 void channel_sums_to_float(cudaStream_t stream, const float* a, kernels::Index N,
                            kernels::Index C, kernels::Index HW, float* out,

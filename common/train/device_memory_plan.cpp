@@ -51,7 +51,7 @@ std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward) {
         if (backward) {
           b += 3 * std::int64_t(l.out.C) * kDouble;              // mean, var, invstd
           if (l.affine == Affine::on) b += n * kFloat;           // x̂
-          partials = std::max(partials, l.out.C * lanes(m));
+          partials = std::max(partials, 2 * l.out.C * lanes(m));  // Σdy, Σdy⊙x̂ in one walk
           max_c = std::max<std::int64_t>(max_c, l.out.C);
         }
         break;

@@ -29,11 +29,27 @@ WDLAB_HD inline Index channel_lanes(Index m) {
   return l < 1 ? 1 : (l > kMaxLanes ? kMaxLanes : l);
 }
 
+/// Lane k of channel c: the NCHW offsets (n·C + c)·HW + j of its entries e = n·HW + j =
+/// k, k+lanes, k+2·lanes, ... in that order. On the device neighbouring lanes read neighbouring
+/// addresses (coalesced), where a lane per contiguous chunk made neighbours read 1024 entries
+/// apart. The walk adds lanes = q·HW + r to (n, j), so there is no division per entry.
+struct ChannelLane {
+  Index C, c, HW, q, r, n, j;
+  WDLAB_HD ChannelLane(Index C_, Index HW_, Index lanes, Index c_, Index k)
+      : C(C_), c(c_), HW(HW_), q(lanes / HW_), r(lanes % HW_), n(k / HW_), j(k % HW_) {}
+  WDLAB_HD Index offset() const { return (n * C + c) * HW + j; }
+  WDLAB_HD void next() {
+    n += q;
+    j += r;
+    if (j >= HW) {
+      j -= HW;
+      ++n;
+    }
+  }
+};
+
 /// partial[c·lanes + k] = Σ_{e ≡ k (mod lanes), e < m} term(c, e), e ascending, in double.
-/// Index space C·lanes. Lane k of channel c reads entries k, k+lanes, k+2·lanes, ...: on the
-/// device neighbouring lanes read neighbouring addresses (coalesced), where a lane per
-/// contiguous chunk made neighbours read 1024 entries apart. A lane walks its entries
-/// e = n·HW + j by adding lanes = q·HW + r, so there is no division per entry.
+/// Index space C·lanes; lane k of channel c walks its entries as ChannelLane.
 struct ChannelPartialSums {
   const float* a;
   const float* b;       // product only
@@ -43,21 +59,14 @@ struct ChannelPartialSums {
   ChannelTerm term;
   WDLAB_HD void operator()(Index i) const {
     const Index c = i / lanes, k = i % lanes;
-    const Index q = lanes / HW, r = lanes % HW;
-    Index n = k / HW, j = k % HW;
+    ChannelLane lane(C, HW, lanes, c, k);
     double s = 0.0;
-    for (Index e = k; e < m; e += lanes) {
-      const Index o = (n * C + c) * HW + j;
+    for (Index e = k; e < m; e += lanes, lane.next()) {
+      const Index o = lane.offset();
       const double v = double(a[o]);
       if (term == ChannelTerm::value) s += v;
       else if (term == ChannelTerm::centred_square) s += (v - mean[c]) * (v - mean[c]);
       else s += v * double(b[o]);
-      n += q;
-      j += r;
-      if (j >= HW) {
-        j -= HW;
-        ++n;
-      }
     }
     partial[i] = s;
   }
