@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "common/errors.hpp"
+#include "common/train/device_memory_plan.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/backend_activations.hpp"
 #include "cuda/bn_relu_fusion.hpp"
@@ -53,7 +54,7 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
   a->xhat.resize(L);
   a->bn.resize(L);
   a->argmax.resize(L);
-  Index partials = 1, max_c = 1;
+  Index max_c = 1;
   for (std::size_t i = 0; i < L; ++i) {
     const Layer& l = spec_.layers[i];
     const std::size_t n = std::size_t(numel(l.out, N));
@@ -64,19 +65,23 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
         if (!backward) break;  // evaluation normalizes with the running statistics
         a->bn[i] = DeviceBuffer<double>(std::size_t(3 * l.out.C));
         if (slots_[i].gamma >= 0) a->xhat[i] = DeviceBuffer<float>(n);
-        partials = std::max(partials, bn_relu_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
         max_c = std::max<Index>(max_c, l.out.C);
         break;
       case LayerKind::maxpool: a->argmax[i] = DeviceBuffer<std::int32_t>(n); break;
+      // No buffers beyond output and cotangent. No default: a new kind must be listed here
+      // (-Werror=switch), deciding its buffers as the memory plan does.
       case LayerKind::dense:
-      case LayerKind::conv2d:  // bias gradients
-        if (backward) partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
-        break;
-      default: break;
+      case LayerKind::conv2d:
+      case LayerKind::relu:
+      case LayerKind::global_avgpool:
+      case LayerKind::flatten:
+      case LayerKind::residual_add:
+      case LayerKind::tanh: break;
     }
   }
-  for (const auto& p : params_) partials = std::max(partials, flat_partials_needed(Index(p.size())));
-  a->partial = DeviceBuffer<double>(std::size_t(partials));
+  // Reduction scratch: the memory plan's count (BN backward sums, bias gradients, parameter
+  // statistics; common/reduction_layout.hpp), so the plan and the allocation cannot disagree.
+  a->partial = DeviceBuffer<double>(std::size_t(train::reduction_scratch_doubles(spec_, N, backward)));
   if (backward) a->sums = DeviceBuffer<double>(std::size_t(2 * max_c));
   a->loss = DeviceBuffer<double>(std::size_t(N));
   a->correct = DeviceBuffer<double>(std::size_t(N));

@@ -8,8 +8,6 @@ namespace wdlab::cuda {
 using kernels::Index;
 using kernels::launch_device;
 
-Index channel_partials_needed(Index C, Index m) { return C * kernels::channel_lanes(m); }
-Index flat_partials_needed(Index n) { return 3 * kernels::chunk_count(n, kReduceChunk); }
 
 void channel_sums(cudaStream_t stream, const float* a, const float* b, const double* mean, Index N,
                   Index C, Index HW, kernels::ChannelTerm term, double scale, double* out,
@@ -18,8 +16,6 @@ void channel_sums(cudaStream_t stream, const float* a, const float* b, const dou
   launch_device(stream, C * lanes, kernels::ChannelPartialSums{a, b, mean, partial, C, HW, m, lanes, term});
   launch_device(stream, C, kernels::SumPartials{partial, out, lanes, scale});
 }
-
-Index bn_relu_partials_needed(Index C, Index m) { return 2 * channel_partials_needed(C, m); }
 
 void bn_relu_backward_sums(cudaStream_t stream, const float* dr, const float* y, const float* xhat,
                            float* dyhat, Index N, Index C, Index HW, double* sums, double* partial) {

@@ -6,12 +6,15 @@
 //
 // Per-channel sums over NCHW data: channel c of example n is the run x[(n·C + c)·HW + j],
 // j < HW; its m = N·HW entries are numbered e = n·HW + j. Dense N×K data is HW = 1.
+#include "common/reduction_layout.hpp"
 #include "cuda/kernels/hd.hpp"
 
 namespace wdlab::cuda::kernels {
 
-/// How many chunks of `chunk` entries cover m entries: ⌈m / chunk⌉ (≥ 1 for m ≥ 1).
-WDLAB_HD inline Index chunk_count(Index m, Index chunk) { return (m + chunk - 1) / chunk; }
+// The split of the work (lanes per channel, flat chunks) and the scratch it needs live in
+// common/reduction_layout.hpp, shared with the host's device-memory plan.
+using reduction::channel_lanes;
+using reduction::chunk_count;
 
 /// What a channel reduction sums per entry. `a`, `b` are NCHW tensors; `mean` per channel.
 enum class ChannelTerm : std::uint32_t {
@@ -19,15 +22,6 @@ enum class ChannelTerm : std::uint32_t {
   centred_square,    // (a − mean[c])²   (BN variance, two-pass as the reference)
   product,           // a · b            (BN backward: Σ dy ⊙ x̂)
 };
-
-/// Lanes per channel of a channel reduction over m entries: about 32 entries per lane, at most
-/// 1024 lanes, at least one. VGG16's first BN at batch 128 (64 channels of 131072 entries) gets
-/// 64·1024 lanes: enough threads to fill a GPU, where one lane per 1024-entry chunk gave 8192.
-inline constexpr Index kEntriesPerLane = 32, kMaxLanes = 1024;
-WDLAB_HD inline Index channel_lanes(Index m) {
-  const Index l = (m + kEntriesPerLane - 1) / kEntriesPerLane;
-  return l < 1 ? 1 : (l > kMaxLanes ? kMaxLanes : l);
-}
 
 /// Lane k of channel c: the NCHW offsets (n·C + c)·HW + j of its entries e = n·HW + j =
 /// k, k+lanes, k+2·lanes, ... in that order. On the device neighbouring lanes read neighbouring
