@@ -154,9 +154,6 @@ class CudaBackend final : public train::Backend {
   void end_weight_steps(train::StepStats& s);
   kernels::StepScalars read_scalars() const;
   const float* input_of(const Activations& a, int layer, int which = 0) const;
-  /// Whether layer `layer` is a ReLU reading only the BN layer just before it: forward() then
-  /// computes it in BN's kernel (one pass over memory instead of two), launching nothing for it.
-  bool relu_fused_into_bn(int layer) const;
   /// backend_kfac.cpp: a K-FAC step on the batch in `a`, and the statistics pass (a train-mode
   /// forward on that batch, a backward of the sampled cotangents, the factor estimates).
   train::StepStats kfac_step(Activations& a, double lr, std::int64_t iteration);

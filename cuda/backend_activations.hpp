@@ -7,8 +7,16 @@
 
 namespace wdlab::cuda {
 
+/// Which cotangents backward() stores: those later work reads (weight layers' for K-FAC and
+/// the metrics, the input's where dinput is allocated), or every layer's (a capture: the
+/// crosscheck compares each). They differ only for a BN whose ReLU's backward is fused
+/// (relu_backward_fused): its cotangent dŷ = dr ⊙ 1[y > 0] is then applied inside BN's kernels
+/// and stored only under every_layer.
+enum class CotangentsKept { needed, every_layer };
+
 struct CudaBackend::Activations {
   int N = 0;
+  CotangentsKept kept = CotangentsKept::needed;
   DeviceBuffer<float> input;               // N·C·H·W
   DeviceBuffer<std::int32_t> labels;       // N
   std::vector<DeviceBuffer<float>> out;    // per layer output, NCHW

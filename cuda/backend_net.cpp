@@ -11,8 +11,10 @@
 #include <algorithm>
 
 #include "common/errors.hpp"
+#include "common/train/device_memory_plan.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/backend_activations.hpp"
+#include "cuda/bn_relu_fusion.hpp"
 #include "cuda/kernels/batchnorm.hpp"
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/launch.hpp"
@@ -52,7 +54,7 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
   a->xhat.resize(L);
   a->bn.resize(L);
   a->argmax.resize(L);
-  Index partials = 1, max_c = 1;
+  Index max_c = 1;
   for (std::size_t i = 0; i < L; ++i) {
     const Layer& l = spec_.layers[i];
     const std::size_t n = std::size_t(numel(l.out, N));
@@ -63,32 +65,29 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
         if (!backward) break;  // evaluation normalizes with the running statistics
         a->bn[i] = DeviceBuffer<double>(std::size_t(3 * l.out.C));
         if (slots_[i].gamma >= 0) a->xhat[i] = DeviceBuffer<float>(n);
-        partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
         max_c = std::max<Index>(max_c, l.out.C);
         break;
       case LayerKind::maxpool: a->argmax[i] = DeviceBuffer<std::int32_t>(n); break;
+      // No buffers beyond output and cotangent. No default: a new kind must be listed here
+      // (-Werror=switch), deciding its buffers as the memory plan does.
       case LayerKind::dense:
-      case LayerKind::conv2d:  // bias gradients
-        if (backward) partials = std::max(partials, channel_partials_needed(l.out.C, Index(N) * l.out.H * l.out.W));
-        break;
-      default: break;
+      case LayerKind::conv2d:
+      case LayerKind::relu:
+      case LayerKind::global_avgpool:
+      case LayerKind::flatten:
+      case LayerKind::residual_add:
+      case LayerKind::tanh: break;
     }
   }
-  for (const auto& p : params_) partials = std::max(partials, flat_partials_needed(Index(p.size())));
-  a->partial = DeviceBuffer<double>(std::size_t(partials));
+  // Reduction scratch: the memory plan's count (BN backward sums, bias gradients, parameter
+  // statistics; common/reduction_layout.hpp), so the plan and the allocation cannot disagree.
+  a->partial = DeviceBuffer<double>(std::size_t(train::reduction_scratch_doubles(spec_, N, backward)));
   if (backward) a->sums = DeviceBuffer<double>(std::size_t(2 * max_c));
   a->loss = DeviceBuffer<double>(std::size_t(N));
   a->correct = DeviceBuffer<double>(std::size_t(N));
   a->dout_written.assign(L, 0);
   slot = std::move(a);
   return *slot;
-}
-
-bool CudaBackend::relu_fused_into_bn(int layer) const {
-  if (layer <= 0 || layer >= int(spec_.layers.size())) return false;
-  const Layer& l = spec_.layers[std::size_t(layer)];
-  return l.kind == LayerKind::relu && l.inputs.size() == 1 && l.inputs[0] == layer - 1 &&
-         spec_.layers[std::size_t(layer - 1)].kind == LayerKind::batchnorm;
 }
 
 const float* CudaBackend::input_of(const Activations& a, int layer, int which) const {
@@ -128,7 +127,7 @@ void CudaBackend::forward(Activations& a, bool train) {
         const float* gamma = sl.gamma >= 0 ? params_[std::size_t(sl.gamma)].data() : nullptr;
         const float* beta = sl.beta >= 0 ? params_[std::size_t(sl.beta)].data() : nullptr;
         // A ReLU reading only this BN output is computed in the same pass (relu_fused_into_bn).
-        float* relu_out = relu_fused_into_bn(i + 1) ? a.out[std::size_t(i + 1)].data() : nullptr;
+        float* relu_out = relu_fused_into_bn(spec_, i + 1) ? a.out[std::size_t(i + 1)].data() : nullptr;
         if (!train) {
           launch_device(s, n_out, kernels::BnEvalForward{x, params_[std::size_t(sl.running_mean)].data(),
                                                          params_[std::size_t(sl.running_var)].data(),
@@ -151,7 +150,7 @@ void CudaBackend::forward(Activations& a, bool train) {
         break;
       }
       case LayerKind::relu:
-        if (!relu_fused_into_bn(i)) launch_device(s, n_out, kernels::ReluForward{x, y});
+        if (!relu_fused_into_bn(spec_, i)) launch_device(s, n_out, kernels::ReluForward{x, y});
         break;
       case LayerKind::maxpool:
         launch_device(s, n_out, kernels::MaxPoolForward{x, y, a.argmax[std::size_t(i)].data(),
@@ -206,13 +205,17 @@ void CudaBackend::backward(Activations& a, BnPass bn) {
   for (int i = L - 1; i >= 0; --i) {
     const Layer& l = spec_.layers[std::size_t(i)];
     const LayerSlots& sl = slots_[std::size_t(i)];
-    if (!a.dout_written[std::size_t(i)]) {
+    // A BN whose only reader is the ReLU after it (relu_backward_fused) starts from that ReLU's
+    // cotangent dr and applies the ReLU's mask in its own kernels: dŷ = dr ⊙ 1[y > 0].
+    const bool relu_after = l.kind == LayerKind::batchnorm && relu_backward_fused(spec_, i + 1);
+    const int dy_of = relu_after ? i + 1 : i;
+    if (!a.dout_written[std::size_t(dy_of)]) {
       // Output unused downstream: its parameters get zero gradients, as in the reference.
       for (const int t : {sl.weight, sl.bias, sl.gamma, sl.beta})
         if (t >= 0) grads_[std::size_t(t)].fill_zero(s);
       continue;
     }
-    const float* dy = a.dout[std::size_t(i)].data();
+    const float* dy = a.dout[std::size_t(dy_of)].data();
     const float* x = input_of(a, i);
     const Index n_in = numel(l.in, N);
     float* dx = nullptr;
@@ -248,19 +251,28 @@ void CudaBackend::backward(Activations& a, BnPass bn) {
       case LayerKind::batchnorm: {
         const Index C = l.out.C, HW = Index(l.out.H) * l.out.W, m = Index(N) * HW;
         const float* gamma = sl.gamma >= 0 ? params_[std::size_t(sl.gamma)].data() : nullptr;
+        // Fused ReLU: BN's output y (the mask's input), and where to store dŷ for a capture.
+        const float* relu_in = relu_after ? a.out[std::size_t(i)].data() : nullptr;
+        float* keep = relu_after && a.kept == CotangentsKept::every_layer ? a.dout[std::size_t(i)].data() : nullptr;
+        if (keep) a.dout_written[std::size_t(i)] = 1;
         if (bn == BnPass::running) {  // measure(): no γ/β gradients wanted, x̂ was not stored
+          if (keep) launch_device(s, numel(l.out, N), kernels::ReluBackward{relu_in, dy, keep, Accumulate::overwrite});
           if (target(l.inputs[0], &dx, &mode))
             launch_device(s, n_in, kernels::BnEvalBackward{dy, params_[std::size_t(sl.running_var)].data(),
-                                                           gamma, dx, C, HW, float(l.bn_eps), mode});
+                                                           gamma, dx, C, HW, float(l.bn_eps), mode, relu_in});
           break;
         }
         const float* xhat = gamma ? a.xhat[std::size_t(i)].data() : a.out[std::size_t(i)].data();
         double* sum_dy = a.sums.data();
         double* sum_dy_xhat = sum_dy + C;
-        channel_sums(s, dy, nullptr, nullptr, N, C, HW, kernels::ChannelTerm::value, 1.0, sum_dy,
-                     a.partial.data());
-        channel_sums(s, dy, xhat, nullptr, N, C, HW, kernels::ChannelTerm::product, 1.0,
-                     sum_dy_xhat, a.partial.data());
+        if (relu_after) {  // both sums in one walk over dr, y, x̂ (kernels::BnReluPartialSums)
+          bn_relu_backward_sums(s, dy, relu_in, xhat, keep, N, C, HW, a.sums.data(), a.partial.data());
+        } else {
+          channel_sums(s, dy, nullptr, nullptr, N, C, HW, kernels::ChannelTerm::value, 1.0, sum_dy,
+                       a.partial.data());
+          channel_sums(s, dy, xhat, nullptr, N, C, HW, kernels::ChannelTerm::product, 1.0,
+                       sum_dy_xhat, a.partial.data());
+        }
         if (gamma) {
           launch_device(s, C, kernels::SumPartialsToFloat{sum_dy_xhat, grads_[std::size_t(sl.gamma)].data(),
                                                           1, Accumulate::overwrite});
@@ -269,10 +281,11 @@ void CudaBackend::backward(Activations& a, BnPass bn) {
         }
         if (target(l.inputs[0], &dx, &mode))
           launch_device(s, n_in, kernels::BnBackward{dy, xhat, a.bn[std::size_t(i)].data() + 2 * C,
-                                                     sum_dy, sum_dy_xhat, gamma, dx, C, HW, m, mode});
+                                                     sum_dy, sum_dy_xhat, gamma, dx, C, HW, m, mode, relu_in});
         break;
       }
       case LayerKind::relu:
+        if (relu_backward_fused(spec_, i)) break;  // BN's backward, next, applies the mask
         if (target(l.inputs[0], &dx, &mode))
           launch_device(s, n_in, kernels::ReluBackward{x, dy, dx, mode});
         break;

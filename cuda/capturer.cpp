@@ -70,7 +70,9 @@ Capture Capturer::capture(const CaptureRequest& r) {
   if (!given_cotangent) c.loss = b.read_scalars().loss_sum / double(N);
   if (train) {
     a.dinput = DeviceBuffer<float>(a.input.size());
+    a.kept = CotangentsKept::every_layer;  // also the cotangent of a BN whose ReLU is fused
     b.backward(a);
+    a.kept = CotangentsKept::needed;
     if (a.dinput_written) c.dinput = download(a.dinput, s);
     a.dinput = DeviceBuffer<float>();  // steps after this capture skip the input gradient again
     for (std::size_t i = 0; i < L; ++i) {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/reduction_layout.hpp"
+
 namespace wdlab::train {
 
 namespace {
@@ -11,9 +13,6 @@ namespace {
 constexpr std::int64_t kFloat = 4, kDouble = 8, kInt = 4;
 
 std::int64_t numel(const Shape& s, int N) { return std::int64_t(N) * s.C * s.H * s.W; }
-
-/// Per-channel reduction scratch (cuda/reductions: ~32 entries per lane, ≤ 1024 lanes).
-std::int64_t lanes(std::int64_t m) { return std::clamp<std::int64_t>((m + 31) / 32, 1, 1024); }
 
 /// K-FAC's input-side dimension of a block: the patch (or input) length, plus one for a bias.
 std::int64_t a_dim(const Layer& l) {
@@ -37,34 +36,59 @@ std::string DeviceMemoryPlan::describe() const {
   return s;
 }
 
+std::int64_t reduction_scratch_doubles(const NetworkSpec& spec, int N, bool backward) {
+  std::int64_t partials = 1;
+  for (const Layer& l : spec.layers) {
+    const std::int64_t m = std::int64_t(N) * l.out.H * l.out.W;
+    switch (l.kind) {
+      case LayerKind::batchnorm:  // Σdy, Σdy⊙x̂ in one walk (also the statistics' single sums)
+        if (backward) partials = std::max(partials, reduction::bn_backward_partials(l.out.C, m));
+        break;
+      case LayerKind::dense:
+      case LayerKind::conv2d:  // bias gradients
+        if (backward) partials = std::max(partials, reduction::channel_partials(l.out.C, m));
+        break;
+      // No per-channel sums; no default: a new kind is a compile error until it is listed.
+      case LayerKind::relu:
+      case LayerKind::maxpool:
+      case LayerKind::global_avgpool:
+      case LayerKind::flatten:
+      case LayerKind::residual_add:
+      case LayerKind::tanh: break;
+    }
+  }
+  for (const ParamInfo& p : spec.params()) partials = std::max(partials, reduction::flat_partials(p.numel()));
+  return partials;
+}
+
 std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward) {
   // input, labels, per-example loss and hits
   std::int64_t b = numel(spec.input, N) * kFloat + N * kInt + 2 * std::int64_t(N) * kDouble;
-  std::int64_t partials = 1, max_c = 1;
+  std::int64_t max_c = 1;
   for (const Layer& l : spec.layers) {
     const std::int64_t n = numel(l.out, N);
     b += n * kFloat;                // output
     if (backward) b += n * kFloat;  // cotangent
-    const std::int64_t m = std::int64_t(N) * l.out.H * l.out.W;
     switch (l.kind) {
       case LayerKind::batchnorm:
         if (backward) {
-          b += 3 * std::int64_t(l.out.C) * kDouble;              // mean, var, invstd
-          if (l.affine == Affine::on) b += n * kFloat;           // x̂
-          partials = std::max(partials, l.out.C * lanes(m));
+          b += 3 * std::int64_t(l.out.C) * kDouble;     // mean, var, invstd
+          if (l.affine == Affine::on) b += n * kFloat;  // x̂
           max_c = std::max<std::int64_t>(max_c, l.out.C);
         }
         break;
       case LayerKind::maxpool: b += n * kInt; break;  // winners
+      // Output and cotangent only (cuda/backend_net.cpp activations(), the same list).
       case LayerKind::dense:
       case LayerKind::conv2d:
-        if (backward) partials = std::max(partials, l.out.C * lanes(m));  // bias gradients
-        break;
-      default: break;
+      case LayerKind::relu:
+      case LayerKind::global_avgpool:
+      case LayerKind::flatten:
+      case LayerKind::residual_add:
+      case LayerKind::tanh: break;
     }
   }
-  for (const ParamInfo& p : spec.params()) partials = std::max(partials, 3 * ((p.numel() + 1023) / 1024));
-  b += partials * kDouble;
+  b += reduction_scratch_doubles(spec, N, backward) * kDouble;
   if (backward) b += 2 * max_c * kDouble;  // BN backward sums
   return b;
 }

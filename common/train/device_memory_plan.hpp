@@ -38,6 +38,10 @@ struct DeviceMemoryPlan {
   std::string describe() const;
 };
 
+/// Doubles of reduction scratch one activation set holds at batch N (the largest of the
+/// launches' needs, common/reduction_layout.hpp): CudaBackend allocates exactly this many.
+std::int64_t reduction_scratch_doubles(const NetworkSpec& spec, int N, bool backward);
+
 /// Bytes of one activation set at batch N: `backward` adds what a training pass needs beyond the
 /// forward (cotangents, BN x̂ and statistics, the BN backward sums).
 std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward);

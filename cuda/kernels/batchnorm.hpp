@@ -6,6 +6,7 @@
 
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/hd.hpp"
+#include "cuda/kernels/reduce.hpp"
 
 namespace wdlab::cuda::kernels {
 
@@ -96,12 +97,50 @@ struct BnBackward {
   float* dx;
   Index C, HW, m;
   Accumulate mode;
+  /// BN followed by a ReLU that is the only reader of its output (CudaBackend::backward fuses
+  /// the two): `dy` is then the ReLU's output cotangent dr and this is BN's output y, and BN's
+  /// cotangent is read as relu_cotangent(y, dr), the value ReluBackward would have stored.
+  const float* relu_in = nullptr;
   WDLAB_HD void operator()(Index i) const {
     const Index c = (i / HW) % C;
+    const float g = relu_in ? relu_cotangent(relu_in[i], dy[i]) : dy[i];
     const double scale = (gamma ? double(gamma[c]) : 1.0) * invstd[c];
-    const double v = scale * (double(dy[i]) - sum_dy[c] / double(m) -
+    const double v = scale * (double(g) - sum_dy[c] / double(m) -
                               double(xhat[i]) * (sum_dy_xhat[c] / double(m)));
     store(mode, &dx[i], float(v));
+  }
+};
+
+/// BN's backward sums when the ReLU after it is fused (BnBackward::relu_in): with BN's
+/// cotangent dŷ = relu_cotangent(y, dr), in one walk over lane k of channel c (ChannelLane)
+///   partial[c·lanes + k]       = Σ dŷ
+///   partial[(C + c)·lanes + k] = Σ dŷ ⊙ x̂
+/// each in double, e ascending: the partials two ChannelPartialSums (value, product) give over
+/// a stored dŷ, read from dr, y and x̂ once instead of dŷ twice and x̂ once after ReluBackward
+/// wrote dŷ. SumPartials over 2C rows then gives Σdy[C], Σdy⊙x̂[C] as BnBackward reads them.
+/// dyhat ≠ null (a capture: the crosscheck compares every layer's cotangent) also stores dŷ,
+/// each entry once. xhat may equal y (no affine). Index space C·lanes; partial holds 2·C·lanes.
+struct BnReluPartialSums {
+  const float* dr;    // the ReLU's output cotangent
+  const float* y;     // BN's output, the ReLU's input
+  const float* xhat;  // x̂ (y itself without affine)
+  float* dyhat;       // null: BN's cotangent is not stored
+  double* partial;
+  Index C, HW, m, lanes;  // m = N·HW
+  WDLAB_HD void operator()(Index i) const {
+    const Index c = i / lanes, k = i % lanes;
+    ChannelLane lane(C, HW, lanes, c, k);
+    double s1 = 0.0, s2 = 0.0;
+    for (Index e = k; e < m; e += lanes, lane.next()) {
+      const Index o = lane.offset();
+      const float g = relu_cotangent(y[o], dr[o]);
+      if (dyhat) dyhat[o] = g;
+      const double v = double(g);
+      s1 += v;
+      s2 += v * double(xhat[o]);
+    }
+    partial[i] = s1;
+    partial[C * lanes + i] = s2;
   }
 };
 

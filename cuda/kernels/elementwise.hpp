@@ -8,15 +8,20 @@
 
 namespace wdlab::cuda::kernels {
 
-/// y = max(x, 0), NaN propagates (reference/ops/activation.hpp relu_fprop).
 /// max(v, 0) with NaN kept (reference/ops/activation.hpp relu_fprop).
 WDLAB_HD inline float relu_of(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
 
+/// y = max(x, 0), NaN propagates (reference/ops/activation.hpp relu_fprop).
 struct ReluForward {
   const float* x;
   float* y;
   WDLAB_HD void operator()(Index i) const { y[i] = relu_of(x[i]); }
 };
+
+/// dy ⊙ 1[x > 0] for one entry (relu_bprop; derivative 0 at x = 0, and at x = NaN). BN's
+/// backward with the ReLU after it fused (BnReluPartialSums, BnBackward::relu_in) applies the same
+/// function, so the fused and the two-kernel paths compute the same value per entry.
+WDLAB_HD inline float relu_cotangent(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
 
 /// dx (=|+=) dy ⊙ 1[x > 0], from the input x (relu_bprop; derivative 0 at x = 0).
 struct ReluBackward {
@@ -24,9 +29,7 @@ struct ReluBackward {
   const float* dy;
   float* dx;
   Accumulate mode;
-  WDLAB_HD void operator()(Index i) const {
-    store(mode, &dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
-  }
+  WDLAB_HD void operator()(Index i) const { store(mode, &dx[i], relu_cotangent(x[i], dy[i])); }
 };
 
 /// y = tanh(x) (reference/ops/tanh.hpp tanh_fprop).

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/philox.hpp"
+#include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/hd.hpp"
 #include "cuda/kernels/reduce.hpp"
 
@@ -78,11 +79,14 @@ struct BnEvalBackward {
   Index C, HW;
   float eps;
   Accumulate mode;
+  /// As BnBackward's: BN's output y when the ReLU after it is fused (dy is then the ReLU's
+  /// output cotangent, BN's is relu_cotangent(y, dy)), or null.
+  const float* relu_in = nullptr;
   WDLAB_HD void operator()(Index i) const {
     const Index c = (i / HW) % C;
     const float invstd = 1.0f / sqrtf(running_var[c] + eps);
     const float scale = (gamma ? gamma[c] : 1.0f) * invstd;
-    store(mode, &dx[i], scale * dy[i]);
+    store(mode, &dx[i], scale * (relu_in ? relu_cotangent(relu_in[i], dy[i]) : dy[i]));
   }
 };
 

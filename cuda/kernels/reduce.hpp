@@ -6,12 +6,15 @@
 //
 // Per-channel sums over NCHW data: channel c of example n is the run x[(n·C + c)·HW + j],
 // j < HW; its m = N·HW entries are numbered e = n·HW + j. Dense N×K data is HW = 1.
+#include "common/reduction_layout.hpp"
 #include "cuda/kernels/hd.hpp"
 
 namespace wdlab::cuda::kernels {
 
-/// How many chunks of `chunk` entries cover m entries: ⌈m / chunk⌉ (≥ 1 for m ≥ 1).
-WDLAB_HD inline Index chunk_count(Index m, Index chunk) { return (m + chunk - 1) / chunk; }
+// The split of the work (lanes per channel, flat chunks) and the scratch it needs live in
+// common/reduction_layout.hpp, shared with the host's device-memory plan.
+using reduction::channel_lanes;
+using reduction::chunk_count;
 
 /// What a channel reduction sums per entry. `a`, `b` are NCHW tensors; `mean` per channel.
 enum class ChannelTerm : std::uint32_t {
@@ -20,20 +23,27 @@ enum class ChannelTerm : std::uint32_t {
   product,           // a · b            (BN backward: Σ dy ⊙ x̂)
 };
 
-/// Lanes per channel of a channel reduction over m entries: about 32 entries per lane, at most
-/// 1024 lanes, at least one. VGG16's first BN at batch 128 (64 channels of 131072 entries) gets
-/// 64·1024 lanes: enough threads to fill a GPU, where one lane per 1024-entry chunk gave 8192.
-inline constexpr Index kEntriesPerLane = 32, kMaxLanes = 1024;
-WDLAB_HD inline Index channel_lanes(Index m) {
-  const Index l = (m + kEntriesPerLane - 1) / kEntriesPerLane;
-  return l < 1 ? 1 : (l > kMaxLanes ? kMaxLanes : l);
-}
+/// Lane k of channel c: the NCHW offsets (n·C + c)·HW + j of its entries e = n·HW + j =
+/// k, k+lanes, k+2·lanes, ... in that order. On the device neighbouring lanes read neighbouring
+/// addresses (coalesced), where a lane per contiguous chunk made neighbours read 1024 entries
+/// apart. The walk adds lanes = q·HW + r to (n, j), so there is no division per entry.
+struct ChannelLane {
+  Index C, c, HW, q, r, n, j;
+  WDLAB_HD ChannelLane(Index C_, Index HW_, Index lanes, Index c_, Index k)
+      : C(C_), c(c_), HW(HW_), q(lanes / HW_), r(lanes % HW_), n(k / HW_), j(k % HW_) {}
+  WDLAB_HD Index offset() const { return (n * C + c) * HW + j; }
+  WDLAB_HD void next() {
+    n += q;
+    j += r;
+    if (j >= HW) {
+      j -= HW;
+      ++n;
+    }
+  }
+};
 
 /// partial[c·lanes + k] = Σ_{e ≡ k (mod lanes), e < m} term(c, e), e ascending, in double.
-/// Index space C·lanes. Lane k of channel c reads entries k, k+lanes, k+2·lanes, ...: on the
-/// device neighbouring lanes read neighbouring addresses (coalesced), where a lane per
-/// contiguous chunk made neighbours read 1024 entries apart. A lane walks its entries
-/// e = n·HW + j by adding lanes = q·HW + r, so there is no division per entry.
+/// Index space C·lanes; lane k of channel c walks its entries as ChannelLane.
 struct ChannelPartialSums {
   const float* a;
   const float* b;       // product only
@@ -43,21 +53,14 @@ struct ChannelPartialSums {
   ChannelTerm term;
   WDLAB_HD void operator()(Index i) const {
     const Index c = i / lanes, k = i % lanes;
-    const Index q = lanes / HW, r = lanes % HW;
-    Index n = k / HW, j = k % HW;
+    ChannelLane lane(C, HW, lanes, c, k);
     double s = 0.0;
-    for (Index e = k; e < m; e += lanes) {
-      const Index o = (n * C + c) * HW + j;
+    for (Index e = k; e < m; e += lanes, lane.next()) {
+      const Index o = lane.offset();
       const double v = double(a[o]);
       if (term == ChannelTerm::value) s += v;
       else if (term == ChannelTerm::centred_square) s += (v - mean[c]) * (v - mean[c]);
       else s += v * double(b[o]);
-      n += q;
-      j += r;
-      if (j >= HW) {
-        j -= HW;
-        ++n;
-      }
     }
     partial[i] = s;
   }

@@ -9,6 +9,7 @@
 #include "cuda/context.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/kernels/augment.hpp"
+#include "cuda/kernels/batchnorm.hpp"
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/host_launch.hpp"
 #include "cuda/kernels/launch.hpp"
@@ -185,4 +186,40 @@ TEST_CASE("gpu: SGD/Adam/Lion updates and deterministic reductions against the h
   const auto f = to_host(fd, ctx);
   WDLAB_EXPECT_PASS(compare_kernel("gpu flat sum of squares", {f[1]}, {s2}));
   CHECK(f[2] == 0.0);
+}
+
+TEST_CASE("gpu: BN backward with the fused ReLU equals ReLU backward then BN backward on the device, bit for bit") {
+  require_gpu_or_skip();
+  Context ctx;
+  const cudaStream_t s = ctx.stream();
+  const Index N = 16, C = 8, HW = 250, total = N * C * HW;
+  const auto y = inputs(std::size_t(total), 36), dr = inputs(std::size_t(total), 37), xh = inputs(std::size_t(total), 38);
+  std::vector<double> invstd(static_cast<std::size_t>(C));
+  for (Index c = 0; c < C; ++c) invstd[std::size_t(c)] = 0.5 + 0.25 * double(c);
+  const std::vector<float> gamma{1.2f, -0.8f, 0.5f, 2.0f, 0.3f, -1.1f, 0.9f, 1.0f};
+  auto yd = to_device(y, ctx), drd = to_device(dr, ctx), xd = to_device(xh, ctx), gd = to_device(gamma, ctx);
+  auto isd = to_device(invstd, ctx);
+  const auto n = static_cast<std::size_t>(total), c2 = static_cast<std::size_t>(2 * C);
+  DeviceBuffer<double> partial(static_cast<std::size_t>(bn_relu_partials_needed(C, N * HW)));
+  DeviceBuffer<double> sums2(c2), sums1(c2);
+  DeviceBuffer<float> g(n), g1(n), dx2(n), dx1(n);
+  // Two kernels: ReluBackward stores dŷ, two channel sums and BnBackward read it.
+  launch_device(s, total, ReluBackward{yd.data(), drd.data(), g.data(), Accumulate::overwrite});
+  channel_sums(s, g.data(), nullptr, nullptr, N, C, HW, ChannelTerm::value, 1.0, sums2.data(), partial.data());
+  channel_sums(s, g.data(), xd.data(), nullptr, N, C, HW, ChannelTerm::product, 1.0, sums2.data() + C, partial.data());
+  launch_device(s, total, BnBackward{g.data(), xd.data(), isd.data(), sums2.data(), sums2.data() + C, gd.data(), dx2.data(),
+                                     C, HW, N * HW, Accumulate::overwrite});
+  // Fused, storing dŷ as a capture does.
+  bn_relu_backward_sums(s, drd.data(), yd.data(), xd.data(), g1.data(), N, C, HW, sums1.data(), partial.data());
+  launch_device(s, total, BnBackward{drd.data(), xd.data(), isd.data(), sums1.data(), sums1.data() + C, gd.data(), dx1.data(),
+                                     C, HW, N * HW, Accumulate::overwrite, yd.data()});
+  CHECK(to_host(sums1, ctx) == to_host(sums2, ctx));
+  CHECK(to_host(g1, ctx) == to_host(g, ctx));
+  WDLAB_EXPECT_PASS(compare_exact("gpu fused BN+ReLU backward dx", to_d(to_host(dx1, ctx)), to_d(to_host(dx2, ctx))));
+  // And the host launcher's fused run (the CPU suite's path) to the summation's rounding.
+  const Index lanes = channel_lanes(N * HW);
+  std::vector<double> ph(static_cast<std::size_t>(2 * C * lanes)), sh(static_cast<std::size_t>(2 * C));
+  launch_host(C * lanes, BnReluPartialSums{dr.data(), y.data(), xh.data(), nullptr, ph.data(), C, HW, N * HW, lanes});
+  launch_host(2 * C, SumPartials{ph.data(), sh.data(), lanes, 1.0});
+  WDLAB_EXPECT_PASS(compare_kernel("gpu fused BN+ReLU sums vs host", to_host(sums1, ctx), sh));
 }

@@ -13,6 +13,7 @@
 #include "cuda/kernels/batchnorm.hpp"
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/host_launch.hpp"
+#include "cuda/kernels/measure.hpp"
 #include "cuda/kernels/patches.hpp"
 #include "cuda/kernels/pool.hpp"
 #include "cuda/kernels/reduce.hpp"
@@ -398,5 +399,173 @@ TEST_CASE("kernel BN with the fused ReLU writes the BN output and relu of it, bi
     int zeroed = 0;
     for (std::size_t i = 0; i < x.size(); ++i) zeroed += r1[i] == 0.0f && y1[i] < 0.0f;
     CHECK(zeroed > 5);
+  }
+}
+
+namespace {
+
+/// BN's backward with the ReLU after it, the two ways CudaBackend::backward can run it:
+/// two_kernels (ReluBackward stores dŷ = dr ⊙ 1[y > 0], two channel sums read it, BnBackward
+/// reads it) and fused (relu_backward_fused: BnReluPartialSums and BnBackward::relu_in read dr
+/// and y; dŷ stored only when asked, as under a capture).
+struct BnReluBackwardRun {
+  std::vector<float> dyhat, dx;
+  std::vector<double> sums;  // Σdŷ[C], Σdŷ⊙x̂[C]
+};
+
+struct BnReluBackwardInput {
+  std::vector<float> dr, y, xhat;  // xhat empty: no affine, x̂ is y
+  std::vector<double> invstd;
+  const float* gamma = nullptr;
+  Index N = 0, C = 0, HW = 0;
+  const float* xh() const { return xhat.empty() ? y.data() : xhat.data(); }
+};
+
+BnReluBackwardRun bn_relu_two_kernels(const BnReluBackwardInput& in, const std::vector<float>& dx0, Accumulate mode) {
+  const Index m = in.N * in.HW, lanes = channel_lanes(m), total = in.N * in.C * in.HW;
+  BnReluBackwardRun r{std::vector<float>(in.y.size(), -3.0f), dx0, std::vector<double>(2 * std::size_t(in.C))};
+  std::vector<double> partial(std::size_t(in.C * lanes));
+  launch_host(total, ReluBackward{in.y.data(), in.dr.data(), r.dyhat.data(), Accumulate::overwrite});
+  launch_host(in.C * lanes, ChannelPartialSums{r.dyhat.data(), nullptr, nullptr, partial.data(), in.C, in.HW, m,
+                                               lanes, ChannelTerm::value});
+  launch_host(in.C, SumPartials{partial.data(), r.sums.data(), lanes, 1.0});
+  launch_host(in.C * lanes, ChannelPartialSums{r.dyhat.data(), in.xh(), nullptr, partial.data(), in.C, in.HW, m,
+                                               lanes, ChannelTerm::product});
+  launch_host(in.C, SumPartials{partial.data(), r.sums.data() + in.C, lanes, 1.0});
+  launch_host(total, BnBackward{r.dyhat.data(), in.xh(), in.invstd.data(), r.sums.data(), r.sums.data() + in.C,
+                                in.gamma, r.dx.data(), in.C, in.HW, m, mode});
+  return r;
+}
+
+BnReluBackwardRun bn_relu_fused(const BnReluBackwardInput& in, const std::vector<float>& dx0, Accumulate mode,
+                                bool store_dyhat) {
+  const Index m = in.N * in.HW, lanes = channel_lanes(m), total = in.N * in.C * in.HW;
+  BnReluBackwardRun r{std::vector<float>(in.y.size(), -3.0f), dx0, std::vector<double>(2 * std::size_t(in.C))};
+  std::vector<double> partial(std::size_t(2 * in.C * lanes), std::numeric_limits<double>::quiet_NaN());
+  launch_host(in.C * lanes, BnReluPartialSums{in.dr.data(), in.y.data(), in.xh(), store_dyhat ? r.dyhat.data() : nullptr,
+                                              partial.data(), in.C, in.HW, m, lanes});
+  launch_host(2 * in.C, SumPartials{partial.data(), r.sums.data(), lanes, 1.0});
+  launch_host(total, BnBackward{in.dr.data(), in.xh(), in.invstd.data(), r.sums.data(), r.sums.data() + in.C,
+                                in.gamma, r.dx.data(), in.C, in.HW, m, mode, in.y.data()});
+  return r;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("kernel BN backward with the fused ReLU equals ReLU backward then BN backward, bit for bit") {
+  // CudaBackend::backward fuses a ReLU that is the only reader of the BN before it
+  // (relu_backward_fused): BN's kernels read the ReLU's cotangent dr and BN's output y and apply
+  // the mask themselves. Sums, input gradient and (under a capture) the stored dŷ must be exactly
+  // the two-kernel path's. Two geometries: lanes < HW (q = 0) and lanes > HW (q ≥ 1), both with
+  // several entries per lane.
+  struct Geometry {
+    Index N, C, HW;
+  };
+  const std::vector<float> gamma{1.2f, -0.8f, 0.5f};
+  for (const Geometry geo : {Geometry{5, 3, 37}, Geometry{70, 2, 5}}) {
+    for (const bool affine : {false, true}) {
+      CAPTURE(geo.N);
+      CAPTURE(geo.HW);
+      CAPTURE(affine);
+      const Index total = geo.N * geo.C * geo.HW, m = geo.N * geo.HW;
+      REQUIRE(channel_lanes(m) > 1);
+      REQUIRE(m / channel_lanes(m) >= 5);
+      BnReluBackwardInput in;
+      in.N = geo.N, in.C = geo.C, in.HW = geo.HW;
+      in.gamma = affine ? gamma.data() : nullptr;
+      in.invstd = {1.5, 0.7, 2.0};
+      in.invstd.resize(std::size_t(geo.C));
+      in.dr.resize(std::size_t(total));
+      in.y.resize(std::size_t(total));
+      for (std::size_t i = 0; i < in.y.size(); ++i) {
+        in.y[i] = float(std::sin(0.37 * double(i)) * 2.0 - 0.3);
+        in.dr[i] = float(std::cos(1.3 * double(i)) * 0.8 + 0.1);
+      }
+      if (affine) {
+        in.xhat.resize(std::size_t(total));
+        for (std::size_t i = 0; i < in.xhat.size(); ++i) in.xhat[i] = float(std::sin(0.11 * double(i) + 1.0));
+      }
+      // The mask's edges: y = +0 and −0 (derivative 0), y = NaN (0; with affine only, where x̂
+      // is a separate finite tensor: without, x̂ = y would carry the NaN into Σdŷ⊙x̂), and a NaN
+      // cotangent where the mask is 0 (dropped, as ReluBackward's select drops it).
+      in.y[3] = 0.0f;
+      in.y[4] = -0.0f;
+      if (affine) in.y[9] = std::numeric_limits<float>::quiet_NaN();
+      std::size_t masked = 0;
+      for (std::size_t i = 0; i < in.y.size(); ++i) masked += !(in.y[i] > 0.0f);
+      for (std::size_t i = 0; i < in.y.size(); ++i)
+        if (!(in.y[i] > 0.0f) && i > 10) {
+          in.dr[i] = std::numeric_limits<float>::quiet_NaN();
+          break;
+        }
+      CHECK(masked > std::size_t(total) / 4);  // the mask does work in this test
+      std::vector<float> dx0(static_cast<std::size_t>(total));
+      for (std::size_t i = 0; i < dx0.size(); ++i) dx0[i] = float(0.01 * double(i) - 0.2);
+
+      for (const Accumulate mode : {Accumulate::overwrite, Accumulate::add}) {
+        const BnReluBackwardRun two = bn_relu_two_kernels(in, dx0, mode);
+        const BnReluBackwardRun fused = bn_relu_fused(in, dx0, mode, true);
+        const BnReluBackwardRun fused_quiet = bn_relu_fused(in, dx0, mode, false);
+        CHECK(same_bits(two.sums, fused.sums));
+        CHECK(same_bits(two.dx, fused.dx));
+        CHECK(same_bits(two.dyhat, fused.dyhat));  // what a capture downloads as BN's cotangent
+        CHECK(same_bits(two.dx, fused_quiet.dx));  // storing dŷ or not changes nothing else
+        CHECK(same_bits(two.sums, fused_quiet.sums));
+        CHECK(fused_quiet.dyhat == std::vector<float>(in.y.size(), -3.0f));  // not written
+        for (const double v : fused.sums) CHECK(std::isfinite(v));  // the masked NaN was dropped
+      }
+      // Independently: Σdŷ per channel in the natural NCHW order (a different order: close, not
+      // bit-equal) with the mask written out here.
+      const BnReluBackwardRun fused = bn_relu_fused(in, dx0, Accumulate::overwrite, true);
+      for (Index c = 0; c < geo.C; ++c) {
+        double s = 0.0;
+        for (Index n = 0; n < geo.N; ++n)
+          for (Index j = 0; j < geo.HW; ++j) {
+            const std::size_t o = std::size_t((n * geo.C + c) * geo.HW + j);
+            if (in.y[o] > 0.0f) s += double(in.dr[o]);
+          }
+        CHECK(fused.sums[std::size_t(c)] == doctest::Approx(s).epsilon(1e-12));
+      }
+      // Negative control: one entry's mask flipped (y > 0 made negative, on the fused side only)
+      // changes the sums, the input gradient and the stored dŷ.
+      BnReluBackwardInput flipped = in;
+      std::size_t f = 20;
+      while (!(in.y[f] > 0.0f && in.dr[f] != 0.0f)) ++f;
+      flipped.y[f] = -in.y[f];
+      const BnReluBackwardRun two = bn_relu_two_kernels(in, dx0, Accumulate::overwrite);
+      const BnReluBackwardRun bad = bn_relu_fused(flipped, dx0, Accumulate::overwrite, true);
+      CHECK_FALSE(same_bits(two.sums, bad.sums));
+      CHECK_FALSE(same_bits(two.dx, bad.dx));
+      CHECK_FALSE(same_bits(two.dyhat, bad.dyhat));
+      CHECK(bad.dyhat[f] == 0.0f);
+    }
+  }
+}
+
+TEST_CASE("kernel eval-mode BN backward with the fused ReLU equals ReLU backward then BN backward, bit for bit") {
+  // The metrics' backward through the running statistics (BnPass::running) fuses the same way.
+  const Index N = 4, C = 3, HW = 6, total = N * C * HW;
+  std::vector<float> y(static_cast<std::size_t>(total)), dr(y.size()), g(y.size()), dx1(y.size()), dx2(y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    y[i] = float(std::sin(0.9 * double(i)) - 0.2);
+    dr[i] = float(std::cos(0.4 * double(i)) + 0.05);
+  }
+  y[5] = 0.0f;
+  y[6] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> rvar{0.4f, 1.1f, 0.2f}, gamma{1.2f, -0.8f, 0.5f};
+  for (const float* gm : {static_cast<const float*>(nullptr), gamma.data()}) {
+    launch_host(total, ReluBackward{y.data(), dr.data(), g.data(), Accumulate::overwrite});
+    launch_host(total, BnEvalBackward{g.data(), rvar.data(), gm, dx1.data(), C, HW, 1e-3f, Accumulate::overwrite});
+    launch_host(total, BnEvalBackward{dr.data(), rvar.data(), gm, dx2.data(), C, HW, 1e-3f, Accumulate::overwrite,
+                                      y.data()});
+    CHECK(same_bits(dx1, dx2));
+    // Control: without the mask the fused body reads dr itself, which differs.
+    launch_host(total, BnEvalBackward{dr.data(), rvar.data(), gm, dx2.data(), C, HW, 1e-3f, Accumulate::overwrite});
+    CHECK_FALSE(same_bits(dx1, dx2));
   }
 }
