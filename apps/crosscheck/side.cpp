@@ -124,13 +124,20 @@ void append_weight_metrics(Tensors& out, const train::NamedValues& rows) {
 }
 
 void append_rotation_metrics(Tensors& out, train::Backend& be, const train::HostBatch& probe,
-                             const train::RotationMeter& steps, const Case& c) {
+                             const train::RotationMeter& steps, const Case& c, Precision p) {
   train::MeasureRequest req;
   req.groups.add(train::MetricGroup::rotation);
   req.lr = c.lr;
   req.seed = c.seed;
   for (const auto& [name, v] : train::rotation_rows(be.measure_summary(probe, req), steps, c.lr))
-    if (std::isfinite(v)) out.push_back(Tensor{names::metric(name, ""), Quantity::metric, {1}, {v}, ""});
+    if (std::isfinite(v)) {
+      Tensor t{names::metric(name, ""), Quantity::metric, {1}, {v}, ""};
+      // ∠(θ_t, θ_{t+1}) between float32-stored parameters: rounding θ_{t+1} moves it by at most
+      // 2⁻²⁴‖θ‖, which turns it by at most 2⁻²⁴ rad (each step, so also their mean), whatever
+      // the step's own error: for a small angle (~1e-5 rad) that is ~6e-3 relative.
+      if (p == Precision::float32 && name.rfind("rot.", 0) == 0) t.rounding = 0x1p-24;
+      out.push_back(std::move(t));
+    }
 }
 
 }  // namespace wdlab::xcheck

@@ -89,9 +89,9 @@ void append_weight_metrics(Tensors& out, const train::NamedValues& rows);
 /// (Backend::record_weight_steps into `steps`) and its rows come from the shared rotation_rows
 /// on its own measure_summary (η = the case's lr), as tensors `metric rot.<w>`, ... Rows that are
 /// null (no prediction applies: the same on every side, a function of the case's config) are
-/// left out.
+/// left out. A float32 side's rot.* carry Tensor::rounding = 2⁻²⁴ rad (its parameters' storage).
 void append_rotation_metrics(Tensors& out, train::Backend& be, const train::HostBatch& probe,
-                             const train::RotationMeter& steps, const Case& c);
+                             const train::RotationMeter& steps, const Case& c, Precision p);
 
 /// A backend's state() after an optimizer case's steps as crosscheck tensors: every trainable
 /// tensor as θ_N − θ_0 ("delta <name>", θ_0 = the case's `initial` parameters), running

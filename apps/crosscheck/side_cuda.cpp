@@ -140,7 +140,7 @@ class CudaSide final : public xcheck::Side {
       out.push_back(Tensor{xcheck::names::metric(name, ""), Quantity::metric, {1}, {v}, ""});
     for (const auto& [name, v] : be->measure(host(d.batches[0]), xcheck::measure_request_batch_bn(c)))
       out.push_back(Tensor{xcheck::names::metric(name, xcheck::of_batch_bn), Quantity::metric, {1}, {v}, ""});
-    xcheck::append_rotation_metrics(out, *be, host(d.batches[0]), steps, c);
+    xcheck::append_rotation_metrics(out, *be, host(d.batches[0]), steps, c, xcheck::Precision::float32);
     return out;
   }
 };

@@ -321,7 +321,7 @@ class ReferenceSide final : public Side {
     for (const auto& [name, v] : values) out.push_back(scalar(names::metric(name, ""), Quantity::metric, v));
     for (const auto& [name, v] : be.measure(host(d.batches[0], images), measure_request_batch_bn(c)))
       out.push_back(scalar(names::metric(name, of_batch_bn), Quantity::metric, v));
-    append_rotation_metrics(out, be, host(d.batches[0], images), steps, c);
+    append_rotation_metrics(out, be, host(d.batches[0], images), steps, c, precision());
     return out;
   }
 };

@@ -439,3 +439,33 @@ TEST_CASE("float32 deltas: the parameters' storage rounding is allowed on top of
   st64.tensors["conv.weight"] = io::Tensor::from_f64({std::int64_t(n)}, t64);
   CHECK(tensors_after_steps(st64, initial, 1)[0].rounding == 0);
 }
+
+TEST_CASE("storage rounding allowances: only a float32 side's deltas and rotation angles carry one") {
+  Selection s;
+  s.networks = {"mlp"};
+  s.optimizers = {"sgd"};
+  s.width_mult = 1.0 / 16;
+  s.batch = 4;
+  s.steps = 2;
+  const auto cases = registry(s);
+  REQUIRE(cases.size() == 1);
+  const auto d = make_case_data(cases[0]);
+  const auto tf = make_side("reference-float")->run(cases[0], d);
+  const auto td = make_side("reference-double")->run(cases[0], d);
+  int deltas = 0, angles = 0;
+  for (const auto& t : tf) {
+    CAPTURE(t.name);
+    if (t.name.rfind("delta ", 0) == 0) {
+      ++deltas;
+      CHECK(t.rounding > 0);
+    } else if (t.name.rfind("metric rot.", 0) == 0) {
+      ++angles;
+      CHECK(t.rounding == std::ldexp(1.0, -24));
+    } else {
+      CHECK(t.rounding == 0);
+    }
+  }
+  CHECK(deltas > 0);
+  CHECK(angles > 0);
+  for (const auto& t : td) CHECK(t.rounding == 0);  // the double side's storage is the reference
+}
