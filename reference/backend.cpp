@@ -7,6 +7,7 @@
 
 #include "common/errors.hpp"
 #include "common/train/optim_layout.hpp"
+#include "reference/ops/finite.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/optim/kfac.hpp"
 
@@ -81,7 +82,7 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   NetBackward<T>& bw = work_.bw;
   network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw);
   for (std::size_t i = 0; i < bw.grads.values.size(); ++i)
-    if (!bw.grads.values[i].allFinite()) return reject("gradient", params_.info[i].name);
+    if (!all_finite(bw.grads.values[i])) return reject("gradient", params_.info[i].name);
   if (is_kfac(optim_cfg_.kind)) {
     std::vector<GradientFactors<T>> gf;
     for (int i = 0; i < int(spec_.layers.size()); ++i)
@@ -111,7 +112,7 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   }
   update_running_stats(spec_, params_, fw);
   for (std::size_t i = 0; i < params_.values.size(); ++i)
-    if (!params_.values[i].allFinite()) {
+    if (!all_finite(params_.values[i])) {
       const std::string name = params_.info[i].name;
       undo();
       return reject("update", name);
