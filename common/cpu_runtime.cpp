@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <Eigen/Core>
 
 #include "common/errors.hpp"
+#include "common/parallel.hpp"
 
 #if defined(WDLAB_HAVE_OPENBLAS)
 // OpenBLAS's own entry points (declared here: Debian puts cblas.h in a per-variant folder).
@@ -57,38 +59,52 @@ class SingleThreadedBlas {
   int saved_ = 1;
 };
 
+/// Threads every loop pool of this process has started, together.
+std::atomic<int>& pool_threads_started() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+/// The loops' thread pool, sized by the thread setting: one per process, like the BLAS's own
+/// threads; rebuilt only when set_cpu_threads changes the count. A caller keeps the pool it got
+/// alive for its call (shared_ptr), so a concurrent set_cpu_threads cannot pull it away.
+struct LoopPoolSlot {
+  std::mutex m;
+  std::shared_ptr<ThreadPool> pool;
+};
+
+LoopPoolSlot& loop_pool_slot() {
+  static LoopPoolSlot slot;
+  return slot;
+}
+
+std::shared_ptr<ThreadPool> loop_pool() {
+  LoopPoolSlot& slot = loop_pool_slot();
+  const std::lock_guard<std::mutex> lock(slot.m);
+  const int want = thread_setting().load();
+  if (!slot.pool || slot.pool->size() != want) {
+    slot.pool.reset();  // the old workers stop before the new ones start
+    slot.pool = std::make_shared<ThreadPool>(want);
+    pool_threads_started() += slot.pool->threads_started();
+  }
+  return slot.pool;
+}
+
 }  // namespace
 
 int cpu_threads() { return thread_setting().load(); }
 
 void parallel_for(int n, const std::function<void(int i, int worker)>& body) {
-  const int workers = std::min(n, cpu_threads());
-  if (workers <= 1) {
+  const std::shared_ptr<ThreadPool> pool = loop_pool();
+  if (std::min(n, pool->size()) <= 1) {
     for (int i = 0; i < n; ++i) body(i, 0);
     return;
   }
   SingleThreadedBlas one_blas_thread;
-  std::atomic<int> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto run = [&](int worker) {
-    for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-      try {
-        body(i, worker);
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-        next.store(n);
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(std::size_t(workers - 1));
-  for (int w = 1; w < workers; ++w) pool.emplace_back(run, w);
-  run(0);
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  pool->run(n, body);
 }
+
+int parallel_threads_started() { return pool_threads_started().load(); }
 
 void keep_freed_memory() {
   // 32 MB is glibc's largest mmap threshold on 64-bit; setting it also stops its dynamic growth.

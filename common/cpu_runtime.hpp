@@ -34,10 +34,16 @@ int set_cpu_threads(int n);
 int cpu_threads();
 
 /// Runs body(i, worker) for every i in [0, n) on up to cpu_threads() threads (the calling one is
-/// worker 0; worker < that count), with the BLAS on one thread meanwhile. Each i runs whole on one
-/// thread, so what body(i, ·) computes does not depend on the thread count. The first exception a
-/// body throws is rethrown here after every thread has stopped.
+/// worker 0; worker < min(n, that count)), with the BLAS on one thread meanwhile. Each i runs
+/// whole on one thread, so what body(i, ·) computes does not depend on the thread count. The
+/// threads are a persistent pool (common/parallel.hpp), one per process, started when the count
+/// is first used or changed and parked between calls. The first exception a body throws is
+/// rethrown here after every thread has stopped. A parallel_for inside a body runs serially.
 void parallel_for(int n, const std::function<void(int i, int worker)>& body);
+
+/// Threads parallel_for's pools have started in this process so far (a pool of t threads
+/// starts t − 1; calls start none).
+int parallel_threads_started();
 
 /// Keeps freed memory in the process (glibc: no mmap for blocks under 32 MB, no trimming), so the
 /// large matrices a training step allocates again every step reuse pages instead of faulting in

@@ -7,6 +7,7 @@
 
 #include "common/errors.hpp"
 #include "common/train/optim_layout.hpp"
+#include "reference/ops/finite.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/optim/kfac.hpp"
 
@@ -60,9 +61,15 @@ std::vector<FactorStats<T>> ReferenceBackend<T>::statistics(const Mat<T>& x, std
 
 template <class T>
 train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, double lr, std::int64_t iteration) {
-  const Mat<T> x = to_matrix(b);
+  // The step's large buffers (batch, activations, cotangents, gradients) are the workspace's,
+  // reused step after step (no allocation for them once the shapes are known).
+  const Eigen::Index rows = spec_.input.size();
+  WDLAB_CHECK(Eigen::Index(b.images.size()) == rows * b.n, "batch size does not match the input shape");
+  Mat<T>& x = work_.x;
+  x = Eigen::Map<const Eigen::MatrixXf>(b.images.data(), rows, b.n).template cast<T>();
   const Eigen::VectorXi labels = Eigen::Map<const Eigen::VectorXi>(b.labels.data(), b.n);
-  const auto fw = network_forward(spec_, params_, x, BnMode::train);
+  NetForward<T>& fw = work_.fw;
+  network_forward(spec_, params_, x, BnMode::train, fw);
   const auto ce = softmax_cross_entropy<T>(fw.logits(), labels);
   train::StepStats s{.loss = double(ce.loss), .correct = ce.correct, .finite = std::isfinite(double(ce.loss))};
   const auto reject = [&s](std::string tensor, std::string layer) {
@@ -72,9 +79,10 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
     return s;
   };
   if (!s.finite) return reject("loss", "");  // never step on a non-finite loss
-  const auto bw = network_backward(spec_, params_, fw, ce.dlogits);
+  NetBackward<T>& bw = work_.bw;
+  network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw);
   for (std::size_t i = 0; i < bw.grads.values.size(); ++i)
-    if (!bw.grads.values[i].allFinite()) return reject("gradient", params_.info[i].name);
+    if (!all_finite(bw.grads.values[i])) return reject("gradient", params_.info[i].name);
   if (is_kfac(optim_cfg_.kind)) {
     std::vector<GradientFactors<T>> gf;
     for (int i = 0; i < int(spec_.layers.size()); ++i)
@@ -104,7 +112,7 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   }
   update_running_stats(spec_, params_, fw);
   for (std::size_t i = 0; i < params_.values.size(); ++i)
-    if (!params_.values[i].allFinite()) {
+    if (!all_finite(params_.values[i])) {
       const std::string name = params_.info[i].name;
       undo();
       return reject("update", name);

@@ -49,7 +49,15 @@ class ReferenceBackend final : public train::Backend {
   std::int64_t init_batches_ = 0;
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
   std::size_t raises_reported_ = 0;
-  train::WeightSteps weight_steps_ = train::WeightSteps::off;  // K-FAC damping raises already turned into step events
+  train::WeightSteps weight_steps_ = train::WeightSteps::off;
+  /// train_step's workspace: it only grows, and is reused by every step (its contents never
+  /// carry from one step into the next's results).
+  struct StepWorkspace {
+    Mat<T> x;
+    NetForward<T> fw;
+    NetBackward<T> bw;
+  };
+  StepWorkspace work_;  // K-FAC damping raises already turned into step events
 };
 
 }  // namespace wdlab::ref

@@ -14,8 +14,9 @@ namespace wdlab::ref {
 
 namespace {
 
+/// A tensor viewed as a vector (no copy).
 template <class T>
-Vec<T> as_vec(const Mat<T>& m) {
+Eigen::Map<const Vec<T>> as_vec(const Mat<T>& m) {
   return Eigen::Map<const Vec<T>>(m.data(), m.size());
 }
 
@@ -42,11 +43,18 @@ const Mat<T>& NetForward<T>::input_of(const NetworkSpec& spec, int layer, int wh
 template <class T>
 NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
                               BnMode mode) {
+  NetForward<T> fw;
+  network_forward(spec, p, x, mode, fw);
+  return fw;
+}
+
+template <class T>
+void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x, BnMode mode,
+                     NetForward<T>& fw) {
   const int N = int(x.cols());
   WDLAB_CHECK(x.rows() == spec.input.size(), fmt::format("input has {} rows, the network expects {}",
                                                          x.rows(), spec.input.size()));
   const int n_layers = int(spec.layers.size());
-  NetForward<T> fw;
   fw.mode = mode;
   fw.input = &x;
   fw.out.resize(n_layers);
@@ -65,67 +73,108 @@ NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, c
         break;
       }
       case LayerKind::conv2d: {
-        const Vec<T> b = s.bias >= 0 ? as_vec(p.values[s.bias]) : Vec<T>();
+        const Vec<T> b = s.bias >= 0 ? Vec<T>(as_vec(p.values[s.bias])) : Vec<T>();
         conv2d_fprop(l.conv_geometry(N), in, p.values[s.weight], s.bias >= 0 ? &b : nullptr, y);
         break;
       }
       case LayerKind::batchnorm: {
-        const Vec<T> g = s.gamma >= 0 ? as_vec(p.values[s.gamma]) : Vec<T>();
-        const Vec<T> b = s.beta >= 0 ? as_vec(p.values[s.beta]) : Vec<T>();
+        const Vec<T> g = s.gamma >= 0 ? Vec<T>(as_vec(p.values[s.gamma])) : Vec<T>();
+        const Vec<T> b = s.beta >= 0 ? Vec<T>(as_vec(p.values[s.beta])) : Vec<T>();
         const Vec<T>* gp = s.gamma >= 0 ? &g : nullptr;
         const Vec<T>* bp = s.beta >= 0 ? &b : nullptr;
         if (mode == BnMode::train) {
-          fw.bn[i] = batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y);
+          if (!fw.bn[i] || fw.bn[i]->mode != BnMode::train) fw.bn[i].emplace();
+          batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y, *fw.bn[i]);
         } else {
           // Kept: backward through eval-mode BN (an affine map) serves the metrics' per-example
           // Jacobians (reference/net/metrics.hpp).
-          fw.bn[i] = batchnorm_fprop_eval(bn_geometry(l, N), in, as_vec(p.values[s.running_mean]),
-                                          as_vec(p.values[s.running_var]), T(l.bn_eps), gp, bp, y);
+          fw.bn[i] = batchnorm_fprop_eval(bn_geometry(l, N), in, Vec<T>(as_vec(p.values[s.running_mean])),
+                                          Vec<T>(as_vec(p.values[s.running_var])), T(l.bn_eps), gp, bp, y);
         }
         break;
       }
       case LayerKind::relu: relu_fprop(in, y); break;
-      case LayerKind::maxpool: fw.pool[i] = maxpool2d_fprop(l.pool_geometry(N), in, y); break;
+      case LayerKind::maxpool:
+        if (!fw.pool[i]) fw.pool[i].emplace();
+        maxpool2d_fprop(l.pool_geometry(N), in, y, *fw.pool[i]);
+        break;
       case LayerKind::global_avgpool: global_avgpool_fprop(gap_geometry(l, N), in, y); break;
       case LayerKind::flatten: y = in; break;  // CHW columns are already flat
       case LayerKind::residual_add: residual_fprop(in, fw.input_of(spec, i, 1), y); break;
       case LayerKind::tanh: tanh_fprop(in, y); break;
     }
   }
-  return fw;
 }
 
 template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
                                 const NetForward<T>& fw, const Mat<T>& dlogits, InputGrad want) {
+  NetBackward<T> bw;
+  network_backward(spec, p, fw, dlogits, want, bw);
+  return bw;
+}
+
+namespace {
+
+/// Whether `grads` has p's tensors with their shapes (then a reusing pass overwrites it).
+template <class T>
+bool same_layout(const ParamStore<T>& grads, const ParamStore<T>& p) {
+  if (grads.values.size() != p.values.size()) return false;
+  for (std::size_t i = 0; i < p.values.size(); ++i)
+    if (grads.values[i].rows() != p.values[i].rows() || grads.values[i].cols() != p.values[i].cols()) return false;
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
+                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw) {
   const int n_layers = int(spec.layers.size());
   const int N = int(dlogits.cols());
-  NetBackward<T> bw;
-  bw.grads = p.zeros_like();
-  bw.d_out.resize(n_layers);
+  // Running statistics' entries stay zero; every trainable entry is written below (or zeroed
+  // where its layer gets no cotangent).
+  if (!same_layout(bw.grads, p)) bw.grads = p.zeros_like();
+  bw.d_out.resize(std::size_t(n_layers));
+  bw.reached.assign(std::size_t(n_layers), 0);
+  bw.input_reached = false;
   bw.d_out.back() = dlogits;
-  bw.d_input = Mat<T>::Zero(spec.input.size(), N);
-  // Accumulates a cotangent into the output of layer `src` (or the input): fan-out sums.
-  // The first cotangent moves in (no copy of a whole activation per layer).
-  auto accumulate = [&](int src, Mat<T>&& d) {
-    Mat<T>& target = src < 0 ? bw.d_input : bw.d_out[src];
-    if (target.size() == 0) target = std::move(d);
-    else target += d;
+  bw.reached.back() = 1;
+  // The cotangent of the output of layer `src` (or of the input, src < 0). Fan-out sums: the
+  // first cotangent to arrive is written straight into its slot, later ones go to bw.fan_in and
+  // are added (the same additions in the same order as moving the first in and adding the rest).
+  auto slot = [&](int src) -> Mat<T>& { return src < 0 ? bw.d_input : bw.d_out[std::size_t(src)]; };
+  auto reached = [&](int src) -> bool { return src < 0 ? bw.input_reached : bw.reached[std::size_t(src)] != 0; };
+  auto dest = [&](int src) -> Mat<T>& { return reached(src) ? bw.fan_in : slot(src); };
+  auto arrived = [&](int src, const Mat<T>& d) {
+    if (&d == &bw.fan_in) slot(src) += d;
+    if (src < 0) bw.input_reached = true;
+    else bw.reached[std::size_t(src)] = 1;
+  };
+  auto arrived_moved = [&](int src, Mat<T>&& d) {
+    if (reached(src)) slot(src) += d;
+    else slot(src) = std::move(d);
+    arrived(src, slot(src));
   };
   for (int i = n_layers - 1; i >= 0; --i) {
     const Layer& l = spec.layers[i];
     const LayerSlots& s = p.slots[i];
-    const Mat<T>& dy = bw.d_out[i];
-    if (dy.size() == 0) continue;  // output unused downstream
+    if (!bw.reached[std::size_t(i)]) {  // output unused downstream: no gradient
+      for (const int t : {s.weight, s.bias, s.gamma, s.beta})
+        if (t >= 0) bw.grads.values[std::size_t(t)].setZero();
+      continue;
+    }
+    const Mat<T>& dy = bw.d_out[std::size_t(i)];
     const Mat<T>& in = fw.input_of(spec, i);
     const int src = l.inputs[0];
-    Mat<T> dx;
+    Mat<T>& dx = dest(src);
+    bool wrote_dx = true;
     switch (l.kind) {
       case LayerKind::dense: {
         bw.grads.values[s.weight].noalias() = dy * in.transpose();  // dW = dy xᵀ
         if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
-        if (src >= 0 || want == InputGrad::compute)
-          dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
+        wrote_dx = src >= 0 || want == InputGrad::compute;
+        if (wrote_dx) dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
         break;
       }
       case LayerKind::conv2d: {
@@ -135,12 +184,13 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
         conv2d_bprop_filter(g, in, dy, bw.grads.values[s.weight], s.bias >= 0 ? &db : nullptr);
         if (s.bias >= 0) bw.grads.values[s.bias] = db;
         // The first layer's input gradient is work no optimizer needs; skipped unless asked.
-        if (src >= 0 || want == InputGrad::compute) conv2d_bprop_data(g, dy, p.values[s.weight], dx);
+        wrote_dx = src >= 0 || want == InputGrad::compute;
+        if (wrote_dx) conv2d_bprop_data(g, dy, p.values[s.weight], dx);
         break;
       }
       case LayerKind::batchnorm: {
         WDLAB_CHECK(fw.bn[i].has_value(), "backward through BN needs its forward context");
-        const Vec<T> g = s.gamma >= 0 ? as_vec(p.values[s.gamma]) : Vec<T>();
+        const Vec<T> g = s.gamma >= 0 ? Vec<T>(as_vec(p.values[s.gamma])) : Vec<T>();
         Vec<T> dg, dbeta;
         if (s.gamma >= 0) {
           dg.resize(l.out.C);
@@ -157,16 +207,19 @@ NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
       case LayerKind::global_avgpool: global_avgpool_bprop(gap_geometry(l, N), dy, dx); break;
       case LayerKind::flatten: dx = dy; break;
       case LayerKind::residual_add: {
-        Mat<T> db;
-        residual_bprop(dy, dx, db);
-        accumulate(l.inputs[1], std::move(db));
+        // Two cotangents, the second input's first (the order of the sums as before).
+        Mat<T> da, db;
+        residual_bprop(dy, da, db);
+        arrived_moved(l.inputs[1], std::move(db));
+        arrived_moved(src, std::move(da));
+        wrote_dx = false;
         break;
       }
       case LayerKind::tanh: tanh_bprop(fw.out[i], dy, dx); break;
     }
-    if (dx.size() > 0) accumulate(src, std::move(dx));
+    if (wrote_dx) arrived(src, dx);
   }
-  return bw;
+  if (!bw.input_reached) bw.d_input.setZero(spec.input.size(), N);
 }
 
 template <class T>
@@ -231,6 +284,10 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
   template struct NetForward<T>;                                                                \
   template NetForward<T> network_forward<T>(const NetworkSpec&, const ParamStore<T>&,           \
                                             const Mat<T>&, BnMode);                             \
+  template void network_forward<T>(const NetworkSpec&, const ParamStore<T>&, const Mat<T>&,    \
+                                    BnMode, NetForward<T>&);                                    \
+  template void network_backward<T>(const NetworkSpec&, const ParamStore<T>&, const NetForward<T>&, \
+                                    const Mat<T>&, InputGrad, NetBackward<T>&);                 \
   template NetBackward<T> network_backward<T>(const NetworkSpec&, const ParamStore<T>&,         \
                                               const NetForward<T>&, const Mat<T>&, InputGrad);  \
   template void update_running_stats<T>(const NetworkSpec&, ParamStore<T>&, const NetForward<T>&); \

@@ -29,12 +29,23 @@ template <class T>
 NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x,
                               BnMode mode);
 
+/// The same into `fw`, reusing its buffers: a training step's workspace. With the shapes of the
+/// last call the activations, BN and pooling contexts and conv scratch are not allocated again.
+template <class T>
+void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x, BnMode mode,
+                     NetForward<T>& fw);
+
 /// Gradients of Σ dlogits ⊙ logits through the whole batch.
 template <class T>
 struct NetBackward {
   ParamStore<T> grads;         // trainable tensors filled; running statistics stay zero
   std::vector<Mat<T>> d_out;   // cotangent at each layer's output (dense/conv: K-FAC's g)
   Mat<T> d_input;             // zero unless InputGrad::compute
+  // Workspace of the reusing network_backward: which d_out (and d_input) this pass reached, and a
+  // buffer for cotangents added to one already there (fan-out).
+  std::vector<std::uint8_t> reached;
+  bool input_reached = false;
+  Mat<T> fan_in;
 };
 
 enum class InputGrad { skip, compute };
@@ -43,6 +54,12 @@ template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
                                 const NetForward<T>& fw, const Mat<T>& dlogits,
                                 InputGrad want = InputGrad::skip);
+
+/// The same into `bw`, reusing its buffers (gradients, cotangents): no allocation for them when
+/// the shapes are those of the last call. The results are the same bits as the function above.
+template <class T>
+void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
+                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw);
 
 /// running ← m·running + (1−m)·batch for every BN layer of a train-mode pass.
 template <class T>

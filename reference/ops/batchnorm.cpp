@@ -66,6 +66,14 @@ template <class T>
 BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x,
                                           std::type_identity_t<T> eps, BnVecIn<T> gamma,
                                           BnVecIn<T> beta, Mat<T>& y) {
+  BatchNormContext<T> ctx;
+  batchnorm_fprop_train(geom, x, eps, gamma, beta, y, ctx);
+  return ctx;
+}
+
+template <class T>
+void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::type_identity_t<T> eps,
+                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx) {
   check_x(geom, x, "x");
   check_channel_vec(geom, gamma, "γ");
   check_channel_vec(geom, beta, "β");
@@ -74,7 +82,6 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
   if (m < 2)
     throw PreconditionError(
         fmt::format("{}: batch statistics need N·HW >= 2 entries per channel", geom.describe()));
-  BatchNormContext<T> ctx;
   ctx.geom = geom;
   ctx.mode = BnMode::train;
   ctx.affine = affine_of(gamma, beta);
@@ -99,7 +106,6 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
     ctx.invstd(c) = invstd;
   });
   apply_affine(geom, ctx.xhat, gamma, beta, y);
-  return ctx;
 }
 
 template <class T>
@@ -182,6 +188,8 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
   template Affine affine_of<T>(const Vec<T>*, const Vec<T>*);                                      \
   template BatchNormContext<T> batchnorm_fprop_train<T>(const BatchNormGeometry&, const Mat<T>&,   \
                                                         T, const Vec<T>*, const Vec<T>*, Mat<T>&); \
+  template void batchnorm_fprop_train<T>(const BatchNormGeometry&, const Mat<T>&, T, const Vec<T>*,  \
+                                         const Vec<T>*, Mat<T>&, BatchNormContext<T>&);           \
   template void batchnorm_update_running<T>(Vec<T>&, Vec<T>&, const BatchNormContext<T>&, T,       \
                                             RunningVariance);                                      \
   template BatchNormContext<T> batchnorm_fprop_eval<T>(const BatchNormGeometry&, const Mat<T>&,    \

@@ -74,6 +74,12 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
                                           std::type_identity_t<T> eps, BnVecIn<T> gamma,
                                           BnVecIn<T> beta, Mat<T>& y);
 
+/// The same into `ctx`, reusing its buffers (a training step's workspace: no allocation when the
+/// shapes are those of the last call).
+template <class T>
+void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::type_identity_t<T> eps,
+                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx);
+
 /// running_mean ← momentum·running_mean + (1 − momentum)·μ_B,
 /// running_var  ← momentum·running_var  + (1 − momentum)·σ²_B (σ²_B as `which` says).
 /// TF convention (momentum 0.99 = kBnMomentum). Only a train-mode context has batch statistics.

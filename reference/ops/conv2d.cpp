@@ -37,7 +37,7 @@ Range valid_outputs(int out, int in, int pad, int stride, int tap) {
 /// Aᵗ[nl·T + p·Q + q, (c·R + r)·S + s] = x[n0+nl, c, p·σ−pad+r, q·σ−pad+s] for nl < nb
 /// (0 outside the image). Writes the first C·R·S columns of At (At.rows() ≥ nb·T).
 template <class T>
-void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Mat<T>& At) {
+void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Eigen::Ref<Mat<T>> At) {
   const int P = g.P(), Q = g.Q(), st = g.stride;
   const long HW = long(g.H) * g.W, PQ = long(P) * Q;
   for (int c = 0; c < g.C; ++c)
@@ -70,7 +70,7 @@ void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Mat<T>& At
 /// dx[n0+nl, c, p·σ−pad+r, q·σ−pad+s] += Dᵗ[nl·T + p·Q + q, (c·R + r)·S + s] (inside the image):
 /// the adjoint of im2col.
 template <class T>
-void col2im_add(const Conv2dGeometry& g, const Mat<T>& Dt, int n0, int nb, Mat<T>& dx) {
+void col2im_add(const Conv2dGeometry& g, const Eigen::Ref<const Mat<T>>& Dt, int n0, int nb, Mat<T>& dx) {
   const int P = g.P(), Q = g.Q(), st = g.stride;
   const long HW = long(g.H) * g.W, PQ = long(P) * Q;
   for (int c = 0; c < g.C; ++c)
@@ -98,8 +98,8 @@ void col2im_add(const Conv2dGeometry& g, const Mat<T>& Dt, int n0, int nb, Mat<T
 
 /// y[k·T + t, n0+nl] = Yᵗ[nl·T + t, k] (+ b[k]).
 template <class T>
-void stacked_to_output(const Conv2dGeometry& g, const Mat<T>& Yt, int n0, int nb, const Vec<T>* b,
-                       Mat<T>& y) {
+void stacked_to_output(const Conv2dGeometry& g, const Eigen::Ref<const Mat<T>>& Yt, int n0, int nb,
+                       const Vec<T>* b, Mat<T>& y) {
   const long PQ = long(g.P()) * g.Q();
   for (int nl = 0; nl < nb; ++nl)
     for (int k = 0; k < g.K; ++k) {
@@ -114,7 +114,7 @@ void stacked_to_output(const Conv2dGeometry& g, const Mat<T>& Yt, int n0, int nb
 
 /// Yᵗ[nl·T + t, k] = y[k·T + t, n0+nl].
 template <class T>
-void output_to_stacked(const Conv2dGeometry& g, const Mat<T>& y, int n0, int nb, Mat<T>& Yt) {
+void output_to_stacked(const Conv2dGeometry& g, const Mat<T>& y, int n0, int nb, Eigen::Ref<Mat<T>> Yt) {
   const long PQ = long(g.P()) * g.Q();
   for (int nl = 0; nl < nb; ++nl)
     for (int k = 0; k < g.K; ++k)
@@ -151,23 +151,30 @@ struct PassChunks {
   long PQ;
 };
 
-/// One chunk-sized buffer (per·P·Q × cols) per worker thread, allocated on first use.
-template <class T>
-class PerWorker {
- public:
-  PerWorker(const PassChunks& c, int cols)
-      : rows_(long(c.per) * c.PQ), cols_(cols), bufs_(std::size_t(std::min(c.count, cpu_threads()))) {}
-  Mat<T>& get(int worker) {
-    Mat<T>& m = bufs_.at(std::size_t(worker));
-    if (m.rows() != rows_ || m.cols() != cols_) m.resize(rows_, cols_);
-    return m;
-  }
+/// The passes' scratch buffers, one per purpose and scalar type on each thread.
+enum class Scratch { patches, outputs, partials };
 
- private:
-  long rows_;
-  int cols_;
-  std::vector<Mat<T>> bufs_;
-};
+/// A rows × cols view of this thread's buffer for `purpose`: it only grows, and lives as long as
+/// the thread. parallel_for's threads are a persistent pool and a single-threaded pass runs on
+/// the caller, so step after step the passes reuse the same memory instead of allocating it
+/// (only a cache: what a pass computes never depends on what the buffer held before).
+template <class T, Scratch purpose>
+Eigen::Map<Mat<T>> thread_scratch(long rows, long cols) {
+  thread_local std::vector<T> buf;
+  const std::size_t need = std::size_t(rows) * std::size_t(cols);
+  if (buf.size() < need) buf.resize(need);
+  return Eigen::Map<Mat<T>>(buf.data(), rows, cols);
+}
+
+/// One chunk's patches Aᵗ (per·P·Q × C·R·S) and stacked outputs Yᵗ (per·P·Q × K) on this thread.
+template <class T>
+Eigen::Map<Mat<T>> chunk_patches(const PassChunks& c, const Conv2dGeometry& g) {
+  return thread_scratch<T, Scratch::patches>(long(c.per) * c.PQ, g.patch_size());
+}
+template <class T>
+Eigen::Map<Mat<T>> chunk_outputs(const PassChunks& c, const Conv2dGeometry& g) {
+  return thread_scratch<T, Scratch::outputs>(long(c.per) * c.PQ, g.K);
+}
 
 }  // namespace
 
@@ -181,13 +188,14 @@ void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
   WDLAB_CHECK(&x != &y, "conv2d_fprop: y must not alias x");
   const PassChunks c(g, sizeof(T));
   y.resize(g.K * c.PQ, g.N);
-  PerWorker<T> At(c, g.patch_size()), Yt(c, g.K);
-  parallel_for(c.count, [&](int i, int wk) {
+  parallel_for(c.count, [&](int i, int) {
     const int n0 = c.first(i), nb = c.size(i);
     const long m = nb * c.PQ;
-    im2col(g, x, n0, nb, At.get(wk));
-    Yt.get(wk).topRows(m).noalias() = At.get(wk).topRows(m) * w.transpose();
-    stacked_to_output(g, Yt.get(wk), n0, nb, b, y);
+    auto At = chunk_patches<T>(c, g);
+    auto Yt = chunk_outputs<T>(c, g);
+    im2col<T>(g, x, n0, nb, At);
+    Yt.topRows(m).noalias() = At.topRows(m) * w.transpose();
+    stacked_to_output<T>(g, Yt, n0, nb, b, y);
   });
 }
 
@@ -198,14 +206,15 @@ void conv2d_bprop_data(const Conv2dGeometry& g, const Mat<T>& dy, const Mat<T>& 
   detail::check_filter("conv2d_bprop_data", g, w);
   WDLAB_CHECK(&dx != &dy, "conv2d_bprop_data: dx must not alias dy");
   const PassChunks c(g, sizeof(T));
-  PerWorker<T> Dt(c, g.patch_size()), DYt(c, g.K);
   dx.setZero(long(g.C) * g.H * g.W, g.N);
-  parallel_for(c.count, [&](int i, int wk) {  // chunks write disjoint columns of dx
+  parallel_for(c.count, [&](int i, int) {  // chunks write disjoint columns of dx
     const int n0 = c.first(i), nb = c.size(i);
     const long m = nb * c.PQ;
-    output_to_stacked(g, dy, n0, nb, DYt.get(wk));
-    Dt.get(wk).topRows(m).noalias() = DYt.get(wk).topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
-    col2im_add(g, Dt.get(wk), n0, nb, dx);
+    auto Dt = chunk_patches<T>(c, g);
+    auto DYt = chunk_outputs<T>(c, g);
+    output_to_stacked<T>(g, dy, n0, nb, DYt);
+    Dt.topRows(m).noalias() = DYt.topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
+    col2im_add<T>(g, Dt, n0, nb, dx);
   });
 }
 
@@ -216,19 +225,22 @@ void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>&
   detail::check_input("conv2d_bprop_filter", g, x);
   detail::check_output("conv2d_bprop_filter", "dy (K·P·Q × N)", g, dy);
   const PassChunks c(g, sizeof(T));
-  PerWorker<T> At(c, g.patch_size()), DYt(c, g.K);
-  // dw = Σ_chunks DYᵗᵀ Aᵗ: one partial per chunk, added in chunk order, so the sum does not
-  // depend on which thread computed which chunk.
-  std::vector<Mat<T>> part(std::size_t(c.count));
-  parallel_for(c.count, [&](int i, int wk) {
+  // dw = Σ_chunks DYᵗᵀ Aᵗ: one partial per chunk (column i of `parts`, viewed as K × C·R·S),
+  // added in chunk order, so the sum does not depend on which thread computed which chunk.
+  const long KCRS = long(g.K) * g.patch_size();
+  auto parts = thread_scratch<T, Scratch::partials>(KCRS, c.count);  // the calling thread's
+  auto part = [&](int i) { return Eigen::Map<Mat<T>>(parts.col(i).data(), g.K, g.patch_size()); };
+  parallel_for(c.count, [&](int i, int) {
     const int n0 = c.first(i), nb = c.size(i);
     const long m = nb * c.PQ;
-    im2col(g, x, n0, nb, At.get(wk));
-    output_to_stacked(g, dy, n0, nb, DYt.get(wk));
-    part[std::size_t(i)].noalias() = DYt.get(wk).topRows(m).transpose() * At.get(wk).topRows(m);
+    auto At = chunk_patches<T>(c, g);
+    auto DYt = chunk_outputs<T>(c, g);
+    im2col<T>(g, x, n0, nb, At);
+    output_to_stacked<T>(g, dy, n0, nb, DYt);
+    part(i).noalias() = DYt.topRows(m).transpose() * At.topRows(m);
   });
-  dw = part[0];
-  for (std::size_t i = 1; i < part.size(); ++i) dw += part[i];
+  dw = part(0);
+  for (int i = 1; i < c.count; ++i) dw += part(i);
   if (db) {
     db->setZero(g.K);
     const long PQ = c.PQ;
@@ -244,7 +256,7 @@ Mat<T> conv2d_patches(const Conv2dGeometry& g, const Mat<T>& x, Homogeneous h) {
   const long PQ = long(g.P()) * g.Q();
   const int hom = h == Homogeneous::on ? 1 : 0;
   Mat<T> At(g.N * PQ, g.patch_size() + hom);
-  im2col(g, x, 0, g.N, At);
+  im2col<T>(g, x, 0, g.N, At);
   if (hom) At.col(g.patch_size()).setOnes();
   return At.transpose();
 }
@@ -262,7 +274,7 @@ Mat<T> conv2d_kfc_input_factor(const Conv2dGeometry& g, const Mat<T>& x, Homogen
   Mat<T> lower = Mat<T>::Zero(d, d);
   for (int n0 = 0; n0 < g.N; n0 += chunk) {
     const int nb = std::min(chunk, g.N - n0);
-    im2col(g, x, n0, nb, At);
+    im2col<T>(g, x, n0, nb, At);
     lower.template selfadjointView<Eigen::Lower>().rankUpdate(At.topRows(nb * PQ).transpose(),
                                                               scale);
   }

@@ -12,14 +12,24 @@ namespace wdlab::ref {
 
 template <class T>
 MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y) {
+  MaxPoolContext ctx;
+  maxpool2d_fprop(geom, x, y, ctx);
+  return ctx;
+}
+
+template <class T>
+void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, MaxPoolContext& ctx) {
   geom.validate();
   const int C = geom.C, H = geom.H, W = geom.W, P = geom.P(), Q = geom.Q();
   WDLAB_CHECK(x.rows() == Eigen::Index(C) * H * W && x.cols() == geom.N,
               fmt::format("x is {}x{} for {}", x.rows(), x.cols(), geom.describe()));
-  MaxPoolContext ctx;
   ctx.geom = geom;
   ctx.argmax.resize(Eigen::Index(C) * P * Q, geom.N);
-  Mat<T> out(Eigen::Index(C) * P * Q, geom.N);  // not y directly: y may alias x
+  // Into y directly unless y aliases x (then a fresh matrix, moved into y at the end).
+  const bool alias = y.data() == x.data();
+  Mat<T> fresh;
+  Mat<T>& out = alias ? fresh : y;
+  out.resize(Eigen::Index(C) * P * Q, geom.N);
   const int win = geom.window, st = geom.stride;
   parallel_for(geom.N, [&](int n, int) {  // examples are independent
     const T* xn = x.col(n).data();
@@ -48,8 +58,7 @@ MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<
         }
       }
   });
-  y = std::move(out);
-  return ctx;
+  if (alias) y = std::move(fresh);
 }
 
 template <class T>
@@ -88,10 +97,14 @@ void global_avgpool_fprop(const GlobalPoolGeometry& geom, const Mat<T>& x, Mat<T
   const int HW = geom.H * geom.W;
   WDLAB_CHECK(x.rows() == Eigen::Index(geom.C) * HW && x.cols() == geom.N,
               fmt::format("x is {}x{} for {}", x.rows(), x.cols(), geom.describe()));
-  Mat<T> out(geom.C, geom.N);
+  // Into y directly unless y aliases x (then a fresh matrix, moved into y at the end).
+  const bool alias = y.data() == x.data();
+  Mat<T> fresh;
+  Mat<T>& out = alias ? fresh : y;
+  out.resize(geom.C, geom.N);
   for (int c = 0; c < geom.C; ++c)
     out.row(c) = x.middleRows(Eigen::Index(c) * HW, HW).colwise().sum() / T(HW);
-  y = std::move(out);
+  if (alias) y = std::move(fresh);
 }
 
 template <class T>
@@ -100,14 +113,18 @@ void global_avgpool_bprop(const GlobalPoolGeometry& geom, const Mat<T>& dy, Mat<
   const int HW = geom.H * geom.W;
   WDLAB_CHECK(dy.rows() == geom.C && dy.cols() == geom.N,
               fmt::format("dy is {}x{} for {}", dy.rows(), dy.cols(), geom.describe()));
-  Mat<T> out(Eigen::Index(geom.C) * HW, geom.N);
+  const bool alias = dx.data() == dy.data();  // then a fresh matrix, as in the forward pass
+  Mat<T> fresh;
+  Mat<T>& out = alias ? fresh : dx;
+  out.resize(Eigen::Index(geom.C) * HW, geom.N);
   for (int c = 0; c < geom.C; ++c)
     out.middleRows(Eigen::Index(c) * HW, HW) = (dy.row(c) / T(HW)).replicate(HW, 1);
-  dx = std::move(out);
+  if (alias) dx = std::move(fresh);
 }
 
 #define WDLAB_INSTANTIATE(T)                                                                    \
   template MaxPoolContext maxpool2d_fprop<T>(const Pool2dGeometry&, const Mat<T>&, Mat<T>&);    \
+  template void maxpool2d_fprop<T>(const Pool2dGeometry&, const Mat<T>&, Mat<T>&, MaxPoolContext&); \
   template void maxpool2d_bprop<T>(const Pool2dGeometry&, const MaxPoolContext&, const Mat<T>&, \
                                    Mat<T>&);                                                    \
   template void global_avgpool_fprop<T>(const GlobalPoolGeometry&, const Mat<T>&, Mat<T>&);     \

@@ -24,6 +24,11 @@ struct MaxPoolContext {
 template <class T>
 MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y);
 
+/// The same into `ctx`, reusing its buffers (no allocation when the shapes are those of the last
+/// call and y does not alias x).
+template <class T>
+void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, MaxPoolContext& ctx);
+
 /// dx[argmax(c,p,q)] += dy[c,p,q]; zero elsewhere (overlapping windows accumulate).
 template <class T>
 void maxpool2d_bprop(const Pool2dGeometry& geom, const MaxPoolContext& ctx, const Mat<T>& dy,

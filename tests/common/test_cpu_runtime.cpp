@@ -1,8 +1,12 @@
-// parallel_for (common/cpu_runtime.hpp): every index once, on at most the set thread count, and
-// a body's exception reaches the caller.
+// parallel_for (common/cpu_runtime.hpp): every index once, on at most the set thread count, on
+// threads of one persistent pool (no thread started per call), and a body's exception reaches
+// the caller.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -62,4 +66,81 @@ TEST_CASE("parallel_for rethrows a body's exception after the other threads stop
   set_cpu_threads(0);
   // The control: without a throwing index the same call returns normally.
   CHECK_NOTHROW(parallel_for(100, [&](int, int) { ++ran; }));
+}
+
+namespace {
+
+/// The kernel's id of the calling thread: new threads get new ids (std::thread::id values are
+/// reused after a join, so they could not tell a fresh thread from a reused one).
+long kernel_tid() { return long(gettid()); }
+
+/// Both indices of a two-index call wait (up to a second) until both have started, so that on a
+/// busy machine the second thread still gets one.
+struct Rendezvous {
+  std::atomic<int> arrived{0};
+  void meet() {
+    ++arrived;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (arrived.load() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("parallel_for reuses one pool: no thread started per call, the same worker threads") {
+  REQUIRE(set_cpu_threads(2) == 2);
+  parallel_for(2, [](int, int) {});  // the pool for two threads exists from here on
+  const int started = parallel_threads_started();
+  const long caller = kernel_tid();
+  std::mutex m;
+  std::set<long> worker_tids;  // threads that ran worker 1
+  int calls_with_worker1 = 0;
+  for (int call = 0; call < 20; ++call) {
+    Rendezvous r;
+    bool worker1 = false;
+    parallel_for(2, [&](int, int worker) {
+      r.meet();
+      const std::lock_guard<std::mutex> lock(m);
+      if (worker == 1) {
+        worker_tids.insert(kernel_tid());
+        worker1 = true;
+      } else {
+        CHECK(kernel_tid() == caller);  // worker 0 is the calling thread
+      }
+    });
+    calls_with_worker1 += worker1 ? 1 : 0;
+  }
+  CHECK(parallel_threads_started() == started);  // 20 calls, no thread started
+  CHECK(calls_with_worker1 > 0);                 // the worker thread did run indices
+  CHECK(worker_tids.size() == 1);                // always the same one
+  CHECK(worker_tids.count(caller) == 0);         // and not the calling thread
+  // The control: a new count builds a new pool, and the counter sees its threads start.
+  REQUIRE(set_cpu_threads(3) == 3);
+  parallel_for(3, [](int, int) {});
+  CHECK(parallel_threads_started() == started + 2);
+  set_cpu_threads(0);
+}
+
+TEST_CASE("parallel_for's pool survives a body's exception and a nested call runs serially") {
+  REQUIRE(set_cpu_threads(2) == 2);
+  parallel_for(2, [](int, int) {});
+  const int started = parallel_threads_started();
+  CHECK_THROWS_WITH_AS(parallel_for(2,
+                                    [](int i, int) {
+                                      if (i == 1) throw std::invalid_argument("index 1 failed");
+                                    }),
+                       "index 1 failed", std::invalid_argument);
+  std::atomic<int> ran{0};
+  std::atomic<int> nested_nonzero_worker{0};
+  parallel_for(4, [&](int, int) {
+    ++ran;
+    parallel_for(3, [&](int, int worker) {  // inside a body: on this thread, as worker 0
+      ++ran;
+      if (worker != 0) ++nested_nonzero_worker;
+    });
+  });
+  CHECK(ran.load() == 4 + 4 * 3);
+  CHECK(nested_nonzero_worker.load() == 0);
+  CHECK(parallel_threads_started() == started);
+  set_cpu_threads(0);
 }
