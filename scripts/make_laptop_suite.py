@@ -1,53 +1,102 @@
 #!/usr/bin/env python3
-"""Writes the laptop experiments of `wdlab reproduce`: configs/laptop/suite.json (each mechanism's
-signature on Fashion-MNIST with small networks, under an hour on a 2-core machine),
-configs/laptop/demo.json (the same signatures, smaller: minutes, the README's main job), their run
-configs under configs/laptop/experiments/ and configs/laptop/demo/, and the sweep grids under
-configs/laptop/grids/.
+"""Writes the laptop experiments of `wdlab reproduce`: configs/laptop/demo.json (the README's main
+job: each mechanism's trajectory signature, 3 seeds, about 10 minutes at -j 2 on a 2-core machine),
+configs/laptop/suite.json (the same design at a larger scale, about 30 minutes), their run configs
+under configs/laptop/demo/ and configs/laptop/experiments/, and the sweep grids under
+configs/laptop/grids/. Regenerate, never edit the generated files by hand.
 
-Scale: a training subset of Fashion-MNIST (validation carved from it), the first test images, small
-networks (MLP 784-256-256-10, a BN convnet 8-8-M-16-16-M), few epochs. The runs' hyper-parameters are
-the starting points of configs/laptop/ (scripts/make_laptop_configs.py) except where a grid of this
-suite chose them on the held-out validation split; see the comments at each experiment.
+Design: each setting is built from the quantity its signature must show, not from accuracy (at this
+scale accuracy gaps are within seed noise).
 
-Experiments:
-  mech1-elr      (I) BN convnet + SGD: baseline / wd-all / wd-conv / wd-fc / wn-conv: the effective
-                 learning rate of the BN layers falls without WD and stays level with it; wn-conv
-                 (the conv layers rescaled each epoch to the wd-all run's norms, no decay) recovers
-                 most of WD's gain (paper Figs. 2-4).
-  mech2-jacobian (II) MLP without BN, SGD and K-FAC-G, without and with WD: the factor by which WD
-                 reduces the Jacobian norm (Table 2).
-  mech2-gn-jac   (II) MLPs of depth 1/2/4 x width 64/256, K-FAC-G with and without WD, on a small
-                 subset so they reach ~100% training accuracy: K-FAC GN norm vs Jacobian norm vs
-                 generalization gap (Fig. 5).
-  mech3-damping  (III) BN MLP + K-FAC-F: none / WD on all layers / WD on the non-BN last layer
-                 only, logging the Fisher and GN trace norms of the layers at normalized weights
-                 (Fig. 7) and the effective damping.
-  table1         Table 1 at laptop scale: MLP without and with BN x SGD/Adam/K-FAC-F/K-FAC-G x
-                 {none, WD}.
-  search         the grids: SGD's decay factor for the BN convnet, K-FAC-G's for the MLP (held-out
-                 validation, the best retrained on train+validation).
+  The clock is the decay's time scale. The paper's runs decay the weights by about 1e-3 of their
+  norm per step at the initial learning rate (MATH.md 10: K-FAC-F eta*beta = 1e-3 with eta 1e-3,
+  beta 1; K-FAC-G 3e-4 to 1e-3; SGD with L2 and heavy-ball momentum eta*lambda/(1-alpha): VGG16
+  0.1*1e-3/0.1 = 1e-3, ResNet32 3e-2*3e-3/0.1 = 9e-4). We keep that per-step decay, DECAY = 1e-3, so
+  the time scale is TAU = 1/DECAY = 1000 steps in every setting, and set each optimizer's decay
+  factor from its learning rate:
+    SGD, L2 (the paper's SGD, PyTorch's weight_decay: beta*theta added to the gradient before the
+      momentum, so the momentum amplifies it by 1/(1-alpha)): lambda = DECAY*(1-alpha)/eta.
+      The equilibrium angle per step of a BN-scaled weight is then sqrt(2*eta*lambda/(1+alpha))
+      (Wan et al. 2021; common/train/rotation.hpp), the prediction rot_pred the rotation group logs.
+    K-FAC (decoupled: theta <- theta - eta*(v + beta*theta)): beta = DECAY/eta.
+  The learning rates are configs/laptop's starting points (scripts/make_laptop_configs.py: SGD 0.05
+  for BN networks, 0.02 without BN, K-FAC-F and K-FAC-G 0.01), never chosen by a signature; with them
+  the K-FAC decay factor is configs/laptop's 0.1, and SGD's lambda is 2e-3 (BN) / 5e-3 (no BN), in
+  the paper's range of L2 factors (5e-4 to 3e-3 at eta 0.01 to 0.1 there).
+  Constant learning rate (no schedule): the equilibrium and the norm growth are then undisturbed.
+
+  (I) effective learning rate (Fig. 3) and rotational equilibrium: BN network + SGD, none vs L2.
+      A weight followed by BN is scale-invariant: its effective learning rate is eta/||W||^2. Without
+      decay ||W||^2 only grows; with it, ||W||^2 relaxes to the equilibrium where the decay balances
+      the orthogonal updates, on the time scale TAU. The runs last 3 TAU (3000 steps), so the decayed
+      runs are at equilibrium and the undecayed norms have grown for as long. A small training subset
+      (4000 images, 31 steps per epoch) makes many cheap epochs, each a row of the trajectory.
+  (II) Jacobian norm (Table 2): MLP without BN (no scale invariance: the decay changes the function),
+      SGD vs K-FAC-G, none vs decay, 3 TAU. Exact ||J_x||_F^2 on the 256-image training probe
+      (jacobian group: 10 backward passes, exact for these MLPs) and the K-FAC GN norm (gn group).
+  (II) Fig. 5: MLPs of several depths x widths, K-FAC-G none vs WD, on a small subset fitted to ~100 %
+      training accuracy within a few hundred steps; the figure compares the networks at the end of
+      training, and one TAU lets the decay shrink the decayed networks' norms by ~e^-1 (cost: these
+      runs outnumber the others, so they run 1 TAU).
+  (III) effective damping (Eq. 14/16) and Fisher vs GN trace (Fig. 7): BN MLP + K-FAC-F (damping
+      1e-3, no KL clip as in the paper's BN runs), none / WD on all layers / WD on the non-BN layer
+      only (the last layer, fc<depth>: every hidden layer is followed by BN), 3 TAU, logging
+      damping_eff = damping*||W_l||^2 and damping_frac per layer and the Fisher and GN traces at
+      normalized weights on the training probe; row 0 is the initial state (epoch 0). The subset
+      (4000 images in the demo, as in I) is set by cost; K-FAC-F fits it to ~100 % training accuracy
+      within the first TAU, after which the Fisher with model-sampled targets on the training probe
+      can only shrink as the predictions grow confident (the Fig. 7 mechanism).
+  Seeds 1, 2, 3 per setting of I, II (Table 2) and III; runs "<name>-s<seed>" with "seed" set (the
+  expansion `wdlab reproduce` makes of a run's "seeds" list; written out here, --seeds-key writes the
+  compact form instead).
+
+Experiments of the suite beyond the demo: table1 (Table 1 at laptop scale, starting-point
+hyper-parameters) and search (held-out validation grids around the decay factors above).
 """
+import argparse
 import json
+import math
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.normpath(os.path.join(HERE, "..", "configs", "laptop"))
 
+MOMENTUM = 0.9
+DECAY = 1e-3          # decay per step at the initial learning rate, as in the paper's runs
+TAU = 1.0 / DECAY     # the decay's time scale in steps
+SEEDS = (1, 2, 3)
+BATCH = 128
+
 MLP = {"model": "mlp", "arch": {"depth": 2, "width": 256, "batchnorm": False, "bias": True}}
 MLP_BN = {"model": "mlp", "arch": {"depth": 2, "width": 256, "batchnorm": True, "bias": True}}
 CONV_BN = {"model": "convnet", "arch": {"base_width": 8, "batchnorm": True, "bias": True}}
 
+# configs/laptop's starting points (make_laptop_configs.py); SGD takes 2.5x on BN networks.
 LR = {"sgd": 0.02, "adam": 1e-3, "kfac-f": 0.01, "kfac-g": 0.01}
-# Decoupled decay (wd: theta -= lr*beta*theta after the step) needs beta ~ 1/lr larger than L2 for the
-# same per-step shrinkage; these are the starting points of configs/laptop, except SGD's: 2e-2 makes
-# the decay's time scale 1/(lr*beta) = 1000 steps comparable to these short runs (~500 steps), where
-# configs/laptop's 5e-4 would barely act. The search experiment's grid checks it on validation.
+SGD_BN_LR = 0.05
+# Table 1 and the grids keep configs/laptop's decoupled factors (beta ~ 1/lr larger than L2's).
 BETA_WD = {"sgd": 2e-2, "adam": 0.3, "kfac-f": 0.1, "kfac-g": 0.1}
 
 
+def width(m, w):
+    return dict(m, arch=dict(m["arch"], width=w))
+
+
+def decay_factor(opt, reg, lr):
+    """The decay factor giving DECAY per step (module docstring): L2 with heavy-ball momentum
+    lambda = DECAY*(1-alpha)/eta; decoupled beta = DECAY/eta."""
+    f = DECAY * (1 - MOMENTUM) / lr if reg == "l2" else DECAY / lr
+    return float(f"{f:.6g}")  # no float noise in the configs
+
+
+def epochs_for(taus, subset, val=0):
+    """Epochs that make at least taus * TAU steps with floor((subset - val)/BATCH) steps an epoch."""
+    steps = (subset - val) // BATCH
+    return math.ceil(taus * TAU / steps)
+
+
 def run_config(name, model, opt, reg, *, subset, val, test, epochs, lr=None, beta=None, metrics="default",
-               scope="all", wd_params=None, batch=128, wn=None, sgd_bn_lr=0.05):
+               scope="all", wd_params=None, batch=BATCH):
     bn = model["arch"]["batchnorm"]
     c = {
         "name": name,
@@ -58,8 +107,8 @@ def run_config(name, model, opt, reg, *, subset, val, test, epochs, lr=None, bet
         "model": model["model"],
         "arch": dict(model["arch"]),
         "optimizer": opt,
-        "lr": lr if lr is not None else (sgd_bn_lr if opt == "sgd" and bn else LR[opt]),
-        "momentum": 0.9,
+        "lr": lr if lr is not None else (SGD_BN_LR if opt == "sgd" and bn else LR[opt]),
+        "momentum": MOMENTUM,
         "regularization": "none" if reg == "none" else reg,
         "weight_decay": 0.0 if reg == "none" else (beta if beta is not None else BETA_WD[opt]),
         "epochs": epochs,
@@ -67,7 +116,7 @@ def run_config(name, model, opt, reg, *, subset, val, test, epochs, lr=None, bet
         "seed": 1,
         "precision": "float",
         "metrics": {"groups": metrics, "probe": 256},
-        "checkpoint": {"every": 1, "keep": 1},
+        "checkpoint": {"every": 10, "keep": 1},
     }
     if reg != "none":
         c["wd_scope"] = scope
@@ -77,14 +126,23 @@ def run_config(name, model, opt, reg, *, subset, val, test, epochs, lr=None, bet
         c["kfac"] = {"damping": 1e-3, "t_cov": 10, "t_inv": 100, "cov_ema_decay": 0.95, "factor_init": "data_pass"}
         if not bn:  # the official configs clip the KL change of every non-BN K-FAC run
             c["kfac"]["kl_clip"] = 1e-4
-    if wn:
-        c["wn"] = wn
     return c
 
 
+def designed(model, opt, reg, **kw):
+    """A run of the mechanism experiments: the starting-point learning rate and the decay factor that
+    gives DECAY per step (SGD: L2, the paper's form; K-FAC: decoupled WD)."""
+    bn = model["arch"]["batchnorm"]
+    lr = SGD_BN_LR if opt == "sgd" and bn else LR[opt]
+    if reg == "decay":
+        reg = "l2" if opt == "sgd" else "wd"
+    beta = decay_factor(opt, reg, lr) if reg != "none" else None
+    return run_config("", model, opt, reg, lr=lr, beta=beta, **kw)
+
+
 class Suite:
-    def __init__(self, name, folder, description):
-        self.name, self.folder, self.description = name, folder, description
+    def __init__(self, name, folder, description, seeds_key):
+        self.name, self.folder, self.description, self.seeds_key = name, folder, description, seeds_key
         self.experiments = []
         self.count = 0
 
@@ -93,18 +151,30 @@ class Suite:
         self.experiments.append(e)
         return e
 
-    def run(self, e, run_name, config, set_=None, after=None):
+    def run(self, e, run_name, config, set_=None, after=None, seeds=None):
+        """One run entry; with seeds, the runs "<run_name>-s<seed>" with "seed" set (or, with
+        --seeds-key, one entry with "seeds" that `wdlab reproduce` expands the same way)."""
         rel = os.path.join(self.folder, e["name"], run_name + ".json")
         os.makedirs(os.path.join(OUT, self.folder, e["name"]), exist_ok=True)
         config = dict(config, name=f"{self.name}-{e['name']}-{run_name}")
         dump(os.path.join(OUT, rel), config)
+        if seeds and not self.seeds_key:
+            for seed in seeds:
+                r = {"name": f"{run_name}-s{seed}", "config": rel, "set": dict(set_ or {}, seed=seed)}
+                if after:
+                    r["after"] = [a.replace("{seed}", str(seed)) for a in after]
+                e["runs"].append(r)
+                self.count += 1
+            return rel
         r = {"name": run_name, "config": rel}
+        if seeds:
+            r["seeds"] = list(seeds)
         if set_:
             r["set"] = set_
         if after:
             r["after"] = after
         e["runs"].append(r)
-        self.count += 1
+        self.count += len(seeds) if seeds else 1
         return rel
 
     def grid(self, e, name, base_rel, set_, axes):
@@ -125,63 +195,108 @@ def dump(path, obj):
         f.write("\n")
 
 
+# The two scales. Steps per epoch = floor(subset/128); the epochs follow from the TAUs each setting
+# runs (epochs_for). Costs on one core of the 2-core machine (pilot runs, WDLAB_THREADS=1, user
+# time): BN MLP 2x128 + SGD + rotation 3.3 ms/step, MLP 2x128 SGD 2 ms, K-FAC-G 6 ms (+0.06 s per
+# epoch for the jacobian and gn groups), BN MLP 2x128 K-FAC-F 10 ms (+0.09 s per epoch for trace),
+# BN convnet 8-8-M-16-16-M + SGD 50 ms/step.
+SCALES = {
+    "demo": {
+        # (I) the BN MLP: 3 TAU cost 10 s a run.
+        "elr_model": width(MLP_BN, 128), "elr_data": dict(subset=4000, val=0, test=1000),
+        "jac_model": width(MLP, 128), "jac_data": dict(subset=4000, val=0, test=1000),
+        "gn_nets": [(d, w) for d in (1, 2, 3, 4) for w in (32, 128)],
+        "gn_data": dict(subset=2000, val=0, test=1000),
+        "damp_model": width(MLP_BN, 128), "damp_data": dict(subset=4000, val=0, test=1000),
+    },
+    "suite": {
+        # (I) the BN convnet: every conv layer is followed by BN (scale-invariant), as in the
+        # paper's VGG/ResNet; 3 TAU cost ~150 s a run, the suite's longest.
+        "elr_model": CONV_BN, "elr_data": dict(subset=8000, val=0, test=2000),
+        "jac_model": MLP, "jac_data": dict(subset=8000, val=0, test=2000),
+        "gn_nets": [(d, w) for d in (1, 2, 3, 4) for w in (32, 128, 256)],
+        "gn_data": dict(subset=2000, val=0, test=2000),
+        "damp_model": MLP_BN, "damp_data": dict(subset=8000, val=0, test=2000),
+    },
+}
+TAUS = {"elr": 3, "jac": 3, "gn": 1, "damp": 3}
+
+
 def mechanisms(s, scale):
-    """The mechanism experiments; scale: "suite" or "demo"."""
-    demo = scale == "demo"
-    big = dict(subset=6000 if demo else 12000, val=1000 if demo else 2000, test=2000 if demo else 5000)
+    p = SCALES[scale]
 
-    # (I) effective learning rate. The demo uses the BN MLP (no wn-conv: every rescaled tensor must
-    # be followed by BN, and the MLP's last layer is not).
-    e = s.experiment("mech1-elr", "(I) BN network + SGD: ELR of the BN layers without / with WD; wd-conv, "
-                     "wd-fc and wn-conv (norms of the wd-all run) against baseline and wd-all")
-    model = MLP_BN if demo else CONV_BN
-    ep = 4 if demo else 6
-    conv = dict(subset=8000, val=1000, test=5000)  # the convnet is ~10x the MLP's cost per image
-    kw = dict(big if demo else conv, epochs=ep, metrics="norms,elr,gap")
-    s.run(e, "baseline", run_config("", model, "sgd", "none", **kw))
-    s.run(e, "wd-all", run_config("", model, "sgd", "wd", **kw))
-    if not demo:
-        s.run(e, "wd-conv", run_config("", model, "sgd", "wd", scope="conv", **kw))
-        s.run(e, "wd-fc", run_config("", model, "sgd", "wd", scope="fc", **kw))
-        wn = {"scope": "conv", "norms_from": "runs/laptop/mech1-elr/wd-all"}
-        s.run(e, "wn-conv", run_config("", model, "sgd", "none", wn=wn, **kw),
-              set_={"wn.norms_from": "{exp}/wd-all"}, after=["wd-all"])
+    # (I) effective learning rate and rotational equilibrium.
+    m, data = p["elr_model"], p["elr_data"]
+    ep = epochs_for(TAUS["elr"], data["subset"], data["val"])
+    lam = decay_factor("sgd", "l2", SGD_BN_LR)
+    rot = math.sqrt(2 * SGD_BN_LR * lam / (1 + MOMENTUM))
+    e = s.experiment("mech1-elr", (
+        f"(I) Fig. 3: {net_name(m)} + SGD (lr {SGD_BN_LR} constant, momentum {MOMENTUM}), none vs L2 "
+        f"lambda {lam:g} (the paper's SGD decay form; per-step decay eta*lambda/(1-alpha) = {DECAY:g} as in the "
+        f"paper's runs, time scale TAU = {TAU:.0f} steps), {ep} epochs of {data['subset']} images = "
+        f"{TAUS['elr']} TAU; seeds {list(SEEDS)}. Logs elr.* (eta/||W||^2 of every weight) and rotation "
+        f"(angle per step vs the equilibrium prediction sqrt(2*eta*lambda/(1+alpha)) = {rot:.4f} rad)."))
+    kw = dict(data, epochs=ep, metrics="norms,elr,gap,rotation")
+    s.run(e, "none", designed(m, "sgd", "none", **kw), seeds=SEEDS)
+    s.run(e, "wd", designed(m, "sgd", "decay", **kw), seeds=SEEDS)
 
-    # (II) Jacobian regularization: SGD vs K-FAC-G, without and with WD, no BN.
-    e = s.experiment("mech2-jacobian", "(II) MLP without BN: the factor by which WD reduces ||J_x||_F^2 under "
-                     "SGD and under K-FAC-G (Table 2)")
-    kw = dict(big, epochs=4 if demo else 10, metrics="norms,elr,gap,jacobian,gn")
-    m = dict(MLP, arch=dict(MLP["arch"], width=128 if demo else 256))
+    # (II) Jacobian regularization: SGD vs K-FAC-G, without and with decay, no BN.
+    m, data = p["jac_model"], p["jac_data"]
+    ep = epochs_for(TAUS["jac"], data["subset"], data["val"])
+    e = s.experiment("mech2-jacobian", (
+        f"(II) Table 2: {net_name(m)} without BN, SGD (lr {LR['sgd']}, L2 lambda "
+        f"{decay_factor('sgd', 'l2', LR['sgd']):g}) vs K-FAC-G (lr {LR['kfac-g']}, decoupled WD beta "
+        f"{decay_factor('kfac-g', 'wd', LR['kfac-g']):g}, KL clip 1e-4), none vs decay, both with per-step "
+        f"decay {DECAY:g} (TAU = {TAU:.0f} steps); {ep} epochs of {data['subset']} images = {TAUS['jac']} TAU; "
+        f"seeds {list(SEEDS)}. Logs the exact Jacobian norm E||J_x||_F^2 and the K-FAC GN norm on the "
+        "256-image training probe."))
+    kw = dict(data, epochs=ep, metrics="norms,elr,gap,train_eval,jacobian,gn")
     for opt in ("sgd", "kfac-g"):
         for reg in ("none", "wd"):
-            s.run(e, f"{opt}-{reg}", run_config("", m, opt, reg, **kw))
+            s.run(e, f"{opt}-{reg}", designed(m, opt, "decay" if reg == "wd" else "none", **kw), seeds=SEEDS)
 
     # (II) GN norm vs Jacobian norm vs generalization gap across networks (Fig. 5).
-    e = s.experiment("mech2-gn-jac", "(II) MLPs of varied depth x width without BN, K-FAC-G with and without "
-                     "WD, on 2000 training images: K-FAC GN norm vs Jacobian norm vs gap (Fig. 5)")
-    for depth in ((1, 3) if demo else (1, 2, 4)):
-        for width in (64, 256):
-            for reg in ("none", "wd"):
-                m = {"model": "mlp", "arch": {"depth": depth, "width": width, "batchnorm": False, "bias": True}}
-                s.run(e, f"d{depth}-w{width}-{reg}",
-                      run_config("", m, "kfac-g", reg, subset=2500, val=500, test=2000 if demo else 5000,
-                                 epochs=6 if demo else 15, metrics="norms,elr,gap,train_eval,jacobian,gn"))
+    data = p["gn_data"]
+    ep = epochs_for(TAUS["gn"], data["subset"], data["val"])
+    nets = p["gn_nets"]
+    e = s.experiment("mech2-gn-jac", (
+        f"(II) Fig. 5: {len(nets)} MLPs without BN (depth x width: "
+        f"{', '.join(f'{d}x{w}' for d, w in nets)}), K-FAC-G (lr {LR['kfac-g']}) none vs WD beta "
+        f"{decay_factor('kfac-g', 'wd', LR['kfac-g']):g}, on {data['subset']} training images fitted to ~100 % "
+        f"training accuracy; {ep} epochs = {TAUS['gn']} TAU (the figure compares networks at the end of "
+        "training; one TAU shrinks the decayed norms by ~e^-1), seed 1. Logs K-FAC GN norm, Jacobian norm and "
+        "the gap (train_eval)."))
+    for depth, w in nets:
+        for reg in ("none", "wd"):
+            m = {"model": "mlp", "arch": {"depth": depth, "width": w, "batchnorm": False, "bias": True}}
+            s.run(e, f"d{depth}-w{w}-{reg}",
+                  designed(m, "kfac-g", "decay" if reg == "wd" else "none", **data, epochs=ep,
+                           metrics="norms,elr,gap,train_eval,jacobian,gn"))
 
     # (III) effective damping: K-FAC-F on a BN MLP.
-    e = s.experiment("mech3-damping", "(III) BN MLP + K-FAC-F: Fisher vs GN trace norm of the BN layers at "
-                     "normalized weights (Fig. 7), effective damping; WD on all layers vs on the non-BN last "
-                     "layer only vs none")
-    # A small training set fitted for many epochs: the Fisher (model-sampled targets) shrinks as the
-    # predictions grow confident, as over the paper's 100 epochs.
-    m = dict(MLP_BN, arch=dict(MLP_BN["arch"], width=128 if demo else 256))
-    kw = dict(subset=2500, val=500, test=2000 if demo else 5000, epochs=8 if demo else 20,
-              metrics="norms,elr,gap,damping,trace")
-    s.run(e, "none", run_config("", m, "kfac-f", "none", **kw))
-    s.run(e, "wd-all", run_config("", m, "kfac-f", "wd", **kw))
-    if not demo:
-        last = f"fc{m['arch']['depth']}"
-        s.run(e, "wd-last", run_config("", m, "kfac-f", "wd", scope="list",
-                                       wd_params=[f"{last}.weight", f"{last}.bias"], **kw))
+    m, data = p["damp_model"], p["damp_data"]
+    ep = epochs_for(TAUS["damp"], data["subset"], data["val"])
+    last = f"fc{m['arch']['depth']}"
+    e = s.experiment("mech3-damping", (
+        f"(III) Eq. 16 and Fig. 7: {net_name(m)} (BN after every hidden layer) + K-FAC-F (lr {LR['kfac-f']}, "
+        f"damping 1e-3, no KL clip), none / WD beta {decay_factor('kfac-f', 'wd', LR['kfac-f']):g} on all layers / "
+        f"WD on the non-BN layer only ({last}, wd_scope list); per-step decay {DECAY:g} (TAU = {TAU:.0f} steps), "
+        f"{ep} epochs of {data['subset']} images = {TAUS['damp']} TAU; seeds {list(SEEDS)}. Logs damping_eff = "
+        "damping*||W_l||^2 and damping_frac per layer, Fisher and GN traces at normalized weights on the "
+        "training probe (batch BN), from epoch 0."))
+    kw = dict(data, epochs=ep, metrics="norms,elr,gap,damping,trace")
+    s.run(e, "none", designed(m, "kfac-f", "none", **kw), seeds=SEEDS)
+    s.run(e, "wd", designed(m, "kfac-f", "decay", **kw), seeds=SEEDS)
+    s.run(e, "wd-last", designed(m, "kfac-f", "decay", scope="list", wd_params=[f"{last}.weight", f"{last}.bias"],
+                                 **kw), seeds=SEEDS)
+
+
+def net_name(m):
+    a = m["arch"]
+    if m["model"] == "convnet":
+        b = a["base_width"]
+        return f"BN convnet {b}-{b}-M-{2 * b}-{2 * b}-M"
+    return f"{'BN ' if a['batchnorm'] else ''}MLP 784-{'-'.join([str(a['width'])] * a['depth'])}-10"
 
 
 def table1(s):
@@ -190,35 +305,61 @@ def table1(s):
     for model, tag in ((MLP, "mlp"), (MLP_BN, "mlp-bn")):
         for opt in ("sgd", "adam", "kfac-f", "kfac-g"):
             for reg in ("none", "wd"):
-                s.run(e, f"{tag}-{opt}-{reg}", run_config("", model, opt, reg, subset=12000, val=2000, test=5000,
-                                                          epochs=5))
+                c = run_config("", model, opt, reg, subset=12000, val=2000, test=5000, epochs=5)
+                c["checkpoint"] = {"every": 1, "keep": 1}
+                s.run(e, f"{tag}-{opt}-{reg}", c)
 
 
 def search(s):
     e = s.experiment("search", "hyper-parameter grids chosen on the held-out validation split, the best "
-                     "retrained on train+validation: SGD's beta for the BN convnet (mech1), K-FAC-G's for the MLP "
-                     "(mech2)")
-    base1 = s.run(e, "base-convnet-bn-sgd-wd", run_config("", CONV_BN, "sgd", "wd", subset=8000, val=1000,
-                                                          test=5000, epochs=6, metrics="norms,elr,gap"))
+                     "retrained on train+validation, around the mechanism experiments' decay factors: SGD's L2 "
+                     "lambda for the BN convnet (mech1), K-FAC-G's WD beta for the MLP (mech2)")
+    lam = decay_factor("sgd", "l2", SGD_BN_LR)
+    base1 = s.run(e, "base-convnet-bn-sgd-l2", designed(CONV_BN, "sgd", "decay", subset=8000, val=1000, test=5000,
+                                                        epochs=6, metrics="norms,elr,gap"))
     e["runs"].pop()  # the base is a grid's config, not a run of its own
     s.count -= 1
-    s.grid(e, "convnet-bn-sgd-beta", base1, {}, {"weight_decay": [5e-3, 2e-2, 5e-2]})
-    base2 = s.run(e, "base-mlp-kfac-g-wd", run_config("", MLP, "kfac-g", "wd", subset=12000, val=2000, test=5000,
-                                                      epochs=10, metrics="norms,elr,gap,jacobian,gn"))
+    s.grid(e, "convnet-bn-sgd-lambda", base1, {}, {"weight_decay": [lam / 4, lam, lam * 4]})
+    beta = decay_factor("kfac-g", "wd", LR["kfac-g"])
+    base2 = s.run(e, "base-mlp-kfac-g-wd", designed(MLP, "kfac-g", "decay", subset=12000, val=2000, test=5000,
+                                                    epochs=10, metrics="norms,elr,gap,jacobian,gn"))
     e["runs"].pop()
     s.count -= 1
-    s.grid(e, "mlp-kfac-g-beta", base2, {}, {"weight_decay": [0.03, 0.1, 0.3]})
+    s.grid(e, "mlp-kfac-g-beta", base2, {}, {"weight_decay": [beta * 0.3, beta, beta * 3]})
 
 
 def main():
-    full = Suite("laptop", "experiments", "Each mechanism's signature on Fashion-MNIST with small networks "
-                 "(2-core CPU, under an hour). Generated by scripts/make_laptop_suite.py.")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds-key", action="store_true",
+                    help="write one run entry with \"seeds\" per setting (for a wdlab reproduce that expands it) "
+                         "instead of the expanded runs <name>-s<seed>")
+    args = ap.parse_args()
+    for stale in ("grids/convnet-bn-sgd-beta.json",):
+        if os.path.exists(os.path.join(OUT, stale)):
+            os.remove(os.path.join(OUT, stale))
+    for folder in ("demo", "experiments"):  # drop run configs of settings no longer generated
+        for root, _, files in os.walk(os.path.join(OUT, folder)):
+            for f in files:
+                if f.endswith(".json"):
+                    os.remove(os.path.join(root, f))
+    full = Suite("laptop", "experiments", (
+        "The demo's design at a larger scale (BN convnet for I, MLPs of width 256, 12 networks for Fig. 5), "
+        f"3 seeds per mechanism setting, every decayed run at per-step decay {DECAY:g} (time scale TAU = "
+        f"{TAU:.0f} steps, as in the paper's runs) for 3 TAU; plus Table 1 at laptop scale and the validation "
+        "grids. Under 30 minutes on an idle 2-core machine at -j 2 (estimated from per-run costs: ~2460 "
+        "CPU-s). Generated by scripts/make_laptop_suite.py "
+        "(the design reasons are in its docstring)."), args.seeds_key)
     mechanisms(full, "suite")
     table1(full)
     search(full)
     full.write("suite.json")
-    demo = Suite("demo", "demo", "The three signatures in a few minutes (smaller subsets, fewer epochs, a BN "
-                 "MLP for mechanism I and so no wn-conv). Generated by scripts/make_laptop_suite.py.")
+    demo = Suite("demo", "demo", (
+        "The three mechanisms' trajectory signatures in under 10 minutes on an idle 2-core machine (-j 2; "
+        "664 CPU-s measured), 3 seeds "
+        f"per setting: every decayed run at per-step decay {DECAY:g} (time scale TAU = {TAU:.0f} steps, as in "
+        "the paper's runs), the learning rates configs/laptop's starting points, constant; I and III and "
+        "Table 2 run 3 TAU, Fig. 5's networks 1 TAU. Generated by scripts/make_laptop_suite.py (the design "
+        "reasons are in its docstring)."), args.seeds_key)
     mechanisms(demo, "demo")
     demo.write("demo.json")
     print(f"wrote {full.count} suite runs and {demo.count} demo runs under {OUT}")
