@@ -60,24 +60,14 @@ CudaBackend::Activations& CudaBackend::activations(int N, ActivationUse use) {
     const std::size_t n = std::size_t(numel(l.out, N));
     a->out[i] = DeviceBuffer<float>(n);
     if (backward) a->dout[i] = DeviceBuffer<float>(n);
-    switch (l.kind) {
-      case LayerKind::batchnorm:
-        if (!backward) break;  // evaluation normalizes with the running statistics
-        a->bn[i] = DeviceBuffer<double>(std::size_t(3 * l.out.C));
-        if (slots_[i].gamma >= 0) a->xhat[i] = DeviceBuffer<float>(n);
-        max_c = std::max<Index>(max_c, l.out.C);
-        break;
-      case LayerKind::maxpool: a->argmax[i] = DeviceBuffer<std::int32_t>(n); break;
-      // No buffers beyond output and cotangent. No default: a new kind must be listed here
-      // (-Werror=switch), deciding its buffers as the memory plan does.
-      case LayerKind::dense:
-      case LayerKind::conv2d:
-      case LayerKind::relu:
-      case LayerKind::global_avgpool:
-      case LayerKind::flatten:
-      case LayerKind::residual_add:
-      case LayerKind::tanh: break;
+    // The memory plan's list (train::layer_extra_buffers), so the plan and the allocation agree.
+    const train::LayerExtraBuffers x = train::layer_extra_buffers(l, N, backward);
+    if (x.bn_statistics > 0) {
+      a->bn[i] = DeviceBuffer<double>(std::size_t(x.bn_statistics));
+      max_c = std::max<Index>(max_c, l.out.C);
     }
+    if (x.xhat > 0) a->xhat[i] = DeviceBuffer<float>(std::size_t(x.xhat));
+    if (x.argmax > 0) a->argmax[i] = DeviceBuffer<std::int32_t>(std::size_t(x.argmax));
   }
   // Reduction scratch: the memory plan's count (BN backward sums, bias gradients, parameter
   // statistics; common/reduction_layout.hpp), so the plan and the allocation cannot disagree.

@@ -61,6 +61,28 @@ std::int64_t reduction_scratch_doubles(const NetworkSpec& spec, int N, bool back
   return partials;
 }
 
+LayerExtraBuffers layer_extra_buffers(const Layer& l, int N, bool backward) {
+  const std::int64_t n = numel(l.out, N);
+  LayerExtraBuffers x;
+  switch (l.kind) {
+    case LayerKind::batchnorm:
+      if (!backward) break;  // evaluation normalizes with the running statistics
+      x.bn_statistics = 3 * std::int64_t(l.out.C);
+      if (l.affine == Affine::on) x.xhat = n;
+      break;
+    case LayerKind::maxpool: x.argmax = n; break;
+    // Output and cotangent only. No default: a new kind must decide its buffers here.
+    case LayerKind::dense:
+    case LayerKind::conv2d:
+    case LayerKind::relu:
+    case LayerKind::global_avgpool:
+    case LayerKind::flatten:
+    case LayerKind::residual_add:
+    case LayerKind::tanh: break;
+  }
+  return x;
+}
+
 std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward) {
   // input, labels, per-example loss and hits
   std::int64_t b = numel(spec.input, N) * kFloat + N * kInt + 2 * std::int64_t(N) * kDouble;
@@ -69,24 +91,9 @@ std::int64_t activation_bytes(const NetworkSpec& spec, int N, bool backward) {
     const std::int64_t n = numel(l.out, N);
     b += n * kFloat;                // output
     if (backward) b += n * kFloat;  // cotangent
-    switch (l.kind) {
-      case LayerKind::batchnorm:
-        if (backward) {
-          b += 3 * std::int64_t(l.out.C) * kDouble;     // mean, var, invstd
-          if (l.affine == Affine::on) b += n * kFloat;  // x̂
-          max_c = std::max<std::int64_t>(max_c, l.out.C);
-        }
-        break;
-      case LayerKind::maxpool: b += n * kInt; break;  // winners
-      // Output and cotangent only (cuda/backend_net.cpp activations(), the same list).
-      case LayerKind::dense:
-      case LayerKind::conv2d:
-      case LayerKind::relu:
-      case LayerKind::global_avgpool:
-      case LayerKind::flatten:
-      case LayerKind::residual_add:
-      case LayerKind::tanh: break;
-    }
+    const LayerExtraBuffers x = layer_extra_buffers(l, N, backward);
+    b += x.bn_statistics * kDouble + x.xhat * kFloat + x.argmax * kInt;
+    if (x.bn_statistics > 0) max_c = std::max<std::int64_t>(max_c, l.out.C);
   }
   b += reduction_scratch_doubles(spec, N, backward) * kDouble;
   if (backward) b += 2 * max_c * kDouble;  // BN backward sums

@@ -38,6 +38,17 @@ struct DeviceMemoryPlan {
   std::string describe() const;
 };
 
+/// What one layer holds beyond its output (and, in training, its cotangent), in elements: the one
+/// list both this plan and CudaBackend::activations() allocate from.
+struct LayerExtraBuffers {
+  std::int64_t bn_statistics = 0;  // doubles: mean, var, invstd per channel (train-mode BN)
+  std::int64_t xhat = 0;           // floats: x̂ (BN with γ, β; its backward reads it)
+  std::int64_t argmax = 0;         // int32: max-pool winners (its backward scatters to them)
+};
+/// `backward`: a training pass (evaluation normalizes with the running statistics, so BN keeps
+/// nothing; max pooling's forward kernel writes its winners in both modes).
+LayerExtraBuffers layer_extra_buffers(const Layer& l, int N, bool backward);
+
 /// Doubles of reduction scratch one activation set holds at batch N (the largest of the
 /// launches' needs, common/reduction_layout.hpp): CudaBackend allocates exactly this many.
 std::int64_t reduction_scratch_doubles(const NetworkSpec& spec, int N, bool backward);

@@ -92,3 +92,26 @@ TEST_CASE("device memory plan at the paper's scale: ResNet32x4-BN at batch 2000 
   CHECK(eval_gb < 0.6 * train_gb);
   CHECK(eval_gb > 0.4 * train_gb);
 }
+
+TEST_CASE("layer_extra_buffers: what each kind keeps beyond its output, by hand, train and eval") {
+  // Train-mode BN keeps mean/var/invstd per channel and x̂ when affine; max pooling its winners
+  // in both modes (its forward kernel writes them); evaluation BN keeps nothing (running statistics).
+  Layer bn{.kind = LayerKind::batchnorm, .name = "bn", .inputs = {-1}, .in = {4, 3, 3}, .out = {4, 3, 3}, .affine = Affine::on};
+  Layer bn_plain = bn;
+  bn_plain.affine = Affine::off;
+  Layer pool{.kind = LayerKind::maxpool, .name = "pool", .inputs = {-1}, .in = {4, 6, 6}, .out = {4, 3, 3}};
+  Layer relu{.kind = LayerKind::relu, .inputs = {-1}, .in = {4, 3, 3}, .out = {4, 3, 3}};
+  const int N = 5;
+  const auto t = train::layer_extra_buffers(bn, N, true);
+  CHECK(t.bn_statistics == 3 * 4);
+  CHECK(t.xhat == N * 4 * 3 * 3);
+  CHECK(t.argmax == 0);
+  CHECK(train::layer_extra_buffers(bn_plain, N, true).xhat == 0);
+  CHECK(train::layer_extra_buffers(bn_plain, N, true).bn_statistics == 12);
+  CHECK(train::layer_extra_buffers(pool, N, true).argmax == N * 4 * 3 * 3);
+  const auto r = train::layer_extra_buffers(relu, N, true);
+  CHECK(r.bn_statistics + r.xhat + r.argmax == 0);
+  const auto e = train::layer_extra_buffers(bn, N, false);
+  CHECK(e.bn_statistics + e.xhat + e.argmax == 0);
+  CHECK(train::layer_extra_buffers(pool, N, false).argmax == N * 4 * 3 * 3);
+}
