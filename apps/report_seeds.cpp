@@ -6,10 +6,16 @@
 
 namespace wdlab::app {
 
-std::map<std::string, SeedRuns> families_by_seed(const std::vector<RunRecord>& runs) {
+std::map<std::string, SeedRuns> families_by_seed(const std::vector<RunRecord>& runs,
+                                                 std::vector<std::string>* collisions) {
   std::map<std::string, SeedRuns> f;
-  for (const auto& r : runs)
-    if (!r.rows.empty()) f[r.family()][r.seed()][r.reg_class()] = &r;
+  for (const auto& r : runs) {
+    if (r.rows.empty()) continue;
+    const RunRecord*& slot = f[r.family()][r.seed()][r.reg_class()];
+    if (slot != nullptr && collisions != nullptr)
+      collisions->push_back(fmt::format("`{}/{}` replaces `{}/{}`", r.group, r.name, slot->group, slot->name));
+    slot = &r;
+  }
   return f;
 }
 

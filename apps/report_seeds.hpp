@@ -16,8 +16,9 @@ using RegRuns = std::map<std::string, const RunRecord*>;
 using SeedRuns = std::map<std::int64_t, RegRuns>;
 
 /// family -> seed -> reg class -> run (runs with metric rows only; a later duplicate replaces an
-/// earlier one).
-std::map<std::string, SeedRuns> families_by_seed(const std::vector<RunRecord>& runs);
+/// earlier one, and `collisions`, when given, gets "kept ← replaced" directory pairs for each).
+std::map<std::string, SeedRuns> families_by_seed(const std::vector<RunRecord>& runs,
+                                                 std::vector<std::string>* collisions = nullptr);
 
 /// The run of class `reg` in m, or nullptr.
 const RunRecord* run_of(const RegRuns& m, const std::string& reg);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "apps/report_rules.hpp"
 #include "apps/report_seeds.hpp"
@@ -328,7 +329,8 @@ const rules::Rule& rule(const std::string& id) {
 }  // namespace
 
 Signatures measure_signatures(const std::vector<RunRecord>& runs) {
-  const auto fams = families_by_seed(runs);
+  std::vector<std::string> collisions;
+  const auto fams = families_by_seed(runs, &collisions);
   Builder b;
   elr_ratio(fams, b);
   rotation_equilibrium(fams, b);
@@ -349,6 +351,7 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
         "seed.\n\n"
         "| id | mechanism | paper | setting | measured (spread over seeds) | rule | verdict |\n"
         "|---|---|---|---|---|---|---|\n";
+  s.json["collisions"] = collisions;
   for (const auto& row : s.rows) {
     const rules::Rule& r = rule(row.id);
     md += fmt::format("| {} | {} | {} | {} | {} | {} | **{}** |\n", row.id, r.mechanism, r.paper, row.setting,
@@ -358,6 +361,12 @@ Signatures measure_signatures(const std::vector<RunRecord>& runs) {
                              {"verdict", row.verdict}};
     j["numbers"] = row.numbers;
     s.json["rows"].push_back(j);
+  }
+  if (!collisions.empty()) {
+    // Runs that differ only in what family() leaves out (epochs, subset, lr) pair as one: say so.
+    md += fmt::format("\n**Warning**: {} run(s) share family, seed and regularization class with another; the "
+                      "signatures use the later one: {}.\n",
+                      collisions.size(), fmt::join(collisions, "; "));
   }
   return s;
 }

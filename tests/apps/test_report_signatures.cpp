@@ -434,3 +434,20 @@ TEST_CASE("report figures: one per mechanism with every seed, a metric no run lo
   CHECK(md.find("no run logged fisher_trace.*") != std::string::npos);
   CHECK(md.find(" failed: ") == std::string::npos);  // no figure function raised
 }
+
+TEST_CASE("report: two runs of one family, seed and class are named in a warning, distinct runs are not") {
+  test::TempDir t;
+  elr_scenario(t, {3, 3});  // mech1-none-s1/-s2, mech1-wd-s1/-s2: distinct, no warning
+  CHECK(signatures(t.path()).markdown.find("**Warning**") == std::string::npos);
+  CHECK(signatures(t.path()).json["collisions"].empty());
+  // A second none run of seed 1 under another name (e.g. a longer run left in the same experiment).
+  write_run(t.path(), "mech1-none-long", config(true, "sgd", 1, "none"),
+            {Json{{"epoch", 0}, {"lr", 0.1}}, Json{{"epoch", 9}, {"lr", 0.01}}});
+  const auto s = signatures(t.path());
+  INFO(s.markdown);
+  REQUIRE(s.json["collisions"].size() == 1);
+  const std::string c = s.json["collisions"][0];
+  CHECK(c.find("mech1-none-s1") != std::string::npos);
+  CHECK(c.find("mech1-none-long-s1") != std::string::npos);
+  CHECK(s.markdown.find("**Warning**: 1 run(s) share family, seed and regularization class") != std::string::npos);
+}
