@@ -37,15 +37,6 @@ void adam_loop(Eigen::Index n, T* theta, const T* grad, T* m, T* v, const AdamSc
   }
 }
 
-template <class T>
-void adam_update(Eigen::Index n, T* theta, const T* grad, T* m, T* v, const AdamScalars<T>& a, bool l2,
-                 bool wd) {
-  if (l2 && wd) adam_loop<T, true, true>(n, theta, grad, m, v, a);
-  else if (l2) adam_loop<T, true, false>(n, theta, grad, m, v, a);
-  else if (wd) adam_loop<T, false, true>(n, theta, grad, m, v, a);
-  else adam_loop<T, false, false>(n, theta, grad, m, v, a);
-}
-
 }  // namespace
 
 template <class T>
@@ -66,9 +57,11 @@ void Adam<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
   const T one_b1 = T(1) - b1, one_b2 = T(1) - b2;
   for (int i = 0; i < int(params.values.size()); ++i) {
     if (!this->trainable(i)) continue;
-    adam_update(params.values[i].size(), params.values[i].data(), grads.values[i].data(), m_[i].data(),
-                v_[i].data(), AdamScalars<T>{b1, b2, one_b1, one_b2, c1, c2, eps, beta, lr}, this->l2(i),
-                this->wd(i));
+    const AdamScalars<T> a{b1, b2, one_b1, one_b2, c1, c2, eps, beta, lr};
+    with_decay_flags(this->l2(i), this->wd(i), [&](auto L2, auto WD) {
+      adam_loop<T, decltype(L2)::value, decltype(WD)::value>(params.values[i].size(), params.values[i].data(),
+                                                             grads.values[i].data(), m_[i].data(), v_[i].data(), a);
+    });
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -35,6 +36,16 @@ struct GradientFactors {
 
 template <class T>
 using NamedTensors = std::vector<std::pair<std::string, Mat<T>>>;
+
+/// Calls f(std::bool_constant<L2>{}, std::bool_constant<WD>{}) with one tensor's decay as
+/// compile-time flags, so an update loop carries no branch on them (GCC does not vectorize a loop
+/// with one). L2 and WD never hold together: they are two values of one Regularization.
+template <class F>
+void with_decay_flags(bool l2, bool wd, F&& f) {
+  if (l2) f(std::true_type{}, std::false_type{});
+  else if (wd) f(std::false_type{}, std::true_type{});
+  else f(std::false_type{}, std::false_type{});
+}
 
 template <class T>
 class Optimizer {

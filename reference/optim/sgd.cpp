@@ -28,21 +28,6 @@ void sgd_loop(Eigen::Index n, T* theta, const T* grad, T* v, const SgdScalars<T>
   }
 }
 
-template <class T, bool Nesterov>
-void sgd_update_n(Eigen::Index n, T* theta, const T* grad, T* v, const SgdScalars<T>& a, bool l2, bool wd) {
-  if (l2 && wd) sgd_loop<T, true, true, Nesterov>(n, theta, grad, v, a);
-  else if (l2) sgd_loop<T, true, false, Nesterov>(n, theta, grad, v, a);
-  else if (wd) sgd_loop<T, false, true, Nesterov>(n, theta, grad, v, a);
-  else sgd_loop<T, false, false, Nesterov>(n, theta, grad, v, a);
-}
-
-template <class T>
-void sgd_update(Eigen::Index n, T* theta, const T* grad, T* v, const SgdScalars<T>& a, bool l2, bool wd,
-                bool nesterov) {
-  if (nesterov) sgd_update_n<T, true>(n, theta, grad, v, a, l2, wd);
-  else sgd_update_n<T, false>(n, theta, grad, v, a, l2, wd);
-}
-
 }  // namespace
 
 template <class T>
@@ -59,8 +44,12 @@ void Sgd<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, st
   const bool nesterov = cfg_.kind != optim::MomentumKind::heavy_ball;
   for (int i = 0; i < int(params.values.size()); ++i) {
     if (!this->trainable(i)) continue;
-    sgd_update(params.values[i].size(), params.values[i].data(), grads.values[i].data(), v_[i].data(), a,
-               this->l2(i), this->wd(i), nesterov);
+    with_decay_flags(this->l2(i), this->wd(i), [&](auto L2, auto WD) {
+      constexpr bool l2 = decltype(L2)::value, wd = decltype(WD)::value;
+      const Eigen::Index n = params.values[i].size();
+      if (nesterov) sgd_loop<T, l2, wd, true>(n, params.values[i].data(), grads.values[i].data(), v_[i].data(), a);
+      else sgd_loop<T, l2, wd, false>(n, params.values[i].data(), grads.values[i].data(), v_[i].data(), a);
+    });
   }
 }
 
