@@ -23,6 +23,16 @@ struct Outcome {
   std::vector<Line> lines;
 };
 
+/// An optimizer case with no network, for compare_tensors on tensors written by the test.
+Case synthetic_step_case(optim::OptimizerKind kind) {
+  Case c;
+  c.kind = CaseKind::optimizer;
+  c.name = "synthetic " + optim::to_string(kind);
+  c.lr = 1e-3;
+  c.optim.kind = kind;
+  return c;
+}
+
 Outcome run_cases(const std::vector<Case>& cases, Side& a, Side& b) {
   Outcome o;
   for (const auto& c : cases) {
@@ -360,11 +370,7 @@ TEST_CASE("tolerance rows: a K-FAC step's delta and momentum carry the inverse's
 TEST_CASE("Lion deltas: a few coordinates a whole step apart (sign flips) pass, many fail, and only for Lion") {
   // A sign update moves each coordinate by exactly lr: where c is at rounding level the float
   // side may step the other way (a difference of 2·lr). float32_sign_flips allows 1e-4 of them.
-  Case c;
-  c.kind = CaseKind::optimizer;
-  c.name = "synthetic lion";
-  c.lr = 1e-3;
-  c.optim.kind = optim::OptimizerKind::lion;
+  const Case c = synthetic_step_case(optim::OptimizerKind::lion);
   const std::size_t n = 20000;  // 1e-4 · n = 2 flips allowed
   Tensor a{"delta fc.weight", Quantity::params_after, {std::int64_t(n)}, std::vector<double>(n), ""};
   for (std::size_t i = 0; i < n; ++i) a.data[i] = (i % 2 ? -1.0 : 1.0) * c.lr;
@@ -393,11 +399,7 @@ TEST_CASE("float32 deltas: the parameters' storage rounding is allowed on top of
   // One SGD step of relative size 1e-4 on weights of size ~0.1: the float32 side stores
   // θ₁ = fl(θ₀ + d), so its delta fl(θ₀ + d) − θ₀ differs from d by up to 2⁻²⁴|θ₁| per element,
   // ~6e-4 relative to d: more than float32_steps alone, and nothing to do with the step.
-  Case c;
-  c.kind = CaseKind::optimizer;
-  c.name = "synthetic sgd";
-  c.lr = 1e-3;
-  c.optim.kind = optim::OptimizerKind::sgd;
+  const Case c = synthetic_step_case(optim::OptimizerKind::sgd);
   const std::size_t n = 4096;
   std::vector<float> theta0(n), theta1(n);
   Tensor exact{"delta conv.weight", Quantity::params_after, {std::int64_t(n)}, std::vector<double>(n), ""};
