@@ -104,6 +104,34 @@ void parallel_for(int n, const std::function<void(int i, int worker)>& body) {
   pool->run(n, body);
 }
 
+void parallel_pieces(const std::vector<std::int64_t>& sizes, std::int64_t grain,
+                     const std::function<void(int t, std::int64_t begin, std::int64_t end)>& body) {
+  WDLAB_CHECK(grain > 0, "parallel_pieces: grain must be positive");
+  std::int64_t total = 0, pieces = 0;
+  for (const std::int64_t n : sizes) {
+    total += n;
+    pieces += (n + grain - 1) / grain;
+  }
+  if (total < 2 * grain) {
+    for (int t = 0; t < int(sizes.size()); ++t)
+      if (sizes[t] > 0) body(t, 0, sizes[t]);
+    return;
+  }
+  parallel_for(int(pieces), [&](int i, int) {
+    // Piece i: walk the arrays to the one that holds it (a handful of arrays, no table needed).
+    std::int64_t left = i;
+    for (int t = 0; t < int(sizes.size()); ++t) {
+      const std::int64_t here = (sizes[t] + grain - 1) / grain;
+      if (left < here) {
+        const std::int64_t begin = left * grain;
+        body(t, begin, std::min(sizes[t], begin + grain));
+        return;
+      }
+      left -= here;
+    }
+  });
+}
+
 int parallel_threads_started() { return pool_threads_started().load(); }
 
 void keep_freed_memory() {

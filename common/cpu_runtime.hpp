@@ -2,8 +2,11 @@
 // The CPU engine's run-time settings, shared by every command: which BLAS Eigen's matrix products
 // go to (OpenBLAS chooses its kernels for the running CPU when it loads, so one portable binary
 // gets each machine's GEMM speed), which kernel set it chose, and one thread count for the BLAS.
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace wdlab {
 
@@ -40,6 +43,30 @@ int cpu_threads();
 /// is first used or changed and parked between calls. The first exception a body throws is
 /// rethrown here after every thread has stopped. A parallel_for inside a body runs serially.
 void parallel_for(int n, const std::function<void(int i, int worker)>& body);
+
+/// Elementwise work over several arrays, sizes[t] entries in array t: runs body(t, begin, end) on
+/// pieces of at most `grain` consecutive entries of one array, spread over parallel_for's threads
+/// (serially, on the caller, when all arrays together hold fewer than 2·grain entries: waking the
+/// threads would cost more than the work). Every entry is in exactly one piece and the pieces
+/// depend on the sizes and the grain only, so a body that computes each entry on its own gives the
+/// same bits on any thread count.
+void parallel_pieces(const std::vector<std::int64_t>& sizes, std::int64_t grain,
+                     const std::function<void(int t, std::int64_t begin, std::int64_t end)>& body);
+
+/// parallel_pieces for one array of n entries: body(begin, end). A template so that the serial case
+/// (n < 2·grain, most layers of a small network) calls body directly, with no std::function built
+/// and nothing allocated.
+template <class F>
+void parallel_range(std::int64_t n, std::int64_t grain, F&& body) {
+  if (n < 2 * grain) {
+    if (n > 0) body(std::int64_t(0), n);
+    return;
+  }
+  parallel_for(int((n + grain - 1) / grain), [&](int i, int) {
+    const std::int64_t begin = std::int64_t(i) * grain;
+    body(begin, std::min(n, begin + grain));
+  });
+}
 
 /// Threads parallel_for's pools have started in this process so far (a pool of t threads
 /// starts t − 1; calls start none).

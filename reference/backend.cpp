@@ -81,8 +81,7 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   if (!s.finite) return reject("loss", "");  // never step on a non-finite loss
   NetBackward<T>& bw = work_.bw;
   network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw);
-  for (std::size_t i = 0; i < bw.grads.values.size(); ++i)
-    if (!all_finite(bw.grads.values[i])) return reject("gradient", params_.info[i].name);
+  if (const int i = first_nonfinite(bw.grads.values); i >= 0) return reject("gradient", params_.info[std::size_t(i)].name);
   if (is_kfac(optim_cfg_.kind)) {
     std::vector<GradientFactors<T>> gf;
     for (int i = 0; i < int(spec_.layers.size()); ++i)
@@ -111,12 +110,11 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
     return reject(e.tensor, e.layer);
   }
   update_running_stats(spec_, params_, fw);
-  for (std::size_t i = 0; i < params_.values.size(); ++i)
-    if (!all_finite(params_.values[i])) {
-      const std::string name = params_.info[i].name;
-      undo();
-      return reject("update", name);
-    }
+  if (const int i = first_nonfinite(params_.values); i >= 0) {
+    const std::string name = params_.info[std::size_t(i)].name;
+    undo();
+    return reject("update", name);
+  }
   if (weight_steps_ == train::WeightSteps::record) {
     // ⟨θ_t,θ_{t+1}⟩, ‖θ_t‖², ‖θ_{t+1}‖², ‖g_t‖² (the loss gradient, before L2 / WD), in double.
     std::size_t w = 0;

@@ -6,6 +6,7 @@
 #include "common/errors.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
+#include "reference/ops/gemm.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
 #include "reference/ops/tanh.hpp"
@@ -68,7 +69,8 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
     switch (l.kind) {
       case LayerKind::dense: {
         dense_geometry(l, N).validate();
-        y.noalias() = p.values[s.weight] * in;  // y = W x (+ b)
+        y.resize(p.values[s.weight].rows(), in.cols());
+        gemm<T>(Op::none, p.values[s.weight], Op::none, in, y);  // y = W x (+ b)
         if (s.bias >= 0) y.colwise() += as_vec(p.values[s.bias]);
         break;
       }
@@ -171,21 +173,25 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
     bool wrote_dx = true;
     switch (l.kind) {
       case LayerKind::dense: {
-        bw.grads.values[s.weight].noalias() = dy * in.transpose();  // dW = dy xᵀ
+        bw.grads.values[s.weight].resize(dy.rows(), in.rows());
+        gemm<T>(Op::none, dy, Op::transpose, in, bw.grads.values[s.weight]);  // dW = dy xᵀ
         if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
         wrote_dx = src >= 0 || want == InputGrad::compute;
-        if (wrote_dx) dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
+        if (wrote_dx) {
+          dx.resize(p.values[s.weight].cols(), dy.cols());
+          gemm<T>(Op::transpose, p.values[s.weight], Op::none, dy, dx);  // dx = Wᵀ dy
+        }
         break;
       }
       case LayerKind::conv2d: {
         const Conv2dGeometry g = l.conv_geometry(N);
         Vec<T> db;
         if (s.bias >= 0) db.resize(l.out.C);
-        conv2d_bprop_filter(g, in, dy, bw.grads.values[s.weight], s.bias >= 0 ? &db : nullptr);
-        if (s.bias >= 0) bw.grads.values[s.bias] = db;
         // The first layer's input gradient is work no optimizer needs; skipped unless asked.
         wrote_dx = src >= 0 || want == InputGrad::compute;
-        if (wrote_dx) conv2d_bprop_data(g, dy, p.values[s.weight], dx);
+        conv2d_bprop(g, in, dy, p.values[s.weight], bw.grads.values[s.weight], s.bias >= 0 ? &db : nullptr,
+                     wrote_dx ? &dx : nullptr);
+        if (s.bias >= 0) bw.grads.values[s.bias] = db;
         break;
       }
       case LayerKind::batchnorm: {

@@ -12,6 +12,7 @@
 #include "common/cpu_runtime.hpp"
 
 #include "reference/ops/conv2d_shapes.hpp"
+#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -34,6 +35,11 @@ Range valid_outputs(int out, int in, int pad, int stride, int tap) {
   return {lo, std::max(lo, hi)};
 }
 
+/// Stride 1 and an output as wide as the input (S = 2·pad + 1, the 3×3 pad-1 convolutions): output
+/// (p, q) of tap (r, s) reads input row p − pad + r, column q − pad + s, so rows of the output and
+/// of the input have the same length and a tap's valid outputs map to one contiguous run of x.
+bool same_width_stride1(const Conv2dGeometry& g) { return g.stride == 1 && g.Q() == g.W; }
+
 /// Aᵗ[nl·T + p·Q + q, (c·R + r)·S + s] = x[n0+nl, c, p·σ−pad+r, q·σ−pad+s] for nl < nb
 /// (0 outside the image). Writes the first C·R·S columns of At (At.rows() ≥ nb·T).
 template <class T>
@@ -51,6 +57,23 @@ void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Eigen::Ref
           T* dst = col + nl * PQ;
           std::fill(dst, dst + long(pr.lo) * Q, T(0));
           std::fill(dst + long(pr.hi) * Q, dst + PQ, T(0));
+          if (pr.lo >= pr.hi) continue;
+          if (same_width_stride1(g)) {
+            // Output (p, q) reads x at p·W + q + shift: the tap's valid rows are one run of x.
+            // One copy of the run from its first to its last valid entry; the columns outside
+            // [qr.lo, qr.hi), which picked up the ends of neighbouring rows, are then set to 0.
+            const long shift = long(r - g.pad) * g.W + (s - g.pad);
+            if (qr.lo < qr.hi) {
+              const long first = long(pr.lo) * Q + qr.lo, last = long(pr.hi - 1) * Q + qr.hi;
+              std::copy(xc + first + shift, xc + last + shift, dst + first);
+            }
+            for (int p = pr.lo; p < pr.hi; ++p) {
+              T* d = dst + long(p) * Q;
+              for (int q = 0; q < qr.lo; ++q) d[q] = T(0);
+              for (int q = std::max(qr.lo, qr.hi); q < Q; ++q) d[q] = T(0);
+            }
+            continue;
+          }
           for (int p = pr.lo; p < pr.hi; ++p) {
             T* d = dst + long(p) * Q;
             const long base = long(p * st - g.pad + r) * g.W + (s - g.pad);  // x index at q = 0
@@ -68,9 +91,10 @@ void im2col(const Conv2dGeometry& g, const Mat<T>& x, int n0, int nb, Eigen::Ref
 }
 
 /// dx[n0+nl, c, p·σ−pad+r, q·σ−pad+s] += Dᵗ[nl·T + p·Q + q, (c·R + r)·S + s] (inside the image):
-/// the adjoint of im2col.
+/// the adjoint of im2col. Dt is the caller's scratch: on the same-width stride-1 path its entries
+/// that fall outside the image are set to 0 first (they add nothing either way).
 template <class T>
-void col2im_add(const Conv2dGeometry& g, const Eigen::Ref<const Mat<T>>& Dt, int n0, int nb, Mat<T>& dx) {
+void col2im_add(const Conv2dGeometry& g, Eigen::Ref<Mat<T>> Dt, int n0, int nb, Mat<T>& dx) {
   const int P = g.P(), Q = g.Q(), st = g.stride;
   const long HW = long(g.H) * g.W, PQ = long(P) * Q;
   for (int c = 0; c < g.C; ++c)
@@ -78,10 +102,25 @@ void col2im_add(const Conv2dGeometry& g, const Eigen::Ref<const Mat<T>>& Dt, int
       const Range pr = valid_outputs(P, g.H, g.pad, st, r);
       for (int s = 0; s < g.S; ++s) {
         const Range qr = valid_outputs(Q, g.W, g.pad, st, s);
-        const T* col = Dt.col((long(c) * g.R + r) * g.S + s).data();
+        T* col = Dt.col((long(c) * g.R + r) * g.S + s).data();
         for (int nl = 0; nl < nb; ++nl) {
           T* dxc = dx.col(n0 + nl).data() + c * HW;
-          const T* src = col + nl * PQ;
+          T* src = col + nl * PQ;
+          if (pr.lo >= pr.hi || qr.lo >= qr.hi) continue;
+          if (same_width_stride1(g)) {
+            // As in im2col: one run from the first to the last valid entry, with the entries of
+            // the columns outside [qr.lo, qr.hi) zeroed so that they add 0 to the neighbouring rows.
+            const long shift = long(r - g.pad) * g.W + (s - g.pad);
+            const long first = long(pr.lo) * Q + qr.lo, last = long(pr.hi - 1) * Q + qr.hi;
+            for (int p = pr.lo; p < pr.hi; ++p) {
+              T* d = src + long(p) * Q;
+              for (int q = 0; q < qr.lo; ++q) d[q] = T(0);
+              for (int q = qr.hi; q < Q; ++q) d[q] = T(0);
+            }
+            T* out = dxc + shift;
+            for (long i = first; i < last; ++i) out[i] += src[i];
+            continue;
+          }
           for (int p = pr.lo; p < pr.hi; ++p) {
             const T* d = src + long(p) * Q;
             const long base = long(p * st - g.pad + r) * g.W + (s - g.pad);
@@ -194,7 +233,7 @@ void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
     auto At = chunk_patches<T>(c, g);
     auto Yt = chunk_outputs<T>(c, g);
     im2col<T>(g, x, n0, nb, At);
-    Yt.topRows(m).noalias() = At.topRows(m) * w.transpose();
+    gemm<T>(Op::none, At.topRows(m), Op::transpose, w, Yt.topRows(m));
     stacked_to_output<T>(g, Yt, n0, nb, b, y);
   });
 }
@@ -213,17 +252,22 @@ void conv2d_bprop_data(const Conv2dGeometry& g, const Mat<T>& dy, const Mat<T>& 
     auto Dt = chunk_patches<T>(c, g);
     auto DYt = chunk_outputs<T>(c, g);
     output_to_stacked<T>(g, dy, n0, nb, DYt);
-    Dt.topRows(m).noalias() = DYt.topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
+    gemm<T>(Op::none, DYt.topRows(m), Op::none, w, Dt.topRows(m));  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
     col2im_add<T>(g, Dt, n0, nb, dx);
   });
 }
 
 template <class T>
-void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, Mat<T>& dw,
-                         NoDeduce<Vec<T>>* db) {
+void conv2d_bprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, const Mat<T>& w, Mat<T>& dw,
+                  NoDeduce<Vec<T>>* db, Mat<T>* dx) {
   g.validate();
-  detail::check_input("conv2d_bprop_filter", g, x);
-  detail::check_output("conv2d_bprop_filter", "dy (K·P·Q × N)", g, dy);
+  detail::check_input("conv2d_bprop", g, x);
+  detail::check_output("conv2d_bprop", "dy (K·P·Q × N)", g, dy);
+  if (dx) {
+    detail::check_filter("conv2d_bprop", g, w);
+    WDLAB_CHECK(dx != &dy && dx != &x, "conv2d_bprop: dx must not alias x or dy");
+    dx->setZero(long(g.C) * g.H * g.W, g.N);
+  }
   const PassChunks c(g, sizeof(T));
   // dw = Σ_chunks DYᵗᵀ Aᵗ: one partial per chunk (column i of `parts`, viewed as K × C·R·S),
   // added in chunk order, so the sum does not depend on which thread computed which chunk.
@@ -237,7 +281,12 @@ void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>&
     auto DYt = chunk_outputs<T>(c, g);
     im2col<T>(g, x, n0, nb, At);
     output_to_stacked<T>(g, dy, n0, nb, DYt);
-    part(i).noalias() = DYt.topRows(m).transpose() * At.topRows(m);
+    gemm<T>(Op::transpose, DYt.topRows(m), Op::none, At.topRows(m), part(i));
+    if (dx) {
+      // The data pass of the same chunk while DYᵗ is in cache; Aᵗ's buffer takes Dᵗ = DYᵗ w.
+      gemm<T>(Op::none, DYt.topRows(m), Op::none, w, At.topRows(m));
+      col2im_add<T>(g, At, n0, nb, *dx);
+    }
   });
   dw = part(0);
   for (int i = 1; i < c.count; ++i) dw += part(i);
@@ -247,6 +296,12 @@ void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>&
     for (int n = 0; n < g.N; ++n)
       for (int k = 0; k < g.K; ++k) (*db)(k) += dy.col(n).segment(k * PQ, PQ).sum();
   }
+}
+
+template <class T>
+void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, Mat<T>& dw,
+                         NoDeduce<Vec<T>>* db) {
+  conv2d_bprop(g, x, dy, Mat<T>(), dw, db, static_cast<Mat<T>*>(nullptr));
 }
 
 template <class T>
@@ -303,6 +358,8 @@ Mat<T> conv2d_kfc_output_factor(const Conv2dGeometry& g, const Mat<T>& ds) {
                                      Mat<T>&);                                                   \
   template void conv2d_bprop_filter<T>(const Conv2dGeometry&, const Mat<T>&, const Mat<T>&,      \
                                        Mat<T>&, Vec<T>*);                                        \
+  template void conv2d_bprop<T>(const Conv2dGeometry&, const Mat<T>&, const Mat<T>&, const Mat<T>&, \
+                                Mat<T>&, Vec<T>*, Mat<T>*);                                      \
   template Mat<T> conv2d_patches<T>(const Conv2dGeometry&, const Mat<T>&, Homogeneous);          \
   template Mat<T> conv2d_kfc_input_factor<T>(const Conv2dGeometry&, const Mat<T>&, Homogeneous); \
   template Mat<T> conv2d_kfc_output_factor<T>(const Conv2dGeometry&, const Mat<T>&);

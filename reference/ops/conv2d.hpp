@@ -42,6 +42,13 @@ template <class T>
 void conv2d_bprop_filter(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, Mat<T>& dw,
                          NoDeduce<Vec<T>>* db);
 
+/// Both backward passes in one walk over the chunks: dw (and db) as conv2d_bprop_filter and, when
+/// dx is not nullptr, dx as conv2d_bprop_data, the same bits as the two calls. Each chunk's
+/// stacked cotangent DYᵗ is built once and used by both products while it is in cache.
+template <class T>
+void conv2d_bprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, const Mat<T>& w, Mat<T>& dw,
+                  NoDeduce<Vec<T>>* db, Mat<T>* dx);
+
 /// A[(c·R + r)·S + s, n·P·Q + p·Q + q] = x[n,c,p·σ−pad+r,q·σ−pad+s]  (im2col of the whole batch)
 /// C·R·S rows, plus a last row of ones when h == Homogeneous::on; P·Q·N columns.
 /// With it, y[n,k,p,q] = (w·A)[k, n·P·Q + p·Q + q] + b[k].

@@ -39,23 +39,28 @@ void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, Max
       for (int p = 0; p < P; ++p) {
         const std::int64_t row0 = (std::int64_t(c) * H + std::int64_t(p) * st) * W;
         const Eigen::Index o0 = (Eigen::Index(c) * P + p) * Q;
+        // The window's first entry starts the search (it is the first maximum unless beaten);
+        // then each other window entry (r, s) in order, for all q at once: the same comparisons
+        // per output as a window-by-window scan, in an order the compiler vectorizes.
+        T* best = on + o0;
+        std::int64_t* best_i = an + o0;
         for (int q = 0; q < Q; ++q) {
-          // The window's first entry starts the search (it is the first maximum unless beaten).
-          std::int64_t best_i = row0 + std::int64_t(q) * st;
-          T best = xn[best_i];
-          for (int r = 0; r < win; ++r)
-            for (int s = 0; s < win; ++s) {
-              const std::int64_t i = row0 + std::int64_t(r) * W + std::int64_t(q) * st + s;
-              const T v = xn[i];
-              // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
-              // Selects, not a branch (the branch mispredicted on every other window).
-              const bool take = v > best || (std::isnan(v) && !std::isnan(best));
-              best_i = take ? i : best_i;
-              best = take ? v : best;
-            }
-          on[o0 + q] = best;
-          an[o0 + q] = best_i;
+          best_i[q] = row0 + std::int64_t(q) * st;
+          best[q] = xn[best_i[q]];
         }
+        for (int r = 0; r < win; ++r)
+          for (int s = 0; s < win; ++s) {
+            if (r == 0 && s == 0) continue;
+            const std::int64_t at = row0 + std::int64_t(r) * W + s;
+            for (int q = 0; q < Q; ++q) {
+              const std::int64_t i = at + std::int64_t(q) * st;
+              const T v = xn[i], b = best[q];
+              // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
+              const bool take = v > b || (v != v && b == b);
+              best_i[q] = take ? i : best_i[q];
+              best[q] = take ? v : b;
+            }
+          }
       }
   });
   if (alias) y = std::move(fresh);

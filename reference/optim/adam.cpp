@@ -55,14 +55,14 @@ void Adam<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
   const T c1 = T(1 - std::pow(cfg_.beta1, double(t_)));  // bias corrections, in double
   const T c2 = T(1 - std::pow(cfg_.beta2, double(t_)));
   const T one_b1 = T(1) - b1, one_b2 = T(1) - b2;
-  for (int i = 0; i < int(params.values.size()); ++i) {
-    if (!this->trainable(i)) continue;
-    const AdamScalars<T> a{b1, b2, one_b1, one_b2, c1, c2, eps, beta, lr};
+  const AdamScalars<T> a{b1, b2, one_b1, one_b2, c1, c2, eps, beta, lr};
+  this->for_each_piece([&](int i, Eigen::Index b, Eigen::Index e) {
     with_decay_flags(this->l2(i), this->wd(i), [&](auto L2, auto WD) {
-      adam_loop<T, decltype(L2)::value, decltype(WD)::value>(params.values[i].size(), params.values[i].data(),
-                                                             grads.values[i].data(), m_[i].data(), v_[i].data(), a);
+      adam_loop<T, decltype(L2)::value, decltype(WD)::value>(e - b, params.values[i].data() + b,
+                                                             grads.values[i].data() + b, m_[i].data() + b,
+                                                             v_[i].data() + b, a);
     });
-  }
+  });
 }
 
 template <class T>

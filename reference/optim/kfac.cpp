@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -163,20 +164,26 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
     compute_inverses(k);
   const int n = int(params.values.size());
   const T beta = this->beta();
-  // 1. Gradients with the L2 term.
-  std::vector<Mat<T>> g(n);
+  // 1. Gradients with the L2 term (a copy only where L2 adds to them).
+  std::vector<const T*> g(std::size_t(n), nullptr);
+  work_.l2.resize(std::size_t(n));
   for (int i = 0; i < n; ++i) {
     if (!this->trainable(i)) continue;
-    g[i] = grads.values[i];
-    if (this->l2(i)) g[i] += beta * params.values[i];
+    g[i] = grads.values[i].data();
+    if (this->l2(i)) {
+      work_.l2[i] = grads.values[i] + beta * params.values[i];
+      g[i] = work_.l2[i].data();
+    }
   }
-  // 2. Preconditioned directions U.
-  std::vector<Mat<T>> u(n);
-  for (int i = 0; i < n; ++i)
-    if (this->trainable(i) && block_of_[i] < 0) u[i] = g[i];
+  // 2. Preconditioned directions U, per tensor a pointer: into the block's U (o × a, column-major:
+  // the weight's o·in entries first, then the bias column), or the gradient itself.
+  std::vector<const T*> u(g);
+  work_.U.resize(blocks_.size());
   last_low_rank_ = 0;
-  for (const Block& blk : blocks_) {
-    Mat<T> U;
+  for (std::size_t bi = 0; bi < blocks_.size(); ++bi) {
+    const Block& blk = blocks_[bi];
+    Mat<T>& U = work_.U[bi];
+    U.resize(blk.out, blk.a_dim());
     const GradientFactors<T>* f = nullptr;
     for (const auto& gf : grad_factors_)
       if (gf.layer == blk.layer) f = &gf;
@@ -184,43 +191,58 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
     const double B = f ? double(f->D.cols()) : 0, o = double(blk.out), a = double(blk.a_dim());
     if (f && blk.locations == 1 && !l2_here && B * (o * o + a * a + o * a) < o * a * (o + a)) {
       // G = D X̄ᵀ has rank ≤ B: S̃⁻¹ G Ã⁻¹ = (S̃⁻¹ D)(Ã⁻¹ X̄)ᵀ (Ã⁻¹ symmetric).
-      Mat<T> Xbar(blk.a_dim(), f->X.cols());
+      Mat<T>& Xbar = work_.Xbar;
+      Xbar.resize(blk.a_dim(), f->X.cols());
       Xbar.topRows(blk.in) = f->X;
       if (blk.b >= 0) Xbar.row(blk.in).setOnes();
-      U.noalias() = (blk.S_inv * f->D) * (blk.A_inv * Xbar).transpose();
+      work_.left.resize(blk.out, f->D.cols());
+      work_.right.resize(blk.a_dim(), f->X.cols());
+      gemm<T>(Op::none, blk.S_inv, Op::none, f->D, work_.left);
+      gemm<T>(Op::none, blk.A_inv, Op::none, Xbar, work_.right);
+      gemm<T>(Op::none, work_.left, Op::transpose, work_.right, U);
       ++last_low_rank_;
     } else {
-      Mat<T> G(blk.out, blk.a_dim());
-      G.leftCols(blk.in) = g[blk.w];
-      if (blk.b >= 0) G.col(blk.in) = g[blk.b];
-      U.noalias() = (blk.S_inv * G) * blk.A_inv;
+      Mat<T>& G = work_.G;
+      G.resize(blk.out, blk.a_dim());
+      G.leftCols(blk.in) = Eigen::Map<const Mat<T>>(g[blk.w], blk.out, blk.in);
+      if (blk.b >= 0) G.col(blk.in) = Eigen::Map<const Vec<T>>(g[blk.b], blk.out);
+      work_.left.resize(blk.out, blk.a_dim());
+      gemm<T>(Op::none, blk.S_inv, Op::none, G, work_.left);
+      gemm<T>(Op::none, work_.left, Op::none, blk.A_inv, U);
     }
     if (blk.locations > 1) U /= T(blk.locations);
-    u[blk.w] = U.leftCols(blk.in);
-    if (blk.b >= 0) u[blk.b] = U.col(blk.in);
+    u[blk.w] = U.data();
+    if (blk.b >= 0) u[blk.b] = U.data() + blk.out * blk.in;
   }
   grad_factors_.clear();
-  // 3. KL clipping.
+  // 3. KL clipping: ν = min(1, sqrt(c / (η² Σ g·u))).
   last_kl_scale_ = 1;
   if (cfg_.kl_clip > 0 && lr > 0) {
     double inner = 0;
     for (int i = 0; i < n; ++i)
-      if (this->trainable(i)) inner += double((g[i].array() * u[i].array()).sum());
+      if (this->trainable(i))
+        inner += double((Eigen::Map<const Vec<T>>(g[i], params.values[i].size()).array() *
+                         Eigen::Map<const Vec<T>>(u[i], params.values[i].size()).array()).sum());
     const double denom = double(lr) * double(lr) * inner;
     if (denom > 0) last_kl_scale_ = std::min(1.0, std::sqrt(cfg_.kl_clip / denom));
-    if (last_kl_scale_ < 1)
-      for (int i = 0; i < n; ++i)
-        if (this->trainable(i)) u[i] *= T(last_kl_scale_);
   }
-  // 4. Momentum, decoupled decay, update.
-  const T mu = T(cfg_.momentum);
-  for (int i = 0; i < n; ++i) {
-    if (!this->trainable(i)) continue;
-    v_[i] = mu * v_[i] + u[i];
-    Mat<T> step = v_[i];
-    if (this->wd(i)) step += beta * params.values[i];
-    params.values[i] -= lr * step;
-  }
+  // 4. Momentum, decoupled decay, update, elementwise in pieces on the engine's threads:
+  //   v ← μ v + ν u;  θ ← θ − η (v (+ β θ, WD)).
+  const T mu = T(cfg_.momentum), nu = T(last_kl_scale_);
+  const bool clipped = last_kl_scale_ < 1;
+  this->for_each_piece([&](int i, Eigen::Index b, Eigen::Index e) {
+    const bool decay = this->wd(i);
+    T* theta = params.values[i].data();
+    T* v = v_[i].data();
+    const T* ui = u[i];
+    for (Eigen::Index j = b; j < e; ++j) {
+      const T uj = clipped ? ui[j] * nu : ui[j];
+      const T vj = mu * v[j] + uj;
+      v[j] = vj;
+      const T step = decay ? vj + beta * theta[j] : vj;
+      theta[j] -= lr * step;
+    }
+  });
 }
 
 template <class T>

@@ -118,6 +118,13 @@ class Kfac final : public Optimizer<T> {
   int last_low_rank_ = 0;
   std::vector<int> block_of_;  // per tensor: block index, −1 for tensors without a block
   std::vector<Mat<T>> v_;
+  /// The step's buffers, kept between steps (their shapes repeat): L2-augmented gradients, each
+  /// block's preconditioned direction U and the products' operands.
+  struct StepWork {
+    std::vector<Mat<T>> l2, U;
+    Mat<T> Xbar, G, left, right;
+  };
+  StepWork work_;
   bool initialized_ = false;
   bool inverses_ready_ = false;
   std::vector<DampingRaise> raises_;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
 #include "reference/optim/adam.hpp"
 #include "reference/optim/kfac.hpp"
@@ -25,7 +26,15 @@ Optimizer<T>::Optimizer(const NetworkSpec& spec, const ParamStore<T>& like, cons
                                       like.info[i].name, expected[i].name));
     shapes_.emplace_back(like.values[i].rows(), like.values[i].cols());
     decay_.push_back(optim::decays(info_[i], spec, reg) ? 1 : 0);
+    trainable_sizes_.push_back(info_[i].trainable() ? std::int64_t(like.values[i].size()) : 0);
   }
+}
+
+template <class T>
+void Optimizer<T>::for_each_piece(const std::function<void(int, Eigen::Index, Eigen::Index)>& body) const {
+  constexpr std::int64_t kGrain = std::int64_t(1) << 15;
+  parallel_pieces(trainable_sizes_, kGrain,
+                  [&](int i, std::int64_t begin, std::int64_t end) { body(i, Eigen::Index(begin), Eigen::Index(end)); });
 }
 
 template <class T>

@@ -9,6 +9,7 @@
 //   if (opt.wants_factors(k)) opt.update_factors(kfac_statistics(θ_{k+1}, same minibatch), k)
 // so factor statistics are taken after the update, on the same minibatch (MATH.md §9.3 item 6).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -97,6 +98,12 @@ class Optimizer {
   /// Zero matrices shaped like every trainable tensor (zero-sized for running statistics).
   std::vector<Mat<T>> zero_buffers() const;
 
+  /// An elementwise update's loop: body(i, begin, end) over entries [begin, end) of every trainable
+  /// tensor i, in pieces of at most 32768 entries spread over the engine's threads (parallel_pieces:
+  /// the same bits on any thread count). The updates are memory-bound (SGD reads θ, ∇, v and writes
+  /// θ, v: 20 bytes per float parameter), so one core leaves the others' memory bandwidth unused.
+  void for_each_piece(const std::function<void(int i, Eigen::Index begin, Eigen::Index end)>& body) const;
+
   NetworkSpec spec_;
   std::vector<ParamInfo> info_;
   std::vector<std::pair<Eigen::Index, Eigen::Index>> shapes_;
@@ -104,6 +111,7 @@ class Optimizer {
 
  private:
   std::vector<char> decay_;
+  std::vector<std::int64_t> trainable_sizes_;  // entries of tensor i, 0 where not trainable
 };
 
 /// Reads a load_state() argument into temporaries; commit only after finish() succeeds.

@@ -42,15 +42,16 @@ template <class T>
 void Sgd<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t) {
   const SgdScalars<T> a{T(cfg_.momentum), this->beta(), lr};
   const bool nesterov = cfg_.kind != optim::MomentumKind::heavy_ball;
-  for (int i = 0; i < int(params.values.size()); ++i) {
-    if (!this->trainable(i)) continue;
+  this->for_each_piece([&](int i, Eigen::Index b, Eigen::Index e) {
     with_decay_flags(this->l2(i), this->wd(i), [&](auto L2, auto WD) {
       constexpr bool l2 = decltype(L2)::value, wd = decltype(WD)::value;
-      const Eigen::Index n = params.values[i].size();
-      if (nesterov) sgd_loop<T, l2, wd, true>(n, params.values[i].data(), grads.values[i].data(), v_[i].data(), a);
-      else sgd_loop<T, l2, wd, false>(n, params.values[i].data(), grads.values[i].data(), v_[i].data(), a);
+      T* theta = params.values[i].data() + b;
+      const T* g = grads.values[i].data() + b;
+      T* v = v_[i].data() + b;
+      if (nesterov) sgd_loop<T, l2, wd, true>(e - b, theta, g, v, a);
+      else sgd_loop<T, l2, wd, false>(e - b, theta, g, v, a);
     });
-  }
+  });
 }
 
 template <class T>

@@ -144,3 +144,58 @@ TEST_CASE("parallel_for's pool survives a body's exception and a nested call run
   CHECK(parallel_threads_started() == started);
   set_cpu_threads(0);
 }
+
+TEST_CASE("parallel_pieces covers every entry of every array once, in pieces of at most the grain") {
+  // Arrays of 0, 1, grain − 1, grain, grain + 1 and 5·grain + 3 entries: every boundary case of the cut.
+  const std::int64_t grain = 64;
+  const std::vector<std::int64_t> sizes = {0, 1, grain - 1, grain, grain + 1, 5 * grain + 3};
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    REQUIRE(set_cpu_threads(threads) >= 1);
+    std::vector<std::vector<std::atomic<int>>> seen;
+    for (const std::int64_t n : sizes) seen.emplace_back(std::size_t(n));
+    std::atomic<int> pieces{0}, too_long{0};
+    parallel_pieces(sizes, grain, [&](int t, std::int64_t b, std::int64_t e) {
+      ++pieces;
+      if (e - b > grain || b >= e) ++too_long;
+      for (std::int64_t j = b; j < e; ++j) seen[std::size_t(t)][std::size_t(j)].fetch_add(1);
+    });
+    for (auto& a : seen)
+      for (auto& s : a) CHECK(s.load() == 1);
+    CHECK(too_long.load() == 0);
+    CHECK(pieces.load() == 0 + 1 + 1 + 1 + 2 + 6);
+  }
+  // Below 2·grain entries in all, the caller runs one piece per array (no thread woken).
+  std::set<std::thread::id> ids;
+  std::mutex m;
+  int small_pieces = 0;
+  parallel_pieces({10, 20}, grain, [&](int, std::int64_t, std::int64_t) {
+    const std::lock_guard<std::mutex> lock(m);
+    ids.insert(std::this_thread::get_id());
+    ++small_pieces;
+  });
+  CHECK(small_pieces == 2);
+  CHECK(ids == std::set<std::thread::id>{std::this_thread::get_id()});
+  CHECK_THROWS(parallel_pieces({10}, 0, [](int, std::int64_t, std::int64_t) {}));
+  set_cpu_threads(0);
+}
+
+TEST_CASE("parallel_range covers 0 to n once in pieces of at most the grain, serially below 2·grain") {
+  REQUIRE(set_cpu_threads(2) >= 1);
+  for (const std::int64_t n : {std::int64_t(0), std::int64_t(1), std::int64_t(127), std::int64_t(128),
+                               std::int64_t(129), std::int64_t(1000)}) {
+    CAPTURE(n);
+    std::vector<std::atomic<int>> seen(static_cast<std::size_t>(n));
+    std::atomic<int> pieces{0}, bad{0};
+    parallel_range(n, 64, [&](std::int64_t b, std::int64_t e) {
+      ++pieces;
+      if (e - b > 64 && n >= 128) ++bad;  // pieces respect the grain once the range is cut
+      if (b >= e) ++bad;
+      for (std::int64_t j = b; j < e; ++j) seen[std::size_t(j)].fetch_add(1);
+    });
+    for (auto& s : seen) CHECK(s.load() == 1);
+    CHECK(bad.load() == 0);
+    CHECK(pieces.load() == (n == 0 ? 0 : n < 128 ? 1 : int((n + 63) / 64)));
+  }
+  set_cpu_threads(0);
+}

@@ -36,6 +36,7 @@ inline std::vector<Conv2dGeometry> conv_geometries() {
       {3, 2, 7, 6, 3, 3, 5, 2, 1},   // R ≠ S, pad wider than (R − 1)/2
       {2, 2, 6, 7, 3, 3, 3, 1, 3},   // stride 3: some input pixels never read
       {3, 2, 3, 3, 2, 5, 5, 1, 1},   // kernel larger than the image, P = Q = 1
+      {2, 2, 4, 2, 2, 3, 5, 2, 1},   // Q = W (one-run im2col path) with taps s = 0, 4 outside every row
   };
 }
 

@@ -337,3 +337,37 @@ TEST_CASE("the passes give the same bits on one thread and on two (chunks cut by
   CHECK(dw_rev != one.dw);
   CHECK((dw_rev - one.dw).cwiseAbs().maxCoeff() < 1e-3f * one.dw.cwiseAbs().maxCoeff());
 }
+
+TEST_CASE("the fused backward (conv2d_bprop) gives the bits of bprop_filter and bprop_data, on one thread and two") {
+  std::vector<Conv2dGeometry> geoms = conv_geometries();
+  geoms.push_back(chunked_geometry());
+  for (std::size_t i = 0; i < geoms.size(); ++i) {
+    const Conv2dGeometry& g = geoms[i];
+    CAPTURE(g.describe());
+    const auto [xd, wd, dyd, bd] = operands(g, 800 + i, normals);
+    const Mat<float> x = xd.cast<float>(), w = wd.cast<float>(), dy = dyd.cast<float>();
+    for (const int threads : {1, 2}) {
+      REQUIRE(set_cpu_threads(threads) == threads);
+      Mat<float> dw, dx, dw_f, dx_f, dw_only;
+      Vec<float> db, db_f;
+      conv2d_bprop_filter(g, x, dy, dw, &db);
+      conv2d_bprop_data(g, dy, w, dx);
+      conv2d_bprop(g, x, dy, w, dw_f, &db_f, &dx_f);
+      CHECK(dw_f == dw);
+      CHECK(db_f == db);
+      CHECK(dx_f == dx);
+      conv2d_bprop(g, x, dy, w, dw_only, static_cast<Vec<float>*>(nullptr), static_cast<Mat<float>*>(nullptr));
+      CHECK(dw_only == dw);
+      // Control: the data pass of another filter is seen.
+      Mat<float> w2 = (w.array() * 1.5f + 0.25f).matrix(), dx2, dw2;
+      conv2d_bprop(g, x, dy, w2, dw2, static_cast<Vec<float>*>(nullptr), &dx2);
+      CHECK(dx2 != dx);
+    }
+  }
+  set_cpu_threads(0);
+  // dx may not alias an operand.
+  const Conv2dGeometry g = conv_geometries()[0];
+  const auto [xd, wd, dyd, bd] = operands(g, 900, normals);
+  Mat<double> x = xd, dw;
+  CHECK_THROWS(conv2d_bprop(g, x, dyd, wd, dw, static_cast<Vec<double>*>(nullptr), &x));
+}

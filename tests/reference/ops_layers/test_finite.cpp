@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/cpu_runtime.hpp"
 #include "reference/ops/finite.hpp"
 
 using namespace wdlab::ref;
@@ -39,4 +40,29 @@ void check_all_positions() {
 TEST_CASE("all_finite finds one ±inf or NaN anywhere and passes every finite extreme (float, double)") {
   check_all_positions<float>();
   check_all_positions<double>();
+}
+
+TEST_CASE("first_nonfinite names the first bad tensor, scanned in pieces on one thread and on two") {
+  // Tensors of 3, 2^17 + 5 (several pieces) and 7 entries; one NaN or ±inf placed in each tensor
+  // at its first, a middle and its last entry.
+  const std::vector<long> sizes = {3, (1L << 17) + 5, 7};
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    wdlab::set_cpu_threads(threads);
+    std::vector<Mat<float>> xs;
+    for (const long n : sizes) xs.push_back(Mat<float>::Constant(n, 1, 1.5f));
+    CHECK(first_nonfinite(xs) == -1);
+    for (int t = 0; t < 3; ++t)
+      for (const long at : {0L, sizes[std::size_t(t)] / 2, sizes[std::size_t(t)] - 1}) {
+        CAPTURE(t);
+        CAPTURE(at);
+        std::vector<Mat<float>> ys = xs;
+        ys[std::size_t(t)](at) = std::numeric_limits<float>::quiet_NaN();
+        CHECK(first_nonfinite(ys) == t);
+        ys[2](0) = -std::numeric_limits<float>::infinity();  // a later bad tensor does not hide it
+        CHECK(first_nonfinite(ys) == t);
+      }
+    CHECK(first_nonfinite(std::vector<Mat<double>>{}) == -1);
+  }
+  wdlab::set_cpu_threads(0);
 }
