@@ -6,7 +6,6 @@
 #include "common/errors.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
-#include "reference/ops/gemm.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
 #include "reference/ops/tanh.hpp"
@@ -69,8 +68,7 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
     switch (l.kind) {
       case LayerKind::dense: {
         dense_geometry(l, N).validate();
-        y.resize(p.values[s.weight].rows(), in.cols());
-        gemm<T>(Op::none, p.values[s.weight], Op::none, in, y);  // y = W x (+ b)
+        y.noalias() = p.values[s.weight] * in;  // y = W x (+ b)
         if (s.bias >= 0) y.colwise() += as_vec(p.values[s.bias]);
         break;
       }
@@ -173,14 +171,10 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
     bool wrote_dx = true;
     switch (l.kind) {
       case LayerKind::dense: {
-        bw.grads.values[s.weight].resize(dy.rows(), in.rows());
-        gemm<T>(Op::none, dy, Op::transpose, in, bw.grads.values[s.weight]);  // dW = dy xᵀ
+        bw.grads.values[s.weight].noalias() = dy * in.transpose();  // dW = dy xᵀ
         if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
         wrote_dx = src >= 0 || want == InputGrad::compute;
-        if (wrote_dx) {
-          dx.resize(p.values[s.weight].cols(), dy.cols());
-          gemm<T>(Op::transpose, p.values[s.weight], Op::none, dy, dx);  // dx = Wᵀ dy
-        }
+        if (wrote_dx) dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
         break;
       }
       case LayerKind::conv2d: {

@@ -12,7 +12,6 @@
 #include "common/cpu_runtime.hpp"
 
 #include "reference/ops/conv2d_shapes.hpp"
-#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -233,7 +232,7 @@ void conv2d_fprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& w,
     auto At = chunk_patches<T>(c, g);
     auto Yt = chunk_outputs<T>(c, g);
     im2col<T>(g, x, n0, nb, At);
-    gemm<T>(Op::none, At.topRows(m), Op::transpose, w, Yt.topRows(m));
+    Yt.topRows(m).noalias() = At.topRows(m) * w.transpose();
     stacked_to_output<T>(g, Yt, n0, nb, b, y);
   });
 }
@@ -252,7 +251,7 @@ void conv2d_bprop_data(const Conv2dGeometry& g, const Mat<T>& dy, const Mat<T>& 
     auto Dt = chunk_patches<T>(c, g);
     auto DYt = chunk_outputs<T>(c, g);
     output_to_stacked<T>(g, dy, n0, nb, DYt);
-    gemm<T>(Op::none, DYt.topRows(m), Op::none, w, Dt.topRows(m));  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
+    Dt.topRows(m).noalias() = DYt.topRows(m) * w;  // ∂/∂Aᵗ of ⟨Yᵗ, DYᵗ⟩
     col2im_add<T>(g, Dt, n0, nb, dx);
   });
 }
@@ -281,10 +280,10 @@ void conv2d_bprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, co
     auto DYt = chunk_outputs<T>(c, g);
     im2col<T>(g, x, n0, nb, At);
     output_to_stacked<T>(g, dy, n0, nb, DYt);
-    gemm<T>(Op::transpose, DYt.topRows(m), Op::none, At.topRows(m), part(i));
+    part(i).noalias() = DYt.topRows(m).transpose() * At.topRows(m);
     if (dx) {
       // The data pass of the same chunk while DYᵗ is in cache; Aᵗ's buffer takes Dᵗ = DYᵗ w.
-      gemm<T>(Op::none, DYt.topRows(m), Op::none, w, At.topRows(m));
+      At.topRows(m).noalias() = DYt.topRows(m) * w;
       col2im_add<T>(g, At, n0, nb, *dx);
     }
   });

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
-#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -195,20 +194,17 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
       Xbar.resize(blk.a_dim(), f->X.cols());
       Xbar.topRows(blk.in) = f->X;
       if (blk.b >= 0) Xbar.row(blk.in).setOnes();
-      work_.left.resize(blk.out, f->D.cols());
-      work_.right.resize(blk.a_dim(), f->X.cols());
-      gemm<T>(Op::none, blk.S_inv, Op::none, f->D, work_.left);
-      gemm<T>(Op::none, blk.A_inv, Op::none, Xbar, work_.right);
-      gemm<T>(Op::none, work_.left, Op::transpose, work_.right, U);
+      work_.left.noalias() = blk.S_inv * f->D;
+      work_.right.noalias() = blk.A_inv * Xbar;
+      U.noalias() = work_.left * work_.right.transpose();
       ++last_low_rank_;
     } else {
       Mat<T>& G = work_.G;
       G.resize(blk.out, blk.a_dim());
       G.leftCols(blk.in) = Eigen::Map<const Mat<T>>(g[blk.w], blk.out, blk.in);
       if (blk.b >= 0) G.col(blk.in) = Eigen::Map<const Vec<T>>(g[blk.b], blk.out);
-      work_.left.resize(blk.out, blk.a_dim());
-      gemm<T>(Op::none, blk.S_inv, Op::none, G, work_.left);
-      gemm<T>(Op::none, work_.left, Op::none, blk.A_inv, U);
+      work_.left.noalias() = blk.S_inv * G;
+      U.noalias() = work_.left * blk.A_inv;
     }
     if (blk.locations > 1) U /= T(blk.locations);
     u[blk.w] = U.data();
