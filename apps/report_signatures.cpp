@@ -221,15 +221,19 @@ void gn_jacobian(const std::vector<RunRecord>& runs, Builder& b) {
     } else {
       seeds_text = per_seed.size() == 1 ? "; 1 seed: no spread" : fmt::format("; {} seeds: no per-seed r", per_seed.size());
     }
-    const bool measured = int(rs.size()) >= rules::kGnJacobianMinPoints && !std::isnan(r1);
+    const bool enough = int(rs.size()) >= rules::kGnJacobianMinPoints;
+    const bool measured = enough && !std::isnan(r1);
+    // Too few points: the reason comes first, so that the row does not read as a failed Fig. 5 (the
+    // laptop suite's `search`, e.g., has one final run per grid).
+    const std::string why =
+        enough ? ""
+               : fmt::format("not judged: only {} points (runs of this experiment logging kfac_gn_norm and jac_norm), "
+                             "the rule needs ≥ {} networks/seeds, as Fig. 5's experiment has; ",
+                             rs.size(), rules::kGnJacobianMinPoints);
     b.add({"II.2", fmt::format("{}: {} runs", g, rs.size()),
-           fmt::format("Pearson r(log GN_KFAC, log ‖J‖²) = {}{}{}; beside it (no verdict): r(log GN, gap) = {}, "
+           fmt::format("{}Pearson r(log GN_KFAC, log ‖J‖²) = {}{}; beside it (no verdict): r(log GN, gap) = {}, "
                        "r(log ‖J‖², gap) = {}",
-                       fmt_num(r1, 3), seeds_text,
-                       int(rs.size()) < rules::kGnJacobianMinPoints
-                           ? fmt::format(" (only {} points, the rule needs {})", rs.size(), rules::kGnJacobianMinPoints)
-                           : "",
-                       fmt_num(r2, 3), fmt_num(r3, 3)),
+                       why, fmt_num(r1, 3), seeds_text, fmt_num(r2, 3), fmt_num(r3, 3)),
            verdict(measured, r1 > rules::kGnJacobianR), j});
   }
   if (by_group.empty()) b.none_found("II.2", "runs logging kfac_gn_norm and jac_norm");

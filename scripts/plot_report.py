@@ -70,6 +70,14 @@ def slug(s):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-") or "runs"
 
 
+def fig_name(kind, group, suffix=None):
+    """The file name of a figure: kind-group[-suffix], the kind not repeated where the experiment's name
+    already starts with it (mech1-elr-0, not mech1-mech1-elr-0; mech1-exp-0 for an experiment "exp")."""
+    g = slug(group)
+    base = g if g == kind or g.startswith(kind + "-") else f"{kind}-{g}"
+    return base if suffix is None else f"{base}-{suffix}"
+
+
 class Out:
     def __init__(self, out_dir):
         self.dir = out_dir
@@ -77,6 +85,10 @@ class Out:
         self.notes = []
 
     def save(self, fig, name, title, caption):
+        taken = {f["png"] for f in self.figures}
+        base, k = name, 2
+        while name + ".png" in taken:  # fig_name's shortening may meet another experiment's name
+            name, k = f"{base}-{k}", k + 1
         png, svg = name + ".png", name + ".svg"
         fig.savefig(os.path.join(self.dir, png), bbox_inches="tight")
         fig.savefig(os.path.join(self.dir, svg), bbox_inches="tight")
@@ -105,7 +117,7 @@ def fig_accuracy(out, group, runs):
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{group}: test accuracy")
     legend(ax)
-    out.save(fig, f"accuracy-{slug(group)}", f"{group}: test accuracy",
+    out.save(fig, fig_name("accuracy", group), f"{group}: test accuracy",
              "test accuracy per epoch (paper Figs. 1/2/4/6/8)")
 
 
@@ -124,7 +136,7 @@ def fig_elr(out, group, runs):
     ax.set_ylabel(r"effective learning rate $\eta/\|\theta_l\|^2$")
     ax.set_title(f"{group}: effective learning rate of {layer}")
     legend(ax)
-    out.save(fig, f"elr-{slug(group)}", f"{group}: effective learning rate",
+    out.save(fig, fig_name("elr", group), f"{group}: effective learning rate",
              f"η/‖θ‖² of the first BN layer ({layer}) per epoch, log scale (paper Fig. 3)")
 
 
@@ -180,7 +192,7 @@ def fig_gn_jacobian(out, group, runs):
     axes[0].legend(uniq.values(), uniq.keys(), loc="best", fontsize=6, frameon=True, framealpha=0.7)
     fig.suptitle(f"{group}: K-FAC GN norm, Jacobian norm and generalization gap at the end of training "
                  f"({len({p[0].get('seed') for p in pts})} seed(s), one point per run)")
-    out.save(fig, f"gn-jacobian-{slug(group)}", f"{group}: mechanism II (GN norm vs Jacobian norm)",
+    out.save(fig, fig_name("gn-jacobian", group), f"{group}: mechanism II (GN norm vs Jacobian norm)",
              "final-epoch values per network and seed, log axes for the norms, Pearson r on log norms (paper Fig. 5)")
     return True
 
@@ -206,7 +218,7 @@ def fig_traces(out, group, runs):
     ax.set_ylabel(r"trace norm at normalized weights $\|C(\hat\theta_l)\|_*$")
     ax.set_title(f"{group}: Fisher vs Gauss-Newton trace, {layer}")
     legend(ax)
-    out.save(fig, f"traces-{slug(group)}", f"{group}: Fisher and GN trace norms",
+    out.save(fig, fig_name("traces", group), f"{group}: Fisher and GN trace norms",
              f"trace norms of the K-FAC block of {layer} at normalized weights, log scale (paper Fig. 7)")
 
 
@@ -310,7 +322,7 @@ def fig_mech1(out, group, runs):
                              "the angular-update panels are left out")
         name = regs[next(iter(regs))][0]
         fig.suptitle(f"{group}: mechanism I, {name['network']} BN, SGD")
-        out.save(fig, f"mech1-{slug(group)}-{fi}", f"{group}: mechanism I (ELR and rotation)",
+        out.save(fig, fig_name("mech1", group, fi), f"{group}: mechanism I (ELR and rotation)",
                  "effective learning rate η/‖θ_l‖² per layer, none vs wd (paper Fig. 3); angular update per step in "
                  "the wd run with its equilibrium prediction dashed (MATH.md §16); thin: one seed, bold: geometric "
                  "mean over seeds")
@@ -351,7 +363,7 @@ def fig_mech2(out, group, runs):
     ax.set_ylabel("‖J_x‖²_F without WD / with WD")
     ax.set_title(f"{group}: WD's Jacobian factor per optimizer")
     legend(ax)
-    out.save(fig, f"mech2-jacobian-{slug(group)}", f"{group}: mechanism II (Jacobian factor)",
+    out.save(fig, fig_name("mech2-jacobian", group), f"{group}: mechanism II (Jacobian factor)",
              "‖J_x‖²_F(none)/‖J_x‖²_F(wd) at the end of training per optimizer, one point per seed, bar: "
              "geometric mean (paper Table 2)")
     return True
@@ -417,7 +429,7 @@ def fig_mech3(out, group, runs):
                              "the trace panel is left out")
         name = allr[0]
         fig.suptitle(f"{group}: mechanism III, {name['network']} BN, K-FAC-F")
-        out.save(fig, f"mech3-{slug(group)}-{fi}", f"{group}: mechanism III (effective damping, traces)",
+        out.save(fig, fig_name("mech3", group, fi), f"{group}: mechanism III (effective damping, traces)",
                  "effective damping λ‖θ_l‖² per layer for none / wd / wd on the non-BN layers only (paper Eq. 16, "
                  "Sec. 4.3), its damping fraction where logged (one line per seed); Fisher (solid) and Gauss-Newton "
                  "(dashed) trace norms at normalized weights (paper Fig. 7); thin: one seed, bold: geometric mean "
@@ -449,7 +461,7 @@ def fig_loss(out, group, runs):
     a1.set_title(f"{group}: training loss per epoch")
     a2.set_title("per second")
     legend(a1)
-    out.save(fig, f"loss-{slug(group)}", f"{group}: training loss",
+    out.save(fig, fig_name("loss", group), f"{group}: training loss",
              "training loss per epoch and per second of training, log scale (paper Fig. 9)")
 
 

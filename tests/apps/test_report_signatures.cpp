@@ -37,10 +37,10 @@ Json config(bool bn, const std::string& opt, int seed, const std::string& reg, i
           {"wd_scope", reg == "wd-fc" ? "fc" : "all"}};
 }
 
-/// Writes root/exp/<name>-s<seed> as a finished run.
+/// Writes root/<group>/<name>-s<seed> as a finished run (the group is the run's experiment).
 void write_run(const fs::path& root, const std::string& name, const Json& cfg, const std::vector<Json>& rows,
-               double test_acc = 0.8) {
-  const fs::path dir = root / "exp" / (name + "-s" + std::to_string(cfg["seed"].get<int>()));
+               double test_acc = 0.8, const std::string& group = "exp") {
+  const fs::path dir = root / group / (name + "-s" + std::to_string(cfg["seed"].get<int>()));
   fs::create_directories(dir);
   std::ofstream(dir / "config.json") << cfg.dump(2);
   std::ofstream m(dir / "metrics.jsonl");
@@ -191,15 +191,16 @@ TEST_CASE("report I.2 rotational equilibrium: shows iff every seed's median rot/
 namespace {
 
 // --- II.1: Jacobian factor F = jac(none)/jac(wd) at the last row, per optimizer and seed. -----------
-fs::path jacobian_scenario(const test::TempDir& t, const std::vector<double>& f_kfac, const std::vector<double>& f_sgd) {
+fs::path jacobian_scenario(const test::TempDir& t, const std::vector<double>& f_kfac, const std::vector<double>& f_sgd,
+                           const std::string& group = "exp") {
   const auto write = [&](const std::string& opt, const std::vector<double>& F) {
     for (std::size_t s = 0; s < F.size(); ++s) {
       const double j_wd = 2.0 + double(s);
       // The first row has the opposite order: only the last row counts.
       write_run(t.path(), opt + "-none", config(false, opt, int(s) + 1, "none"),
-                {{{"epoch", 0}, {"jac_norm", 1.0}}, {{"epoch", 4}, {"jac_norm", F[s] * j_wd}}});
+                {{{"epoch", 0}, {"jac_norm", 1.0}}, {{"epoch", 4}, {"jac_norm", F[s] * j_wd}}}, 0.8, group);
       write_run(t.path(), opt + "-wd", config(false, opt, int(s) + 1, "wd"),
-                {{{"epoch", 0}, {"jac_norm", 100.0}}, {{"epoch", 4}, {"jac_norm", j_wd}}});
+                {{{"epoch", 0}, {"jac_norm", 100.0}}, {{"epoch", 4}, {"jac_norm", j_wd}}}, 0.8, group);
     }
   };
   if (!f_kfac.empty()) write("kfac-g", f_kfac);
@@ -232,6 +233,32 @@ TEST_CASE("report II.1 Jacobian factor: shows iff geomean F_kfac-g >= 1.5 geomea
     test::TempDir t;  // no K-FAC-G runs
     CHECK(verdict_of(signatures(jacobian_scenario(t, {}, {1.2, 1.3})), "II.1") == "not measured");
   }
+}
+
+TEST_CASE("report II.1: one row per experiment with Table 2's runs, each with its own verdict") {
+  // Two experiments with the same network, optimizers and seeds (e.g. mech2-jacobian and
+  // mech2-jacobian-deep read as the same family but for their experiment): one shows, one does not.
+  // Pooled, the six K-FAC-G factors {3, 3.5, 4, 2, 2, 2} overlap SGD's {1.2 … 1.5}, so a report that
+  // merged the experiments would give one row that does not show: the two verdicts are the control.
+  test::TempDir t;
+  const std::vector<double> fk_a = {3, 3.5, 4}, fs_a = {1.2, 1.4, 1.3}, fk_b = {2, 2, 2}, fs_b = {1.5, 1.5, 1.5};
+  jacobian_scenario(t, fk_a, fs_a, "deep");
+  jacobian_scenario(t, fk_b, fs_b, "shallow");
+  const auto s = app::measure_signatures(app::load_runs({t.path() / "deep", t.path() / "shallow"}));
+  const auto rows = rows_of(s, "II.1");
+  REQUIRE(rows.size() == 2);
+  int seen = 0;
+  for (const auto& r : rows) {
+    INFO(r.setting, " | ", r.measured);
+    const bool deep = r.setting.rfind("deep:", 0) == 0, shallow = r.setting.rfind("shallow:", 0) == 0;
+    REQUIRE((deep || shallow));
+    seen += deep ? 1 : 2;
+    CHECK(r.verdict == (deep ? "shows" : "does not show"));
+    CHECK(r.numbers["F_kfac_g"]["gmean"].get<double>() == doctest::Approx(geomean(deep ? fk_a : fk_b)));
+    CHECK(r.numbers["F_sgd"]["gmean"].get<double>() == doctest::Approx(geomean(deep ? fs_a : fs_b)));
+    CHECK(r.numbers["F_kfac_g"]["n"] == 3);
+  }
+  CHECK(seen == 3);  // one row each
 }
 
 namespace {
@@ -274,6 +301,7 @@ TEST_CASE("report II.2 GN norm ~ Jacobian: shows iff r > 0.5 over >= 8 points") 
     CHECK(n["r_gn_jac"].get<double>() == doctest::Approx(pearson_here(y_pos, x)).epsilon(1e-9));
     CHECK(n.contains("r_gn_jac_per_seed_min"));  // 3 seeds of 3 networks each: r per seed
     CHECK(rows_of(s, "II.2")[0].measured.find("per seed r") != std::string::npos);
+    CHECK(rows_of(s, "II.2")[0].measured.find("not judged") == std::string::npos);  // control for the case below
   }
   {
     test::TempDir t;  // anti-correlated
@@ -283,7 +311,9 @@ TEST_CASE("report II.2 GN norm ~ Jacobian: shows iff r > 0.5 over >= 8 points") 
     test::TempDir t;  // 6 points: fewer than the rule needs, even though r is high
     const auto s = signatures(gn_scenario(t, {x.begin(), x.begin() + 6}, {y_pos.begin(), y_pos.begin() + 6}, 3));
     CHECK(verdict_of(s, "II.2") == "not measured");
-    CHECK(rows_of(s, "II.2")[0].measured.find("only 6 points") != std::string::npos);
+    // The reason comes first: too few points for the rule, not a failed Fig. 5.
+    CHECK(rows_of(s, "II.2")[0].measured.rfind("not judged: only 6 points", 0) == 0);
+    CHECK(rows_of(s, "II.2")[0].measured.find("needs ≥ 8") != std::string::npos);
   }
   {
     test::TempDir t;  // no run logs kfac_gn_norm
@@ -414,15 +444,18 @@ TEST_CASE("report figures: one per mechanism with every seed, a metric no run lo
   elr_scenario(t, {3, 2.5, 4});                  // I: elr.*, no rot.* (the rotation panels are left out)
   jacobian_scenario(t, {3, 3.5, 4}, {1.2, 1.4, 1.3});  // II
   damping_scenario(t, {10, 8, 12}, {1.5, 2, 1});  // III: damping_eff.*, no fisher_trace.*
+  // An experiment whose name starts with the figure's kind: its name is not repeated in the file's.
+  jacobian_scenario(t, {3, 3.5, 4}, {1.2, 1.4, 1.3}, "mech2-jacobian-deep");
   app::ReportOptions o;
-  o.inputs = {t.path() / "exp"};
+  o.inputs = {t.path() / "exp", t.path() / "mech2-jacobian-deep"};
   o.out = t.path() / "report";
   o.plot_script = fs::path(WDLAB_SOURCE_DIR) / "scripts" / "plot_report.py";
   REQUIRE(app::run_report(o) == 0);
   std::ifstream in(t.path() / "report" / "report.md");
   const std::string md((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   INFO(md);
-  for (const char* f : {"mech1-exp-0", "mech2-jacobian-exp", "mech3-exp-0"}) {
+  CHECK_FALSE(fs::exists(t.path() / "report" / "figures" / "mech2-jacobian-mech2-jacobian-deep.png"));
+  for (const char* f : {"mech1-exp-0", "mech2-jacobian-exp", "mech3-exp-0", "mech2-jacobian-deep"}) {
     for (const char* ext : {".png", ".svg"}) {
       const fs::path p = t.path() / "report" / "figures" / (std::string(f) + ext);
       CHECK_MESSAGE(fs::exists(p), p.string());
