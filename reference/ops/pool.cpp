@@ -41,7 +41,9 @@ void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, Max
         const Eigen::Index o0 = (Eigen::Index(c) * P + p) * Q;
         // The window's first entry starts the search (it is the first maximum unless beaten);
         // then each other window entry (r, s) in order, for all q at once: the same comparisons
-        // per output as a window-by-window scan, in an order the compiler vectorizes.
+        // per output as a window-by-window scan, with the row's outputs streamed instead of one
+        // window at a time. (GCC does not vectorize the q loop: -fopt-info-vec says "control flow
+        // in loop", also with bitwise tests and a constant stride, tried.)
         T* best = on + o0;
         std::int64_t* best_i = an + o0;
         for (int q = 0; q < Q; ++q) {
