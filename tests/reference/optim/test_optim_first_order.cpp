@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "common/cpu_runtime.hpp"
 #include "optim_test_util.hpp"
 #include "reference/optim/adam.hpp"
 #include "reference/optim/optimizer.hpp"
@@ -265,4 +266,31 @@ TEST_CASE("Adam: the one-loop update gives the bits of the Eigen expressions it 
   auto opt = make_optimizer(OptimConfig{.kind = OptimizerKind::adam, .adam = kAdam}, odd_mlp(), got);
   opt->step(got, filled<float>(odd_mlp(), 200), 0.01f, 0);
   CHECK(elements_differing(got, want) > 0);
+}
+
+TEST_CASE("SGD and Adam on a net large enough to be updated in pieces on two threads: the formulas, and the same bits on one thread") {
+  // 196·400 + 400 + 400·10 + 10 = 82 810 entries: more than two pieces of 32 768, so the update
+  // runs in pieces on the pool (the small specs above take the serial path).
+  const NetworkSpec spec = zoo::mlp(Shape{196, 1, 1}, 10, {.depth = 1, .width = 400});
+  const Problem pb = problem(spec);
+  for (auto reg : {Regularization::none, Regularization::l2, Regularization::wd}) {
+    const OptimConfig sgd{.kind = OptimizerKind::sgd, .sgd = {.momentum = 0.9, .kind = MomentumKind::heavy_ball},
+                          .reg = {.kind = reg, .weight_decay = kBeta}};
+    const OptimConfig adam{.kind = OptimizerKind::adam, .reg = {.kind = reg, .weight_decay = kBeta}};
+    REQUIRE(set_cpu_threads(2) == 2);
+    const auto sgd2 = run_two(sgd, spec, pb.p0, pb.g), adam2 = run_two(adam, spec, pb.p0, pb.g);
+    REQUIRE(set_cpu_threads(1) == 1);
+    const auto sgd1 = run_two(sgd, spec, pb.p0, pb.g), adam1 = run_two(adam, spec, pb.p0, pb.g);
+    set_cpu_threads(0);
+    const auto c = cmp(fmt::format("big mlp sgd {}", to_string(reg)), flat(sgd2),
+                       flat(sgd_by_hand(pb.p0, pb.g, 0.9, MomentumKind::heavy_ball, reg)), tol::Kind::exact_double);
+    MESSAGE(c.line());
+    CHECK(c.pass);
+    const auto a = cmp(fmt::format("big mlp adam {}", to_string(reg)), flat(adam2),
+                       flat(adam_by_hand(pb.p0, pb.g, adam.adam, reg)), tol::Kind::exact_double);
+    MESSAGE(a.line());
+    CHECK(a.pass);
+    CHECK(flat(sgd2) == flat(sgd1));
+    CHECK(flat(adam2) == flat(adam1));
+  }
 }
