@@ -14,7 +14,7 @@
 #include "common/train/device_memory_plan.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/backend_activations.hpp"
-#include "cuda/bn_relu_fusion.hpp"
+#include "common/bn_relu_fusion.hpp"
 #include "cuda/kernels/batchnorm.hpp"
 #include "cuda/kernels/elementwise.hpp"
 #include "cuda/kernels/launch.hpp"

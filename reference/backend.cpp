@@ -80,7 +80,7 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   };
   if (!s.finite) return reject("loss", "");  // never step on a non-finite loss
   NetBackward<T>& bw = work_.bw;
-  network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw);
+  network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw, Cotangents::needed);
   if (const int i = first_nonfinite(bw.grads.values); i >= 0) return reject("gradient", params_.info[std::size_t(i)].name);
   if (is_kfac(optim_cfg_.kind)) {
     std::vector<GradientFactors<T>> gf;

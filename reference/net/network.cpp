@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "common/bn_relu_fusion.hpp"
 #include "common/errors.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
@@ -84,7 +85,8 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
         const Vec<T>* bp = s.beta >= 0 ? &b : nullptr;
         if (mode == BnMode::train) {
           if (!fw.bn[i] || fw.bn[i]->mode != BnMode::train) fw.bn[i].emplace();
-          batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y, *fw.bn[i]);
+          Mat<T>* relu_out = relu_fused_into_bn(spec, i + 1) ? &fw.out[std::size_t(i + 1)] : nullptr;
+          batchnorm_fprop_train(bn_geometry(l, N), in, T(l.bn_eps), gp, bp, y, *fw.bn[i], relu_out);
         } else {
           // Kept: backward through eval-mode BN (an affine map) serves the metrics' per-example
           // Jacobians (reference/net/metrics.hpp).
@@ -93,7 +95,9 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
         }
         break;
       }
-      case LayerKind::relu: relu_fprop(in, y); break;
+      case LayerKind::relu:
+        if (!(mode == BnMode::train && relu_fused_into_bn(spec, i))) relu_fprop(in, y);  // else BN wrote y
+        break;
       case LayerKind::maxpool:
         if (!fw.pool[i]) fw.pool[i].emplace();
         maxpool2d_fprop(l.pool_geometry(N), in, y, *fw.pool[i]);
@@ -108,9 +112,10 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
 
 template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
-                                const NetForward<T>& fw, const Mat<T>& dlogits, InputGrad want) {
+                                const NetForward<T>& fw, const Mat<T>& dlogits, InputGrad want,
+                                Cotangents kept) {
   NetBackward<T> bw;
-  network_backward(spec, p, fw, dlogits, want, bw);
+  network_backward(spec, p, fw, dlogits, want, bw, kept);
   return bw;
 }
 
@@ -129,7 +134,7 @@ bool same_layout(const ParamStore<T>& grads, const ParamStore<T>& p) {
 
 template <class T>
 void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
-                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw) {
+                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw, Cotangents kept) {
   const int n_layers = int(spec.layers.size());
   const int N = int(dlogits.cols());
   // Running statistics' entries stay zero; every trainable entry is written below (or zeroed
@@ -156,6 +161,8 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
     else slot(src) = std::move(d);
     arrived(src, slot(src));
   };
+  // A ReLU whose backward BN does (relu_backward_fused): BN reads the ReLU's cotangent and output.
+  auto fused_relu = [&](int relu) { return kept == Cotangents::needed && relu_backward_fused(spec, relu); };
   for (int i = n_layers - 1; i >= 0; --i) {
     const Layer& l = spec.layers[i];
     const LayerSlots& s = p.slots[i];
@@ -196,13 +203,24 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
           dg.resize(l.out.C);
           dbeta.resize(l.out.C);
         }
-        batchnorm_bprop(bn_geometry(l, N), *fw.bn[i], dy, s.gamma >= 0 ? &g : nullptr, dx,
-                        s.gamma >= 0 ? &dg : nullptr, s.beta >= 0 ? &dbeta : nullptr);
+        const bool fused = fused_relu(i + 1);
+        const Mat<T>& dr = fused ? bw.d_out[std::size_t(i + 1)] : dy;
+        batchnorm_bprop(bn_geometry(l, N), *fw.bn[i], dr, s.gamma >= 0 ? &g : nullptr, dx,
+                        s.gamma >= 0 ? &dg : nullptr, s.beta >= 0 ? &dbeta : nullptr,
+                        fused ? &fw.out[std::size_t(i + 1)] : nullptr);
         if (s.gamma >= 0) bw.grads.values[s.gamma] = dg;
         if (s.beta >= 0) bw.grads.values[s.beta] = dbeta;
         break;
       }
-      case LayerKind::relu: relu_bprop(in, dy, dx); break;
+      case LayerKind::relu:
+        if (fused_relu(i)) {  // BN, next, applies the mask; its own cotangent is never stored
+          bw.d_out[std::size_t(src)].resize(0, 0);
+          bw.reached[std::size_t(src)] = 1;
+          wrote_dx = false;
+        } else {
+          relu_bprop(in, dy, dx);
+        }
+        break;
       case LayerKind::maxpool: maxpool2d_bprop(l.pool_geometry(N), *fw.pool[i], dy, dx); break;
       case LayerKind::global_avgpool: global_avgpool_bprop(gap_geometry(l, N), dy, dx); break;
       case LayerKind::flatten: dx = dy; break;
@@ -252,7 +270,7 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
   } else {
     v = gaussian_probes<T>(int(K), int(N), probe_variance, seed, step);
   }
-  const auto bw = network_backward(spec, p, fw, v);
+  const auto bw = network_backward(spec, p, fw, v, InputGrad::skip, Cotangents::needed);
   std::vector<FactorStats<T>> out;
   for (int i = 0; i < int(spec.layers.size()); ++i) {
     const Layer& l = spec.layers[i];
@@ -287,9 +305,10 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
   template void network_forward<T>(const NetworkSpec&, const ParamStore<T>&, const Mat<T>&,    \
                                     BnMode, NetForward<T>&);                                    \
   template void network_backward<T>(const NetworkSpec&, const ParamStore<T>&, const NetForward<T>&, \
-                                    const Mat<T>&, InputGrad, NetBackward<T>&);                 \
+                                    const Mat<T>&, InputGrad, NetBackward<T>&, Cotangents);     \
   template NetBackward<T> network_backward<T>(const NetworkSpec&, const ParamStore<T>&,         \
-                                              const NetForward<T>&, const Mat<T>&, InputGrad);  \
+                                              const NetForward<T>&, const Mat<T>&, InputGrad,   \
+                                              Cotangents);                                      \
   template void update_running_stats<T>(const NetworkSpec&, ParamStore<T>&, const NetForward<T>&); \
   template std::vector<FactorStats<T>> kfac_statistics<T>(const NetworkSpec&, const ParamStore<T>&, \
                                                           const Mat<T>&, CurvatureKind, double,  \

@@ -31,6 +31,8 @@ NetForward<T> network_forward(const NetworkSpec& spec, const ParamStore<T>& p, c
 
 /// The same into `fw`, reusing its buffers: a training step's workspace. With the shapes of the
 /// last call the activations, BN and pooling contexts and conv scratch are not allocated again.
+/// In train mode a ReLU reading only the BN before it (relu_fused_into_bn) is computed in BN's
+/// walk; every layer's output is still written, the same bits as unfused.
 template <class T>
 void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<T>& x, BnMode mode,
                      NetForward<T>& fw);
@@ -50,16 +52,24 @@ struct NetBackward {
 
 enum class InputGrad { skip, compute };
 
+/// Which cotangents d_out holds after a backward pass: every layer's (what the crosscheck
+/// compares), or those later work reads (weight layers', K-FAC's g and the metrics): then a BN
+/// whose ReLU's backward is fused (relu_backward_fused) gets its cotangent dr ⊙ 1[y > 0] formed
+/// inside its own walks and its d_out stays empty. Gradients are the same bits either way.
+enum class Cotangents { every_layer, needed };
+
 template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
                                 const NetForward<T>& fw, const Mat<T>& dlogits,
-                                InputGrad want = InputGrad::skip);
+                                InputGrad want = InputGrad::skip,
+                                Cotangents kept = Cotangents::every_layer);
 
 /// The same into `bw`, reusing its buffers (gradients, cotangents): no allocation for them when
 /// the shapes are those of the last call. The results are the same bits as the function above.
 template <class T>
 void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
-                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw);
+                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw,
+                      Cotangents kept = Cotangents::every_layer);
 
 /// running ← m·running + (1−m)·batch for every BN layer of a train-mode pass.
 template <class T>

@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
@@ -30,6 +32,47 @@ Affine affine_of(const Vec<T>* gamma, const Vec<T>* beta) {
 }
 
 namespace {
+
+/// The start of channel c's run of HW entries in column n of a (C·HW)×N matrix.
+template <class T>
+const T* run_ptr(const Mat<T>& a, int c, Eigen::Index HW, int n) {
+  return a.data() + n * a.rows() + c * HW;
+}
+
+/// The calling thread's rows × cols buffer of per-column partial sums: it only grows, so a
+/// training step allocates nothing here after its first (what it held before is never read).
+template <class T>
+Eigen::Map<Mat<T>> column_partials(int rows, int cols) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < std::size_t(rows) * std::size_t(cols)) buf.resize(std::size_t(rows) * std::size_t(cols));
+  return Eigen::Map<Mat<T>>(buf.data(), rows, cols);
+}
+
+/// A sum over a run in a fixed order: eight running sums (lane j takes entries i ≡ j mod 8), the
+/// leftover entries in a ninth, then a fixed tree. Unlike Eigen's sum, whose order follows the
+/// pointer's alignment, the bits depend on the values only, so the fused and unfused backward
+/// (dy in place, or the masked cotangent formed block by block) add identically. The lanes are
+/// independent, so GCC vectorizes them without reassociating.
+template <class T>
+struct LaneSum {
+  T acc[8] = {};
+  T tail = T(0);
+  /// Adds f(0), …, f(n − 1) as the next n entries of the run; every call but a run's last must
+  /// add a multiple of 8 entries (the lanes then continue across calls).
+  template <class F>
+  void add(Eigen::Index n, F&& f) {
+    Eigen::Index i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += f(i + j);
+    for (; i < n; ++i) tail += f(i);
+  }
+  T total() const {
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+  }
+};
+
+/// Entries of the fused backward's masked cotangent formed at a time on the stack (a multiple of 8).
+constexpr Eigen::Index kMaskBlock = 256;
 
 template <class T>
 void check_x(const BatchNormGeometry& g, const Mat<T>& x, const char* what) {
@@ -73,7 +116,8 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
 
 template <class T>
 void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::type_identity_t<T> eps,
-                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx) {
+                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx,
+                           Mat<T>* relu_out) {
   check_x(geom, x, "x");
   check_channel_vec(geom, gamma, "γ");
   check_channel_vec(geom, beta, "β");
@@ -82,6 +126,7 @@ void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::
   if (m < 2)
     throw PreconditionError(
         fmt::format("{}: batch statistics need N·HW >= 2 entries per channel", geom.describe()));
+  WDLAB_CHECK(&y != &x, "batchnorm: y must not alias x");
   ctx.geom = geom;
   ctx.mode = BnMode::train;
   ctx.affine = affine_of(gamma, beta);
@@ -90,22 +135,68 @@ void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::
   ctx.var_unbiased.resize(geom.C);
   ctx.invstd.resize(geom.C);
   ctx.xhat.resize(x.rows(), x.cols());
-  // Channels are independent: each runs whole on one thread (results independent of the count).
-  parallel_for(geom.C, [&](int c, int) {
-    const auto xc = x.middleRows(Eigen::Index(c) * geom.HW, geom.HW);
-    // Two passes: μ first, then the centred squares (no cancellation from E[x²] − μ²).
-    const T mu = xc.sum() / T(m);
-    auto xhat_c = ctx.xhat.middleRows(Eigen::Index(c) * geom.HW, geom.HW);
-    xhat_c = (xc.array() - mu).matrix();
-    const T var = xhat_c.squaredNorm() / T(m);
-    const T invstd = T(1) / std::sqrt(var + eps);
-    xhat_c *= invstd;
-    ctx.mean(c) = mu;
+  y.resize(x.rows(), x.cols());
+  if (relu_out) {
+    WDLAB_CHECK(relu_out != &x && relu_out != &y, "the ReLU's output must not alias x or y");
+    relu_out->resize(x.rows(), x.cols());
+  }
+  const int C = geom.C, N = geom.N;
+  const Eigen::Index HW = geom.HW;
+  // Three walks over x, each example's column (contiguous, all channels) whole on one thread:
+  // a channel's entries are spread over every column, and walking a channel at a time touched
+  // 3·N pages per channel (measured 1.6× slower than these column walks on the BN convnet).
+  // Per-channel sums are per-column partials added in column order, so the bits do not depend
+  // on the thread count.
+  Eigen::Map<Mat<T>> part = column_partials<T>(C, N);
+  // Two passes: μ first, then the centred squares (no cancellation from E[x²] − μ²).
+  parallel_for(N, [&](int n, int) {
+    for (int c = 0; c < C; ++c) {
+      const T* xs = run_ptr(x, c, HW, n);
+      LaneSum<T> sum;
+      sum.add(HW, [&](Eigen::Index i) { return xs[i]; });
+      part(c, n) = sum.total();
+    }
+  });
+  for (int c = 0; c < C; ++c) ctx.mean(c) = part.row(c).sum() / T(m);
+  parallel_for(N, [&](int n, int) {
+    for (int c = 0; c < C; ++c) {
+      const T* xs = run_ptr(x, c, HW, n);
+      const T mu = ctx.mean(c);
+      LaneSum<T> sq;
+      sq.add(HW, [&](Eigen::Index i) { return (xs[i] - mu) * (xs[i] - mu); });
+      part(c, n) = sq.total();
+    }
+  });
+  for (int c = 0; c < C; ++c) {
+    const T var = part.row(c).sum() / T(m);
     ctx.var(c) = var;
     ctx.var_unbiased(c) = var * T(m) / T(m - 1);
-    ctx.invstd(c) = invstd;
+    ctx.invstd(c) = T(1) / std::sqrt(var + eps);
+  }
+  // One walk writes x̂, y = γ x̂ + β (y = x̂ without γ/β) and, fused, relu(y).
+  parallel_for(N, [&](int n, int) {
+    for (int c = 0; c < C; ++c) {
+      const Eigen::Index at = n * x.rows() + c * HW;
+      const T* xs = x.data() + at;
+      T* xh = ctx.xhat.data() + at;
+      T* ys = y.data() + at;
+      const T mu = ctx.mean(c), invstd = ctx.invstd(c);
+      if (gamma) {
+        const T g = (*gamma)(c), b = (*beta)(c);
+        for (Eigen::Index i = 0; i < HW; ++i) {
+          xh[i] = (xs[i] - mu) * invstd;
+          ys[i] = xh[i] * g + b;
+        }
+      } else {
+        for (Eigen::Index i = 0; i < HW; ++i) ys[i] = xh[i] = (xs[i] - mu) * invstd;
+      }
+      if (relu_out) {
+        T* rs = relu_out->data() + at;
+        // As relu_fprop: NaN passes through (v <= 0 is false for NaN).
+        for (Eigen::Index i = 0; i < HW; ++i) rs[i] = ys[i] <= T(0) ? T(0) : ys[i];
+      }
+    }
   });
-  apply_affine(geom, ctx.xhat, gamma, beta, y);
 }
 
 template <class T>
@@ -153,7 +244,7 @@ BatchNormContext<T> batchnorm_fprop_eval(const BatchNormGeometry& geom, const Ma
 template <class T>
 void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& ctx,
                      const Mat<T>& dy, BnVecIn<T> gamma, Mat<T>& dx, BnVecOut<T> dgamma,
-                     BnVecOut<T> dbeta) {
+                     BnVecOut<T> dbeta, const Mat<T>* relu_out) {
   check_x(geom, dy, "dy");
   WDLAB_CHECK(geom.N == ctx.geom.N && geom.C == ctx.geom.C && geom.HW == ctx.geom.HW,
               "geometry differs from the forward pass");
@@ -162,24 +253,72 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
   WDLAB_CHECK((dgamma == nullptr && dbeta == nullptr) || ctx.affine == Affine::on,
               "dγ/dβ requested for a forward pass without γ/β");
   check_channel_vec(geom, gamma, "γ");
+  if (relu_out)
+    WDLAB_CHECK(relu_out->rows() == dy.rows() && relu_out->cols() == dy.cols(),
+                "the ReLU's output and dy shapes differ");
   const T m = T(geom.count());
   dx.resize(dy.rows(), dy.cols());
   if (dgamma) dgamma->resize(geom.C);
   if (dbeta) dbeta->resize(geom.C);
-  parallel_for(geom.C, [&](int c, int) {  // channels are independent
-    const Eigen::Index r0 = Eigen::Index(c) * geom.HW;
-    const auto dyc = dy.middleRows(r0, geom.HW);
-    const auto xhc = ctx.xhat.middleRows(r0, geom.HW);
-    const T sum_dy = dyc.sum();
-    const T sum_dy_xhat = (dyc.array() * xhc.array()).sum();
+  const int C = geom.C, N = geom.N;
+  const Eigen::Index HW = geom.HW;
+  // Column walks as in the forward pass; the sums are per-column partials added in column order.
+  // BN's cotangent: dy, or with the ReLU fused dz = dy ⊙ 1[relu(y) > 0] (as relu_bprop: a
+  // masked entry is 0 whatever dy holds there), formed kMaskBlock entries at a time on the stack
+  // by a loop GCC vectorizes (dy read unconditionally, as in relu_bprop).
+  const bool fused = relu_out != nullptr;
+  Eigen::Map<Mat<T>> part = column_partials<T>(2 * C, N);  // rows 2c, 2c+1: Σdz, Σdz⊙x̂
+  parallel_for(N, [&](int n, int) {
+    T buf[kMaskBlock];
+    for (int c = 0; c < C; ++c) {
+      const T* g = run_ptr(dy, c, HW, n);
+      const T* xh = run_ptr(ctx.xhat, c, HW, n);
+      LaneSum<T> s, sx;
+      if (fused) {
+        const T* r = run_ptr(*relu_out, c, HW, n);
+        for (Eigen::Index i0 = 0; i0 < HW; i0 += kMaskBlock) {
+          const Eigen::Index len = std::min(kMaskBlock, HW - i0);
+          for (Eigen::Index i = 0; i < len; ++i) {
+            const T gi = g[i0 + i];
+            buf[i] = r[i0 + i] > T(0) ? gi : T(0);
+          }
+          s.add(len, [&](Eigen::Index i) { return buf[i]; });
+          sx.add(len, [&](Eigen::Index i) { return buf[i] * xh[i0 + i]; });
+        }
+      } else {
+        s.add(HW, [&](Eigen::Index i) { return g[i]; });
+        sx.add(HW, [&](Eigen::Index i) { return g[i] * xh[i]; });
+      }
+      part(2 * c, n) = s.total();
+      part(2 * c + 1, n) = sx.total();
+    }
+  });
+  Vec<T> scale(C), mean_dy(C), mean_dy_xhat(C);
+  for (int c = 0; c < C; ++c) {
+    const T sum_dy = part.row(2 * c).sum(), sum_dy_xhat = part.row(2 * c + 1).sum();
     if (dgamma) (*dgamma)(c) = sum_dy_xhat;
     if (dbeta) (*dbeta)(c) = sum_dy;
-    const T scale = (gamma ? (*gamma)(c) : T(1)) * ctx.invstd(c);
-    auto dxc = dx.middleRows(r0, geom.HW);
-    if (ctx.mode == BnMode::train) {
-      dxc = (scale * (dyc.array() - sum_dy / m - xhc.array() * (sum_dy_xhat / m))).matrix();
-    } else {
-      dxc = scale * dyc;
+    scale(c) = (gamma ? (*gamma)(c) : T(1)) * ctx.invstd(c);
+    // eval: the statistics are constants, dx = γ·invstd·dy.
+    const bool train = ctx.mode == BnMode::train;
+    mean_dy(c) = train ? sum_dy / m : T(0);
+    mean_dy_xhat(c) = train ? sum_dy_xhat / m : T(0);
+  }
+  parallel_for(N, [&](int n, int) {
+    for (int c = 0; c < C; ++c) {
+      const T* g = run_ptr(dy, c, HW, n);
+      const T* r = fused ? run_ptr(*relu_out, c, HW, n) : g;
+      const T* xh = run_ptr(ctx.xhat, c, HW, n);
+      T* d = dx.data() + n * dx.rows() + c * HW;
+      const T sc = scale(c), md = mean_dy(c), mdx = mean_dy_xhat(c);
+      if (fused) {
+        for (Eigen::Index i = 0; i < HW; ++i) {
+          const T gi = g[i];
+          d[i] = sc * ((r[i] > T(0) ? gi : T(0)) - md - xh[i] * mdx);
+        }
+      } else {
+        for (Eigen::Index i = 0; i < HW; ++i) d[i] = sc * (g[i] - md - xh[i] * mdx);
+      }
     }
   });
 }
@@ -189,14 +328,15 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
   template BatchNormContext<T> batchnorm_fprop_train<T>(const BatchNormGeometry&, const Mat<T>&,   \
                                                         T, const Vec<T>*, const Vec<T>*, Mat<T>&); \
   template void batchnorm_fprop_train<T>(const BatchNormGeometry&, const Mat<T>&, T, const Vec<T>*,  \
-                                         const Vec<T>*, Mat<T>&, BatchNormContext<T>&);           \
+                                         const Vec<T>*, Mat<T>&, BatchNormContext<T>&, Mat<T>*);           \
   template void batchnorm_update_running<T>(Vec<T>&, Vec<T>&, const BatchNormContext<T>&, T,       \
                                             RunningVariance);                                      \
   template BatchNormContext<T> batchnorm_fprop_eval<T>(const BatchNormGeometry&, const Mat<T>&,    \
                                                        const Vec<T>&, const Vec<T>&, T,            \
                                                        const Vec<T>*, const Vec<T>*, Mat<T>&);     \
   template void batchnorm_bprop<T>(const BatchNormGeometry&, const BatchNormContext<T>&,           \
-                                   const Mat<T>&, const Vec<T>*, Mat<T>&, Vec<T>*, Vec<T>*);
+                                   const Mat<T>&, const Vec<T>*, Mat<T>&, Vec<T>*, Vec<T>*,     \
+                                   const Mat<T>*);
 WDLAB_INSTANTIATE(double)
 WDLAB_INSTANTIATE(float)
 #undef WDLAB_INSTANTIATE

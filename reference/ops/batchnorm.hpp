@@ -75,10 +75,13 @@ BatchNormContext<T> batchnorm_fprop_train(const BatchNormGeometry& geom, const M
                                           BnVecIn<T> beta, Mat<T>& y);
 
 /// The same into `ctx`, reusing its buffers (a training step's workspace: no allocation when the
-/// shapes are those of the last call).
+/// shapes are those of the last call). With relu_out, the ReLU after BN is fused into the same
+/// walk: relu_out = max(y, 0) (NaN passes, as relu_fprop), equal to relu_fprop(y) bit for bit.
+/// y, relu_out and x are distinct matrices.
 template <class T>
 void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::type_identity_t<T> eps,
-                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx);
+                           BnVecIn<T> gamma, BnVecIn<T> beta, Mat<T>& y, BatchNormContext<T>& ctx,
+                           Mat<T>* relu_out = nullptr);
 
 /// running_mean ← momentum·running_mean + (1 − momentum)·μ_B,
 /// running_var  ← momentum·running_var  + (1 − momentum)·σ²_B (σ²_B as `which` says).
@@ -100,9 +103,12 @@ BatchNormContext<T> batchnorm_fprop_eval(const BatchNormGeometry& geom, const Ma
 /// eval:  dx = γ·invstd·dy                                      (statistics are constants)
 /// both:  dγ = Σ dy ⊙ x̂,  dβ = Σ dy                           (sums per channel over N·HW)
 /// γ must be given iff the forward pass had γ; dγ/dβ may be null (not wanted), and need Affine::on.
+/// With relu_out (the fused ReLU's output r = relu(y)), dy is the cotangent at r and BN's own
+/// cotangent dy ⊙ 1[r > 0] is formed inside the same walks (never stored): the result equals
+/// relu_bprop followed by batchnorm_bprop up to the order of float additions.
 template <class T>
 void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& ctx,
                      const Mat<T>& dy, BnVecIn<T> gamma, Mat<T>& dx, BnVecOut<T> dgamma,
-                     BnVecOut<T> dbeta);
+                     BnVecOut<T> dbeta, const Mat<T>* relu_out = nullptr);
 
 }  // namespace wdlab::ref

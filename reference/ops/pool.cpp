@@ -10,6 +10,33 @@
 
 namespace wdlab::ref {
 
+namespace {
+
+/// One output row of a 2×2, stride-2 max pooling: the window's entries (row0 + 2q, +1, +W, +W+1)
+/// compared in the general path's order with its rule, each output kept in registers.
+template <class T>
+void pool_row_2x2(const T* xn, std::int32_t row0, int W, int Q, T* best, std::int32_t* best_i) {
+  const T* r0 = xn + row0;
+  const T* r1 = r0 + W;
+  for (int q = 0; q < Q; ++q) {
+    T b = r0[2 * q];
+    std::int32_t bi = row0 + 2 * q;
+    auto step = [&](T v, std::int32_t i) {
+      // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
+      const bool take = (v > b) | ((v != v) & (b == b));
+      b = take ? v : b;
+      bi = take ? i : bi;
+    };
+    step(r0[2 * q + 1], row0 + 2 * q + 1);
+    step(r1[2 * q], row0 + W + 2 * q);
+    step(r1[2 * q + 1], row0 + W + 2 * q + 1);
+    best[q] = b;
+    best_i[q] = bi;
+  }
+}
+
+}  // namespace
+
 template <class T>
 MaxPoolContext maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y) {
   MaxPoolContext ctx;
@@ -23,6 +50,8 @@ void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, Max
   const int C = geom.C, H = geom.H, W = geom.W, P = geom.P(), Q = geom.Q();
   WDLAB_CHECK(x.rows() == Eigen::Index(C) * H * W && x.cols() == geom.N,
               fmt::format("x is {}x{} for {}", x.rows(), x.cols(), geom.describe()));
+  WDLAB_CHECK(x.rows() < (Eigen::Index(1) << 31), fmt::format("{}: a column of x has 2³¹ entries or more, "
+                                                               "beyond the 32-bit argmax", geom.describe()));
   ctx.geom = geom;
   ctx.argmax.resize(Eigen::Index(C) * P * Q, geom.N);
   // Into y directly unless y aliases x (then a fresh matrix, moved into y at the end).
@@ -34,10 +63,17 @@ void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, Max
   parallel_for(geom.N, [&](int n, int) {  // examples are independent
     const T* xn = x.col(n).data();
     T* on = out.col(n).data();
-    std::int64_t* an = ctx.argmax.col(n).data();
+    std::int32_t* an = ctx.argmax.col(n).data();
+    if (win == 2 && st == 2) {  // every pooling of the model zoo: each output in registers
+      for (int c = 0; c < C; ++c)
+        for (int p = 0; p < P; ++p)
+          pool_row_2x2(xn, std::int32_t(c * H + 2 * p) * W, W, Q, on + (Eigen::Index(c) * P + p) * Q,
+                       an + (Eigen::Index(c) * P + p) * Q);
+      return;
+    }
     for (int c = 0; c < C; ++c)
       for (int p = 0; p < P; ++p) {
-        const std::int64_t row0 = (std::int64_t(c) * H + std::int64_t(p) * st) * W;
+        const std::int32_t row0 = (std::int32_t(c) * H + std::int32_t(p) * st) * W;
         const Eigen::Index o0 = (Eigen::Index(c) * P + p) * Q;
         // The window's first entry starts the search (it is the first maximum unless beaten);
         // then each other window entry (r, s) in order, for all q at once: the same comparisons
@@ -45,17 +81,17 @@ void maxpool2d_fprop(const Pool2dGeometry& geom, const Mat<T>& x, Mat<T>& y, Max
         // window at a time. (GCC does not vectorize the q loop: -fopt-info-vec says "control flow
         // in loop", also with bitwise tests and a constant stride, tried.)
         T* best = on + o0;
-        std::int64_t* best_i = an + o0;
+        std::int32_t* best_i = an + o0;
         for (int q = 0; q < Q; ++q) {
-          best_i[q] = row0 + std::int64_t(q) * st;
+          best_i[q] = row0 + std::int32_t(q) * st;
           best[q] = xn[best_i[q]];
         }
         for (int r = 0; r < win; ++r)
           for (int s = 0; s < win; ++s) {
             if (r == 0 && s == 0) continue;
-            const std::int64_t at = row0 + std::int64_t(r) * W + s;
+            const std::int32_t at = row0 + std::int32_t(r) * W + s;
             for (int q = 0; q < Q; ++q) {
-              const std::int64_t i = at + std::int64_t(q) * st;
+              const std::int32_t i = at + std::int32_t(q) * st;
               const T v = xn[i], b = best[q];
               // Strict '>' keeps the first maximum; a NaN beats any number, not an earlier NaN.
               const bool take = v > b || (v != v && b == b);

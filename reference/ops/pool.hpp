@@ -15,7 +15,9 @@ namespace wdlab::ref {
 /// c·H·W + h·W + w of the element that won (the only one that receives gradient).
 struct MaxPoolContext {
   Pool2dGeometry geom;
-  Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> argmax;  // (C·P·Q)×N
+  // (C·P·Q)×N rows of x within each column: 32 bits (a column of x has < 2³¹ entries, checked),
+  // half the traffic of 64-bit indices in the forward and backward walks.
+  Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic> argmax;
 };
 
 /// y[c,p,q] = max_{r,s < window} x[c, p·stride + r, q·stride + s].

@@ -6,11 +6,13 @@
 
 #include "common/compare.hpp"
 #include "common/errors.hpp"
+#include "common/bn_relu_fusion.hpp"
 #include "common/model_zoo.hpp"
 #include "common/philox.hpp"
 #include "reference/mlp/curvature.hpp"
 #include "reference/mlp/mlp.hpp"
 #include "reference/net/network.hpp"
+#include "reference/ops/activation.hpp"
 #include "reference/optim/kfac.hpp"
 #include "reference/optim/optimizer.hpp"
 
@@ -240,5 +242,39 @@ TEST_CASE("K-FAC's low-rank preconditioning through gradient factors equals the 
       if (t == 0) MESSAGE(c.line());
       CHECK(c.pass);
     }
+  }
+}
+
+TEST_CASE("BN+ReLU fusion in the network: same outputs and gradient bits, only the fused BN's cotangent left out") {
+  // The laptop convnet (four BN+ReLU pairs, each ReLU BN's only reader) and a ResNet8 (BN outputs
+  // that also feed a residual add: forward fused, backward not).
+  for (const NetworkSpec& spec :
+       {zoo::small_convnet(Shape{1, 8, 8}, 3, 4, {.norm = Norm::batchnorm}),
+        zoo::resnet(8, 1, Shape{2, 6, 6}, 3, {.norm = Norm::batchnorm, .width_mult = 0.25})}) {
+    INFO(spec.model);
+    const auto p = init_params<float>(spec, 5, Init::glorot_uniform);
+    const Mat<float> x = gaussian(spec.input.size(), 6, 7).cast<float>();
+    const Mat<float> w = gaussian(spec.classes, 6, 8).cast<float>();
+    const auto fw = network_forward(spec, p, x, BnMode::train);
+    int fused_forward = 0, fused_backward = 0;
+    for (int i = 0; i < int(spec.layers.size()); ++i) {
+      if (!relu_fused_into_bn(spec, i)) continue;
+      ++fused_forward;
+      Mat<float> r;
+      relu_fprop(fw.out[std::size_t(i - 1)], r);
+      CHECK(fw.out[std::size_t(i)] == r);
+    }
+    const auto every = network_backward(spec, p, fw, w, InputGrad::skip, Cotangents::every_layer);
+    const auto needed = network_backward(spec, p, fw, w, InputGrad::skip, Cotangents::needed);
+    for (std::size_t t = 0; t < p.values.size(); ++t) CHECK(needed.grads.values[t] == every.grads.values[t]);
+    for (int i = 0; i < int(spec.layers.size()); ++i) {
+      const bool fused = relu_backward_fused(spec, i + 1);
+      fused_backward += fused;
+      CHECK(every.d_out[std::size_t(i)].size() > 0);
+      CHECK((needed.d_out[std::size_t(i)].size() == 0) == fused);
+    }
+    MESSAGE(spec.model << ": " << fused_forward << " ReLUs fused forward, " << fused_backward << " backward");
+    CHECK(fused_forward > 0);
+    if (spec.model == "convnet") CHECK(fused_backward == 4);
   }
 }

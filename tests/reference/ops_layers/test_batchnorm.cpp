@@ -4,6 +4,7 @@
 
 #include "common/errors.hpp"
 #include "ops_test_util.hpp"
+#include "reference/ops/activation.hpp"
 #include "reference/ops/batchnorm.hpp"
 
 using namespace wdlab;
@@ -285,4 +286,86 @@ TEST_CASE("batchnorm misuse is refused") {
   Vec<double> rm = Vec<double>::Zero(g.C), rv = Vec<double>::Ones(g.C);
   const auto ectx = batchnorm_fprop_eval(g, x, rm, rv, kBnEps, none, none, y);
   CHECK_THROWS_AS(batchnorm_update_running(rm, rv, ectx, kBnMomentum), InternalError);
+}
+
+namespace {
+
+/// relu(y) computed the unfused way.
+template <class T>
+Mat<T> relu_of(const Mat<T>& y) {
+  Mat<T> r;
+  relu_fprop(y, r);
+  return r;
+}
+
+/// Exactly representable in double, so a 0-tolerance comparison of floats is bitwise.
+template <class T>
+std::vector<double> flat(const Mat<T>& m) {
+  return std::vector<double>(m.data(), m.data() + m.size());
+}
+
+/// The fused ReLU against relu_fprop/relu_bprop around BN, 0 tolerance: forward (train) and
+/// backward (train and eval contexts), ±affine, runs of HW that cross the 256-entry blocks of
+/// the backward walks.
+template <class T>
+void check_fused_relu(const BatchNormGeometry& g, Affine a) {
+  const bool aff = a == Affine::on;
+  const Vec<T> gamma = gamma_of(g.C).cast<T>(), beta = beta_of(g.C).cast<T>();
+  const Mat<T> x = input_of(g, 41).cast<T>(), dr = normal_mat(g.rows(), g.N, 42).cast<T>();
+  const std::string d = fmt::format("{} {} {}", g.describe(), name(a), sizeof(T) == 4 ? "float" : "double");
+  Mat<T> y, r, y2, dz, dx, dx_fused;
+  BatchNormContext<T> ctx, ctx2;  // unfused, fused
+  batchnorm_fprop_train(g, x, T(kBnEps), aff ? &gamma : nullptr, aff ? &beta : nullptr, y, ctx);
+  batchnorm_fprop_train(g, x, T(kBnEps), aff ? &gamma : nullptr, aff ? &beta : nullptr, y2, ctx2, &r);
+  const Mat<T> r_unfused = relu_of(y);
+  INFO(d);
+  CHECK(y2 == y);
+  CHECK(ctx2.xhat == ctx.xhat);
+  CHECK(r == r_unfused);
+  const auto masked = (r.array() <= T(0)).count();
+  CHECK(masked > 0);  // the mask has work to do
+  CHECK(masked < r.size());
+  Mat<T> ye;
+  const BatchNormContext<T> eval = batchnorm_fprop_eval(g, x, ctx.mean, ctx.var, T(kBnEps), aff ? &gamma : nullptr,
+                                                        aff ? &beta : nullptr, ye);
+  for (const BatchNormContext<T>* c : {static_cast<const BatchNormContext<T>*>(&ctx), &eval}) {
+    Vec<T> dg, db, dg2, db2;
+    relu_bprop(y, dr, dz);
+    batchnorm_bprop(g, *c, dz, aff ? &gamma : nullptr, dx, aff ? &dg : nullptr, aff ? &db : nullptr);
+    batchnorm_bprop(g, *c, dr, aff ? &gamma : nullptr, dx_fused, aff ? &dg2 : nullptr, aff ? &db2 : nullptr, &r);
+    const std::string mode = c->mode == BnMode::train ? "train" : "eval";
+    const auto cmp = compare("bn+relu fused dx " + mode + " " + d, flat(dx_fused), flat(dx), tol::Kind::exact_integer);
+    MESSAGE(cmp.line());
+    CHECK(cmp.pass);
+    if (aff) {
+      CHECK(dg2 == dg);
+      CHECK(db2 == db);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("batchnorm with the ReLU fused: the same bits as relu_fprop/relu_bprop around it") {
+  for (const BatchNormGeometry& g : {BatchNormGeometry{.N = 5, .C = 3, .HW = 1},
+                                     BatchNormGeometry{.N = 4, .C = 2, .HW = 300},
+                                     BatchNormGeometry{.N = 3, .C = 3, .HW = 512}})
+    for (Affine a : {Affine::off, Affine::on}) {
+      check_fused_relu<float>(g, a);
+      check_fused_relu<double>(g, a);
+    }
+}
+
+TEST_CASE("batchnorm with the ReLU fused, negative control: a mask that lets everything through differs") {
+  const BatchNormGeometry g{.N = 4, .C = 2, .HW = 300};
+  const Mat<double> x = input_of(g, 41), dr = normal_mat(g.rows(), g.N, 42);
+  Mat<double> y, dz, dx, dx_fused;
+  const auto ctx = batchnorm_fprop_train(g, x, kBnEps, nullptr, nullptr, y);
+  relu_bprop(y, dr, dz);
+  batchnorm_bprop(g, ctx, dz, nullptr, dx, nullptr, nullptr);
+  const Mat<double> all_on = Mat<double>::Ones(g.rows(), g.N);  // relu(y) > 0 everywhere
+  batchnorm_bprop(g, ctx, dr, nullptr, dx_fused, nullptr, nullptr, &all_on);
+  const auto cmp = compare("bn+relu fused dx, mask dropped", flat(dx_fused), flat(dx), tol::Kind::exact_integer);
+  MESSAGE(cmp.line());
+  CHECK_FALSE(cmp.pass);
 }

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/errors.hpp"
+#include "common/philox.hpp"
 #include "ops_test_util.hpp"
 #include "reference/ops/pool.hpp"
 
@@ -179,4 +180,47 @@ TEST_CASE("global average pool: value, dx by central differences, float vs doubl
                               tol::Kind::float_forward));
   }
   CHECK_THROWS_AS(GlobalPoolGeometry({.N = 1, .C = 0, .H = 1, .W = 1}).validate(), UsageError);
+}
+
+TEST_CASE("maxpool 2x2 stride 2 (the model zoo's pooling): values and argmax equal a window-by-window scan, with ties, NaN and ragged edges") {
+  // Entries drawn from {0, 1, 2, NaN}: most windows hold ties or NaN. The scan below is the
+  // documented rule written out independently: row-major window order, strict '>', a NaN beats
+  // any number but not an earlier NaN.
+  for (const Pool2dGeometry& g : {Pool2dGeometry{.N = 3, .C = 2, .H = 6, .W = 8, .window = 2, .stride = 2},
+                                  Pool2dGeometry{.N = 2, .C = 3, .H = 7, .W = 5, .window = 2, .stride = 2}}) {
+    Mat<float> x(g.C * g.H * g.W, g.N);
+    for (Eigen::Index i = 0; i < x.size(); ++i) {
+      const int v = int(rng::below(9, rng::Purpose::synthetic, 0, std::uint64_t(i), 4));
+      x.data()[i] = v == 3 ? std::numeric_limits<float>::quiet_NaN() : float(v);
+    }
+    Mat<float> y;
+    const auto ctx = maxpool2d_fprop(g, x, y);
+    int nan_windows = 0, tie_windows = 0, mismatches = 0;
+    for (int n = 0; n < g.N; ++n)
+      for (int c = 0; c < g.C; ++c)
+        for (int p = 0; p < g.P(); ++p)
+          for (int q = 0; q < g.Q(); ++q) {
+            int best = -1, equal = 0;
+            for (int r = 0; r < 2; ++r)
+              for (int s = 0; s < 2; ++s) {
+                const int i = (c * g.H + 2 * p + r) * g.W + 2 * q + s;
+                const float v = x(i, n);
+                if (best < 0) { best = i; continue; }
+                const float b = x(best, n);
+                if (std::isnan(v) && !std::isnan(b)) best = i;
+                else if (v > b) best = i;
+                else if (v == b) ++equal;
+              }
+            const Eigen::Index o = (Eigen::Index(c) * g.P() + p) * g.Q() + q;
+            nan_windows += std::isnan(x(best, n));
+            tie_windows += equal > 0;
+            const bool same_value = std::isnan(x(best, n)) ? std::isnan(y(o, n)) : y(o, n) == x(best, n);
+            mismatches += !(same_value && ctx.argmax(o, n) == best);
+          }
+    MESSAGE(g.describe() << ": " << nan_windows << " NaN windows, " << tie_windows << " with ties, "
+                         << mismatches << " mismatches");
+    CHECK(nan_windows > 0);
+    CHECK(tie_windows > 0);
+    CHECK(mismatches == 0);
+  }
 }

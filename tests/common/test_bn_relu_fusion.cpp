@@ -1,13 +1,12 @@
-// Which ReLUs the CUDA backend computes inside the BN before it (cuda/bn_relu_fusion.hpp), no GPU
-// needed: forward where the ReLU reads only that BN, backward only where, in addition, nothing
-// else reads BN's output (its cotangent is then the ReLU's alone).
+// Which ReLUs both backends compute inside the BN before it (common/bn_relu_fusion.hpp): forward
+// where the ReLU reads only that BN, backward only where, in addition, nothing else reads BN's
+// output (its cotangent is then the ReLU's alone).
 #include <doctest/doctest.h>
 
 #include "common/model_zoo.hpp"
-#include "cuda/bn_relu_fusion.hpp"
+#include "common/bn_relu_fusion.hpp"
 
 using namespace wdlab;
-using namespace wdlab::cuda;
 
 namespace {
 

@@ -1,6 +1,6 @@
-#include "cuda/bn_relu_fusion.hpp"
+#include "common/bn_relu_fusion.hpp"
 
-namespace wdlab::cuda {
+namespace wdlab {
 
 bool relu_fused_into_bn(const NetworkSpec& spec, int relu) {
   if (relu <= 0 || relu >= int(spec.layers.size())) return false;
@@ -19,4 +19,4 @@ bool relu_backward_fused(const NetworkSpec& spec, int relu) {
   return true;
 }
 
-}  // namespace wdlab::cuda
+}  // namespace wdlab
