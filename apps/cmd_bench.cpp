@@ -23,6 +23,7 @@
 #include "common/model_zoo.hpp"
 #include "common/philox.hpp"
 #include "reference/backend.hpp"
+#include "reference/ops/gemm.hpp"
 
 namespace po = boost::program_options;
 
@@ -69,9 +70,9 @@ double gemm_only_seconds(const NetworkSpec& spec, int batch, int reps) {
   for (int r = 0; r < reps; ++r) {
     const auto t = Clock::now();
     for (std::size_t i = 0; i < W.size(); ++i) {
-      Y[i].noalias() = W[i] * X[i];
-      dW[i].noalias() = dY[i] * X[i].transpose();
-      if (i > 0) dX[i].noalias() = W[i].transpose() * dY[i];
+      ref::gemm(Y[i], W[i], X[i]);  // as the engine does them (reference/ops/gemm.hpp)
+      ref::gemm(dW[i], dY[i], X[i].transpose());
+      if (i > 0) ref::gemm(dX[i], W[i].transpose(), dY[i]);
     }
     times.push_back(seconds_since(t));
   }
@@ -83,9 +84,12 @@ double eigen_gemm_gflops(int n, int reps) {
   const ref::Mat<T> A = ref::Mat<T>::Random(n, n), B = ref::Mat<T>::Random(n, n);
   ref::Mat<T> C(n, n);
   std::vector<double> times;
+  // Untimed: the first calls start the engine's threads and their BLAS buffers (measured: the
+  // first three 1024³ products ran at half the rate of the later ones).
+  for (int r = 0; r < 3; ++r) ref::gemm(C, A, B);
   for (int r = 0; r < reps; ++r) {
     const auto t = Clock::now();
-    C.noalias() = A * B;
+    ref::gemm(C, A, B);  // the engine's GEMM: pieces on its threads, one BLAS call each
     times.push_back(seconds_since(t));
   }
   return 2.0 * n * n * double(n) / median(times) / 1e9;
@@ -387,7 +391,7 @@ int cmd_bench(const Args& args) {
     fmt::print("{:<9} {:<8} {:>12.2f} {:>12.2f} {:>10.2f} {:>12.1f}\n", r.precision, r.optimizer, r.median_s * 1e3,
                r.mean_s * 1e3, r.ratio, r.gflops);
   for (const auto& [prec, g] : out["gemm"].items())
-    fmt::print("{}: SGD step / its GEMMs alone = {:.2f} (target <= 1.5); Eigen GEMM {:.1f} GFLOP/s\n", prec,
+    fmt::print("{}: SGD step / its GEMMs alone = {:.2f} (target <= 1.3); Eigen GEMM {:.1f} GFLOP/s\n", prec,
                double(g["sgd_step_over_gemms"]), double(g["eigen_gemm_gflops"]));
   return 0;
 }

@@ -38,27 +38,6 @@ std::atomic<int>& thread_setting() {
   return n;
 }
 
-/// The BLAS on one thread for a scope, its count restored at the end.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() {
-#if defined(WDLAB_HAVE_OPENBLAS)
-    saved_ = openblas_get_num_threads();
-    if (saved_ != 1) openblas_set_num_threads(1);
-#endif
-  }
-  ~SingleThreadedBlas() {
-#if defined(WDLAB_HAVE_OPENBLAS)
-    if (saved_ != 1) openblas_set_num_threads(saved_);
-#endif
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_ = 1;
-};
-
 /// Threads every loop pool of this process has started, together.
 std::atomic<int>& pool_threads_started() {
   static std::atomic<int> n{0};
@@ -100,7 +79,6 @@ void parallel_for(int n, const std::function<void(int i, int worker)>& body) {
     for (int i = 0; i < n; ++i) body(i, 0);
     return;
   }
-  SingleThreadedBlas one_blas_thread;
   pool->run(n, body);
 }
 
@@ -164,12 +142,12 @@ int set_cpu_threads(int n) {
   if (n < 0) throw UsageError("--threads", "expected 0 (every core) or a positive count, got " + std::to_string(n));
   const int t = n == 0 ? default_cpu_threads() : n;
 #if defined(WDLAB_HAVE_OPENBLAS)
-  openblas_set_num_threads(t);
-  thread_setting().store(std::max(1, openblas_get_num_threads()));
-#else
-  thread_setting().store(t);
+  // Every BLAS call runs on the calling thread; the engine cuts its large products itself
+  // (ref::gemm), so one pool of t threads serves the products and the loops alike.
+  openblas_set_num_threads(1);
 #endif
-  return thread_setting().load();
+  thread_setting().store(t);
+  return t;
 }
 
 CpuRuntime cpu_runtime() {
@@ -179,7 +157,8 @@ CpuRuntime cpu_runtime() {
 #if defined(WDLAB_HAVE_OPENBLAS)
   r.blas = openblas_get_config();
   r.kernels = openblas_get_corename();
-  r.threads = openblas_get_num_threads();
+  r.threads = cpu_threads();
+  r.blas_threads = openblas_get_num_threads();
 #else
   r.blas = "none: Eigen's own products (built with -DWDLAB_BLAS=OFF)";
   r.kernels = std::string("Eigen ") + Eigen::SimdInstructionSetsInUse();

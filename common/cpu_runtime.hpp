@@ -1,7 +1,9 @@
 #pragma once
 // The CPU engine's run-time settings, shared by every command: which BLAS Eigen's matrix products
 // go to (OpenBLAS chooses its kernels for the running CPU when it loads, so one portable binary
-// gets each machine's GEMM speed), which kernel set it chose, and one thread count for the BLAS.
+// gets each machine's GEMM speed), which kernel set it chose, and one thread count for the engine:
+// its pool runs the elementwise loops and the pieces of its large products, each piece one
+// single-threaded BLAS call (no second pool of BLAS threads competing for the cores).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -14,7 +16,8 @@ struct CpuRuntime {
   std::string blas;     // "OpenBLAS 0.3.21 ..." or "none: Eigen's own products"
   std::string kernels;  // the BLAS kernel set (OpenBLAS core name), or Eigen's SIMD sets
   std::string coretype_env;  // OPENBLAS_CORETYPE as set in the environment ("" when unset)
-  int threads = 1;      // threads the BLAS uses now
+  int threads = 1;      // the engine's threads (its products, cut by ref::gemm, and its loops)
+  int blas_threads = 1; // threads inside one BLAS call: 1 (the engine's threads make the calls)
   int cores = 1;        // cores this process may run on (its affinity mask)
 };
 
@@ -29,15 +32,15 @@ int available_cores();
 /// available core.
 int default_cpu_threads();
 
-/// Sets the BLAS thread count: n > 0 as given, 0 = default_cpu_threads(). Returns the count set.
-/// The engine's own parallel loops (parallel_for) use the same count.
+/// Sets the engine's thread count: n > 0 as given, 0 = default_cpu_threads(). Returns the count
+/// set. parallel_for (the loops and ref::gemm's pieces) uses it; the BLAS is set to one thread.
 int set_cpu_threads(int n);
 
 /// The thread count set by the last set_cpu_threads (1 before any call).
 int cpu_threads();
 
 /// Runs body(i, worker) for every i in [0, n) on up to cpu_threads() threads (the calling one is
-/// worker 0; worker < min(n, that count)), with the BLAS on one thread meanwhile. Each i runs
+/// worker 0; worker < min(n, that count)). Each i runs
 /// whole on one thread, so what body(i, ·) computes does not depend on the thread count. The
 /// threads are a persistent pool (common/parallel.hpp), one per process, started when the count
 /// is first used or changed and parked between calls. The first exception a body throws is

@@ -3,8 +3,7 @@
 // exact integer, so it must match the reference engine bit for bit (STYLE.md #9). Convolutions
 // use reference/ops/conv2d_direct; dense, pooling and the K-FAC factors are written out here.
 // The one non-integer step, scaling a factor by 1/(N·T), is done as the reference does it
-// (add the rounded double 1/(N·T) times each exact partial sum, per chunk of examples), so it
-// rounds identically.
+// (the rounded double 1/(N·T) times the exact sum, once), so it rounds identically.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -138,15 +137,8 @@ class DirectSide final : public Side {
     // KFC factors: Ω = Σ_{n,p,q} ā ā ᵀ/(N·T), Γ = Σ_{n,p,q} ds dsᵀ/(N·T), ā the zero-padded patch.
     const int P = g.P(), Q = g.Q(), CRS = g.C * g.R * g.S, a_dim = CRS + (bias ? 1 : 0);
     const double scale = 1.0 / (double(g.N) * double(P * Q));
-    // The reference adds scale·(exact partial sum) per chunk of examples (A: as many examples as
-    // its im2col buffer holds; S: one example): the same additions in the same order here.
-    const int chunk = ref::conv2d_chunk_examples(g, sizeof(double));
+    // The reference scales the exact sums once (reference/ops/conv2d.cpp, grouped_gram): so here.
     std::vector<double> A(std::size_t(a_dim) * a_dim, 0.0), S(std::size_t(g.K) * g.K, 0.0), patch(a_dim);
-    std::vector<double> An(A.size(), 0.0), Sn(S.size(), 0.0);
-    auto flush = [&](std::vector<double>& total, std::vector<double>& part) {
-      for (std::size_t i = 0; i < total.size(); ++i) total[i] += scale * part[i];
-      std::fill(part.begin(), part.end(), 0.0);
-    };
     for (int n = 0; n < g.N; ++n) {
       for (int p = 0; p < P; ++p)
         for (int q = 0; q < Q; ++q) {
@@ -159,14 +151,14 @@ class DirectSide final : public Side {
               }
           if (bias) patch[CRS] = 1.0;
           for (int i = 0; i < a_dim; ++i)
-            for (int j = 0; j < a_dim; ++j) An[std::size_t(i) * a_dim + j] += patch[i] * patch[j];
+            for (int j = 0; j < a_dim; ++j) A[std::size_t(i) * a_dim + j] += patch[i] * patch[j];
           for (int i = 0; i < g.K; ++i)
             for (int j = 0; j < g.K; ++j)
-              Sn[std::size_t(i) * g.K + j] += dy((std::size_t(i) * P + p) * Q + q, n) * dy((std::size_t(j) * P + p) * Q + q, n);
+              S[std::size_t(i) * g.K + j] += dy((std::size_t(i) * P + p) * Q + q, n) * dy((std::size_t(j) * P + p) * Q + q, n);
         }
-      flush(S, Sn);
-      if ((n + 1) % chunk == 0 || n + 1 == g.N) flush(A, An);
     }
+    for (double& v : A) v *= scale;
+    for (double& v : S) v *= scale;
     out.push_back(square(names::layer_factor('A'), std::move(A), a_dim));
     out.push_back(square(names::layer_factor('S'), std::move(S), g.K));
   }

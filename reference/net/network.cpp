@@ -7,6 +7,7 @@
 #include "common/errors.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
+#include "reference/ops/gemm.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
 #include "reference/ops/tanh.hpp"
@@ -69,7 +70,7 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
     switch (l.kind) {
       case LayerKind::dense: {
         dense_geometry(l, N).validate();
-        y.noalias() = p.values[s.weight] * in;  // y = W x (+ b)
+        gemm(y, p.values[s.weight], in);  // y = W x (+ b)
         if (s.bias >= 0) y.colwise() += as_vec(p.values[s.bias]);
         break;
       }
@@ -178,10 +179,10 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
     bool wrote_dx = true;
     switch (l.kind) {
       case LayerKind::dense: {
-        bw.grads.values[s.weight].noalias() = dy * in.transpose();  // dW = dy xᵀ
+        gemm(bw.grads.values[s.weight], dy, in.transpose());  // dW = dy xᵀ
         if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
         wrote_dx = src >= 0 || want == InputGrad::compute;
-        if (wrote_dx) dx.noalias() = p.values[s.weight].transpose() * dy;  // dx = Wᵀ dy
+        if (wrote_dx) gemm(dx, p.values[s.weight].transpose(), dy);  // dx = Wᵀ dy
         break;
       }
       case LayerKind::conv2d: {
@@ -285,8 +286,10 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
         a.conservativeResize(a.rows() + 1, Eigen::NoChange);
         a.row(a.rows() - 1).setOnes();
       }
-      f.A.noalias() = a * a.transpose() / T(N);
-      f.S.noalias() = g * g.transpose() / T(N);
+      gemm(f.A, a, a.transpose());
+      f.A /= T(N);
+      gemm(f.S, g, g.transpose());
+      f.S /= T(N);
     } else {
       const Conv2dGeometry geom = l.conv_geometry(int(N));
       f.A = conv2d_kfc_input_factor(geom, in, l.bias == Bias::on ? Homogeneous::on : Homogeneous::off);

@@ -315,24 +315,49 @@ Mat<T> conv2d_patches(const Conv2dGeometry& g, const Mat<T>& x, Homogeneous h) {
   return At.transpose();
 }
 
+namespace {
+
+/// scale · Σ_i Xᵢᵀ Xᵢ over items i < count as a d × d symmetric matrix, on the engine's threads:
+/// the items are dealt to G = min(kFactorGroups, count) groups (item i to group i mod G), each group's
+/// symmetric rank updates run on one thread into its own lower triangle, and the groups are added
+/// in order: the bits depend on the shapes only, not on the thread count. `item(i, work)` returns
+/// Xᵢ (rows × d), built in `work` if it must be (a thread's scratch, whole on that thread).
+constexpr int kFactorGroups = 8;
+
+template <class T, class Item>
+Mat<T> grouped_gram(int d, int count, T scale, Item&& item) {
+  std::vector<Mat<T>> lower(std::size_t(std::min(kFactorGroups, count)));
+  const int groups = int(lower.size());
+  parallel_for(groups, [&](int grp, int) {
+    Mat<T>& L = lower[std::size_t(grp)];
+    L.setZero(d, d);
+    for (int i = grp; i < count; i += groups)
+      L.template selfadjointView<Eigen::Lower>().rankUpdate(item(i).transpose());
+  });
+  // Scaled once, after the sums: on integer inputs every sum is exact and so is the factor's one
+  // rounding (crosscheck --exact), whatever the number of items and groups.
+  for (std::size_t grp = 1; grp < lower.size(); ++grp) lower[0] += lower[grp];
+  lower[0] *= scale;
+  return lower[0].template selfadjointView<Eigen::Lower>();
+}
+
+}  // namespace
+
 template <class T>
 Mat<T> conv2d_kfc_input_factor(const Conv2dGeometry& g, const Mat<T>& x, Homogeneous h) {
   g.validate();
   detail::check_input("conv2d_kfc_input_factor", g, x);
-  const long PQ = long(g.P()) * g.Q();
   const int hom = h == Homogeneous::on ? 1 : 0, d = g.patch_size() + hom;
-  const int chunk = conv2d_chunk_examples(g, sizeof(T));
-  const T scale = T(1) / (T(g.N) * T(PQ));
-  Mat<T> At(chunk * PQ, d);
-  if (hom) At.col(g.patch_size()).setOnes();
-  Mat<T> lower = Mat<T>::Zero(d, d);
-  for (int n0 = 0; n0 < g.N; n0 += chunk) {
-    const int nb = std::min(chunk, g.N - n0);
-    im2col<T>(g, x, n0, nb, At);
-    lower.template selfadjointView<Eigen::Lower>().rankUpdate(At.topRows(nb * PQ).transpose(),
-                                                              scale);
-  }
-  return lower.template selfadjointView<Eigen::Lower>();
+  const PassChunks c(g, sizeof(T));
+  const T scale = T(1) / (T(g.N) * T(c.PQ));
+  return grouped_gram<T>(d, c.count, scale, [&](int i) {
+    // Chunk i's patches (its examples × P·Q rows), with the homogeneous column of ones.
+    const int nb = c.size(i);
+    auto At = thread_scratch<T, Scratch::patches>(long(c.per) * c.PQ, d);
+    im2col<T>(g, x, c.first(i), nb, At);
+    if (hom) At.col(g.patch_size()).setOnes();
+    return At.topRows(nb * c.PQ);
+  });
 }
 
 template <class T>
@@ -341,13 +366,9 @@ Mat<T> conv2d_kfc_output_factor(const Conv2dGeometry& g, const Mat<T>& ds) {
   detail::check_output("conv2d_kfc_output_factor", "ds (K·P·Q × N)", g, ds);
   const long PQ = long(g.P()) * g.Q();
   const T scale = T(1) / (T(g.N) * T(PQ));
-  Mat<T> lower = Mat<T>::Zero(g.K, g.K);
-  for (int n = 0; n < g.N; ++n) {
-    // Column n viewed as T × K: row t is ds_{n,t}ᵀ.
-    const Eigen::Map<const Mat<T>> dsn(ds.col(n).data(), PQ, g.K);
-    lower.template selfadjointView<Eigen::Lower>().rankUpdate(dsn.transpose(), scale);
-  }
-  return lower.template selfadjointView<Eigen::Lower>();
+  // Example n's column viewed as P·Q × K: row t is ds_{n,t}ᵀ.
+  return grouped_gram<T>(g.K, g.N, scale,
+                         [&](int n) { return Eigen::Map<const Mat<T>>(ds.col(n).data(), PQ, g.K); });
 }
 
 #define WDLAB_INSTANTIATE(T)                                                                     \

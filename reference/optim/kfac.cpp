@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/errors.hpp"
+#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -194,17 +195,17 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
       Xbar.resize(blk.a_dim(), f->X.cols());
       Xbar.topRows(blk.in) = f->X;
       if (blk.b >= 0) Xbar.row(blk.in).setOnes();
-      work_.left.noalias() = blk.S_inv * f->D;
-      work_.right.noalias() = blk.A_inv * Xbar;
-      U.noalias() = work_.left * work_.right.transpose();
+      gemm(work_.left, blk.S_inv, f->D);
+      gemm(work_.right, blk.A_inv, Xbar);
+      gemm(U, work_.left, work_.right.transpose());
       ++last_low_rank_;
     } else {
       Mat<T>& G = work_.G;
       G.resize(blk.out, blk.a_dim());
       G.leftCols(blk.in) = Eigen::Map<const Mat<T>>(g[blk.w], blk.out, blk.in);
       if (blk.b >= 0) G.col(blk.in) = Eigen::Map<const Vec<T>>(g[blk.b], blk.out);
-      work_.left.noalias() = blk.S_inv * G;
-      U.noalias() = work_.left * blk.A_inv;
+      gemm(work_.left, blk.S_inv, G);
+      gemm(U, work_.left, blk.A_inv);
     }
     if (blk.locations > 1) U /= T(blk.locations);
     u[blk.w] = U.data();
