@@ -9,6 +9,7 @@
 
 #include "common/errors.hpp"
 #include "common/optim/kfac_policy.hpp"
+#include "reference/ops/gemm.hpp"
 
 namespace wdlab::ref {
 
@@ -28,7 +29,14 @@ std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, optim::InverseMethod met
       if (llt.info() != Eigen::Success) return std::nullopt;
       const auto piv = llt.matrixLLT().diagonal().array().square();
       if (!(piv.minCoeff() > eps * piv.maxCoeff())) return std::nullopt;
-      inv = llt.solve(Mat<T>::Identity(n, n));
+      // The n right-hand sides in column pieces on the engine's threads (the BLAS runs one
+      // thread per call); the pieces depend on n only.
+      inv.resize(n, n);
+      const gemm_detail::Cut cut = gemm_detail::cut_of(n);
+      parallel_for(int(cut.count), [&](int i, int) {
+        const Eigen::Index c0 = i * cut.size, w = std::min(cut.size, n - c0);
+        inv.middleCols(c0, w) = llt.solve(Mat<T>::Identity(n, n).middleCols(c0, w));
+      });
       break;
     }
     case optim::InverseMethod::eig: {
@@ -36,7 +44,8 @@ std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, optim::InverseMethod met
       if (es.info() != Eigen::Success) return std::nullopt;
       const Vec<T> e = (es.eigenvalues().array() + d).max(d).matrix();
       if (!(e.minCoeff() > eps * e.maxCoeff())) return std::nullopt;
-      inv = es.eigenvectors() * e.cwiseInverse().asDiagonal() * es.eigenvectors().transpose();
+      const Mat<T> scaled = es.eigenvectors() * e.cwiseInverse().asDiagonal();
+      gemm(inv, scaled, es.eigenvectors().transpose());
       break;
     }
   }
