@@ -7,9 +7,8 @@
 // threaded, had a median of 148 ms against 135 ms with the BLAS on one thread (alternated).
 //
 // The product is cut along C's longer side into pieces that depend on the shapes only (never on
-// the thread count), each piece one single-threaded BLAS call on one thread: the bits are the same
-// on any thread count. Each piece packs the uncut operand again, so pieces stay large (≥ 128 rows
-// or columns, at most 8 of them) and small products run whole on the caller.
+// the thread count; piece_cut), each piece one single-threaded BLAS call on one thread, and small
+// products run whole on the caller.
 #include <algorithm>
 #include <cstdint>
 
@@ -18,25 +17,24 @@
 
 namespace wdlab::ref {
 
-namespace gemm_detail {
-
-/// Multiply-adds below which a product runs whole on the caller (waking a thread costs more).
-inline constexpr double kSerialMacs = 4e6;
-inline constexpr Eigen::Index kMinPiece = 128, kMaxPieces = 8;
-
-/// How a side of `len` entries is cut: `count` pieces of `size` (a multiple of 16, the last one
-/// shorter).
-struct Cut {
+/// How ref::gemm cuts a side of `len` entries, and any other pass that cuts by shape alike (the
+/// Cholesky inverse's right-hand sides): `count` pieces of `size` (a multiple of 16, the last one
+/// shorter), at least 128 long where len allows, at most 8 (an even count where len ≥ 1 024, so
+/// two threads get equal shares). Each piece packs the uncut operand again, hence few and large.
+struct PieceCut {
   Eigen::Index size, count;
 };
 
-inline Cut cut_of(Eigen::Index len) {
+inline PieceCut piece_cut(Eigen::Index len) {
+  constexpr Eigen::Index kMinPiece = 128, kMaxPieces = 8;
   const Eigen::Index want = std::clamp<Eigen::Index>((len + kMinPiece - 1) / kMinPiece, 1, kMaxPieces);
   const Eigen::Index size = ((len + want - 1) / want + 15) / 16 * 16;
-  return Cut{size, (len + size - 1) / size};
+  return PieceCut{size, (len + size - 1) / size};
 }
 
-}  // namespace gemm_detail
+/// Multiply-adds below which ref::gemm runs a product whole on the caller (waking a thread costs
+/// more than the work).
+inline constexpr double kGemmSerialMacs = 4e6;
 
 /// C = A·B (C resized; C must not alias A or B). A and B are any Eigen expressions the BLAS takes
 /// directly (matrices, blocks, transposes).
@@ -44,7 +42,7 @@ template <class T, class L, class R>
 void gemm(Mat<T>& C, const L& A, const R& B) {
   const Eigen::Index m = A.rows(), n = B.cols(), k = A.cols();
   C.resize(m, n);
-  if (double(m) * double(n) * double(k) < gemm_detail::kSerialMacs) {
+  if (double(m) * double(n) * double(k) < kGemmSerialMacs) {
     C.noalias() = A * B;
     return;
   }
@@ -55,8 +53,8 @@ void gemm(Mat<T>& C, const L& A, const R& B) {
     const L& A;
     const R& B;
     Eigen::Index m, n;
-    gemm_detail::Cut cut;
-  } job{C, A, B, m, n, gemm_detail::cut_of(m >= n ? m : n)};
+    PieceCut cut;
+  } job{C, A, B, m, n, piece_cut(m >= n ? m : n)};
   if (m >= n) {
     parallel_for(int(job.cut.count), [&job](int i, int) {
       const Eigen::Index r0 = i * job.cut.size, rows = std::min(job.cut.size, job.m - r0);

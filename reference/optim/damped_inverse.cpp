@@ -32,7 +32,7 @@ std::optional<Mat<T>> try_inverse(const Mat<T>& F, T d, optim::InverseMethod met
       // The n right-hand sides in column pieces on the engine's threads (the BLAS runs one
       // thread per call); the pieces depend on n only.
       inv.resize(n, n);
-      const gemm_detail::Cut cut = gemm_detail::cut_of(n);
+      const PieceCut cut = piece_cut(n);
       parallel_for(int(cut.count), [&](int i, int) {
         const Eigen::Index c0 = i * cut.size, w = std::min(cut.size, n - c0);
         inv.middleCols(c0, w) = llt.solve(Mat<T>::Identity(n, n).middleCols(c0, w));
