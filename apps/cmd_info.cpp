@@ -29,7 +29,7 @@ int cmd_info(const Args& args) {
   fmt::print("blas:         {}\n", cpu.blas);
   fmt::print("blas kernels: {}{}\n", cpu.kernels,
              cpu.coretype_env.empty() ? "" : " (OPENBLAS_CORETYPE=" + cpu.coretype_env + " in the environment)");
-  fmt::print("threads:      {} of {} cores (each BLAS call on {} thread: the engine cuts its products)\n",
+  fmt::print("threads:      {} of {} cores (the engine's pool; each product call inside it on {} thread)\n",
              cpu.threads, cpu.cores, cpu.blas_threads);
 #if defined(WDLAB_HAVE_CUDA)
   fmt::print("cuda backend: built (nvcc {}, architectures {})\n", build::cuda_compiler,
