@@ -80,14 +80,25 @@ train::StepStats ReferenceBackend<T>::train_step(const train::HostBatch& b, doub
   };
   if (!s.finite) return reject("loss", "");  // never step on a non-finite loss
   NetBackward<T>& bw = work_.bw;
-  network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw, Cotangents::needed);
-  if (const int i = first_nonfinite(bw.grads.values); i >= 0) return reject("gradient", params_.info[std::size_t(i)].name);
-  if (is_kfac(optim_cfg_.kind)) {
-    std::vector<GradientFactors<T>> gf;
+  // K-FAC forms the direction of a dense layer it preconditions through gradient factors from the
+  // layer's cotangent and input alone: its weight gradient is not formed, unless the step records
+  // ‖g‖² (weight_steps). The step's result is the same bits either way.
+  const bool kfac = is_kfac(optim_cfg_.kind);
+  SkippedWeightGrads& skip = work_.skip;
+  skip.layer.assign(spec_.layers.size(), 0);
+  if (kfac && weight_steps_ != train::WeightSteps::record)
+    for (int i = 0; i < int(spec_.layers.size()); ++i)
+      skip.layer[std::size_t(i)] = spec_.layers[i].kind == LayerKind::dense && opt_->direction_from_factors(i, b.n);
+  network_backward(spec_, params_, fw, ce.dlogits, InputGrad::skip, bw, Cotangents::needed, &skip);
+  if (const int i = first_nonfinite_gradient(spec_, params_, fw, bw, &skip); i >= 0)
+    return reject("gradient", params_.info[std::size_t(i)].name);
+  if (kfac) {  // views into bw and fw, taken after the pass (which may resize bw.d_out)
+    std::vector<GradientFactors<T>>& gf = work_.factors;
+    gf.clear();
     for (int i = 0; i < int(spec_.layers.size()); ++i)
       if (spec_.layers[i].kind == LayerKind::dense)
-        gf.push_back(GradientFactors<T>{i, bw.d_out[i], fw.input_of(spec_, i)});
-    opt_->set_gradient_factors(std::move(gf));
+        gf.push_back(GradientFactors<T>{i, &bw.d_out[std::size_t(i)], &fw.input_of(spec_, i)});
+    opt_->set_gradient_factors(gf);
   }
   // Under skip a failed step must leave no trace: keep what the step changes (parameters, BN
   // running statistics, optimizer state) until it is known to be finite.

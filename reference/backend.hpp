@@ -48,7 +48,7 @@ class ReferenceBackend final : public train::Backend {
   std::vector<FactorStats<T>> init_sum_;
   std::int64_t init_batches_ = 0;
   train::NonfinitePolicy policy_ = train::NonfinitePolicy::abort;
-  std::size_t raises_reported_ = 0;
+  std::size_t raises_reported_ = 0;  // K-FAC damping raises already turned into step events
   train::WeightSteps weight_steps_ = train::WeightSteps::off;
   /// train_step's workspace: it only grows, and is reused by every step (its contents never
   /// carry from one step into the next's results).
@@ -56,8 +56,10 @@ class ReferenceBackend final : public train::Backend {
     Mat<T> x;
     NetForward<T> fw;
     NetBackward<T> bw;
+    SkippedWeightGrads skip;                  // layers whose weight gradient K-FAC does not read
+    std::vector<GradientFactors<T>> factors;  // views into fw and bw
   };
-  StepWorkspace work_;  // K-FAC damping raises already turned into step events
+  StepWorkspace work_;
 };
 
 }  // namespace wdlab::ref

@@ -7,6 +7,7 @@
 #include "common/errors.hpp"
 #include "reference/ops/activation.hpp"
 #include "reference/ops/conv2d.hpp"
+#include "reference/ops/finite.hpp"
 #include "reference/ops/gemm.hpp"
 #include "reference/ops/loss.hpp"
 #include "reference/ops/residual.hpp"
@@ -114,9 +115,9 @@ void network_forward(const NetworkSpec& spec, const ParamStore<T>& p, const Mat<
 template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
                                 const NetForward<T>& fw, const Mat<T>& dlogits, InputGrad want,
-                                Cotangents kept) {
+                                Cotangents kept, const SkippedWeightGrads* skip) {
   NetBackward<T> bw;
-  network_backward(spec, p, fw, dlogits, want, bw, kept);
+  network_backward(spec, p, fw, dlogits, want, bw, kept, skip);
   return bw;
 }
 
@@ -133,9 +134,16 @@ bool same_layout(const ParamStore<T>& grads, const ParamStore<T>& p) {
 
 }  // namespace
 
+SkippedWeightGrads SkippedWeightGrads::all_weights(const NetworkSpec& spec) {
+  SkippedWeightGrads s;
+  for (const Layer& l : spec.layers) s.layer.push_back(l.has_weights() ? 1 : 0);
+  return s;
+}
+
 template <class T>
 void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
-                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw, Cotangents kept) {
+                      const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw, Cotangents kept,
+                      const SkippedWeightGrads* skip) {
   const int n_layers = int(spec.layers.size());
   const int N = int(dlogits.cols());
   // Running statistics' entries stay zero; every trainable entry is written below (or zeroed
@@ -177,20 +185,27 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
     const int src = l.inputs[0];
     Mat<T>& dx = dest(src);
     bool wrote_dx = true;
+    const bool form_grads = !(skip && skip->skipped(i));
     switch (l.kind) {
       case LayerKind::dense: {
-        gemm(bw.grads.values[s.weight], dy, in.transpose());  // dW = dy xᵀ
-        if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
+        if (form_grads) {
+          gemm(bw.grads.values[s.weight], dy, in.transpose());  // dW = dy xᵀ
+          if (s.bias >= 0) bw.grads.values[s.bias] = dy.rowwise().sum();
+        }
         wrote_dx = src >= 0 || want == InputGrad::compute;
         if (wrote_dx) gemm(dx, p.values[s.weight].transpose(), dy);  // dx = Wᵀ dy
         break;
       }
       case LayerKind::conv2d: {
         const Conv2dGeometry g = l.conv_geometry(N);
-        Vec<T> db;
-        if (s.bias >= 0) db.resize(l.out.C);
         // The first layer's input gradient is work no optimizer needs; skipped unless asked.
         wrote_dx = src >= 0 || want == InputGrad::compute;
+        if (!form_grads) {
+          if (wrote_dx) conv2d_bprop_data(g, dy, p.values[s.weight], dx);
+          break;
+        }
+        Vec<T> db;
+        if (s.bias >= 0) db.resize(l.out.C);
         conv2d_bprop(g, in, dy, p.values[s.weight], bw.grads.values[s.weight], s.bias >= 0 ? &db : nullptr,
                      wrote_dx ? &dx : nullptr);
         if (s.bias >= 0) bw.grads.values[s.bias] = db;
@@ -242,6 +257,31 @@ void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const Net
 }
 
 template <class T>
+int first_nonfinite_gradient(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
+                             const NetBackward<T>& bw, const SkippedWeightGrads* skip) {
+  // Spans in ParamStore order, each labelled with its tensor, so the tensor named is the one a
+  // check of formed gradients would name.
+  std::vector<Span<T>> spans;
+  std::vector<int> tensor;
+  for (int t = 0; t < int(p.values.size()); ++t) {
+    if (!p.info[std::size_t(t)].trainable()) continue;
+    const int l = p.info[std::size_t(t)].layer;
+    if (skip && skip->skipped(l)) {
+      for (const Mat<T>* m : {&bw.d_out[std::size_t(l)], &fw.input_of(spec, l)}) {
+        spans.push_back(Span<T>{m->data(), m->size()});
+        tensor.push_back(t);
+      }
+    } else {
+      const Mat<T>& g = bw.grads.values[std::size_t(t)];
+      spans.push_back(Span<T>{g.data(), g.size()});
+      tensor.push_back(t);
+    }
+  }
+  const int k = first_nonfinite(spans);
+  return k < 0 ? -1 : tensor[std::size_t(k)];
+}
+
+template <class T>
 void update_running_stats(const NetworkSpec& spec, ParamStore<T>& p, const NetForward<T>& fw) {
   WDLAB_CHECK(fw.mode == BnMode::train, "running statistics come from train-mode passes");
   for (int i = 0; i < int(spec.layers.size()); ++i) {
@@ -271,7 +311,9 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
   } else {
     v = gaussian_probes<T>(int(K), int(N), probe_variance, seed, step);
   }
-  const auto bw = network_backward(spec, p, fw, v, InputGrad::skip, Cotangents::needed);
+  // The statistics read cotangents and inputs only: no weight gradient is formed.
+  const SkippedWeightGrads no_grads = SkippedWeightGrads::all_weights(spec);
+  const auto bw = network_backward(spec, p, fw, v, InputGrad::skip, Cotangents::needed, &no_grads);
   std::vector<FactorStats<T>> out;
   for (int i = 0; i < int(spec.layers.size()); ++i) {
     const Layer& l = spec.layers[i];
@@ -308,10 +350,14 @@ std::vector<FactorStats<T>> kfac_statistics(const NetworkSpec& spec, const Param
   template void network_forward<T>(const NetworkSpec&, const ParamStore<T>&, const Mat<T>&,    \
                                     BnMode, NetForward<T>&);                                    \
   template void network_backward<T>(const NetworkSpec&, const ParamStore<T>&, const NetForward<T>&, \
-                                    const Mat<T>&, InputGrad, NetBackward<T>&, Cotangents);     \
+                                    const Mat<T>&, InputGrad, NetBackward<T>&, Cotangents,      \
+                                    const SkippedWeightGrads*);                                 \
   template NetBackward<T> network_backward<T>(const NetworkSpec&, const ParamStore<T>&,         \
                                               const NetForward<T>&, const Mat<T>&, InputGrad,   \
-                                              Cotangents);                                      \
+                                              Cotangents, const SkippedWeightGrads*);           \
+  template int first_nonfinite_gradient<T>(const NetworkSpec&, const ParamStore<T>&,            \
+                                           const NetForward<T>&, const NetBackward<T>&,         \
+                                           const SkippedWeightGrads*);                          \
   template void update_running_stats<T>(const NetworkSpec&, ParamStore<T>&, const NetForward<T>&); \
   template std::vector<FactorStats<T>> kfac_statistics<T>(const NetworkSpec&, const ParamStore<T>&, \
                                                           const Mat<T>&, CurvatureKind, double,  \

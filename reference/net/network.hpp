@@ -58,18 +58,40 @@ enum class InputGrad { skip, compute };
 /// inside its own walks and its d_out stays empty. Gradients are the same bits either way.
 enum class Cotangents { every_layer, needed };
 
+/// Layers whose weight and bias gradients a backward pass does not form: their tensors in
+/// bw.grads keep whatever they held, so a reader must know which they are. K-FAC forms a dense
+/// layer's direction from the layer's cotangent and input alone when it preconditions through
+/// gradient factors, and its statistics read no gradient: the dW = dy xᵀ products are work nobody
+/// reads there. Cotangents (d_out, d_input) are the same bits either way.
+struct SkippedWeightGrads {
+  std::vector<std::uint8_t> layer;  // per layer, nonzero: skipped; empty: every layer formed
+  bool skipped(int i) const { return !layer.empty() && layer[std::size_t(i)] != 0; }
+  /// Every layer with weights (K-FAC's statistics pass).
+  static SkippedWeightGrads all_weights(const NetworkSpec& spec);
+};
+
 template <class T>
 NetBackward<T> network_backward(const NetworkSpec& spec, const ParamStore<T>& p,
                                 const NetForward<T>& fw, const Mat<T>& dlogits,
                                 InputGrad want = InputGrad::skip,
-                                Cotangents kept = Cotangents::every_layer);
+                                Cotangents kept = Cotangents::every_layer,
+                                const SkippedWeightGrads* skip = nullptr);
 
 /// The same into `bw`, reusing its buffers (gradients, cotangents): no allocation for them when
 /// the shapes are those of the last call. The results are the same bits as the function above.
 template <class T>
 void network_backward(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
                       const Mat<T>& dlogits, InputGrad want, NetBackward<T>& bw,
-                      Cotangents kept = Cotangents::every_layer);
+                      Cotangents kept = Cotangents::every_layer, const SkippedWeightGrads* skip = nullptr);
+
+/// The first trainable tensor (ParamStore order) whose gradient in `bw` holds ±∞ or NaN, or −1
+/// when none does. For a layer in `skip` the gradient was not formed and its factors are read in
+/// its place: D Xᵀ (and D 1) holds ±∞ or NaN wherever the cotangent D or the input X does, since
+/// every row of D meets every column of X. Finite factors whose products overflow are not caught
+/// here; the update they give is (the training step checks it).
+template <class T>
+int first_nonfinite_gradient(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
+                             const NetBackward<T>& bw, const SkippedWeightGrads* skip = nullptr);
 
 /// running ← m·running + (1−m)·batch for every BN layer of a train-mode pass.
 template <class T>

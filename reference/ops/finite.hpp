@@ -34,21 +34,37 @@ bool all_finite(const Mat<T>& x) {
   return all_finite(x.data(), x.size());
 }
 
-/// The first of `xs` (in order) that holds ±∞ or NaN, or −1 when none does. The tensors are read
+/// A tensor's entries as the non-finite check reads them.
+template <class T>
+struct Span {
+  const T* data = nullptr;
+  Eigen::Index size = 0;
+};
+
+/// The first of `xs` (in order) that holds ±∞ or NaN, or −1 when none does. The spans are read
 /// in pieces on the engine's threads (parallel_pieces); which index comes back does not depend on
 /// the thread count.
 template <class T>
-int first_nonfinite(const std::vector<Mat<T>>& xs) {
+int first_nonfinite(const std::vector<Span<T>>& xs) {
   std::vector<std::int64_t> sizes;
   sizes.reserve(xs.size());
-  for (const Mat<T>& x : xs) sizes.push_back(std::int64_t(x.size()));
+  for (const Span<T>& x : xs) sizes.push_back(std::int64_t(x.size));
   std::vector<std::atomic<int>> bad(xs.size());  // value-initialized: 0
   parallel_pieces(sizes, std::int64_t(1) << 16, [&](int t, std::int64_t b, std::int64_t e) {
-    if (!all_finite(xs[std::size_t(t)].data() + b, Eigen::Index(e - b))) bad[std::size_t(t)].store(1);
+    if (!all_finite(xs[std::size_t(t)].data + b, Eigen::Index(e - b))) bad[std::size_t(t)].store(1);
   });
   for (std::size_t t = 0; t < xs.size(); ++t)
     if (bad[t].load() != 0) return int(t);
   return -1;
+}
+
+/// The same over whole matrices.
+template <class T>
+int first_nonfinite(const std::vector<Mat<T>>& xs) {
+  std::vector<Span<T>> spans;
+  spans.reserve(xs.size());
+  for (const Mat<T>& x : xs) spans.push_back(Span<T>{x.data(), x.size()});
+  return first_nonfinite(spans);
 }
 
 }  // namespace wdlab::ref

@@ -125,8 +125,28 @@ void Kfac<T>::update_factors(const std::vector<FactorStats<T>>& stats, std::int6
 }
 
 template <class T>
-void Kfac<T>::set_gradient_factors(std::vector<GradientFactors<T>> factors) {
-  grad_factors_ = std::move(factors);
+void Kfac<T>::set_gradient_factors(const std::vector<GradientFactors<T>>& factors) {
+  grad_factors_.assign(factors.begin(), factors.end());  // keeps the capacity step after step
+}
+
+template <class T>
+bool Kfac<T>::low_rank(const Block& blk, Eigen::Index B) const {
+  // L2 adds βθ, which makes the gradient full rank. Otherwise multiply-adds decide: through the
+  // factors S̃⁻¹D (o²B), Ã⁻¹X̄ (a²B), their product (o·a·B) and, under KL clipping, DᵀS̃⁻¹D and
+  // X̄ᵀÃ⁻¹X̄ (B²(o + a)); the dense way S̃⁻¹Ḡ and its product with Ã⁻¹ (o·a·(o + a)) plus the
+  // gradient itself, which the backward pass then forms (o·a·B).
+  const bool l2_here = this->l2(blk.w) || (blk.b >= 0 && this->l2(blk.b));
+  if (blk.locations != 1 || l2_here) return false;
+  const double b = double(B), o = double(blk.out), a = double(blk.a_dim());
+  const double clip = cfg_.kl_clip > 0 ? b * b * (o + a) : 0;
+  return b * (o * o + a * a) + clip < o * a * (o + a);
+}
+
+template <class T>
+bool Kfac<T>::direction_from_factors(int layer, Eigen::Index batch) const {
+  for (const Block& blk : blocks_)
+    if (blk.layer == layer) return low_rank(blk, batch);
+  return false;
 }
 
 template <class T>
@@ -179,6 +199,9 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
   // the weight's o·in entries first, then the bias column), or the gradient itself.
   std::vector<const T*> u(g);
   work_.U.resize(blocks_.size());
+  work_.from_factors.assign(std::size_t(n), 0);
+  const bool clip = cfg_.kl_clip > 0 && lr > 0;
+  double inner = 0;  // Σ⟨g, U⟩ of the blocks preconditioned through factors (step 3)
   last_low_rank_ = 0;
   for (std::size_t bi = 0; bi < blocks_.size(); ++bi) {
     const Block& blk = blocks_[bi];
@@ -187,17 +210,23 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
     const GradientFactors<T>* f = nullptr;
     for (const auto& gf : grad_factors_)
       if (gf.layer == blk.layer) f = &gf;
-    const bool l2_here = this->l2(blk.w) || (blk.b >= 0 && this->l2(blk.b));
-    const double B = f ? double(f->D.cols()) : 0, o = double(blk.out), a = double(blk.a_dim());
-    if (f && blk.locations == 1 && !l2_here && B * (o * o + a * a + o * a) < o * a * (o + a)) {
-      // G = D X̄ᵀ has rank ≤ B: S̃⁻¹ G Ã⁻¹ = (S̃⁻¹ D)(Ã⁻¹ X̄)ᵀ (Ã⁻¹ symmetric).
+    if (f && low_rank(blk, f->D->cols())) {
+      // Ḡ = D X̄ᵀ has rank ≤ B: S̃⁻¹ Ḡ Ã⁻¹ = (S̃⁻¹ D)(Ã⁻¹ X̄)ᵀ (Ã⁻¹ symmetric).
+      const Mat<T>& D = *f->D;
       Mat<T>& Xbar = work_.Xbar;
-      Xbar.resize(blk.a_dim(), f->X.cols());
-      Xbar.topRows(blk.in) = f->X;
+      Xbar.resize(blk.a_dim(), f->X->cols());
+      Xbar.topRows(blk.in) = *f->X;
       if (blk.b >= 0) Xbar.row(blk.in).setOnes();
-      gemm(work_.left, blk.S_inv, f->D);
+      gemm(work_.left, blk.S_inv, D);
       gemm(work_.right, blk.A_inv, Xbar);
       gemm(U, work_.left, work_.right.transpose());
+      if (clip) {  // ⟨D X̄ᵀ, L Rᵀ⟩ = tr((DᵀL)(RᵀX̄)) = Σ (DᵀL) ⊙ (X̄ᵀR), both B × B and symmetric
+        gemm(work_.DtL, D.transpose(), work_.left);
+        gemm(work_.XtR, Xbar.transpose(), work_.right);
+        inner += double((work_.DtL.array() * work_.XtR.array()).sum());
+      }
+      work_.from_factors[std::size_t(blk.w)] = 1;
+      if (blk.b >= 0) work_.from_factors[std::size_t(blk.b)] = 1;
       ++last_low_rank_;
     } else {
       Mat<T>& G = work_.G;
@@ -214,10 +243,9 @@ void Kfac<T>::do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, s
   grad_factors_.clear();
   // 3. KL clipping: ν = min(1, sqrt(c / (η² Σ g·u))).
   last_kl_scale_ = 1;
-  if (cfg_.kl_clip > 0 && lr > 0) {
-    double inner = 0;
+  if (clip) {
     for (int i = 0; i < n; ++i)
-      if (this->trainable(i))
+      if (this->trainable(i) && !work_.from_factors[std::size_t(i)])
         inner += double((Eigen::Map<const Vec<T>>(g[i], params.values[i].size()).array() *
                          Eigen::Map<const Vec<T>>(u[i], params.values[i].size()).array()).sum());
     const double denom = double(lr) * double(lr) * inner;

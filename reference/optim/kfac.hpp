@@ -5,7 +5,9 @@
 //   1. g ← g + βθ for L2-regularized tensors                                  (Eq. 6)
 //   2. Ḡ_l = [dW db] (out × (in+1));  U_l = S̃_l⁻¹ Ḡ_l Ã_l⁻¹ · (1/T_l)  (T_l = 1 for dense)
 //      with the damped inverses of the last inverse update (common/optim/kfac_policy.hpp,
-//      damped_inverse.hpp); tensors without a block (BN γ/β) take U = g.
+//      damped_inverse.hpp); tensors without a block (BN γ/β) take U = g. A dense layer given
+//      its gradient factors Ḡ = D X̄ᵀ (rank ≤ B) may take U = (S̃⁻¹D)(Ã⁻¹X̄)ᵀ instead, and
+//      ⟨Ḡ, U⟩ = Σ (DᵀS̃⁻¹D) ⊙ (X̄ᵀÃ⁻¹X̄) for step 3: its gradient is never read (low_rank).
 //   3. KL clip (κ > 0): ν = min(1, √(κ / (η²·Σ⟨g, U⟩))) over all updated tensors; U ← νU
 //   4. v ← μv + U;   step = v (+ βθ for decayed tensors under wd, Eq. 7);   θ ← θ − η·step
 // Factors: A ← εA + (1−ε)Â, S ← εS + (1−ε)Ŝ in update_factors, after step k when
@@ -67,7 +69,8 @@ class Kfac final : public Optimizer<T> {
   /// initialized and the inverses stale.
   void init_factors(const std::vector<FactorStats<T>>& mean_stats) override;
   void update_factors(const std::vector<FactorStats<T>>& stats, std::int64_t iteration) override;
-  void set_gradient_factors(std::vector<GradientFactors<T>> factors) override;
+  void set_gradient_factors(const std::vector<GradientFactors<T>>& factors) override;
+  bool direction_from_factors(int layer, Eigen::Index batch) const override;
   /// How many blocks the last step preconditioned through gradient factors (low rank).
   int last_low_rank_blocks() const { return last_low_rank_; }
 
@@ -106,6 +109,8 @@ class Kfac final : public Optimizer<T> {
     Eigen::Index a_dim() const { return in + (b >= 0 ? 1 : 0); }
   };
   void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t k) override;
+  /// Whether a block preconditions a batch of B examples through its gradient factors (below).
+  bool low_rank(const Block& blk, Eigen::Index B) const;
   void compute_inverses(std::int64_t k);
   /// Checks that stats hold exactly one entry per block with the right shapes; returns, per
   /// block, the index of its entry.
@@ -119,10 +124,12 @@ class Kfac final : public Optimizer<T> {
   std::vector<int> block_of_;  // per tensor: block index, −1 for tensors without a block
   std::vector<Mat<T>> v_;
   /// The step's buffers, kept between steps (their shapes repeat): L2-augmented gradients, each
-  /// block's preconditioned direction U and the products' operands.
+  /// block's preconditioned direction U, the products' operands and, per tensor, whether its
+  /// direction came from gradient factors (its gradient was not read).
   struct StepWork {
     std::vector<Mat<T>> l2, U;
-    Mat<T> Xbar, G, left, right;
+    Mat<T> Xbar, G, left, right, DtL, XtR;
+    std::vector<std::uint8_t> from_factors;
   };
   StepWork work_;
   bool initialized_ = false;

@@ -24,17 +24,18 @@
 
 namespace wdlab::ref {
 
-/// Checkpointable state: names under "optim." (e.g. "optim.momentum.features.0.weight"), held
-/// here as compute-layout matrices; the backend writes them in PyTorch's layout
-/// (common/train/optim_layout.hpp, README "Use a checkpoint in PyTorch").
-/// dW = D Xᵀ (and db = D 1) for the dense layer `layer` of the spec.
+/// dW = D Xᵀ (and db = D 1) for the dense layer `layer` of the spec. Views: the caller keeps D
+/// and X alive until the step that reads them has returned.
 template <class T>
 struct GradientFactors {
   int layer = 0;
-  Mat<T> D;  // out × B
-  Mat<T> X;  // in × B
+  const Mat<T>* D = nullptr;  // out × B
+  const Mat<T>* X = nullptr;  // in × B
 };
 
+/// Checkpointable state: names under "optim." (e.g. "optim.momentum.features.0.weight"), held
+/// here as compute-layout matrices; the backend writes them in PyTorch's layout
+/// (common/train/optim_layout.hpp, README "Use a checkpoint in PyTorch").
 template <class T>
 using NamedTensors = std::vector<std::pair<std::string, Mat<T>>>;
 
@@ -80,7 +81,15 @@ class Optimizer {
   /// db = D 1 (D the cotangent at the layer's output, X its input), for the next step only.
   /// K-FAC then preconditions as (S̃⁻¹D)(Ã⁻¹X̄)ᵀ, which costs O(B) instead of O(width) per
   /// weight when the batch B is smaller than the layer; others ignore them.
-  virtual void set_gradient_factors(std::vector<GradientFactors<T>> factors) { (void)factors; }
+  virtual void set_gradient_factors(const std::vector<GradientFactors<T>>& factors) { (void)factors; }
+  /// Whether the next step, given a batch of B examples' gradient factors for dense layer `layer`,
+  /// forms that layer's direction from the factors alone: then it reads neither the layer's weight
+  /// nor its bias gradient, and the backward pass need not form them (SkippedWeightGrads).
+  virtual bool direction_from_factors(int layer, Eigen::Index batch) const {
+    (void)layer;
+    (void)batch;
+    return false;
+  }
 
   /// Whether tensor i (ParamStore order) is regularized (decays(info[i], spec, reg)).
   bool decays(int i) const { return decay_[i] != 0; }

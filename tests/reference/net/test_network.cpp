@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "common/compare.hpp"
 #include "common/errors.hpp"
 #include "common/bn_relu_fusion.hpp"
@@ -227,7 +230,7 @@ TEST_CASE("K-FAC's low-rank preconditioning through gradient factors equals the 
     const auto bw = network_backward(spec, p, fw, gaussian(5, 8, 5));
     std::vector<GradientFactors<double>> gf;
     for (int i = 0; i < int(spec.layers.size()); ++i)
-      if (spec.layers[i].kind == LayerKind::dense) gf.push_back({i, bw.d_out[i], fw.input_of(spec, i)});
+      if (spec.layers[i].kind == LayerKind::dense) gf.push_back({i, &bw.d_out[std::size_t(i)], &fw.input_of(spec, i)});
     low->set_gradient_factors(gf);
     auto pd = p, pl = p;
     dense->step(pd, bw.grads, 0.1, 0);
@@ -276,5 +279,80 @@ TEST_CASE("BN+ReLU fusion in the network: same outputs and gradient bits, only t
     MESSAGE(spec.model << ": " << fused_forward << " ReLUs fused forward, " << fused_backward << " backward");
     CHECK(fused_forward > 0);
     if (spec.model == "convnet") CHECK(fused_backward == 4);
+  }
+}
+
+TEST_CASE("skipped weight gradients: those tensors are left as they were, every other gradient and cotangent the same bits") {
+  // A convnet (conv layers inside and first, a dense head) and an MLP; skipping every weight layer
+  // (K-FAC's statistics pass), every other one, and none (the control: nothing may survive then).
+  for (const NetworkSpec& spec :
+       {zoo::small_convnet(Shape{1, 8, 8}, 3, 4, {.norm = Norm::batchnorm}),
+        zoo::mlp(Shape{12, 1, 1}, 4, {.depth = 2, .width = 9, .bias = Bias::on})}) {
+    const auto p = init_params<double>(spec, 21, Init::glorot_uniform);
+    const Mat<double> x = gaussian(int(spec.input.size()), 5, 22);
+    const Mat<double> w = gaussian(spec.classes, 5, 23);
+    const auto fw = network_forward(spec, p, x, BnMode::train);
+    const auto full = network_backward(spec, p, fw, w, InputGrad::skip, Cotangents::needed);
+    std::vector<int> weight_layers;
+    for (int i = 0; i < int(spec.layers.size()); ++i)
+      if (spec.layers[i].has_weights()) weight_layers.push_back(i);
+    SkippedWeightGrads every_other;
+    every_other.layer.assign(spec.layers.size(), 0);
+    for (std::size_t j = 0; j < weight_layers.size(); j += 2) every_other.layer[std::size_t(weight_layers[j])] = 1;
+    const SkippedWeightGrads all = SkippedWeightGrads::all_weights(spec), none{};
+    for (const SkippedWeightGrads* skip : {&all, static_cast<const SkippedWeightGrads*>(&every_other), &none}) {
+      NetBackward<double> bw;
+      bw.grads = p.zeros_like();
+      for (auto& g : bw.grads.values) g.setConstant(std::numeric_limits<double>::quiet_NaN());
+      network_backward(spec, p, fw, w, InputGrad::skip, bw, Cotangents::needed, skip);
+      int untouched = 0, same = 0, trainable = 0;
+      for (std::size_t t = 0; t < p.values.size(); ++t) {
+        if (!p.info[t].trainable()) continue;
+        ++trainable;
+        const bool skipped = skip->skipped(p.info[t].layer);
+        const bool all_nan = bw.grads.values[t].array().isNaN().all();
+        const bool equal = bw.grads.values[t] == full.grads.values[t];
+        untouched += skipped && all_nan;
+        same += !skipped && equal;
+        CHECK_MESSAGE((skipped ? all_nan : equal), p.info[t].name);
+      }
+      int cotangents = 0;
+      for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+        CHECK(bw.d_out[i] == full.d_out[i]);
+        cotangents += bw.d_out[i].size() > 0;
+      }
+      MESSAGE(fmt::format("{}: {} of {} weight layers skipped: {} tensors left as they were, {} the same bits as "
+                          "the full pass, of {}; {} cotangents the same bits",
+                          spec.model, std::count(skip->layer.begin(), skip->layer.end(), 1), weight_layers.size(),
+                          untouched, same, trainable, cotangents));
+      CHECK(untouched + same == trainable);
+      if (skip == &none) CHECK(untouched == 0);
+    }
+  }
+}
+
+TEST_CASE("first_nonfinite_gradient names the tensor a full check would, reading a skipped layer's factors") {
+  const auto spec = zoo::mlp(Shape{6, 1, 1}, 3, {.depth = 2, .width = 5, .bias = Bias::on});
+  const auto p = init_params<double>(spec, 31, Init::glorot_uniform);
+  const Mat<double> x = gaussian(6, 4, 32);
+  const auto fw = network_forward(spec, p, x, BnMode::train);
+  const auto full = network_backward(spec, p, fw, gaussian(3, 4, 33), InputGrad::skip, Cotangents::needed);
+  const SkippedWeightGrads skip = SkippedWeightGrads::all_weights(spec);
+  CHECK(first_nonfinite_gradient(spec, p, fw, full) == -1);
+  CHECK(first_nonfinite_gradient(spec, p, fw, full, &skip) == -1);
+  // An infinity in a layer's cotangent: its gradients are non-finite, and the factor check names
+  // the same first tensor as the check of the formed gradients (recomputed from the bad cotangent).
+  for (int layer = 0; layer < int(spec.layers.size()); ++layer) {
+    if (!spec.layers[layer].has_weights()) continue;
+    auto bad = full;
+    bad.d_out[std::size_t(layer)](1, 2) = std::numeric_limits<double>::infinity();
+    const LayerSlots& s = p.slots[std::size_t(layer)];
+    bad.grads.values[std::size_t(s.weight)] = bad.d_out[std::size_t(layer)] * fw.input_of(spec, layer).transpose();
+    bad.grads.values[std::size_t(s.bias)] = bad.d_out[std::size_t(layer)].rowwise().sum();
+    const int formed = first_nonfinite_gradient(spec, p, fw, bad);
+    const int factored = first_nonfinite_gradient(spec, p, fw, bad, &skip);
+    MESSAGE(spec.layers[layer].name << ": formed gradients name " << formed << ", factors name " << factored);
+    CHECK(formed == s.weight);
+    CHECK(factored == formed);
   }
 }

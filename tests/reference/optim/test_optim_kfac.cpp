@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 
 #include "common/errors.hpp"
 #include "optim_test_util.hpp"
@@ -476,4 +477,80 @@ TEST_CASE("K-FAC: init_factors mid-run makes the next step recompute the inverse
   At.diagonal().array() += k.block(0).damping.a;
   CHECK(cmp("A_inv after init", flat((At * k.block(0).A_inv).eval()), flat(Mat<double>::Identity(5, 5).eval()),
             tol::Kind::exact_double).pass);
+}
+
+TEST_CASE("K-FAC through gradient factors: the factored layers' gradients are never read, KL clipping's ν is the formed gradient's") {
+  // mixed_spec at B = 2: both dense layers go through their factors, the conv block and BN γ/β
+  // through their gradients. The factored layers' gradient tensors are NaN in the second run:
+  // any read of them (the KL sum included) would make the step NaN.
+  const NetworkSpec spec = mixed_spec();
+  const auto p0 = filled<double>(spec, 111);
+  auto g = filled<double>(spec, 112, 0.2);
+  const auto st = random_stats<double>(spec, 113);
+  const Eigen::Index B = 2;
+  std::vector<Mat<double>> Ds, Xs;
+  std::vector<int> dense;
+  for (int l = 0; l < int(spec.layers.size()); ++l) {
+    const Layer& L = spec.layers[l];
+    if (L.kind != LayerKind::dense) continue;
+    dense.push_back(l);
+    Mat<double> D(L.out.C, B), X(L.in.size(), B);
+    for (Eigen::Index i = 0; i < D.size(); ++i) D.data()[i] = unit(114 + l, std::uint64_t(i));
+    for (Eigen::Index i = 0; i < X.size(); ++i) X.data()[i] = unit(214 + l, std::uint64_t(i));
+    const LayerSlots& s = p0.slots[std::size_t(l)];
+    g.values[std::size_t(s.weight)] = D * X.transpose();  // the gradient the factors stand for
+    g.values[std::size_t(s.bias)] = D.rowwise().sum();
+    Ds.push_back(D);
+    Xs.push_back(X);
+  }
+  auto hidden = g;
+  for (const int l : dense)
+    for (const int t : {p0.slots[std::size_t(l)].weight, p0.slots[std::size_t(l)].bias})
+      hidden.values[std::size_t(t)].setConstant(std::numeric_limits<double>::quiet_NaN());
+  const double lr = 0.3;
+  struct Result {
+    ParamStore<double> p;
+    double nu;
+    int low_rank;
+  };
+  auto run = [&](double kappa, bool factored) {
+    auto cfg = kfac_cfg(1e-2);
+    cfg.kfac.kl_clip = kappa;
+    auto opt = make_optimizer(cfg, spec, p0);
+    opt->init_factors(st);
+    if (factored) {
+      std::vector<GradientFactors<double>> gf;
+      for (std::size_t j = 0; j < dense.size(); ++j) gf.push_back({dense[j], &Ds[j], &Xs[j]});
+      for (const int l : dense) CHECK(opt->direction_from_factors(l, B));
+      CHECK_FALSE(opt->direction_from_factors(0, B));  // the conv layer
+      opt->set_gradient_factors(gf);
+    }
+    auto p = p0;
+    opt->step(p, factored ? hidden : g, lr, 0);
+    return Result{p, as_kfac(*opt).last_kl_scale(), as_kfac(*opt).last_low_rank_blocks()};
+  };
+  // κ from the unclipped dense step's Σ⟨g, U⟩, for ν = 0.3.
+  const auto free = run(0, false);
+  double inner = 0;
+  for (std::size_t i = 0; i < p0.values.size(); ++i) {
+    if (!p0.info[i].trainable()) continue;
+    const Mat<double> U = (p0.values[i] - free.p.values[i]) / lr;
+    for (Eigen::Index j = 0; j < U.size(); ++j) inner += g.values[i].data()[j] * U.data()[j];
+  }
+  REQUIRE(inner > 0);
+  const double kappa = 0.09 * lr * lr * inner;
+  for (const double k : {0.0, kappa}) {
+    const auto dense_run = run(k, false), factored_run = run(k, true);
+    CHECK(dense_run.low_rank == 0);
+    CHECK(factored_run.low_rank == 2);
+    const auto c = cmp(fmt::format("through factors vs dense, kl_clip {:.3g}", k), flat(factored_run.p),
+                       flat(dense_run.p), tol::Kind::exact_double);
+    MESSAGE(c.line() << "  nu dense " << dense_run.nu << ", through factors " << factored_run.nu);
+    CHECK(c.pass);
+    if (k > 0) CHECK(std::abs(dense_run.nu - 0.3) <= 1e-12);
+    CHECK(std::abs(factored_run.nu - dense_run.nu) <= tol::of(tol::Kind::exact_double) * dense_run.nu);
+  }
+  // Larger batches cost less the dense way: the factors are declined there.
+  auto opt = make_optimizer(kfac_cfg(1e-2), spec, p0);
+  CHECK_FALSE(opt->direction_from_factors(dense[0], 10'000));
 }
