@@ -14,4 +14,12 @@ void relu_fprop(const Mat<T>& x, Mat<T>& y);
 template <class T>
 void relu_bprop(const Mat<T>& x, const Mat<T>& dy, Mat<T>& dx);
 
+/// One entry of dy ⊙ 1[x > 0], the rule relu_bprop and BN's fused backward share: dy is read
+/// whatever x is (a load only where x > 0 is a branch per element, and GCC does not vectorize the
+/// loop then), and a masked entry is 0 even where dy is ±∞ or NaN.
+template <class T>
+inline T relu_masked(T x, T dy) {
+  return x > T(0) ? dy : T(0);
+}
+
 }  // namespace wdlab::ref

@@ -9,6 +9,8 @@
 
 #include "common/cpu_runtime.hpp"
 #include "common/errors.hpp"
+#include "reference/ops/activation.hpp"
+#include "reference/ops/thread_scratch.hpp"
 
 namespace wdlab::ref {
 
@@ -37,15 +39,6 @@ namespace {
 template <class T>
 const T* run_ptr(const Mat<T>& a, int c, Eigen::Index HW, int n) {
   return a.data() + n * a.rows() + c * HW;
-}
-
-/// The calling thread's rows × cols buffer of per-column partial sums: it only grows, so a
-/// training step allocates nothing here after its first (what it held before is never read).
-template <class T>
-Eigen::Map<Mat<T>> column_partials(int rows, int cols) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < std::size_t(rows) * std::size_t(cols)) buf.resize(std::size_t(rows) * std::size_t(cols));
-  return Eigen::Map<Mat<T>>(buf.data(), rows, cols);
 }
 
 /// A sum over a run in a fixed order: eight running sums (lane j takes entries i ≡ j mod 8), the
@@ -148,7 +141,7 @@ void batchnorm_fprop_train(const BatchNormGeometry& geom, const Mat<T>& x, std::
   // perf shares of the BN convnet step).
   // Per-channel sums are per-column partials added in column order, so the bits do not depend
   // on the thread count.
-  Eigen::Map<Mat<T>> part = column_partials<T>(C, N);
+  Eigen::Map<Mat<T>> part = thread_scratch<T, Scratch::bn_column_partials>(C, N);
   // Two passes: μ first, then the centred squares (no cancellation from E[x²] − μ²).
   parallel_for(N, [&](int n, int) {
     for (int c = 0; c < C; ++c) {
@@ -264,11 +257,11 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
   const int C = geom.C, N = geom.N;
   const Eigen::Index HW = geom.HW;
   // Column walks as in the forward pass; the sums are per-column partials added in column order.
-  // BN's cotangent: dy, or with the ReLU fused dz = dy ⊙ 1[relu(y) > 0] (as relu_bprop: a
-  // masked entry is 0 whatever dy holds there), formed kMaskBlock entries at a time on the stack
-  // by a loop GCC vectorizes (dy read unconditionally, as in relu_bprop).
+  // BN's cotangent: dy, or with the ReLU fused dz = dy ⊙ 1[relu(y) > 0] (relu_masked, the rule
+  // relu_bprop applies), formed kMaskBlock entries at a time on the stack.
   const bool fused = relu_out != nullptr;
-  Eigen::Map<Mat<T>> part = column_partials<T>(2 * C, N);  // rows 2c, 2c+1: Σdz, Σdz⊙x̂
+  // Rows 2c, 2c+1: Σdz, Σdz⊙x̂ of channel c.
+  Eigen::Map<Mat<T>> part = thread_scratch<T, Scratch::bn_column_partials>(2 * C, N);
   parallel_for(N, [&](int n, int) {
     T buf[kMaskBlock];
     for (int c = 0; c < C; ++c) {
@@ -279,10 +272,7 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
         const T* r = run_ptr(*relu_out, c, HW, n);
         for (Eigen::Index i0 = 0; i0 < HW; i0 += kMaskBlock) {
           const Eigen::Index len = std::min(kMaskBlock, HW - i0);
-          for (Eigen::Index i = 0; i < len; ++i) {
-            const T gi = g[i0 + i];
-            buf[i] = r[i0 + i] > T(0) ? gi : T(0);
-          }
+          for (Eigen::Index i = 0; i < len; ++i) buf[i] = relu_masked(r[i0 + i], g[i0 + i]);
           s.add(len, [&](Eigen::Index i) { return buf[i]; });
           sx.add(len, [&](Eigen::Index i) { return buf[i] * xh[i0 + i]; });
         }
@@ -313,10 +303,7 @@ void batchnorm_bprop(const BatchNormGeometry& geom, const BatchNormContext<T>& c
       T* d = dx.data() + n * dx.rows() + c * HW;
       const T sc = scale(c), md = mean_dy(c), mdx = mean_dy_xhat(c);
       if (fused) {
-        for (Eigen::Index i = 0; i < HW; ++i) {
-          const T gi = g[i];
-          d[i] = sc * ((r[i] > T(0) ? gi : T(0)) - md - xh[i] * mdx);
-        }
+        for (Eigen::Index i = 0; i < HW; ++i) d[i] = sc * (relu_masked(r[i], g[i]) - md - xh[i] * mdx);
       } else {
         for (Eigen::Index i = 0; i < HW; ++i) d[i] = sc * (g[i] - md - xh[i] * mdx);
       }

@@ -12,6 +12,7 @@
 #include "common/cpu_runtime.hpp"
 
 #include "reference/ops/conv2d_shapes.hpp"
+#include "reference/ops/thread_scratch.hpp"
 
 namespace wdlab::ref {
 
@@ -189,29 +190,14 @@ struct PassChunks {
   long PQ;
 };
 
-/// The passes' scratch buffers, one per purpose and scalar type on each thread.
-enum class Scratch { patches, outputs, partials };
-
-/// A rows × cols view of this thread's buffer for `purpose`: it only grows, and lives as long as
-/// the thread. parallel_for's threads are a persistent pool and a single-threaded pass runs on
-/// the caller, so step after step the passes reuse the same memory instead of allocating it
-/// (only a cache: what a pass computes never depends on what the buffer held before).
-template <class T, Scratch purpose>
-Eigen::Map<Mat<T>> thread_scratch(long rows, long cols) {
-  thread_local std::vector<T> buf;
-  const std::size_t need = std::size_t(rows) * std::size_t(cols);
-  if (buf.size() < need) buf.resize(need);
-  return Eigen::Map<Mat<T>>(buf.data(), rows, cols);
-}
-
 /// One chunk's patches Aᵗ (per·P·Q × C·R·S) and stacked outputs Yᵗ (per·P·Q × K) on this thread.
 template <class T>
 Eigen::Map<Mat<T>> chunk_patches(const PassChunks& c, const Conv2dGeometry& g) {
-  return thread_scratch<T, Scratch::patches>(long(c.per) * c.PQ, g.patch_size());
+  return thread_scratch<T, Scratch::conv_patches>(long(c.per) * c.PQ, g.patch_size());
 }
 template <class T>
 Eigen::Map<Mat<T>> chunk_outputs(const PassChunks& c, const Conv2dGeometry& g) {
-  return thread_scratch<T, Scratch::outputs>(long(c.per) * c.PQ, g.K);
+  return thread_scratch<T, Scratch::conv_outputs>(long(c.per) * c.PQ, g.K);
 }
 
 }  // namespace
@@ -271,7 +257,7 @@ void conv2d_bprop(const Conv2dGeometry& g, const Mat<T>& x, const Mat<T>& dy, co
   // dw = Σ_chunks DYᵗᵀ Aᵗ: one partial per chunk (column i of `parts`, viewed as K × C·R·S),
   // added in chunk order, so the sum does not depend on which thread computed which chunk.
   const long KCRS = long(g.K) * g.patch_size();
-  auto parts = thread_scratch<T, Scratch::partials>(KCRS, c.count);  // the calling thread's
+  auto parts = thread_scratch<T, Scratch::conv_partials>(KCRS, c.count);  // the calling thread's
   auto part = [&](int i) { return Eigen::Map<Mat<T>>(parts.col(i).data(), g.K, g.patch_size()); };
   parallel_for(c.count, [&](int i, int) {
     const int n0 = c.first(i), nb = c.size(i);
@@ -353,7 +339,7 @@ Mat<T> conv2d_kfc_input_factor(const Conv2dGeometry& g, const Mat<T>& x, Homogen
   return grouped_gram<T>(d, c.count, scale, [&](int i) {
     // Chunk i's patches (its examples × P·Q rows), with the homogeneous column of ones.
     const int nb = c.size(i);
-    auto At = thread_scratch<T, Scratch::patches>(long(c.per) * c.PQ, d);
+    auto At = thread_scratch<T, Scratch::conv_patches>(long(c.per) * c.PQ, d);
     im2col<T>(g, x, c.first(i), nb, At);
     if (hom) At.col(g.patch_size()).setOnes();
     return At.topRows(nb * c.PQ);

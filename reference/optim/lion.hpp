@@ -52,19 +52,26 @@ class Lion final : public Optimizer<T> {
   /// sign(x) ∈ {−1, 0, 1}; NaN stays NaN, so that a non-finite gradient still shows in θ.
   static T sign(T x) { return std::isnan(x) ? x : T((x > T(0)) - (x < T(0))); }
 
+  // Elementwise in pieces on the engine's threads, each entry in the order of the formulas above
+  // (the bits of the whole-tensor expressions this replaced).
   void do_step(ParamStore<T>& params, const ParamStore<T>& grads, T lr, std::int64_t) override {
     const T b1 = T(cfg_.beta1), b2 = T(cfg_.beta2), beta = this->beta();
-    for (int i = 0; i < int(params.values.size()); ++i) {
-      if (!this->trainable(i)) continue;
-      Mat<T>& theta = params.values[i];
-      Mat<T> g = grads.values[i];
-      if (this->l2(i)) g += beta * theta;
-      const Mat<T> c = b1 * m_[i] + (T(1) - b1) * g;
-      Mat<T> step = c.unaryExpr([](T x) { return sign(x); });
-      if (this->wd(i)) step += beta * theta;
-      theta -= lr * step;
-      m_[i] = b2 * m_[i] + (T(1) - b2) * g;
-    }
+    this->for_each_piece([&](int i, Eigen::Index b, Eigen::Index e) {
+      with_decay_flags(this->l2(i), this->wd(i), [&](auto L2, auto WD) {
+        T* theta = params.values[i].data();
+        const T* g = grads.values[i].data();
+        T* m = m_[i].data();
+        for (Eigen::Index j = b; j < e; ++j) {
+          T gj = g[j];
+          if constexpr (decltype(L2)::value) gj += beta * theta[j];
+          const T c = b1 * m[j] + (T(1) - b1) * gj;
+          T step = sign(c);
+          if constexpr (decltype(WD)::value) step += beta * theta[j];
+          theta[j] -= lr * step;
+          m[j] = b2 * m[j] + (T(1) - b2) * gj;
+        }
+      });
+    });
   }
 
   optim::LionConfig cfg_;
