@@ -260,13 +260,16 @@ template <class T>
 int first_nonfinite_gradient(const NetworkSpec& spec, const ParamStore<T>& p, const NetForward<T>& fw,
                              const NetBackward<T>& bw, const SkippedWeightGrads* skip) {
   // Spans in ParamStore order, each labelled with its tensor, so the tensor named is the one a
-  // check of formed gradients would name.
+  // check of formed gradients would name. A skipped layer's factors are read once, for its weight,
+  // which comes before its bias: db = D 1 is non-finite only where D is, and then so is dW.
   std::vector<Span<T>> spans;
   std::vector<int> tensor;
   for (int t = 0; t < int(p.values.size()); ++t) {
-    if (!p.info[std::size_t(t)].trainable()) continue;
-    const int l = p.info[std::size_t(t)].layer;
+    const ParamInfo& info = p.info[std::size_t(t)];
+    if (!info.trainable()) continue;
+    const int l = info.layer;
     if (skip && skip->skipped(l)) {
+      if (info.role != ParamRole::weight) continue;
       for (const Mat<T>* m : {&bw.d_out[std::size_t(l)], &fw.input_of(spec, l)}) {
         spans.push_back(Span<T>{m->data(), m->size()});
         tensor.push_back(t);

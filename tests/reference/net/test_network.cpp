@@ -354,5 +354,17 @@ TEST_CASE("first_nonfinite_gradient names the tensor a full check would, reading
     MESSAGE(spec.layers[layer].name << ": formed gradients name " << formed << ", factors name " << factored);
     CHECK(formed == s.weight);
     CHECK(factored == formed);
+    // An infinity in the layer's input instead (a hidden layer's: the batch itself has no slot).
+    const int src = spec.layers[layer].inputs[0];
+    if (src < 0) continue;
+    auto fw_bad = fw;
+    fw_bad.out[std::size_t(src)](2, 1) = std::numeric_limits<double>::infinity();
+    auto bad_in = full;
+    bad_in.grads.values[std::size_t(s.weight)] = full.d_out[std::size_t(layer)] * fw_bad.input_of(spec, layer).transpose();
+    const int formed_in = first_nonfinite_gradient(spec, p, fw_bad, bad_in);
+    const int factored_in = first_nonfinite_gradient(spec, p, fw_bad, full, &skip);
+    MESSAGE(spec.layers[layer].name << " input: formed gradients name " << formed_in << ", factors name " << factored_in);
+    CHECK(formed_in == s.weight);
+    CHECK(factored_in == formed_in);
   }
 }
